@@ -1,0 +1,57 @@
+//! The trait a plugin implements: one method per plugin endpoint.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+use interlink::{CreateStruct, LogStruct, PingResponse, PodStatus, RetrievedPodData};
+use k8s_openapi::api::core::v1::Pod;
+
+/// Log bytes, finite for a bounded request, open while the container runs on `Follow`.
+pub type LogStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Why a plugin call failed; the kit maps each kind to an HTTP status with a JSON
+/// `{"error": message}` body.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The request is malformed or names something invalid (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The pod or container is not known to this plugin (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The backend refused the pod: unknown image, invalid flags, sbatch refusal (422).
+    #[error("{0}")]
+    Rejected(String),
+    /// The backend (slurmctld, the container engine) cannot be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A resource kind that runs pods: local processes, Slurm jobs, containers.
+pub trait Provider: Send + Sync + 'static {
+    /// Start the pod; answer its UID and the job id the backend gave it.
+    fn create(
+        &self,
+        data: RetrievedPodData,
+    ) -> impl Future<Output = Result<CreateStruct, PluginError>> + Send;
+
+    /// Stop the pod (grace period from its spec) and forget it. Unknown pods succeed.
+    fn delete(&self, pod: Pod) -> impl Future<Output = Result<(), PluginError>> + Send;
+
+    /// Status of many pods in one call. Unknown pods are answered (or left out), never an error.
+    fn status(
+        &self,
+        pods: Vec<Pod>,
+    ) -> impl Future<Output = Result<Vec<PodStatus>, PluginError>> + Send;
+
+    /// Logs of one container, bounded by the options, or following on `Follow`.
+    fn logs(&self, req: LogStruct) -> impl Future<Output = Result<LogStream, PluginError>> + Send;
+
+    /// Liveness and, where known, free resources.
+    fn ping(&self) -> impl Future<Output = Result<PingResponse, PluginError>> + Send;
+}
