@@ -1,0 +1,203 @@
+//! What the plugin remembers about each pod, persisted under the data root so a
+//! restarted plugin keeps tracking the pods it started.
+//!
+//! Layout: `<data-root>/pods/<uid>/state.json` (this record) next to
+//! `<data-root>/pods/<uid>/volumes/` (files bound into the containers).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One container of a pod as created in the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub image: String,
+    /// Engine container id; empty when the pod failed before it was created.
+    #[serde(default)]
+    pub id: String,
+}
+
+/// Why a pod could not be run (its containers report it as their waiting reason).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    /// Id of the container holding the pod's namespaces: the pod's job id.
+    #[serde(default)]
+    pub infra_id: String,
+    #[serde(default)]
+    pub init_containers: Vec<ContainerRecord>,
+    #[serde(default)]
+    pub containers: Vec<ContainerRecord>,
+    /// Seconds between TERM and KILL on delete.
+    #[serde(default = "default_grace")]
+    pub grace_seconds: i64,
+    #[serde(default)]
+    pub failure: Option<Failure>,
+}
+
+fn default_grace() -> i64 {
+    30
+}
+
+impl PodRecord {
+    /// Every container id of the pod, infra last (containers that join its
+    /// namespaces must be removed before it).
+    pub fn all_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .init_containers
+            .iter()
+            .chain(&self.containers)
+            .map(|c| c.id.clone())
+            .filter(|i| !i.is_empty())
+            .collect();
+        if !self.infra_id.is_empty() {
+            v.push(self.infra_id.clone());
+        }
+        v
+    }
+
+    pub fn find(&self, container: &str) -> Option<&ContainerRecord> {
+        self.containers
+            .iter()
+            .chain(&self.init_containers)
+            .find(|c| c.name == container)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{path}: {err}")]
+    Json {
+        path: PathBuf,
+        err: serde_json::Error,
+    },
+}
+
+/// The per-pod directories under the data root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn new(data_root: &Path) -> Result<Store, StateError> {
+        let root = data_root.join("pods");
+        std::fs::create_dir_all(&root).map_err(|err| StateError::Io {
+            path: root.clone(),
+            err,
+        })?;
+        Ok(Store { root })
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.root.join(uid)
+    }
+
+    /// Write a record atomically (temp file + rename).
+    pub fn save(&self, rec: &PodRecord) -> Result<(), StateError> {
+        let dir = self.pod_dir(&rec.uid);
+        std::fs::create_dir_all(&dir).map_err(|err| StateError::Io {
+            path: dir.clone(),
+            err,
+        })?;
+        let path = dir.join("state.json");
+        let tmp = dir.join("state.json.tmp");
+        let body = serde_json::to_vec_pretty(rec).map_err(|err| StateError::Json {
+            path: path.clone(),
+            err,
+        })?;
+        std::fs::write(&tmp, body).map_err(|err| StateError::Io {
+            path: tmp.clone(),
+            err,
+        })?;
+        std::fs::rename(&tmp, &path).map_err(|err| StateError::Io { path, err })
+    }
+
+    /// Forget a pod: its record and its volume files.
+    pub fn remove(&self, uid: &str) -> Result<(), StateError> {
+        let dir = self.pod_dir(uid);
+        match std::fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(StateError::Io { path: dir, err })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every saved record; unreadable ones are reported and skipped.
+    pub fn load_all(&self) -> Result<(BTreeMap<String, PodRecord>, Vec<StateError>), StateError> {
+        let mut out = BTreeMap::new();
+        let mut bad = Vec::new();
+        let rd = std::fs::read_dir(&self.root).map_err(|err| StateError::Io {
+            path: self.root.clone(),
+            err,
+        })?;
+        for e in rd.flatten() {
+            let path = e.path().join("state.json");
+            if !path.exists() {
+                continue;
+            }
+            match std::fs::read(&path) {
+                Err(err) => bad.push(StateError::Io { path, err }),
+                Ok(b) => match serde_json::from_slice::<PodRecord>(&b) {
+                    Ok(r) => {
+                        out.insert(r.uid.clone(), r);
+                    }
+                    Err(err) => bad.push(StateError::Json { path, err }),
+                },
+            }
+        }
+        Ok((out, bad))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_remove() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path()).unwrap();
+        let r = PodRecord {
+            uid: "u1".into(),
+            name: "p".into(),
+            namespace: "ns".into(),
+            infra_id: "inf".into(),
+            init_containers: vec![ContainerRecord {
+                name: "i".into(),
+                image: "img".into(),
+                id: "a".into(),
+            }],
+            containers: vec![ContainerRecord {
+                name: "c".into(),
+                image: "img".into(),
+                id: "b".into(),
+            }],
+            grace_seconds: 3,
+            failure: None,
+        };
+        s.save(&r).unwrap();
+        std::fs::create_dir_all(d.path().join("pods/broken")).unwrap();
+        std::fs::write(d.path().join("pods/broken/state.json"), "{").unwrap();
+        let (all, bad) = s.load_all().unwrap();
+        assert_eq!(all.get("u1"), Some(&r));
+        assert_eq!(bad.len(), 1);
+        assert_eq!(r.all_ids(), vec!["a", "b", "inf"]);
+        s.remove("u1").unwrap();
+        s.remove("u1").unwrap();
+        assert!(!s.load_all().unwrap().0.contains_key("u1"));
+    }
+}
