@@ -2,7 +2,11 @@
 //! interLink API server and a plugin, plus an async client and the API server.
 //!
 //! - [`types`]: every JSON body of the contract, keys exactly as upstream emits them.
+//! - [`client`]: an async client of the API server (http, https/mTLS, unix socket).
+//! - [`validate`]: the input rules (DNS labels, pod UIDs) the server applies; plugins reuse them.
 
+pub mod client;
+mod tls;
 pub mod types;
 
 pub use types::*;

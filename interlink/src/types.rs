@@ -70,7 +70,11 @@ pub struct LogStruct {
     pub pod_uid: String,
     #[serde(rename = "PodName", default, deserialize_with = "null_as_default")]
     pub pod_name: String,
-    #[serde(rename = "ContainerName", default, deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "ContainerName",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub container_name: String,
     #[serde(rename = "Opts", default, deserialize_with = "null_as_default")]
     pub opts: ContainerLogOpts,
@@ -110,7 +114,11 @@ pub struct PingResponse {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<PingResources>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub taints: Vec<Taint>,
 }
 
@@ -122,7 +130,11 @@ pub struct PingResources {
     pub memory: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub accelerators: Vec<Accelerator>,
 }
 
@@ -222,7 +234,12 @@ fn de_go_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::E
         return Ok(None);
     }
     let t: Timestamp = s.parse().map_err(serde::de::Error::custom)?;
-    if t.as_second() <= GO_ZERO_TIME.parse::<Timestamp>().map(|z| z.as_second()).unwrap_or(i64::MIN) {
+    if t.as_second()
+        <= GO_ZERO_TIME
+            .parse::<Timestamp>()
+            .map(|z| z.as_second())
+            .unwrap_or(i64::MIN)
+    {
         Ok(None)
     } else {
         Ok(Some(t))
@@ -256,12 +273,24 @@ mod tests {
         let st: Vec<PodStatus> = serde_json::from_value(doc.clone()).unwrap();
         assert_eq!(st[0].job_id, "4242");
         assert!(st[0].init_containers.is_empty());
-        let term = st[0].containers[0].state.as_ref().unwrap().terminated.as_ref().unwrap();
+        let term = st[0].containers[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap();
         assert_eq!(term.exit_code, 3);
         let back = serde_json::to_value(&st).unwrap();
         assert_eq!(keys(&back[0]), keys(&doc[0]));
-        assert_eq!(back[0]["containers"][0]["state"]["terminated"]["exitCode"], 3);
-        assert_eq!(back[0]["containers"][0]["state"]["terminated"]["finishedAt"], "2026-11-22T07:00:05Z");
+        assert_eq!(
+            back[0]["containers"][0]["state"]["terminated"]["exitCode"],
+            3
+        );
+        assert_eq!(
+            back[0]["containers"][0]["state"]["terminated"]["finishedAt"],
+            "2026-11-22T07:00:05Z"
+        );
     }
 
     #[test]
@@ -291,7 +320,10 @@ mod tests {
             "jobScript": "#!/bin/sh"
         });
         let d: RetrievedPodData = serde_json::from_value(doc.clone()).unwrap();
-        assert_eq!(d.containers[0].empty_dirs, vec!["/data/u/emptyDirs/scratch"]);
+        assert_eq!(
+            d.containers[0].empty_dirs,
+            vec!["/data/u/emptyDirs/scratch"]
+        );
         let back = serde_json::to_value(&d).unwrap();
         assert_eq!(keys(&back), vec!["container", "jobScript", "pod"]);
         assert_eq!(keys(&back["container"][0]), keys(&doc["container"][0]));
@@ -301,7 +333,10 @@ mod tests {
     fn create_struct_and_logs() {
         let c: CreateStruct = serde_json::from_str(r#"{"PodUID":"u","PodJID":"17"}"#).unwrap();
         assert_eq!(c.pod_jid, "17");
-        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"PodUID":"u","PodJID":"17"}"#);
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"PodUID":"u","PodJID":"17"}"#
+        );
 
         let doc = json!({"Namespace": "default", "PodUID": "u", "PodName": "p", "ContainerName": "c",
             "Opts": {"Tail": 10, "Bytes": 0, "Timestamps": false, "Follow": true, "Previous": false,
@@ -314,7 +349,10 @@ mod tests {
 
         let with_time: ContainerLogOpts =
             serde_json::from_value(json!({"SinceTime": "2026-11-22T07:00:00.5Z"})).unwrap();
-        assert_eq!(with_time.since_time.unwrap().to_string(), "2026-11-22T07:00:00.5Z");
+        assert_eq!(
+            with_time.since_time.unwrap().to_string(),
+            "2026-11-22T07:00:00.5Z"
+        );
     }
 
     #[test]
