@@ -1,3 +1,25 @@
+//! `interlink-slurm`: the interLink plugin that runs each pod as one Slurm job.
+//! Flags: `--config FILE` (section `slurm:`), `--listen ADDR`, `--data-root DIR`, `--log FILTER`.
+
+use std::sync::Arc;
+
+use interlink_plugin_kit::cli;
+use interlink_plugin_slurm::{SlurmConfig, SlurmProvider};
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("the slurm plugin is not built yet")
+    cli::run::<SlurmConfig, _, _, _>(
+        cli::Info::new(
+            "interlink-slurm",
+            "interLink plugin: each pod runs as one Slurm job",
+        ),
+        |settings| async move {
+            let provider = SlurmProvider::new(settings.plugin, &settings.data_root)?;
+            {
+                let reg = settings.metrics.registry();
+                let mut reg = reg.lock().unwrap_or_else(|e| e.into_inner());
+                provider.register_metrics(&mut reg);
+            }
+            Ok(Arc::new(provider))
+        },
+    )
 }

@@ -1,0 +1,31 @@
+//! The Slurm plugin of interLink: each pod becomes one Slurm job.
+//!
+//! - [`config`]: the `slurm:` section of the config file.
+//! - [`resources`]: flavors and resources to `#SBATCH` flags.
+//! - [`refs`], [`volumes`], [`env`]: ConfigMaps/Secrets/projected maps as files and env.
+//! - [`script`]: the job script; [`files`]: what it writes for the plugin to read.
+//! - [`slurm`]: sbatch/squeue/scontrol/scancel; [`jobinfo`]: parsing their answers.
+//! - [`status`]: container states; [`logs`]: container logs; [`store`]: persisted pods.
+//! - [`provider`]: the [`Provider`](interlink_plugin_kit::Provider) tying them together.
+
+pub mod config;
+pub mod env;
+pub mod files;
+pub mod jobinfo;
+pub mod logs;
+pub mod provider;
+pub mod refs;
+pub mod resources;
+pub mod script;
+pub mod slurm;
+pub mod status;
+pub mod store;
+pub mod volumes;
+
+pub use config::SlurmConfig;
+pub use interlink_plugin_kit::LogStream;
+pub use provider::SlurmProvider;
+
+impl interlink_plugin_kit::config::PluginSettings for SlurmConfig {
+    const SECTION: &'static str = "slurm";
+}

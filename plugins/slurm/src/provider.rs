@@ -1,0 +1,519 @@
+//! The Slurm provider: one pod, one Slurm job.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use interlink::{
+    CreateStruct, LogStruct, PingResources, PingResponse, PodStatus, RetrievedPodData,
+};
+use interlink_plugin_kit::{LogStream, PluginError, Provider};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::config::SlurmConfig;
+use crate::env;
+use crate::files::{log_path, read_container, read_job_done};
+use crate::jobinfo::JobInfo;
+use crate::logs;
+use crate::refs::Refs;
+use crate::resources::{ANN_PRE_EXEC, job_resources};
+use crate::script::{ContainerRun, JobScript, job_name, render};
+use crate::slurm::{Slurm, SlurmError};
+use crate::status::{JobView, pod_status};
+use crate::store::{ContainerMeta, PodRecord, Store, valid_uid};
+use crate::volumes;
+
+/// How long delete waits for a cancelled job's script to finish before it removes
+/// the pod directory anyway (Slurm's default KillWait is 30 s).
+const CLEANUP_WAIT: Duration = Duration::from_secs(40);
+
+struct Inner {
+    cfg: Arc<SlurmConfig>,
+    slurm: Slurm,
+    store: Store,
+    pods_dir: PathBuf,
+    pods: Mutex<HashMap<String, PodRecord>>,
+    creating: Mutex<HashSet<String>>,
+}
+
+/// The provider behind `interlink-slurm`.
+#[derive(Clone)]
+pub struct SlurmProvider {
+    inner: Arc<Inner>,
+}
+
+fn unavailable(e: SlurmError) -> PluginError {
+    match e {
+        SlurmError::Unavailable(m) => {
+            PluginError::Unavailable(format!("slurm is unavailable: {m}"))
+        }
+        SlurmError::Refused(m) => PluginError::Rejected(m),
+    }
+}
+
+/// Removes the uid from the in-flight set when creation ends, however it ends.
+struct Creating<'a>(&'a Mutex<HashSet<String>>, String);
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
+impl SlurmProvider {
+    /// Open (or create) the state under `data_root` and load the tracked pods.
+    pub fn new(cfg: SlurmConfig, data_root: &Path) -> anyhow::Result<SlurmProvider> {
+        cfg.validate()?;
+        let pods_dir = cfg
+            .pods_dir
+            .clone()
+            .unwrap_or_else(|| data_root.join("pods"));
+        let pods_dir = std::path::absolute(&pods_dir)?;
+        std::fs::create_dir_all(&pods_dir)?;
+        let store = Store::open(&data_root.join("state"))?;
+        let pods = store.load_all()?;
+        // pod directories nobody tracks any more (a delete cut short by a restart)
+        if let Ok(rd) = std::fs::read_dir(&pods_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.path().is_dir() && valid_uid(&name) && !pods.contains_key(&name) {
+                    tracing::info!(uid = %name, "removing the directory of a pod no longer tracked");
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        tracing::info!(pods = pods.len(), dir = %pods_dir.display(), runtime = cfg.container_runtime.as_str(), "slurm provider ready");
+        if cfg.container_runtime == crate::config::ContainerRuntime::None {
+            tracing::warn!(
+                "container_runtime is 'none': commands run directly on the nodes, images are only recorded"
+            );
+        }
+        let cfg = Arc::new(cfg);
+        Ok(SlurmProvider {
+            inner: Arc::new(Inner {
+                slurm: Slurm::new(cfg.clone()),
+                cfg,
+                store,
+                pods_dir,
+                pods: Mutex::new(pods),
+                creating: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// How many times squeue ran.
+    pub fn squeue_calls(&self) -> u64 {
+        self.inner.slurm.squeue_calls()
+    }
+
+    /// Add the plugin's own metrics to the kit's registry.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.slurm.register(registry);
+    }
+
+    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodRecord>> {
+        self.inner.pods.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, r: PodRecord) -> Result<(), PluginError> {
+        self.inner.store.save(&r).map_err(|e| {
+            PluginError::Internal(format!("cannot save the state of pod {}: {e}", r.uid))
+        })?;
+        self.pods().insert(r.uid.clone(), r);
+        Ok(())
+    }
+
+    /// Everything about the job except submitting it: the script text.
+    fn build_script(
+        &self,
+        data: &RetrievedPodData,
+        pod_dir: &Path,
+    ) -> Result<(String, Vec<volumes::PlannedFile>, Vec<PathBuf>), String> {
+        let cfg = &self.inner.cfg;
+        let pod = &data.pod;
+        let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
+        let res = job_resources(cfg, pod)?;
+        let refs = Refs::from_request(data);
+        let plan = volumes::plan(pod, pod_dir, &refs)?;
+        let run = |c: &Container| -> Result<ContainerRun, String> {
+            Ok(ContainerRun {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                command: c.command.clone().unwrap_or_default(),
+                args: c.args.clone().unwrap_or_default(),
+                working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+                env: env::resolve(pod, c, &refs)?,
+                mounts: plan.mounts.get(&c.name).cloned().unwrap_or_default(),
+            })
+        };
+        let init = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(run)
+            .collect::<Result<Vec<_>, _>>()?;
+        let containers = spec
+            .containers
+            .iter()
+            .map(run)
+            .collect::<Result<Vec<_>, _>>()?;
+        let uid = interlink::pod_uid(pod);
+        let script = JobScript {
+            pod_dir: pod_dir.to_path_buf(),
+            pod_label: format!(
+                "{}/{} ({uid})",
+                interlink::pod_namespace(pod),
+                interlink::pod_name(pod)
+            ),
+            job_name: job_name(interlink::pod_namespace(pod), interlink::pod_name(pod)),
+            flags: res.flags,
+            pre_exec: pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANN_PRE_EXEC))
+                .cloned(),
+            init,
+            containers,
+            runtime: cfg.container_runtime,
+            runtime_options: cfg.runtime_options.clone(),
+            image_prefix: cfg.image_prefix.clone(),
+            shell: cfg.shell.clone(),
+        };
+        Ok((render(&script)?, plan.files, plan.dirs))
+    }
+
+    fn write_pod_dir(
+        pod_dir: &Path,
+        script: &str,
+        files: &[volumes::PlannedFile],
+        dirs: &[PathBuf],
+    ) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        if pod_dir.exists() {
+            std::fs::remove_dir_all(pod_dir)?;
+        }
+        std::fs::create_dir_all(pod_dir.join("containers"))?;
+        volumes::write(
+            &volumes::VolumePlan {
+                files: files.to_vec(),
+                dirs: dirs.to_vec(),
+                mounts: Default::default(),
+            },
+            pod_dir,
+        )?;
+        let path = pod_dir.join("job.sh");
+        std::fs::write(&path, script)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(path)
+    }
+
+    fn record_of(&self, pod: &Pod, pod_dir: &Path) -> PodRecord {
+        let meta = |c: &Container| ContainerMeta {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+        };
+        let spec = pod.spec.as_ref();
+        PodRecord {
+            uid: interlink::pod_uid(pod).to_string(),
+            name: interlink::pod_name(pod).to_string(),
+            namespace: interlink::pod_namespace(pod).to_string(),
+            job_id: None,
+            submit_error: None,
+            pod_dir: pod_dir.to_path_buf(),
+            init_containers: spec
+                .into_iter()
+                .flat_map(|s| s.init_containers.iter().flatten())
+                .map(meta)
+                .collect(),
+            containers: spec
+                .into_iter()
+                .flat_map(|s| s.containers.iter())
+                .map(meta)
+                .collect(),
+            created: Timestamp::now(),
+            final_status: None,
+        }
+    }
+
+    /// Keep a pod that cannot run, so its status says why, and answer 422.
+    fn refuse(&self, mut rec: PodRecord, msg: String) -> PluginError {
+        tracing::warn!(uid = %rec.uid, pod = %rec.name, error = %msg, "pod refused");
+        rec.submit_error = Some(msg.clone());
+        if let Err(e) = self.remember(rec) {
+            return e;
+        }
+        PluginError::Rejected(msg)
+    }
+
+    async fn do_create(&self, data: RetrievedPodData) -> Result<CreateStruct, PluginError> {
+        let uid = interlink::pod_uid(&data.pod).to_string();
+        if !valid_uid(&uid) {
+            return Err(PluginError::BadRequest(format!(
+                "pod UID {uid:?} is not valid"
+            )));
+        }
+        if let Some(r) = self.pods().get(&uid)
+            && r.submit_error.is_none()
+        {
+            // the same pod again (a retry): same job
+            return Ok(CreateStruct {
+                pod_uid: uid,
+                pod_jid: r.job_id.clone().unwrap_or_default(),
+            });
+        }
+        if !self
+            .inner
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.clone())
+        {
+            return Err(PluginError::BadRequest(format!(
+                "pod {uid} is being created by another request"
+            )));
+        }
+        let _guard = Creating(&self.inner.creating, uid.clone());
+        let pod_dir = self.inner.pods_dir.join(&uid);
+        let mut rec = self.record_of(&data.pod, &pod_dir);
+
+        let (script, files, dirs) = match self.build_script(&data, &pod_dir) {
+            Ok(x) => x,
+            Err(m) => return Err(self.refuse(rec, m)),
+        };
+        let pd = pod_dir.clone();
+        let written =
+            tokio::task::spawn_blocking(move || Self::write_pod_dir(&pd, &script, &files, &dirs))
+                .await
+                .map_err(|e| PluginError::Internal(e.to_string()))?;
+        let script_path = written.map_err(|e| {
+            PluginError::Internal(format!(
+                "cannot write the pod directory {}: {e}",
+                pod_dir.display()
+            ))
+        })?;
+        match self.inner.slurm.sbatch(&script_path, &pod_dir).await {
+            Ok(id) => {
+                tracing::info!(%uid, pod = %rec.name, job = %id, "submitted");
+                rec.job_id = Some(id.clone());
+                if let Err(e) = self.remember(rec) {
+                    let _ = self.inner.slurm.cancel(&id).await;
+                    return Err(e);
+                }
+                Ok(CreateStruct {
+                    pod_uid: uid,
+                    pod_jid: id,
+                })
+            }
+            Err(SlurmError::Refused(m)) => {
+                let _ = std::fs::remove_dir_all(&pod_dir);
+                Err(self.refuse(rec, format!("sbatch refused the job: {m}")))
+            }
+            Err(e @ SlurmError::Unavailable(_)) => {
+                let _ = std::fs::remove_dir_all(&pod_dir);
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    async fn do_status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+        let records: Vec<PodRecord> = {
+            let map = self.pods();
+            pods.iter()
+                .filter_map(|p| map.get(interlink::pod_uid(p)).cloned())
+                .collect()
+        };
+        let needs_slurm = records
+            .iter()
+            .any(|r| r.final_status.is_none() && r.submit_error.is_none() && r.job_id.is_some());
+        let queue = if needs_slurm {
+            Some(self.inner.slurm.queue().await.map_err(unavailable)?)
+        } else {
+            None
+        };
+
+        // jobs that left the queue: ask scontrol, unless the script's own record says enough
+        let mut left: HashMap<String, Option<JobInfo>> = HashMap::new();
+        for r in &records {
+            let (Some(q), Some(id), None) = (&queue, &r.job_id, &r.final_status) else {
+                continue;
+            };
+            let in_queue = id.parse::<u64>().ok().is_some_and(|n| q.contains_key(&n));
+            if !in_queue && read_job_done(&r.pod_dir).is_none() && !left.contains_key(id) {
+                let info = self.inner.slurm.show_job(id).await.map_err(unavailable)?;
+                left.insert(id.clone(), info);
+            }
+        }
+
+        let inner = self.inner.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(records.len());
+            let mut finals = Vec::new();
+            for r in records {
+                if let Some(f) = &r.final_status {
+                    out.push(f.clone());
+                    continue;
+                }
+                let id = r.job_id.clone().unwrap_or_default();
+                let from_queue = queue
+                    .as_ref()
+                    .and_then(|q| id.parse::<u64>().ok().and_then(|n| q.get(&n)));
+                let view = match (from_queue, left.get(&id)) {
+                    (Some(j), _) => JobView::Known(j),
+                    (None, Some(Some(j))) => JobView::Known(j),
+                    _ => JobView::Gone,
+                };
+                let (st, fin) = pod_status(&r, view, &r.pod_dir);
+                if fin {
+                    finals.push((r, st.clone()));
+                }
+                out.push(st);
+            }
+            for (mut r, st) in finals {
+                r.final_status = Some(st);
+                if let Err(e) = inner.store.save(&r) {
+                    tracing::warn!(uid = %r.uid, error = %e, "cannot save final status");
+                    continue;
+                }
+                let mut map = inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+                // only if it was not deleted meanwhile
+                if let Some(slot) = map.get_mut(&r.uid) {
+                    *slot = r;
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| PluginError::Internal(e.to_string()))?;
+        Ok(out)
+    }
+
+    async fn do_delete(&self, pod: Pod) -> Result<(), PluginError> {
+        let uid = interlink::pod_uid(&pod).to_string();
+        let Some(rec) = self.pods().get(&uid).cloned() else {
+            return Ok(());
+        };
+        if let (Some(id), None) = (&rec.job_id, &rec.final_status) {
+            self.inner.slurm.cancel(id).await.map_err(unavailable)?;
+            tracing::info!(%uid, job = %id, "cancelled");
+        }
+        self.inner.store.remove(&uid).map_err(|e| {
+            PluginError::Internal(format!("cannot remove the state of pod {uid}: {e}"))
+        })?;
+        self.pods().remove(&uid);
+        let dir = rec.pod_dir.clone();
+        tokio::spawn(async move {
+            // let the cancelled script finish writing before its directory goes
+            let end = tokio::time::Instant::now() + CLEANUP_WAIT;
+            while tokio::time::Instant::now() < end
+                && dir.join("job.started").exists()
+                && !dir.join("job.done").exists()
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove pod directory");
+            }
+        });
+        Ok(())
+    }
+
+    async fn do_logs(&self, req: LogStruct) -> Result<LogStream, PluginError> {
+        let rec = self.pods().get(&req.pod_uid).cloned().ok_or_else(|| {
+            PluginError::NotFound(format!("pod {} is not known to this plugin", req.pod_uid))
+        })?;
+        let known = rec
+            .init_containers
+            .iter()
+            .chain(rec.containers.iter())
+            .any(|c| c.name == req.container_name);
+        if !known {
+            return Err(PluginError::NotFound(format!(
+                "pod {} has no container {:?}",
+                req.pod_uid, req.container_name
+            )));
+        }
+        if req.opts.previous {
+            // a Slurm pod's containers never restart: there is no previous instance
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let path = log_path(&rec.pod_dir, &req.container_name);
+        if !req.opts.follow {
+            let opts = req.opts.clone();
+            let bytes = tokio::task::spawn_blocking(move || {
+                let stored = std::fs::read(&path).unwrap_or_default();
+                logs::render(&String::from_utf8_lossy(&stored), &opts, Timestamp::now())
+            })
+            .await
+            .map_err(|e| PluginError::Internal(e.to_string()))?;
+            return Ok(Box::pin(futures::stream::once(async move {
+                Ok(Bytes::from(bytes))
+            })));
+        }
+        let inner = self.inner.clone();
+        let (uid, name, dir) = (
+            rec.uid.clone(),
+            req.container_name.clone(),
+            rec.pod_dir.clone(),
+        );
+        let finished = move || {
+            if read_container(&dir, &name).exit.is_some()
+                || read_job_done(&dir).is_some()
+                || !dir.exists()
+            {
+                return true;
+            }
+            let map = inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(&uid).is_none_or(|r| r.final_status.is_some())
+        };
+        Ok(logs::follow(
+            &path,
+            req.opts,
+            Duration::from_millis(self.inner.cfg.log_poll_ms.max(10)),
+            finished,
+        ))
+    }
+
+    async fn do_ping(&self) -> Result<PingResponse, PluginError> {
+        let (cpus, mem) = self.inner.slurm.ping().await.map_err(unavailable)?;
+        Ok(PingResponse {
+            status: Some("ok".into()),
+            resources: Some(PingResources {
+                cpu: Some(cpus.to_string()),
+                memory: Some(format!("{mem}Mi")),
+                pods: None,
+                accelerators: Vec::new(),
+            }),
+            taints: Vec::new(),
+        })
+    }
+}
+
+impl Provider for SlurmProvider {
+    async fn create(&self, data: RetrievedPodData) -> Result<CreateStruct, PluginError> {
+        self.do_create(data).await
+    }
+
+    async fn delete(&self, pod: Pod) -> Result<(), PluginError> {
+        self.do_delete(pod).await
+    }
+
+    async fn status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+        self.do_status(pods).await
+    }
+
+    async fn logs(&self, req: LogStruct) -> Result<LogStream, PluginError> {
+        self.do_logs(req).await
+    }
+
+    async fn ping(&self) -> Result<PingResponse, PluginError> {
+        self.do_ping().await
+    }
+}

@@ -1,0 +1,465 @@
+//! From a pod to Slurm resources: quantities, the flavor, and the `#SBATCH` flags.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::config::{Flavor, SlurmConfig};
+
+pub const ANN_FLAGS: &str = "slurm-job.vk.io/flags";
+pub const ANN_PRE_EXEC: &str = "slurm-job.vk.io/pre-exec";
+pub const ANN_FLAVOR: &str = "slurm-job.vk.io/flavor";
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// What a pod asks for, summed as Kubernetes does: regular containers add up,
+/// an init container counts alone (they run one at a time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodResources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub gpus: u64,
+}
+
+impl PodResources {
+    pub fn cpus(&self) -> u32 {
+        self.cpu_millis.div_ceil(1000) as u32
+    }
+    pub fn memory_mib(&self) -> u64 {
+        self.memory_bytes.div_ceil(1 << 20)
+    }
+}
+
+/// The Slurm side of a pod: the chosen flavor and every `#SBATCH` flag, in order
+/// (later flags override earlier ones in sbatch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobResources {
+    pub flavor: Option<String>,
+    pub flags: Vec<String>,
+}
+
+/// Parse a Kubernetes quantity into a number of base units scaled by `scale`
+/// (1000 for CPU millis, 1 for bytes). Rounds up.
+pub fn parse_quantity(q: &str, scale: f64) -> Result<u64, String> {
+    let s = q.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let (num, suffix) = if let Some(exp) = suffix.strip_prefix(['e', 'E'])
+        && !exp.is_empty()
+        && exp
+            .trim_start_matches(['+', '-'])
+            .chars()
+            .all(|c| c.is_ascii_digit())
+    {
+        (s, "") // scientific notation: let f64 parse the whole
+    } else {
+        (num, suffix)
+    };
+    let n: f64 = num.parse().map_err(|_| format!("invalid quantity {q:?}"))?;
+    if n < 0.0 || !n.is_finite() {
+        return Err(format!("invalid quantity {q:?}"));
+    }
+    let mult: f64 = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => return Err(format!("invalid quantity {q:?}")),
+    };
+    Ok((n * mult * scale - 1e-9).ceil().max(0.0) as u64)
+}
+
+fn container_resources(c: &Container) -> Result<PodResources, String> {
+    let mut r = PodResources::default();
+    let Some(res) = &c.resources else {
+        return Ok(r);
+    };
+    let pick = |name: &str| -> Option<&Quantity> {
+        res.requests
+            .as_ref()
+            .and_then(|m| m.get(name))
+            .or_else(|| res.limits.as_ref().and_then(|m| m.get(name)))
+    };
+    let ctx = |e: String| format!("container {:?}: {e}", c.name);
+    if let Some(q) = pick("cpu") {
+        r.cpu_millis = parse_quantity(&q.0, 1000.0).map_err(ctx)?;
+    }
+    if let Some(q) = pick("memory") {
+        r.memory_bytes = parse_quantity(&q.0, 1.0).map_err(ctx)?;
+    }
+    // GPUs are extended resources: limits are what counts (requests must equal them).
+    let gpu = res
+        .limits
+        .as_ref()
+        .and_then(|m| m.get(GPU_RESOURCE))
+        .or_else(|| res.requests.as_ref().and_then(|m| m.get(GPU_RESOURCE)));
+    if let Some(q) = gpu {
+        r.gpus = parse_quantity(&q.0, 1.0).map_err(ctx)?;
+    }
+    Ok(r)
+}
+
+/// What the whole pod asks for.
+pub fn pod_resources(pod: &Pod) -> Result<PodResources, String> {
+    let Some(spec) = &pod.spec else {
+        return Ok(PodResources::default());
+    };
+    let mut sum = PodResources::default();
+    for c in &spec.containers {
+        let r = container_resources(c)?;
+        sum.cpu_millis += r.cpu_millis;
+        sum.memory_bytes += r.memory_bytes;
+        sum.gpus += r.gpus;
+    }
+    for c in spec.init_containers.iter().flatten() {
+        let r = container_resources(c)?;
+        sum.cpu_millis = sum.cpu_millis.max(r.cpu_millis);
+        sum.memory_bytes = sum.memory_bytes.max(r.memory_bytes);
+        sum.gpus = sum.gpus.max(r.gpus);
+    }
+    Ok(sum)
+}
+
+fn fits(f: &Flavor, r: &PodResources) -> bool {
+    (r.gpus == 0 || f.gpus > 0)
+        && (f.cpus == 0 || f.cpus >= r.cpus())
+        && (f.memory_mib == 0 || f.memory_mib >= r.memory_mib())
+}
+
+/// Choose the flavor: the annotation's, else the default one when the pod fits it,
+/// else the smallest flavor that fits, else the default.
+pub fn choose_flavor<'a>(
+    flavors: &'a BTreeMap<String, Flavor>,
+    default: Option<&'a str>,
+    annotation: Option<&str>,
+    r: &PodResources,
+) -> Result<Option<(&'a str, &'a Flavor)>, String> {
+    if let Some(name) = annotation.map(str::trim).filter(|s| !s.is_empty()) {
+        return match flavors.get_key_value(name) {
+            Some((k, f)) => Ok(Some((k.as_str(), f))),
+            None => Err(format!(
+                "unknown flavor {name:?} in {ANN_FLAVOR} (configured: {})",
+                if flavors.is_empty() {
+                    "none".to_string()
+                } else {
+                    flavors.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            )),
+        };
+    }
+    let default = default.and_then(|d| flavors.get_key_value(d));
+    if let Some((k, f)) = default
+        && fits(f, r)
+    {
+        return Ok(Some((k.as_str(), f)));
+    }
+    let size = |f: &Flavor| {
+        (
+            f.gpus,
+            if f.cpus == 0 { u32::MAX } else { f.cpus },
+            if f.memory_mib == 0 {
+                u64::MAX
+            } else {
+                f.memory_mib
+            },
+        )
+    };
+    let best = flavors
+        .iter()
+        .filter(|(_, f)| fits(f, r))
+        .min_by_key(|(_, f)| size(f));
+    Ok(best.or(default).map(|(k, f)| (k.as_str(), f)))
+}
+
+/// A flag must look like one (`-x`, `--long[=value]`) and be one line.
+pub fn check_flag(f: &str) -> Result<(), String> {
+    if !f.starts_with('-') || f.len() < 2 {
+        return Err(format!("sbatch flag {f:?} must start with '-'"));
+    }
+    if f.chars().any(|c| c.is_control()) {
+        return Err(format!("sbatch flag {f:?} must be a single line"));
+    }
+    Ok(())
+}
+
+/// Split the flags annotation into flags: words separated by blanks, quotes group
+/// words; a word that is not a flag is the value of the flag before it (`-p debug`).
+pub fn split_flags(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in s.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => cur.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            None => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(format!("unbalanced quote in {ANN_FLAGS}: {s:?}"));
+    }
+    if in_word {
+        words.push(cur);
+    }
+    let mut flags: Vec<String> = Vec::new();
+    for w in words {
+        if w.starts_with('-') {
+            flags.push(w);
+        } else if let Some(last) = flags.last_mut() {
+            last.push(' ');
+            last.push_str(&w);
+        } else {
+            return Err(format!(
+                "{ANN_FLAGS}: {w:?} is not a flag (flags start with '-')"
+            ));
+        }
+    }
+    for f in &flags {
+        check_flag(f).map_err(|e| format!("{ANN_FLAGS}: {e}"))?;
+    }
+    Ok(flags)
+}
+
+/// Every `#SBATCH` flag of the pod's job (without output/job name, which the
+/// script adds): config defaults, resources, flavor flags, then the pod's own.
+pub fn job_resources(cfg: &SlurmConfig, pod: &Pod) -> Result<JobResources, String> {
+    let ann = pod.metadata.annotations.as_ref();
+    let get = |k: &str| ann.and_then(|a| a.get(k)).map(String::as_str);
+    let r = pod_resources(pod)?;
+    let flavor = choose_flavor(
+        &cfg.flavors,
+        cfg.default_flavor.as_deref(),
+        get(ANN_FLAVOR),
+        &r,
+    )?;
+
+    let mut flags = Vec::new();
+    if !cfg.partition.is_empty() {
+        flags.push(format!("--partition={}", cfg.partition));
+    }
+    if !cfg.account.is_empty() {
+        flags.push(format!("--account={}", cfg.account));
+    }
+    if !cfg.time.is_empty() {
+        flags.push(format!("--time={}", cfg.time));
+    }
+    let fl = flavor.map(|(_, f)| f);
+    let cpus = if r.cpu_millis > 0 {
+        r.cpus()
+    } else {
+        fl.map_or(0, |f| f.cpus)
+    };
+    if cpus > 0 {
+        flags.push(format!("--cpus-per-task={cpus}"));
+    }
+    let mem = if r.memory_bytes > 0 {
+        r.memory_mib()
+    } else {
+        fl.map_or(0, |f| f.memory_mib)
+    };
+    if mem > 0 {
+        flags.push(format!("--mem={mem}M"));
+    }
+    let gpus = if r.gpus > 0 {
+        r.gpus
+    } else {
+        fl.map_or(0, |f| f.gpus as u64)
+    };
+    if gpus > 0 {
+        flags.push(format!("--gres=gpu:{gpus}"));
+    }
+    flags.extend(cfg.extra_flags.iter().cloned());
+    if let Some(f) = fl {
+        flags.extend(f.flags.iter().cloned());
+    }
+    if let Some(a) = get(ANN_FLAGS) {
+        flags.extend(split_flags(a)?);
+    }
+    Ok(JobResources {
+        flavor: flavor.map(|(k, _)| k.to_string()),
+        flags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("500m", 1000.0).unwrap(), 500);
+        assert_eq!(parse_quantity("2", 1000.0).unwrap(), 2000);
+        assert_eq!(parse_quantity("1.5", 1000.0).unwrap(), 1500);
+        assert_eq!(parse_quantity("1Gi", 1.0).unwrap(), 1 << 30);
+        assert_eq!(parse_quantity("128Mi", 1.0).unwrap(), 128 << 20);
+        assert_eq!(parse_quantity("1G", 1.0).unwrap(), 1_000_000_000);
+        assert_eq!(parse_quantity("1e3", 1.0).unwrap(), 1000);
+        assert_eq!(parse_quantity("129M", 1.0).unwrap(), 129_000_000);
+        assert!(parse_quantity("lots", 1.0).is_err());
+        assert!(parse_quantity("1Zi", 1.0).is_err());
+        assert!(parse_quantity("-1", 1.0).is_err());
+    }
+
+    #[test]
+    fn pod_totals_follow_kubernetes() {
+        let p = pod(json!({"metadata": {"name": "p"}, "spec": {
+        "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "3", "memory": "64Mi"}}}],
+        "containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
+            {"name": "b", "resources": {"limits": {"cpu": "700m", "memory": "512Mi", "nvidia.com/gpu": "2"}}}
+        ]}}));
+        let r = pod_resources(&p).unwrap();
+        assert_eq!(r.cpu_millis, 3000); // init container's 3 > 1.2
+        assert_eq!(r.memory_mib(), 1536);
+        assert_eq!(r.gpus, 2);
+        let bad = pod(
+            json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "x"}}}]}}),
+        );
+        assert!(pod_resources(&bad).unwrap_err().contains("\"a\""));
+    }
+
+    fn flavors() -> BTreeMap<String, Flavor> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "small".into(),
+            Flavor {
+                cpus: 1,
+                memory_mib: 2048,
+                ..Default::default()
+            },
+        );
+        m.insert(
+            "large".into(),
+            Flavor {
+                cpus: 16,
+                memory_mib: 65536,
+                ..Default::default()
+            },
+        );
+        m.insert(
+            "gpu".into(),
+            Flavor {
+                cpus: 8,
+                memory_mib: 0,
+                gpus: 1,
+                flags: vec!["--qos=gpu".into()],
+            },
+        );
+        m
+    }
+
+    #[test]
+    fn flavor_choice() {
+        let f = flavors();
+        let none = PodResources::default();
+        let pick = |ann: Option<&str>, r: &PodResources| {
+            choose_flavor(&f, Some("small"), ann, r)
+                .unwrap()
+                .map(|(k, _)| k.to_string())
+        };
+        assert_eq!(pick(None, &none).as_deref(), Some("small"));
+        assert_eq!(pick(Some("large"), &none).as_deref(), Some("large"));
+        let four = PodResources {
+            cpu_millis: 4000,
+            ..Default::default()
+        };
+        assert_eq!(pick(None, &four).as_deref(), Some("large"));
+        let gpu = PodResources {
+            gpus: 1,
+            ..Default::default()
+        };
+        assert_eq!(pick(None, &gpu).as_deref(), Some("gpu"));
+        let huge = PodResources {
+            cpu_millis: 64000,
+            ..Default::default()
+        };
+        assert_eq!(pick(None, &huge).as_deref(), Some("small")); // nothing fits: default
+        let err = choose_flavor(&f, None, Some("medium"), &none).unwrap_err();
+        assert!(err.contains("medium") && err.contains("small"), "{err}");
+        assert_eq!(
+            choose_flavor(&BTreeMap::new(), None, None, &none).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn flags_annotation() {
+        assert_eq!(
+            split_flags("--qos=x  -p debug --comment='a b'").unwrap(),
+            vec!["--qos=x", "-p debug", "--comment=a b"]
+        );
+        assert!(split_flags("debug").is_err());
+        assert!(split_flags("--x='open").is_err());
+        assert!(split_flags("--comment=\"a\nb\"").is_err());
+        assert!(split_flags("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn job_flags_in_order() {
+        let cfg = SlurmConfig {
+            partition: "debug".into(),
+            account: "proj".into(),
+            time: "00:10:00".into(),
+            extra_flags: vec!["--exclusive".into()],
+            flavors: flavors(),
+            default_flavor: Some("small".into()),
+            ..Default::default()
+        };
+        let p = pod(json!({"metadata": {"name": "p", "annotations": {
+                "slurm-job.vk.io/flags": "--qos=urgent --mem=3G"}},
+            "spec": {"containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}}));
+        let j = job_resources(&cfg, &p).unwrap();
+        assert_eq!(j.flavor.as_deref(), Some("gpu"));
+        assert_eq!(
+            j.flags,
+            vec![
+                "--partition=debug",
+                "--account=proj",
+                "--time=00:10:00",
+                "--cpus-per-task=8",
+                "--gres=gpu:2",
+                "--exclusive",
+                "--qos=gpu",
+                "--qos=urgent",
+                "--mem=3G"
+            ]
+        );
+        let p = pod(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "100M"}}}]}}));
+        let j = job_resources(&cfg, &p).unwrap();
+        assert_eq!(j.flavor.as_deref(), Some("small"));
+        assert!(j.flags.contains(&"--cpus-per-task=1".to_string()));
+        assert!(j.flags.contains(&"--mem=96M".to_string()));
+    }
+}

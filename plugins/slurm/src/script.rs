@@ -1,0 +1,488 @@
+//! The job script of a pod: `#SBATCH` lines, pre-exec, init containers in order,
+//! regular containers concurrently; each container's output, start time and exit
+//! code go to files under `<pod dir>/containers/` that the plugin reads.
+//!
+//! File formats (written by the script, read by [`crate::files`]):
+//! - `NAME.log`: one line per output line, `RFC3339-micro-UTC SP text` (stdout and stderr merged)
+//! - `NAME.started`: `EPOCH_SECONDS.MICROS`
+//! - `NAME.exit`: `EXIT_CODE SP EPOCH_SECONDS.MICROS` (128+N when killed by signal N)
+//! - `job.started` / `job.done`: `JOB_ID SP TIME` / `EXIT_CODE SP TIME` at the ends of the script
+
+use std::path::{Path, PathBuf};
+
+use crate::config::ContainerRuntime;
+use crate::volumes::Mount;
+
+/// One container as the script runs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerRun {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub working_dir: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+}
+
+/// Everything the job script is made of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobScript {
+    pub pod_dir: PathBuf,
+    pub pod_label: String,
+    pub job_name: String,
+    pub flags: Vec<String>,
+    pub pre_exec: Option<String>,
+    pub init: Vec<ContainerRun>,
+    pub containers: Vec<ContainerRun>,
+    pub runtime: ContainerRuntime,
+    pub runtime_options: Vec<String>,
+    pub image_prefix: String,
+    pub shell: String,
+}
+
+/// Quote a word for the shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `INTERLINK_VOLUME_<NAME>`: where a volume is when there is no container to bind it.
+pub fn volume_env_name(volume: &str) -> String {
+    let up: String = volume
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("INTERLINK_VOLUME_{up}")
+}
+
+/// A Slurm job name from the pod's namespace and name.
+pub fn job_name(namespace: &str, name: &str) -> String {
+    let raw = if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}-{name}")
+    };
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect()
+}
+
+fn image_ref(prefix: &str, image: &str) -> String {
+    if image.contains("://") || image.starts_with('/') || image.starts_with("./") {
+        image.to_string()
+    } else {
+        format!("{prefix}{image}")
+    }
+}
+
+/// The command line that runs a container (without `exec`), or why it cannot be built.
+pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>, String> {
+    let mut w: Vec<String> = Vec::new();
+    match s.runtime {
+        ContainerRuntime::None => {
+            if c.command.is_empty() && c.args.is_empty() {
+                return Err(format!(
+                    "container {:?} has no command: with container_runtime 'none' the image's entrypoint is not available",
+                    c.name
+                ));
+            }
+            w.extend(c.command.iter().cloned());
+            w.extend(c.args.iter().cloned());
+        }
+        ContainerRuntime::Apptainer | ContainerRuntime::Singularity => {
+            w.push(s.runtime.as_str().into());
+            w.push(if c.command.is_empty() { "run" } else { "exec" }.into());
+            w.extend(s.runtime_options.iter().cloned());
+            for m in &c.mounts {
+                let ro = if m.read_only { ":ro" } else { "" };
+                w.push("--bind".into());
+                w.push(format!("{}:{}{ro}", m.host.display(), m.path));
+            }
+            if let Some(wd) = &c.working_dir {
+                w.push("--pwd".into());
+                w.push(wd.clone());
+            }
+            w.push(image_ref(&s.image_prefix, &c.image));
+            w.extend(c.command.iter().cloned());
+            w.extend(c.args.iter().cloned());
+        }
+        ContainerRuntime::Podman => {
+            w.extend(["podman", "run", "--rm", "--network=host"].map(String::from));
+            w.extend(s.runtime_options.iter().cloned());
+            for (k, _) in &c.env {
+                w.push("-e".into());
+                w.push(k.clone());
+            }
+            for m in &c.mounts {
+                let ro = if m.read_only { ":ro" } else { "" };
+                w.push("-v".into());
+                w.push(format!("{}:{}{ro}", m.host.display(), m.path));
+            }
+            if let Some(wd) = &c.working_dir {
+                w.push("-w".into());
+                w.push(wd.clone());
+            }
+            let mut rest = c.command.iter();
+            if let Some(ep) = rest.next() {
+                w.push("--entrypoint".into());
+                w.push(ep.clone());
+            }
+            w.push(c.image.clone());
+            w.extend(rest.cloned());
+            w.extend(c.args.iter().cloned());
+        }
+    }
+    Ok(w)
+}
+
+const PRELUDE: &str = r#"
+# --- helpers (interlink-slurm) ---
+__il_dir="$INTERLINK_POD_DIR/containers"
+mkdir -p "$__il_dir"
+__il_now() { local t=${EPOCHREALTIME:-$(date +%s.%N)}; printf '%s' "${t/,/.}"; }
+# prefix each line with its UTC time, as Kubernetes' timestamped logs
+__il_stamp() {
+    trap '' TERM INT
+    export TZ=UTC0
+    local line t
+    while IFS= read -r line || [ -n "$line" ]; do
+        t=${EPOCHREALTIME/,/.}
+        printf '%(%Y-%m-%dT%H:%M:%S)T.%sZ %s\n' "${t%.*}" "${t#*.}" "$line"
+    done
+}
+# run one container: NAME FUNCTION; writes NAME.started, NAME.log, NAME.exit
+__il_run() {
+    local name=$1 fn=$2 rc
+    trap ':' TERM INT
+    printf '%s\n' "$(__il_now)" > "$__il_dir/$name.started"
+    ( "$fn" ) 2>&1 </dev/null | __il_stamp >> "$__il_dir/$name.log"
+    rc=${PIPESTATUS[0]}
+    printf '%s %s\n' "$rc" "$(__il_now)" > "$__il_dir/$name.exit.tmp"
+    mv -f "$__il_dir/$name.exit.tmp" "$__il_dir/$name.exit"
+    return "$rc"
+}
+# wait for a background container, through signals that interrupt `wait`
+__il_wait() {
+    local rc
+    while :; do
+        wait "$1"; rc=$?
+        kill -0 "$1" 2>/dev/null || break
+    done
+    [ "$rc" -eq 0 ] || [ "$__il_rc" -ne 0 ] || __il_rc=$rc
+}
+__il_finish() {
+    printf '%s %s\n' "$__il_rc" "$(__il_now)" > "$INTERLINK_POD_DIR/job.done"
+    exit "$__il_rc"
+}
+"#;
+
+/// Render the job script.
+pub fn render(s: &JobScript) -> Result<String, String> {
+    let mut out = String::new();
+    let pod_dir = s.pod_dir.display().to_string();
+    if pod_dir.chars().any(|c| c.is_control()) {
+        return Err(format!("pod directory {pod_dir:?} is not a usable path"));
+    }
+    out.push_str(&format!("#!{}\n", s.shell));
+    out.push_str(&format!("#SBATCH --job-name={}\n", s.job_name));
+    out.push_str(&format!(
+        "#SBATCH --output={}\n",
+        Path::new(&pod_dir).join("job.out").display()
+    ));
+    for f in &s.flags {
+        crate::resources::check_flag(f)?;
+        out.push_str(&format!("#SBATCH {f}\n"));
+    }
+    out.push_str(&format!(
+        "# Generated by interlink-slurm for pod {} (container runtime: {})\n",
+        s.pod_label.replace(|c: char| c.is_control(), "?"),
+        s.runtime.as_str()
+    ));
+    out.push_str(&format!(
+        "export INTERLINK_POD_DIR={}\n",
+        sh_quote(&pod_dir)
+    ));
+    out.push_str("cd \"$INTERLINK_POD_DIR\" || exit 1\n");
+    out.push_str(PRELUDE);
+
+    // one function per container: its environment, then exec of the runtime
+    let all: Vec<&ContainerRun> = s.init.iter().chain(s.containers.iter()).collect();
+    for (i, c) in all.iter().enumerate() {
+        out.push_str(&format!("__il_c{i}() {{ # container {}\n", c.name));
+        for (k, v) in &c.env {
+            if !crate::env::valid_name(k) {
+                return Err(format!(
+                    "container {:?}: env name {k:?} is not a valid variable name",
+                    c.name
+                ));
+            }
+            out.push_str(&format!("    export {k}={}\n", sh_quote(v)));
+        }
+        if s.runtime == ContainerRuntime::None {
+            for m in &c.mounts {
+                out.push_str(&format!(
+                    "    export {}={}\n",
+                    volume_env_name(&m.volume),
+                    sh_quote(&m.host.display().to_string())
+                ));
+            }
+            if let Some(wd) = &c.working_dir {
+                let q = sh_quote(wd);
+                out.push_str(&format!(
+                    "    cd {q} || {{ echo \"workingDir {}: not found\" >&2; exit 1; }}\n",
+                    wd.replace(['"', '$', '`', '\\'], "_")
+                ));
+            }
+        }
+        let cmd = container_command(s, c)?;
+        let words: Vec<String> = cmd.iter().map(|w| sh_quote(w)).collect();
+        out.push_str(&format!("    exec {}\n}}\n", words.join(" ")));
+    }
+
+    out.push_str("\n# --- the pod ---\n__il_rc=0\ntrap ':' TERM INT\n");
+    out.push_str("printf '%s %s\\n' \"${SLURM_JOB_ID:-}\" \"$(__il_now)\" > \"$INTERLINK_POD_DIR/job.started\"\n");
+    if let Some(pre) = s.pre_exec.as_deref().filter(|p| !p.trim().is_empty()) {
+        out.push_str("# pre-exec (slurm-job.vk.io/pre-exec)\n");
+        out.push_str(pre);
+        if !pre.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    for (i, c) in s.init.iter().enumerate() {
+        out.push_str(&format!(
+            "__il_run {} __il_c{i} || {{ __il_rc=$?; __il_finish; }}\n",
+            sh_quote(&c.name)
+        ));
+    }
+    let base = s.init.len();
+    for (j, c) in s.containers.iter().enumerate() {
+        out.push_str(&format!(
+            "__il_run {} __il_c{} &\n__il_p{j}=$!\n",
+            sh_quote(&c.name),
+            base + j
+        ));
+    }
+    for j in 0..s.containers.len() {
+        out.push_str(&format!("__il_wait \"$__il_p{j}\"\n"));
+    }
+    out.push_str("__il_finish\n");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(runtime: ContainerRuntime) -> JobScript {
+        JobScript {
+            pod_dir: PathBuf::from("/data/pods/u1"),
+            pod_label: "ns/p (u1)".into(),
+            job_name: job_name("ns", "p"),
+            flags: vec!["--partition=debug".into(), "--mem=100M".into()],
+            pre_exec: Some("module load x".into()),
+            init: vec![ContainerRun {
+                name: "setup".into(),
+                image: "busybox".into(),
+                command: vec!["sh".into(), "-c".into(), "echo 'init'".into()],
+                ..Default::default()
+            }],
+            containers: vec![ContainerRun {
+                name: "main".into(),
+                image: "docker.io/library/alpine:3".into(),
+                command: vec!["python3".into()],
+                args: vec!["-c".into(), "print(\"it's\")".into()],
+                working_dir: Some("/work".into()),
+                env: vec![("GREETING".into(), "hello world".into())],
+                mounts: vec![Mount {
+                    volume: "cfg".into(),
+                    host: PathBuf::from("/data/pods/u1/volumes/cfg"),
+                    path: "/etc/cfg".into(),
+                    read_only: true,
+                }],
+            }],
+            runtime,
+            runtime_options: vec!["--nv".into()],
+            image_prefix: "docker://".into(),
+            shell: "/bin/bash".into(),
+        }
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("abc-1.2"), "abc-1.2");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote("$HOME `x`"), "'$HOME `x`'");
+        assert_eq!(volume_env_name("kube-api.x"), "INTERLINK_VOLUME_KUBE_API_X");
+        assert_eq!(job_name("default", "my pod"), "default-my_pod");
+    }
+
+    #[test]
+    fn header_and_order() {
+        let s = render(&base(ContainerRuntime::None)).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[0], "#!/bin/bash");
+        assert_eq!(lines[1], "#SBATCH --job-name=ns-p");
+        assert_eq!(lines[2], "#SBATCH --output=/data/pods/u1/job.out");
+        assert_eq!(lines[3], "#SBATCH --partition=debug");
+        assert_eq!(lines[4], "#SBATCH --mem=100M");
+        // every #SBATCH line comes before the first command
+        let first_cmd = lines.iter().position(|l| !l.starts_with('#')).unwrap();
+        assert!(lines[first_cmd..].iter().all(|l| !l.starts_with("#SBATCH")));
+        let pre = s.find("module load x").unwrap();
+        let init = s
+            .find("__il_run setup __il_c0 || { __il_rc=$?; __il_finish; }")
+            .unwrap();
+        let main = s.find("__il_run main __il_c1 &").unwrap();
+        assert!(pre < init && init < main);
+        assert!(s.contains("__il_wait \"$__il_p0\"\n__il_finish\n"));
+    }
+
+    #[test]
+    fn runtime_none_runs_the_command() {
+        let s = render(&base(ContainerRuntime::None)).unwrap();
+        assert!(s.contains("    export GREETING='hello world'\n"), "{s}");
+        assert!(s.contains("    export INTERLINK_VOLUME_CFG=/data/pods/u1/volumes/cfg\n"));
+        assert!(s.contains("    cd /work || {"));
+        assert!(
+            s.contains(r#"    exec python3 -c 'print("it'\''s")'"#),
+            "{s}"
+        );
+        assert!(s.contains("    exec sh -c 'echo '\\''init'\\'''\n"), "{s}");
+        let mut no_cmd = base(ContainerRuntime::None);
+        no_cmd.containers[0].command.clear();
+        no_cmd.containers[0].args.clear();
+        assert!(render(&no_cmd).unwrap_err().contains("entrypoint"));
+    }
+
+    #[test]
+    fn apptainer_and_singularity() {
+        for (rt, bin) in [
+            (ContainerRuntime::Apptainer, "apptainer"),
+            (ContainerRuntime::Singularity, "singularity"),
+        ] {
+            let s = render(&base(rt)).unwrap();
+            let want = format!(
+                "    exec {bin} exec --nv --bind /data/pods/u1/volumes/cfg:/etc/cfg:ro --pwd /work docker://docker.io/library/alpine:3 python3 -c 'print(\"it'\\''s\")'"
+            );
+            assert!(s.contains(&want), "{s}");
+            assert!(s.contains("    export GREETING='hello world'\n"));
+            assert!(!s.contains("INTERLINK_VOLUME_"));
+        }
+        let mut sif = base(ContainerRuntime::Apptainer);
+        sif.containers[0].image = "/images/tool.sif".into();
+        sif.containers[0].command.clear();
+        let s = render(&sif).unwrap();
+        assert!(s.contains("exec apptainer run --nv --bind /data/pods/u1/volumes/cfg:/etc/cfg:ro --pwd /work /images/tool.sif -c"), "{s}");
+    }
+
+    #[test]
+    fn podman() {
+        let s = render(&base(ContainerRuntime::Podman)).unwrap();
+        let want = "    exec podman run --rm --network=host --nv -e GREETING -v /data/pods/u1/volumes/cfg:/etc/cfg:ro -w /work --entrypoint python3 docker.io/library/alpine:3 -c 'print(\"it'\\''s\")'";
+        assert!(s.contains(want), "{s}");
+    }
+
+    #[test]
+    fn rejects_bad_flags_and_env() {
+        let mut b = base(ContainerRuntime::None);
+        b.flags.push("--x\n#evil".into());
+        assert!(render(&b).is_err());
+        let mut b = base(ContainerRuntime::None);
+        b.containers[0].env.push(("A B".into(), "x".into()));
+        assert!(render(&b).is_err());
+    }
+
+    /// The script really runs (bash, no Slurm): files and codes as documented.
+    #[test]
+    fn script_runs_under_bash() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = Some("export FROM_PRE=pre".into());
+        s.containers = vec![
+            ContainerRun {
+                name: "ok".into(),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo \"$GREETING $FROM_PRE\"; printf 'no newline'".into(),
+                ],
+                env: vec![("GREETING".into(), "hi".into())],
+                ..Default::default()
+            },
+            ContainerRun {
+                name: "bad".into(),
+                command: vec!["sh".into(), "-c".into(), "echo oops >&2; exit 3".into()],
+                ..Default::default()
+            },
+        ];
+        let script = render(&s).unwrap();
+        let path = dir.path().join("job.sh");
+        std::fs::write(&path, script).unwrap();
+        let st = std::process::Command::new("bash")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(3));
+        let read =
+            |f: &str| std::fs::read_to_string(dir.path().join("containers").join(f)).unwrap();
+        let log = read("ok.log");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].ends_with("Z hi pre"), "{log}");
+        assert!(lines[1].ends_with("Z no newline"));
+        let ts = lines[0].split(' ').next().unwrap();
+        assert!(ts.parse::<jiff::Timestamp>().is_ok(), "{ts}");
+        assert!(read("bad.log").ends_with("Z oops\n"));
+        assert!(read("ok.exit").starts_with("0 "));
+        assert!(read("bad.exit").starts_with("3 "));
+        assert!(
+            std::fs::read_to_string(dir.path().join("job.done"))
+                .unwrap()
+                .starts_with("3 ")
+        );
+        // the setup init container ran first
+        assert!(read("setup.log").ends_with("Z init\n"));
+    }
+
+    #[test]
+    fn failing_init_stops_the_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = None;
+        s.init[0].command = vec!["sh".into(), "-c".into(), "exit 7".into()];
+        s.containers[0].command = vec!["true".into()];
+        s.containers[0].args.clear();
+        s.containers[0].working_dir = None;
+        let path = dir.path().join("job.sh");
+        std::fs::write(&path, render(&s).unwrap()).unwrap();
+        let st = std::process::Command::new("bash")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(7));
+        assert!(dir.path().join("containers/setup.exit").exists());
+        assert!(!dir.path().join("containers/main.started").exists());
+    }
+}

@@ -1,0 +1,467 @@
+//! A pod's volumes as files under its directory, and where each container sees them.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+
+use crate::refs::{Data, Refs};
+
+/// One file to write, relative to the pod directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    pub rel: PathBuf,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// A volume as a container sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub volume: String,
+    /// Where the data is on the node.
+    pub host: PathBuf,
+    /// The container's mount path.
+    pub path: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VolumePlan {
+    pub files: Vec<PlannedFile>,
+    /// Directories to create (emptyDirs, and every volume's own directory).
+    pub dirs: Vec<PathBuf>,
+    /// Mounts by container name (init and regular).
+    pub mounts: BTreeMap<String, Vec<Mount>>,
+}
+
+/// A relative path that stays inside its directory.
+pub fn safe_rel(p: &str) -> Result<PathBuf, String> {
+    let path = Path::new(p);
+    if p.is_empty()
+        || path.is_absolute()
+        || path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(format!(
+            "path {p:?} must be relative and stay inside the volume"
+        ));
+    }
+    Ok(path.to_path_buf())
+}
+
+fn files_from(
+    vol: &str,
+    data: &Data,
+    items: Option<&Vec<KeyToPath>>,
+    default_mode: Option<i32>,
+    what: &str,
+) -> Result<Vec<PlannedFile>, String> {
+    let base = PathBuf::from("volumes").join(vol);
+    let mode = default_mode.map_or(0o644, |m| m as u32 & 0o777);
+    let mut out = Vec::new();
+    match items {
+        Some(items) if !items.is_empty() => {
+            for it in items {
+                let Some(v) = data.get(&it.key) else {
+                    return Err(format!(
+                        "volume {vol:?}: key {:?} not found in {what}",
+                        it.key
+                    ));
+                };
+                out.push(PlannedFile {
+                    rel: base.join(safe_rel(&it.path).map_err(|e| format!("volume {vol:?}: {e}"))?),
+                    contents: v.clone(),
+                    mode: it.mode.map_or(mode, |m| m as u32 & 0o777),
+                });
+            }
+        }
+        _ => {
+            for (k, v) in data {
+                out.push(PlannedFile {
+                    rel: base.join(safe_rel(k).map_err(|e| format!("volume {vol:?}: {e}"))?),
+                    contents: v.clone(),
+                    mode,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn downward(pod: &Pod, field: &str) -> Option<String> {
+    let m = &pod.metadata;
+    let lookup = |map: &Option<BTreeMap<String, String>>, key: &str| {
+        map.as_ref()
+            .and_then(|x| x.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let key_of = |prefix: &str| {
+        field
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix("['").and_then(|r| r.strip_suffix("']")))
+            .map(str::to_string)
+    };
+    Some(match field {
+        "metadata.name" => m.name.clone().unwrap_or_default(),
+        "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => m.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
+        "spec.serviceAccountName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
+        "status.podIP" => pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default(),
+        "status.hostIP" => pod
+            .status
+            .as_ref()
+            .and_then(|s| s.host_ip.clone())
+            .unwrap_or_default(),
+        "metadata.labels" | "metadata.annotations" => {
+            let map = if field == "metadata.labels" {
+                &m.labels
+            } else {
+                &m.annotations
+            };
+            map.iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v:?}\n"))
+                .collect::<String>()
+        }
+        _ => {
+            if let Some(k) = key_of("metadata.labels") {
+                lookup(&m.labels, &k)
+            } else if let Some(k) = key_of("metadata.annotations") {
+                lookup(&m.annotations, &k)
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
+/// Value of a downward-API field path, for env and downwardAPI volumes.
+pub fn field_value(pod: &Pod, field: &str) -> Result<String, String> {
+    downward(pod, field).ok_or_else(|| format!("field {field:?} is not supported"))
+}
+
+fn volume_files(pod: &Pod, v: &Volume, refs: &Refs) -> Result<Option<Vec<PlannedFile>>, String> {
+    let name = &v.name;
+    if let Some(cm) = &v.config_map {
+        let optional = cm.optional.unwrap_or(false);
+        return match refs.config_maps.get(&cm.name) {
+            Some(d) => {
+                files_from(name, d, cm.items.as_ref(), cm.default_mode, "its ConfigMap").map(Some)
+            }
+            None if optional => Ok(Some(Vec::new())),
+            None => Err(format!(
+                "volume {name:?}: ConfigMap {:?} was not sent with the pod",
+                cm.name
+            )),
+        };
+    }
+    if let Some(s) = &v.secret {
+        let sname = s.secret_name.clone().unwrap_or_default();
+        let optional = s.optional.unwrap_or(false);
+        return match refs.secrets.get(&sname) {
+            Some(d) => {
+                files_from(name, d, s.items.as_ref(), s.default_mode, "its Secret").map(Some)
+            }
+            None if optional => Ok(Some(Vec::new())),
+            None => Err(format!(
+                "volume {name:?}: Secret {sname:?} was not sent with the pod"
+            )),
+        };
+    }
+    if let Some(p) = &v.projected {
+        // interLink sends projected volumes already resolved, as a map named after the volume.
+        if let Some(d) = refs.projected.get(name) {
+            return files_from(name, d, None, p.default_mode, "its projected map").map(Some);
+        }
+        let mut out = Vec::new();
+        for src in p.sources.iter().flatten() {
+            if let Some(cm) = &src.config_map {
+                match refs.config_maps.get(&cm.name) {
+                    Some(d) => out.extend(files_from(
+                        name,
+                        d,
+                        cm.items.as_ref(),
+                        p.default_mode,
+                        "a ConfigMap",
+                    )?),
+                    None if cm.optional.unwrap_or(false) => {}
+                    None => {
+                        return Err(format!(
+                            "volume {name:?}: ConfigMap {:?} was not sent with the pod",
+                            cm.name
+                        ));
+                    }
+                }
+            }
+            if let Some(s) = &src.secret {
+                match refs.secrets.get(&s.name) {
+                    Some(d) => out.extend(files_from(
+                        name,
+                        d,
+                        s.items.as_ref(),
+                        p.default_mode,
+                        "a Secret",
+                    )?),
+                    None if s.optional.unwrap_or(false) => {}
+                    None => {
+                        return Err(format!(
+                            "volume {name:?}: Secret {:?} was not sent with the pod",
+                            s.name
+                        ));
+                    }
+                }
+            }
+            if let Some(da) = &src.downward_api {
+                for it in da.items.iter().flatten() {
+                    if let Some(f) = &it.field_ref {
+                        out.push(PlannedFile {
+                            rel: PathBuf::from("volumes")
+                                .join(name)
+                                .join(safe_rel(&it.path)?),
+                            contents: field_value(pod, &f.field_path)?.into_bytes(),
+                            mode: p.default_mode.map_or(0o644, |m| m as u32 & 0o777),
+                        });
+                    }
+                }
+            }
+        }
+        return Ok(Some(out));
+    }
+    if let Some(da) = &v.downward_api {
+        let mut out = Vec::new();
+        for it in da.items.iter().flatten() {
+            if let Some(f) = &it.field_ref {
+                out.push(PlannedFile {
+                    rel: PathBuf::from("volumes")
+                        .join(name)
+                        .join(safe_rel(&it.path)?),
+                    contents: field_value(pod, &f.field_path)?.into_bytes(),
+                    mode: it
+                        .mode
+                        .or(da.default_mode)
+                        .map_or(0o644, |m| m as u32 & 0o777),
+                });
+            }
+        }
+        return Ok(Some(out));
+    }
+    if v.empty_dir.is_some() {
+        return Ok(Some(Vec::new()));
+    }
+    Ok(None)
+}
+
+/// Plan every volume of the pod: files to write and mounts per container.
+pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String> {
+    let mut plan = VolumePlan::default();
+    let Some(spec) = &pod.spec else {
+        return Ok(plan);
+    };
+    let mut hosts: BTreeMap<String, Result<PathBuf, String>> = BTreeMap::new();
+    for v in spec.volumes.iter().flatten() {
+        safe_rel(&v.name).map_err(|_| format!("volume name {:?} is not a valid name", v.name))?;
+        if let Some(hp) = &v.host_path {
+            hosts.insert(v.name.clone(), Ok(PathBuf::from(&hp.path)));
+            continue;
+        }
+        match volume_files(pod, v, refs)? {
+            Some(files) => {
+                plan.files.extend(files);
+                let rel = PathBuf::from("volumes").join(&v.name);
+                plan.dirs.push(rel.clone());
+                hosts.insert(v.name.clone(), Ok(pod_dir.join(rel)));
+            }
+            None => {
+                hosts.insert(
+                    v.name.clone(),
+                    Err(format!(
+                        "volume {:?}: this kind of volume is not supported by the slurm plugin",
+                        v.name
+                    )),
+                );
+            }
+        }
+    }
+    let all = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter());
+    for c in all {
+        let mut mounts = Vec::new();
+        for vm in c.volume_mounts.iter().flatten() {
+            let host = match hosts.get(&vm.name) {
+                Some(Ok(h)) => h.clone(),
+                Some(Err(e)) => return Err(e.clone()),
+                None => {
+                    return Err(format!(
+                        "container {:?} mounts volume {:?}, which the pod does not define",
+                        c.name, vm.name
+                    ));
+                }
+            };
+            let host = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                Some(sp) => {
+                    host.join(safe_rel(sp).map_err(|e| format!("subPath of {:?}: {e}", vm.name))?)
+                }
+                None => host,
+            };
+            if !vm.mount_path.starts_with('/') {
+                return Err(format!(
+                    "container {:?}: mountPath {:?} must be absolute",
+                    c.name, vm.mount_path
+                ));
+            }
+            mounts.push(Mount {
+                volume: vm.name.clone(),
+                host,
+                path: vm.mount_path.clone(),
+                read_only: vm.read_only.unwrap_or(false),
+            });
+        }
+        plan.mounts.insert(c.name.clone(), mounts);
+    }
+    Ok(plan)
+}
+
+/// Write the planned files and directories under `pod_dir`.
+pub fn write(plan: &VolumePlan, pod_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in &plan.dirs {
+        std::fs::create_dir_all(pod_dir.join(d))?;
+    }
+    for f in &plan.files {
+        let p = pod_dir.join(&f.rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, &f.contents)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use interlink::RetrievedPodData;
+    use serde_json::json;
+
+    fn data() -> RetrievedPodData {
+        serde_json::from_value(json!({
+            "pod": {"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}},
+              "spec": {
+                "volumes": [
+                  {"name": "cfg", "configMap": {"name": "cm1", "items": [{"key": "a", "path": "sub/a.txt"}]}},
+                  {"name": "sec", "secret": {"secretName": "s1", "defaultMode": 256}},
+                  {"name": "kube-api-access-1", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+                  {"name": "scratch", "emptyDir": {}},
+                  {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels['app']"}}]}},
+                  {"name": "data", "hostPath": {"path": "/srv/data"}},
+                  {"name": "pvc", "persistentVolumeClaim": {"claimName": "c"}}
+                ],
+                "containers": [{"name": "main", "image": "busybox", "volumeMounts": [
+                  {"name": "cfg", "mountPath": "/etc/cfg", "readOnly": true},
+                  {"name": "sec", "mountPath": "/etc/sec/key", "subPath": "key"},
+                  {"name": "kube-api-access-1", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                  {"name": "scratch", "mountPath": "/scratch"},
+                  {"name": "info", "mountPath": "/etc/info"},
+                  {"name": "data", "mountPath": "/data"}
+                ]}]}},
+            "container": [{"name": "main",
+              "configMaps": [{"metadata": {"name": "cm1"}, "data": {"a": "hello", "b": "unused"}}],
+              "secrets": [{"metadata": {"name": "s1"}, "data": {"key": "czNjcjN0"}}],
+              "projectedvolumemaps": [{"metadata": {"name": "kube-api-access-1"}, "data": {"token": "tok", "ca.crt": "ca"}}],
+              "emptyDirs": []}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn plans_every_kind() {
+        let d = data();
+        let refs = Refs::from_request(&d);
+        let p = plan(&d.pod, Path::new("/pods/u1"), &refs).unwrap();
+        let find = |rel: &str| p.files.iter().find(|f| f.rel == Path::new(rel)).cloned();
+        assert_eq!(find("volumes/cfg/sub/a.txt").unwrap().contents, b"hello");
+        assert!(find("volumes/cfg/b").is_none());
+        let s = find("volumes/sec/key").unwrap();
+        assert_eq!((s.contents.as_slice(), s.mode), (&b"s3cr3t"[..], 0o400));
+        assert_eq!(
+            find("volumes/kube-api-access-1/token").unwrap().contents,
+            b"tok"
+        );
+        assert_eq!(find("volumes/info/labels").unwrap().contents, b"x");
+        assert!(p.dirs.contains(&PathBuf::from("volumes/scratch")));
+        let m = &p.mounts["main"];
+        assert_eq!(m[0].host, Path::new("/pods/u1/volumes/cfg"));
+        assert!(m[0].read_only);
+        assert_eq!(m[1].host, Path::new("/pods/u1/volumes/sec/key"));
+        assert_eq!(m[5].host, Path::new("/srv/data"));
+    }
+
+    #[test]
+    fn clear_errors() {
+        let mut d = data();
+        let spec = d.pod.spec.as_mut().unwrap();
+        spec.containers[0]
+            .volume_mounts
+            .as_mut()
+            .unwrap()
+            .push(serde_json::from_value(json!({"name": "pvc", "mountPath": "/pvc"})).unwrap());
+        let refs = Refs::from_request(&d);
+        let e = plan(&d.pod, Path::new("/p"), &refs).unwrap_err();
+        assert!(e.contains("\"pvc\"") && e.contains("not supported"), "{e}");
+
+        let mut d = data();
+        d.containers[0].config_maps.clear();
+        let e = plan(&d.pod, Path::new("/p"), &Refs::from_request(&d)).unwrap_err();
+        assert!(e.contains("cm1"), "{e}");
+
+        let mut d = data();
+        d.containers[0].config_maps[0]
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("../x".into(), "y".into());
+        d.pod.spec.as_mut().unwrap().volumes.as_mut().unwrap()[0]
+            .config_map
+            .as_mut()
+            .unwrap()
+            .items = None;
+        let e = plan(&d.pod, Path::new("/p"), &Refs::from_request(&d)).unwrap_err();
+        assert!(e.contains("../x"), "{e}");
+    }
+
+    #[test]
+    fn writes_files_with_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = data();
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(&d.pod, dir.path(), &Refs::from_request(&d)).unwrap();
+        write(&p, dir.path()).unwrap();
+        let key = dir.path().join("volumes/sec/key");
+        assert_eq!(std::fs::read(&key).unwrap(), b"s3cr3t");
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert!(dir.path().join("volumes/scratch").is_dir());
+    }
+}
