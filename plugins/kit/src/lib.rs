@@ -1,11 +1,22 @@
 //! The plugin kit: serves the plugin side of the interLink API and hands typed
 //! calls to a [`Provider`]. Validation, errors, tracing, metrics and config
 //! loading live here once for every plugin.
+//!
+//! - [`provider`]: the trait a plugin implements.
+//! - [`serve`]: the HTTP server (TCP or Unix socket) and its endpoints.
+//! - [`validate`]: checks on requests before a provider sees them.
+//! - [`http_error`]: errors as `{"error": message}` answers.
+//! - [`metrics`]: Prometheus metrics on `/metrics`.
+//! - [`config`], [`cli`], [`logging`]: the common config file, flags and log setup.
 
+pub mod cli;
+pub mod config;
+pub mod http_error;
+pub mod logging;
+pub mod metrics;
 pub mod provider;
+pub mod serve;
+pub mod validate;
 
 pub use provider::{LogStream, PluginError, Provider};
-
-pub mod serve;
-
 pub use serve::{Listen, serve};

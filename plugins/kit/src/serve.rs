@@ -1,17 +1,217 @@
 //! Serving the plugin API on TCP or a Unix socket.
+//!
+//! Endpoints (the plugin side of the interLink contract, plus two of our own):
+//!
+//! | path | methods | body | answer |
+//! |---|---|---|---|
+//! | `/create` | POST | `RetrievedPodData` | `CreateStruct` |
+//! | `/delete` | POST, DELETE | `v1.Pod` | `{"deleted": uid}` |
+//! | `/status` | GET, POST (with body) | `[v1.Pod]` (`[]` or no body: liveness) | `[PodStatus]` |
+//! | `/getLogs` | GET, POST (with body) | `LogStruct` | `text/plain`, streamed on `Follow` |
+//! | `/pinglink` | GET, POST | none | `PingResponse` |
+//! | `/healthz` | GET | none | `ok` (the process answers; the provider is not asked) |
+//! | `/metrics` | GET | none | Prometheus text format |
+//!
+//! Every failure is a JSON `{"error": message}` with a 4xx/5xx status. Bodies
+//! larger than [`ServeOptions::max_body_bytes`] get a 413. Request bodies are
+//! never logged (they carry Secrets).
 
-use std::future::Future;
-use std::net::SocketAddr;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::Provider;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use interlink::{LogStruct, RetrievedPodData};
+use k8s_openapi::api::core::v1::Pod;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
-/// Where a plugin listens: `http://host:port`, `host:port`, or `unix:///path`.
+use crate::http_error::ApiError;
+use crate::metrics::Metrics;
+use crate::{Provider, validate};
+
+/// Where a plugin listens: `http://host:port`, `host:port`, `:port`, or `unix:///path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
     Tcp(SocketAddr),
     Unix(PathBuf),
+}
+
+/// A listen address that could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid listen address {input:?}: {reason}")]
+pub struct ListenError {
+    pub input: String,
+    pub reason: String,
+}
+
+impl Listen {
+    /// Parse `unix:///path/to.sock`, `http://127.0.0.1:4000`, `127.0.0.1:4000`,
+    /// `localhost:4000` or `:4000` (every interface).
+    pub fn parse(s: &str) -> Result<Listen, ListenError> {
+        let err = |reason: &str| ListenError {
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let t = s.trim();
+        if let Some(path) = t.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(err("no socket path after unix://"));
+            }
+            return Ok(Listen::Unix(PathBuf::from(path)));
+        }
+        if t.starts_with("https://") {
+            return Err(err(
+                "the plugin API is served as plain HTTP; put TLS in front or use a Unix socket",
+            ));
+        }
+        let hostport = t.strip_prefix("http://").unwrap_or(t).trim_end_matches('/');
+        if hostport.is_empty() {
+            return Err(err("empty address"));
+        }
+        if hostport.contains('/') {
+            return Err(err("expected host:port (a path is not allowed)"));
+        }
+        let hostport = if hostport.starts_with(':') {
+            format!("0.0.0.0{hostport}")
+        } else {
+            hostport.to_string()
+        };
+        if let Ok(a) = hostport.parse::<SocketAddr>() {
+            return Ok(Listen::Tcp(a));
+        }
+        if !hostport.contains(':') {
+            return Err(err("expected host:port or unix:///path"));
+        }
+        match hostport.to_socket_addrs() {
+            Ok(mut addrs) => addrs
+                .next()
+                .map(Listen::Tcp)
+                .ok_or_else(|| err("host resolves to no address")),
+            Err(e) => Err(err(&e.to_string())),
+        }
+    }
+
+    /// The base URL a client uses: `http://ip:port` or `unix:///path`.
+    pub fn url(&self) -> String {
+        match self {
+            Listen::Tcp(a) => format!("http://{a}"),
+            Listen::Unix(p) => format!("unix://{}", p.display()),
+        }
+    }
+}
+
+impl FromStr for Listen {
+    type Err = ListenError;
+    fn from_str(s: &str) -> Result<Listen, ListenError> {
+        Listen::parse(s)
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url())
+    }
+}
+
+/// Tunables of the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Largest accepted request body (ConfigMaps and Secrets travel in `/create`).
+    pub max_body_bytes: usize,
+    /// After shutdown is asked, how long requests in flight may take before the
+    /// server stops anyway (log streams are ended at once).
+    pub drain_timeout: Duration,
+    /// File mode of a Unix socket.
+    pub socket_mode: u32,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_body_bytes: 32 << 20,
+            drain_timeout: Duration::from_secs(10),
+            socket_mode: 0o660,
+        }
+    }
+}
+
+/// A bound listener, ready to serve.
+pub struct Bound {
+    inner: BoundInner,
+    local: Listen,
+}
+
+enum BoundInner {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Bound {
+    /// The actual address (with the port the system chose for `:0`).
+    pub fn local(&self) -> &Listen {
+        &self.local
+    }
+}
+
+/// Bind `listen`. A Unix socket's parent directory is created; a stale socket
+/// file (nothing answers on it) is replaced; a live one is an `AddrInUse` error.
+pub async fn bind(listen: &Listen, opts: &ServeOptions) -> std::io::Result<Bound> {
+    match listen {
+        Listen::Tcp(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await?;
+            let local = Listen::Tcp(l.local_addr()?);
+            Ok(Bound {
+                inner: BoundInner::Tcp(l),
+                local,
+            })
+        }
+        Listen::Unix(path) => {
+            use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+            if let Some(dir) = path.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if !meta.file_type().is_socket() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!(
+                            "{} exists and is not a socket; not replacing it",
+                            path.display()
+                        ),
+                    ));
+                }
+                if tokio::net::UnixStream::connect(path).await.is_ok() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!("another server already answers on {}", path.display()),
+                    ));
+                }
+                tracing::info!(socket = %path.display(), "replacing a stale socket file");
+                std::fs::remove_file(path)?;
+            }
+            let l = tokio::net::UnixListener::bind(path)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(opts.socket_mode))?;
+            Ok(Bound {
+                inner: BoundInner::Unix(l),
+                local: Listen::Unix(path.clone()),
+            })
+        }
+    }
 }
 
 /// Serve `provider` on `listen` until `shutdown` resolves, then finish the
@@ -21,6 +221,287 @@ pub async fn serve<P: Provider>(
     listen: Listen,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let _ = (provider, listen, shutdown);
-    Err(std::io::Error::other("plugin kit: serve is not built yet"))
+    let opts = ServeOptions::default();
+    let bound = bind(&listen, &opts).await?;
+    serve_bound(provider, bound, opts, Metrics::new(), shutdown).await
+}
+
+/// Serve on an already bound listener (see [`bind`]), with options and metrics.
+pub async fn serve_bound<P: Provider>(
+    provider: Arc<P>,
+    bound: Bound,
+    opts: ServeOptions,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let cancel = CancellationToken::new();
+    let app = router(provider, &opts, metrics, cancel.clone());
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let drain = opts.drain_timeout;
+    let deadline = {
+        let cancel = cancel.clone();
+        async move {
+            cancel.cancelled().await;
+            tokio::time::sleep(drain).await;
+        }
+    };
+    tracing::info!(listen = %bound.local, "plugin API listening");
+    let result = match bound.inner {
+        BoundInner::Tcp(l) => {
+            let srv = axum::serve(l, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+            tokio::select! {
+                r = srv.into_future() => r,
+                _ = deadline => { tracing::warn!("requests still in flight after {drain:?}; stopping anyway"); Ok(()) }
+            }
+        }
+        BoundInner::Unix(l) => {
+            let srv = axum::serve(l, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+            let r = tokio::select! {
+                r = srv.into_future() => r,
+                _ = deadline => { tracing::warn!("requests still in flight after {drain:?}; stopping anyway"); Ok(()) }
+            };
+            if let Listen::Unix(p) = &bound.local {
+                let _ = std::fs::remove_file(p);
+            }
+            r
+        }
+    };
+    tracing::info!("plugin API stopped");
+    result
+}
+
+struct Shared<P> {
+    provider: Arc<P>,
+    metrics: Metrics,
+    cancel: CancellationToken,
+}
+
+type St<P> = State<Arc<Shared<P>>>;
+
+/// The plugin API as an axum router (what [`serve`] serves). `cancel` ends log
+/// streams when cancelled.
+pub fn router<P: Provider>(
+    provider: Arc<P>,
+    opts: &ServeOptions,
+    metrics: Metrics,
+    cancel: CancellationToken,
+) -> Router {
+    let shared = Arc::new(Shared {
+        provider,
+        metrics: metrics.clone(),
+        cancel,
+    });
+    Router::new()
+        .route("/create", post(create::<P>))
+        .route("/delete", post(delete::<P>).delete(delete::<P>))
+        .route("/status", get(status::<P>).post(status::<P>))
+        .route("/getLogs", get(logs::<P>).post(logs::<P>))
+        .route("/pinglink", get(ping::<P>).post(ping::<P>))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_text::<P>))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(shared)
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+const ENDPOINTS: [&str; 7] = [
+    "/create",
+    "/delete",
+    "/status",
+    "/getLogs",
+    "/pinglink",
+    "/healthz",
+    "/metrics",
+];
+
+async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let endpoint = ENDPOINTS
+        .iter()
+        .find(|e| **e == path)
+        .copied()
+        .unwrap_or("other");
+    let resp = next.run(req).await;
+    let secs = start.elapsed().as_secs_f64();
+    let code = resp.status().as_u16();
+    metrics.observe(endpoint, code, secs);
+    let ms = secs * 1000.0;
+    if code >= 500 {
+        tracing::error!(%method, path, code, ms, "request failed");
+    } else if code >= 400 {
+        tracing::warn!(%method, path, code, ms, "request refused");
+    } else if matches!(endpoint, "/create" | "/delete") {
+        tracing::info!(%method, path, code, ms, "request");
+    } else {
+        tracing::debug!(%method, path, code, ms, "request");
+    }
+    resp
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// The request body, with a JSON error when it is too large or unreadable.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        let status = r.status();
+        let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body is too large".to_string()
+        } else {
+            format!("cannot read the request body: {}", r.body_text())
+        };
+        ApiError::new(status, msg)
+    })
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(format!(
+            "empty body: expected {what}"
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
+async fn create<P: Provider>(
+    State(s): St<P>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let data: RetrievedPodData = parse_json(&body, "RetrievedPodData JSON")?;
+    validate::create_request(&data).map_err(ApiError::bad_request)?;
+    let uid = interlink::pod_uid(&data.pod).to_string();
+    tracing::info!(
+        pod = %interlink::pod_name(&data.pod),
+        namespace = %interlink::pod_namespace(&data.pod),
+        uid = %uid,
+        "create"
+    );
+    let created = s.provider.create(data).await?;
+    Ok(axum::Json(created).into_response())
+}
+
+async fn delete<P: Provider>(
+    State(s): St<P>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let pod: Pod = parse_json(&body, "v1.Pod JSON")?;
+    validate::pod_ref(&pod).map_err(ApiError::bad_request)?;
+    let uid = interlink::pod_uid(&pod).to_string();
+    tracing::info!(uid = %uid, pod = %interlink::pod_name(&pod), "delete");
+    s.provider.delete(pod).await?;
+    Ok(axum::Json(serde_json::json!({ "deleted": uid })).into_response())
+}
+
+async fn status<P: Provider>(
+    State(s): St<P>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        parse_json(&body, "JSON array of v1.Pod")?
+    };
+    for (i, p) in pods.iter().enumerate() {
+        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
+    }
+    let answer = s.provider.status(pods).await?;
+    Ok(axum::Json(answer).into_response())
+}
+
+async fn logs<P: Provider>(
+    State(s): St<P>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let req: LogStruct = parse_json(&body, "LogStruct JSON")?;
+    validate::log_request(&req).map_err(ApiError::bad_request)?;
+    let follow = req.opts.follow;
+    let stream = s.provider.logs(req).await?;
+    let guard = s.metrics.log_stream();
+    let cancel = s.cancel.clone();
+    let stream = stream
+        .take_until(cancel.cancelled_owned())
+        .map(move |item| {
+            let _ = &guard;
+            item
+        });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if follow {
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    Ok(resp)
+}
+
+async fn ping<P: Provider>(State(s): St<P>) -> Result<Response, ApiError> {
+    let p = s.provider.ping().await?;
+    Ok(axum::Json(p).into_response())
+}
+
+async fn metrics_text<P: Provider>(State(s): St<P>) -> Response {
+    let mut resp = s.metrics.encode().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_listen() {
+        assert_eq!(
+            Listen::parse("unix:///tmp/a.sock").unwrap(),
+            Listen::Unix("/tmp/a.sock".into())
+        );
+        assert_eq!(
+            Listen::parse("127.0.0.1:4000").unwrap(),
+            Listen::Tcp("127.0.0.1:4000".parse().unwrap())
+        );
+        assert_eq!(
+            Listen::parse("http://127.0.0.1:4000/").unwrap(),
+            Listen::Tcp("127.0.0.1:4000".parse().unwrap())
+        );
+        assert_eq!(
+            Listen::parse(":4000").unwrap(),
+            Listen::Tcp("0.0.0.0:4000".parse().unwrap())
+        );
+        assert!(
+            matches!(Listen::parse("localhost:4000").unwrap(), Listen::Tcp(a) if a.port() == 4000)
+        );
+        assert!(Listen::parse("unix://").is_err());
+        assert!(Listen::parse("https://x:1").is_err());
+        assert!(Listen::parse("nonsense").is_err());
+        assert!(Listen::parse("http://h:1/path").is_err());
+        assert_eq!(Listen::parse("unix:///x").unwrap().to_string(), "unix:///x");
+    }
 }

@@ -1,1 +1,51 @@
-//! The local plugin: runs each pod's containers as processes on this host.
+//! The local plugin: runs each pod's containers as processes on this host. It is
+//! the development backend and the default backend embedded in the CRI host.
+//!
+//! **There is no image isolation.** The image of a container is recorded and
+//! reported, never pulled or run: its `command` + `args` run as given, as the
+//! plugin's user, with this host's programs, network and file system.
+//!
+//! Per pod, under `<data root>/pods/<uid>/` (mode 0700):
+//! - `state.json`: what the plugin knows of the pod (persisted on every change);
+//! - `work/`: the working directory of its containers;
+//! - `volumes/<name>/`: ConfigMap, Secret, projected, downward-API and emptyDir
+//!   volumes as files; mount paths are mapped onto them (see [`launch`]);
+//! - `logs/<container>.log`: output in the CRI log format (timestamped lines);
+//! - `run/<container>.exit`: how the container's process ended.
+//!
+//! Init containers run one after the other, each must exit 0; then the regular
+//! containers run together, each in its own process group. Containers are not
+//! restarted. Delete sends TERM to each process group and KILL after the pod's
+//! grace period, then removes the pod directory.
+//!
+//! Each container runs under a small supervisor process (`interlink-local
+//! __shim`) that timestamps its output and records its exit status, so the
+//! plugin can be restarted while pods run: a restarted plugin recognises live
+//! processes by pid and start time, reads the recorded exit of those that ended,
+//! reports a process whose end was not recorded as terminated with reason
+//! `Lost` (exit code 255), and carries on with the pods' remaining containers.
+//!
+//! Embedding:
+//! ```no_run
+//! # async fn f() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use interlink_plugin_kit::{Listen, serve};
+//! use interlink_plugin_local::LocalProvider;
+//! let p = LocalProvider::new("/var/lib/interlink-local".into())?;
+//! serve(Arc::new(p), Listen::Unix("/run/interlink/local.sock".into()), std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod launch;
+pub mod logfile;
+pub mod objects;
+pub mod options;
+pub mod process;
+mod provider;
+mod runner;
+pub mod state;
+pub mod supervise;
+pub mod volumes;
+
+pub use options::{LocalOptions, Supervisor};
+pub use provider::{LocalError, LocalProvider};

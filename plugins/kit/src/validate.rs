@@ -1,0 +1,298 @@
+//! Checks on what the API server sends, done once before a provider sees it.
+//!
+//! A pod's UID becomes a directory name, a job name or a container label in the
+//! plugins, so it is held to a safe alphabet. Names follow Kubernetes' rules
+//! (DNS labels and subdomains). Each check answers a message naming the field.
+
+use std::collections::HashSet;
+
+use interlink::{LogStruct, RetrievedPodData};
+use k8s_openapi::api::core::v1::Pod;
+
+/// Longest accepted pod UID (Kubernetes UIDs are 36-character UUIDs).
+pub const MAX_UID_LEN: usize = 128;
+
+/// `^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`, at most 63 characters.
+pub fn dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Dot-separated DNS labels, at most 253 characters.
+pub fn dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(dns_label)
+}
+
+/// A pod UID safe to use as a file name: `[A-Za-z0-9._-]`, not starting with a dot.
+pub fn uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_UID_LEN
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+}
+
+/// A relative path inside a volume (a ConfigMap item's `path`, a `subPath`):
+/// not absolute, no `..` component, not empty.
+pub fn relative_path(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('/') && s.split('/').all(|c| c != ".." && !c.contains('\0'))
+}
+
+fn check_uid(pod: &Pod, what: &str) -> Result<(), String> {
+    let u = interlink::pod_uid(pod);
+    if u.is_empty() {
+        return Err(format!("{what}: metadata.uid is required"));
+    }
+    if !uid(u) {
+        return Err(format!(
+            "{what}: metadata.uid {u:?} is not a valid UID (letters, digits, '-', '_', '.', at most {MAX_UID_LEN})"
+        ));
+    }
+    Ok(())
+}
+
+fn check_names(pod: &Pod, what: &str, name_required: bool) -> Result<(), String> {
+    let name = interlink::pod_name(pod);
+    if name.is_empty() {
+        if name_required {
+            return Err(format!("{what}: metadata.name is required"));
+        }
+    } else if !dns_subdomain(name) {
+        return Err(format!(
+            "{what}: metadata.name {name:?} is not a valid DNS subdomain"
+        ));
+    }
+    let ns = interlink::pod_namespace(pod);
+    if !ns.is_empty() && !dns_label(ns) {
+        return Err(format!(
+            "{what}: metadata.namespace {ns:?} is not a valid DNS label"
+        ));
+    }
+    Ok(())
+}
+
+/// A pod named in `/delete` or `/status`: a valid UID, valid names where given.
+pub fn pod_ref(pod: &Pod) -> Result<(), String> {
+    check_uid(pod, "pod")?;
+    check_names(pod, "pod", false)
+}
+
+/// The body of `/create`: a pod that can be run.
+pub fn create_request(data: &RetrievedPodData) -> Result<(), String> {
+    let pod = &data.pod;
+    check_uid(pod, "pod")?;
+    check_names(pod, "pod", true)?;
+    let Some(spec) = pod.spec.as_ref() else {
+        return Err("pod: spec is required".into());
+    };
+    if spec.containers.is_empty() {
+        return Err("pod: spec.containers must list at least one container".into());
+    }
+    if let Some(g) = spec.termination_grace_period_seconds
+        && g < 0
+    {
+        return Err(format!(
+            "pod: spec.terminationGracePeriodSeconds must not be negative (got {g})"
+        ));
+    }
+    let mut volumes = HashSet::new();
+    for v in spec.volumes.iter().flatten() {
+        if !dns_label(&v.name) {
+            return Err(format!(
+                "volume {:?}: name is not a valid DNS label",
+                v.name
+            ));
+        }
+        if !volumes.insert(v.name.as_str()) {
+            return Err(format!("volume {:?}: name is used twice", v.name));
+        }
+        for (p, what) in v
+            .config_map
+            .iter()
+            .flat_map(|c| c.items.iter().flatten())
+            .chain(v.secret.iter().flat_map(|s| s.items.iter().flatten()))
+            .map(|i| (i.path.as_str(), "item path"))
+        {
+            if !relative_path(p) {
+                return Err(format!(
+                    "volume {:?}: {what} {p:?} must be relative without '..'",
+                    v.name
+                ));
+            }
+        }
+    }
+    let mut names = HashSet::new();
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| ("init container", c));
+    for (kind, c) in init.chain(spec.containers.iter().map(|c| ("container", c))) {
+        if !dns_label(&c.name) {
+            return Err(format!(
+                "{kind} {:?}: name is not a valid DNS label",
+                c.name
+            ));
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err(format!(
+                "{kind} {:?}: name is used twice in the pod",
+                c.name
+            ));
+        }
+        if c.image.as_deref().unwrap_or("").trim().is_empty() {
+            return Err(format!("{kind} {:?}: image is required", c.name));
+        }
+        for e in c.env.iter().flatten() {
+            if e.name.is_empty() || e.name.contains('=') || e.name.contains('\0') {
+                return Err(format!(
+                    "{kind} {:?}: env name {:?} is invalid",
+                    c.name, e.name
+                ));
+            }
+        }
+        let mut mount_paths = HashSet::new();
+        for m in c.volume_mounts.iter().flatten() {
+            if !volumes.contains(m.name.as_str()) {
+                return Err(format!(
+                    "{kind} {:?}: volumeMount names volume {:?}, which the pod does not define",
+                    c.name, m.name
+                ));
+            }
+            if !m.mount_path.starts_with('/') || m.mount_path.split('/').any(|p| p == "..") {
+                return Err(format!(
+                    "{kind} {:?}: mountPath {:?} must be absolute without '..'",
+                    c.name, m.mount_path
+                ));
+            }
+            if !mount_paths.insert(m.mount_path.trim_end_matches('/')) {
+                return Err(format!(
+                    "{kind} {:?}: mountPath {:?} is used twice",
+                    c.name, m.mount_path
+                ));
+            }
+            if let Some(sp) = m.sub_path.as_deref()
+                && !sp.is_empty()
+                && !relative_path(sp)
+            {
+                return Err(format!(
+                    "{kind} {:?}: subPath {sp:?} must be relative without '..'",
+                    c.name
+                ));
+            }
+        }
+    }
+    for rc in &data.containers {
+        if !names.contains(rc.name.as_str()) {
+            return Err(format!(
+                "container data names {:?}, which is not a container of the pod",
+                rc.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The body of `/getLogs`.
+pub fn log_request(req: &LogStruct) -> Result<(), String> {
+    if req.pod_uid.is_empty() {
+        return Err("PodUID is required".into());
+    }
+    if !uid(&req.pod_uid) {
+        return Err(format!("PodUID {:?} is not a valid UID", req.pod_uid));
+    }
+    if !dns_label(&req.container_name) {
+        return Err(format!(
+            "ContainerName {:?} is not a valid DNS label",
+            req.container_name
+        ));
+    }
+    if !req.namespace.is_empty() && !dns_label(&req.namespace) {
+        return Err(format!(
+            "Namespace {:?} is not a valid DNS label",
+            req.namespace
+        ));
+    }
+    if !req.pod_name.is_empty() && !dns_subdomain(&req.pod_name) {
+        return Err(format!(
+            "PodName {:?} is not a valid DNS subdomain",
+            req.pod_name
+        ));
+    }
+    let o = &req.opts;
+    for (v, what) in [
+        (o.tail, "Tail"),
+        (o.limit_bytes, "Bytes"),
+        (o.since_seconds, "SinceSeconds"),
+    ] {
+        if v < 0 {
+            return Err(format!("Opts.{what} must not be negative (got {v})"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names() {
+        assert!(dns_label("a-b0"));
+        assert!(!dns_label("-a"));
+        assert!(!dns_label("A"));
+        assert!(!dns_label(&"a".repeat(64)));
+        assert!(dns_subdomain("a.b-c.d"));
+        assert!(!dns_subdomain("a..b"));
+        assert!(uid("0c6b9ab4-8d43-4b4e-9a1c-6a2f0e8f2b11"));
+        assert!(!uid("../etc"));
+        assert!(!uid("a/b"));
+        assert!(!uid(""));
+        assert!(relative_path("a/b.txt"));
+        assert!(!relative_path("/a"));
+        assert!(!relative_path("a/../../b"));
+    }
+
+    fn data(v: serde_json::Value) -> RetrievedPodData {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn create_checks() {
+        let ok = data(
+            json!({"pod": {"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "volumeMounts": [{"name": "v", "mountPath": "/etc/x"}]}],
+                "volumes": [{"name": "v", "emptyDir": {}}]}}}),
+        );
+        create_request(&ok).unwrap();
+
+        let dup = data(json!({"pod": {"metadata": {"name": "p", "uid": "u1"},
+            "spec": {"initContainers": [{"name": "c", "image": "i"}], "containers": [{"name": "c", "image": "i"}]}}}));
+        assert!(create_request(&dup).unwrap_err().contains("used twice"));
+
+        let bad_mount = data(json!({"pod": {"metadata": {"name": "p", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}]}}}));
+        assert!(create_request(&bad_mount).unwrap_err().contains("\"nope\""));
+
+        let no_uid = data(
+            json!({"pod": {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}),
+        );
+        assert!(create_request(&no_uid).unwrap_err().contains("uid"));
+
+        let bad_name = data(
+            json!({"pod": {"metadata": {"name": "P_Q", "uid": "u"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}),
+        );
+        assert!(
+            create_request(&bad_name)
+                .unwrap_err()
+                .contains("metadata.name")
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! How one container becomes a command line on this host: argv, environment
+//! and working directory, resolved at create time.
+//!
+//! - **No image isolation.** The image is recorded and reported, never pulled or
+//!   used: `command` + `args` run as given, with this host's programs. A container
+//!   with neither is refused (there is no image entrypoint to fall back to).
+//! - **Mount paths.** There is no mount namespace, so a `volumeMount` cannot appear
+//!   at its `mountPath`. Instead every absolute mount path found in `command`,
+//!   `args`, `env` values and `workingDir` is rewritten to the volume's directory
+//!   under the pod directory (a path-prefix match on whole path components: with
+//!   a mount at `/etc/config`, `cat /etc/config/a.conf` becomes
+//!   `cat <pod>/volumes/cfg/a.conf`, `/etc/configs` is left alone). Programs that
+//!   build paths at run time can use `INTERLINK_MOUNTS`, which lists
+//!   `mountPath=hostPath` pairs separated by `:`.
+//! - **Environment.** Not inherited from the plugin. Each container gets `PATH`
+//!   (the plugin's `path` setting, else the plugin's own `PATH`), `HOME` (its working
+//!   directory), `HOSTNAME` (the pod name), `INTERLINK_POD_DIR`, `INTERLINK_MOUNTS`,
+//!   then `envFrom` and `env` in order, with Kubernetes' `$(VAR)` expansion and
+//!   `valueFrom` (ConfigMap/Secret keys, downward-API fields, resource fields).
+//! - **Working directory.** `<pod>/work`, shared by the pod's containers; a
+//!   `workingDir` inside a mount maps to the volume, any other `workingDir` to
+//!   `<pod>/work/<workingDir>` (created).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::objects::{Objects, field_value};
+use crate::state::Launch;
+
+/// Why a container cannot be launched: a Kubernetes waiting reason and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn config_error(message: String) -> LaunchError {
+    LaunchError {
+        reason: "CreateContainerConfigError",
+        message,
+    }
+}
+
+/// A mount: the path the container asked for, the directory that stands for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub path: String,
+    pub host: PathBuf,
+}
+
+/// The container's mounts, longest mount path first.
+pub fn mounts(c: &Container, volumes: &BTreeMap<String, PathBuf>) -> Vec<Mount> {
+    let mut out: Vec<Mount> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let mut host = volumes.get(&m.name)?.clone();
+            if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                host = host.join(sp);
+            }
+            let path = m.mount_path.trim_end_matches('/');
+            let path = if path.is_empty() { "/" } else { path };
+            Some(Mount {
+                path: path.to_string(),
+                host,
+            })
+        })
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
+    out
+}
+
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '~' | '+' | '@' | '%')
+}
+
+/// Replace every mount path that appears in `s` as a whole path prefix.
+pub fn rewrite(s: &str, mounts: &[Mount]) -> String {
+    if mounts.is_empty() || !s.contains('/') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut prev: Option<char> = None;
+    'outer: while i < s.len() {
+        let rest = &s[i..];
+        if rest.starts_with('/') && !prev.is_some_and(is_path_char) {
+            for m in mounts {
+                if m.path == "/" {
+                    continue;
+                }
+                if let Some(after) = rest.strip_prefix(m.path.as_str()) {
+                    let next = after.chars().next();
+                    if next.is_none() || next == Some('/') || !next.is_some_and(is_path_char) {
+                        out.push_str(&m.host.to_string_lossy());
+                        i += m.path.len();
+                        prev = m.path.chars().last();
+                        continue 'outer;
+                    }
+                }
+            }
+        }
+        let c = rest.chars().next().unwrap_or('\0');
+        out.push(c);
+        prev = Some(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// Kubernetes' `$(VAR)` expansion: defined variables are replaced, undefined
+/// references are left as written, `$$` is a literal `$`.
+pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let rest = &s[i..];
+        if rest.starts_with("$$") {
+            out.push('$');
+            i += 2;
+            continue;
+        }
+        if let Some(inner) = rest.strip_prefix("$(")
+            && let Some(end) = inner.find(')')
+            && let Some(v) = lookup(&inner[..end])
+        {
+            out.push_str(&v);
+            i += 2 + end + 1;
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or('\0');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// An ordered environment where a later definition replaces an earlier one.
+#[derive(Default)]
+struct Env {
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    fn set(&mut self, k: &str, v: String) {
+        match self.vars.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v,
+            None => self.vars.push((k.to_string(), v)),
+        }
+    }
+    fn get(&self, k: &str) -> Option<String> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+fn utf8(bytes: &[u8], what: &str) -> Result<String, LaunchError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| config_error(format!("{what} is not UTF-8 text")))
+}
+
+fn resource_value(c: &Container, resource: &str) -> String {
+    let (kind, name) = resource.split_once('.').unwrap_or(("", resource));
+    let res = c.resources.as_ref();
+    let map = match kind {
+        "limits" => res.and_then(|r| r.limits.as_ref()),
+        "requests" => res.and_then(|r| r.requests.as_ref()),
+        _ => None,
+    };
+    map.and_then(|m| m.get(name))
+        .map(|q| q.0.clone())
+        .unwrap_or_else(|| {
+            if name == "cpu" {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .to_string()
+            } else {
+                "0".to_string()
+            }
+        })
+}
+
+/// Where `program` resolves with this `PATH` (relative paths against `cwd`).
+pub fn find_program(program: &str, path_var: &str, cwd: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = if program.starts_with('/') {
+            PathBuf::from(program)
+        } else {
+            cwd.join(program)
+        };
+        return executable(&p).then_some(p);
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
+}
+
+/// Resolve `c` of `pod` into a [`Launch`].
+pub fn resolve(
+    pod_dir: &Path,
+    pod: &Pod,
+    c: &Container,
+    volumes: &BTreeMap<String, PathBuf>,
+    objs: &Objects,
+    path_var: &str,
+) -> Result<Launch, LaunchError> {
+    let mounts = mounts(c, volumes);
+    let work = pod_dir.join("work");
+    let cwd = match c.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        None => work.clone(),
+        Some(w) => {
+            let r = rewrite(w, &mounts);
+            if r != w {
+                PathBuf::from(r)
+            } else {
+                work.join(w.trim_start_matches('/'))
+            }
+        }
+    };
+    std::fs::create_dir_all(&cwd).map_err(|e| {
+        config_error(format!(
+            "cannot create working directory {}: {e}",
+            cwd.display()
+        ))
+    })?;
+
+    let mut env = Env::default();
+    env.set("PATH", path_var.to_string());
+    env.set("HOME", cwd.to_string_lossy().into_owned());
+    env.set("HOSTNAME", interlink::pod_name(pod).to_string());
+    env.set("INTERLINK_POD_DIR", pod_dir.to_string_lossy().into_owned());
+    let pairs: Vec<String> = mounts
+        .iter()
+        .map(|m| format!("{}={}", m.path, m.host.display()))
+        .collect();
+    env.set("INTERLINK_MOUNTS", pairs.join(":"));
+
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let (data, name, optional, what) = if let Some(r) = &from.config_map_ref {
+            (
+                objs.config_map(&r.name),
+                r.name.clone(),
+                r.optional == Some(true),
+                "configMap",
+            )
+        } else if let Some(r) = &from.secret_ref {
+            (
+                objs.secret(&r.name),
+                r.name.clone(),
+                r.optional == Some(true),
+                "secret",
+            )
+        } else {
+            continue;
+        };
+        match data {
+            Some(d) => {
+                for (k, v) in d {
+                    env.set(
+                        &format!("{prefix}{k}"),
+                        utf8(v, &format!("{what} {name:?} key {k:?}"))?,
+                    );
+                }
+            }
+            None if optional => {}
+            None => {
+                return Err(config_error(format!(
+                    "envFrom: {what} {name:?} was not sent with the pod"
+                )));
+            }
+        }
+    }
+
+    for e in c.env.iter().flatten() {
+        let value = if let Some(src) = &e.value_from {
+            if let Some(r) = &src.config_map_key_ref {
+                match objs.config_map(&r.name).and_then(|d| d.get(&r.key)) {
+                    Some(v) => utf8(v, &format!("configMap {:?} key {:?}", r.name, r.key))?,
+                    None if r.optional == Some(true) => continue,
+                    None => {
+                        return Err(config_error(format!(
+                            "env {:?}: key {:?} of configMap {:?} was not sent with the pod",
+                            e.name, r.key, r.name
+                        )));
+                    }
+                }
+            } else if let Some(r) = &src.secret_key_ref {
+                match objs.secret(&r.name).and_then(|d| d.get(&r.key)) {
+                    Some(v) => utf8(v, &format!("secret {:?} key {:?}", r.name, r.key))?,
+                    None if r.optional == Some(true) => continue,
+                    None => {
+                        return Err(config_error(format!(
+                            "env {:?}: key {:?} of secret {:?} was not sent with the pod",
+                            e.name, r.key, r.name
+                        )));
+                    }
+                }
+            } else if let Some(r) = &src.field_ref {
+                field_value(pod, &r.field_path).ok_or_else(|| {
+                    config_error(format!(
+                        "env {:?}: field {:?} is not supported",
+                        e.name, r.field_path
+                    ))
+                })?
+            } else if let Some(r) = &src.resource_field_ref {
+                resource_value(c, &r.resource)
+            } else {
+                return Err(config_error(format!(
+                    "env {:?}: this valueFrom is not supported",
+                    e.name
+                )));
+            }
+        } else {
+            let raw = e.value.clone().unwrap_or_default();
+            expand(&raw, &|n| env.get(n))
+        };
+        env.set(&e.name, rewrite(&value, &mounts));
+    }
+
+    let lookup = |n: &str| env.get(n);
+    let mut argv: Vec<String> = c
+        .command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .map(|a| rewrite(&expand(a, &lookup), &mounts))
+        .collect();
+    if argv.is_empty() {
+        return Err(config_error(format!(
+            "container {:?} has neither command nor args: the local plugin does not run images, so it needs a command",
+            c.name
+        )));
+    }
+    let path_now = env.get("PATH").unwrap_or_default();
+    match find_program(&argv[0], &path_now, &cwd) {
+        Some(p) => argv[0] = p.to_string_lossy().into_owned(),
+        None => {
+            return Err(LaunchError {
+                reason: "CreateContainerError",
+                message: format!(
+                    "command {:?} not found on this host (PATH={path_now}); the local plugin runs commands on the host and ignores the image {:?}",
+                    argv[0],
+                    c.image.as_deref().unwrap_or("")
+                ),
+            });
+        }
+    }
+    Ok(Launch {
+        argv,
+        env: env.vars,
+        cwd,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_paths() {
+        let m = vec![
+            Mount {
+                path: "/etc/config/sub".into(),
+                host: "/p/v/b".into(),
+            },
+            Mount {
+                path: "/etc/config".into(),
+                host: "/p/v/a".into(),
+            },
+        ];
+        assert_eq!(rewrite("cat /etc/config/x.conf", &m), "cat /p/v/a/x.conf");
+        assert_eq!(rewrite("/etc/config", &m), "/p/v/a");
+        assert_eq!(rewrite("/etc/config/sub/y", &m), "/p/v/b/y");
+        assert_eq!(rewrite("/etc/configs/x", &m), "/etc/configs/x");
+        assert_eq!(rewrite("x/etc/config/y", &m), "x/etc/config/y");
+        assert_eq!(
+            rewrite("A=/etc/config;B='/etc/config/z'", &m),
+            "A=/p/v/a;B='/p/v/a/z'"
+        );
+    }
+
+    #[test]
+    fn expansion() {
+        let f = |n: &str| (n == "A").then(|| "1".to_string());
+        assert_eq!(expand("x$(A)y", &f), "x1y");
+        assert_eq!(expand("$(B)", &f), "$(B)");
+        assert_eq!(expand("$$(A)", &f), "$(A)");
+        assert_eq!(expand("$(A", &f), "$(A");
+        assert_eq!(expand("é$(A)", &f), "é1");
+    }
+}
