@@ -1,7 +1,16 @@
-//! The plugin's configuration file (YAML, upstream-style `PascalCase` keys).
+//! The plugin's own settings: the `docker:` section of the kit's config file.
+//!
+//! ```yaml
+//! listen: 127.0.0.1:4000          # the kit's common keys
+//! data_root: /var/lib/interlink-docker
+//! docker:
+//!   docker_host: unix:///run/podman/podman.sock   # else DOCKER_HOST, else /var/run/docker.sock
+//!   infra_image: localhost/mini:latest
+//!   infra_command: [sleep, "2147483647"]
+//!   image_pull_policy: IfNotPresent
+//! ```
 
-use std::path::{Path, PathBuf};
-
+use interlink_plugin_kit::config::PluginSettings;
 use serde::Deserialize;
 
 /// Where the engine listens when neither the config nor `DOCKER_HOST` says.
@@ -12,118 +21,82 @@ pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_API_VERSION: &str = "1.41";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Engine address: `unix:///path.sock`, `tcp://host:port` or `http://host:port`.
     /// Falls back to `DOCKER_HOST`, then [`DEFAULT_DOCKER_HOST`].
-    #[serde(rename = "DockerHost", default)]
+    #[serde(alias = "DockerHost")]
     pub docker_host: Option<String>,
     /// Engine API version to speak (`"1.41"`).
-    #[serde(rename = "ApiVersion", default = "default_api_version")]
     pub api_version: String,
-    /// Where volumes of each pod and the plugin's state live (`--data-root` wins).
-    #[serde(rename = "DataRoot", default)]
-    pub data_root: Option<PathBuf>,
-    /// Address to listen on (`--listen` wins): `http://127.0.0.1:4000`, `unix:///path`.
-    #[serde(rename = "Listen", default)]
-    pub listen: Option<String>,
     /// Image of the container that holds a pod's namespaces (network, IPC, UTS).
-    #[serde(rename = "InfraImage", default = "default_infra_image")]
     pub infra_image: String,
     /// Command of the infra container; empty = the image's own (`/pause`).
-    #[serde(rename = "InfraCommand", default)]
     pub infra_command: Vec<String>,
     /// Network mode of the infra container (`none`, `bridge`, a network name).
-    #[serde(rename = "NetworkMode", default = "default_network_mode")]
     pub network_mode: String,
+    /// Pull policy for every container, overriding the pod's (`IfNotPresent` or
+    /// `Never` suit sites whose images are made locally, without a registry).
+    pub image_pull_policy: Option<String>,
     /// Longest an image pull may take.
-    #[serde(rename = "PullTimeoutSeconds", default = "default_pull_timeout")]
     pub pull_timeout_seconds: u64,
     /// Longest any other engine request may take.
-    #[serde(rename = "RequestTimeoutSeconds", default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
     /// Pods this plugin accepts, reported by ping.
-    #[serde(rename = "MaxPods", default)]
     pub max_pods: Option<u64>,
-}
-
-fn default_api_version() -> String {
-    DEFAULT_API_VERSION.to_string()
-}
-fn default_infra_image() -> String {
-    "registry.k8s.io/pause:3.10".to_string()
-}
-fn default_network_mode() -> String {
-    "none".to_string()
-}
-fn default_pull_timeout() -> u64 {
-    300
-}
-fn default_request_timeout() -> u64 {
-    60
 }
 
 impl Default for Config {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("empty config")
+        Config {
+            docker_host: None,
+            api_version: DEFAULT_API_VERSION.into(),
+            infra_image: "registry.k8s.io/pause:3.10".into(),
+            infra_command: vec![],
+            network_mode: "none".into(),
+            image_pull_policy: None,
+            pull_timeout_seconds: 300,
+            request_timeout_seconds: 60,
+            max_pods: None,
+        }
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {err}")]
-    Read { path: PathBuf, err: std::io::Error },
-    #[error("invalid config {path}: {err}")]
-    Parse {
-        path: PathBuf,
-        err: serde_yaml::Error,
-    },
-    #[error("invalid config: {0}")]
-    Invalid(String),
+impl PluginSettings for Config {
+    const SECTION: &'static str = "docker";
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
-            path: path.into(),
-            err,
-        })?;
-        Config::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { err, .. } => ConfigError::Parse {
-                path: path.into(),
-                err,
-            },
-            e => e,
-        })
-    }
-
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    /// Parse the `docker:` section alone (tests, tools).
+    pub fn parse(text: &str) -> Result<Config, String> {
         let c: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_yaml::from_str(text).map_err(|err| ConfigError::Parse {
-                path: PathBuf::new(),
-                err,
-            })?
+            serde_yaml::from_str(text).map_err(|e| e.to_string())?
         };
         c.validate()?;
         Ok(c)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks serde cannot express; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
         parse_api_version(&self.api_version).ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "ApiVersion {:?} is not MAJOR.MINOR",
+            format!(
+                "docker.api_version {:?} is not MAJOR.MINOR",
                 self.api_version
-            ))
+            )
         })?;
+        if let Some(p) = &self.image_pull_policy
+            && !["Always", "IfNotPresent", "Never"].contains(&p.as_str())
+        {
+            return Err(format!(
+                "docker.image_pull_policy {p:?}: expected Always, IfNotPresent or Never"
+            ));
+        }
         if self.infra_image.trim().is_empty() {
-            return Err(ConfigError::Invalid("InfraImage is empty".into()));
+            return Err("docker.infra_image is empty".into());
         }
-        if let Some(h) = &self.docker_host {
-            check_host(h).map_err(ConfigError::Invalid)?;
-        }
-        Ok(())
+        check_host(&self.engine_host())
     }
 
     /// The engine address: config, then `DOCKER_HOST`, then the default socket.
@@ -150,7 +123,7 @@ pub fn check_host(h: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "DockerHost {h:?}: expected unix:///path, tcp://host:port or http://host:port"
+            "docker host {h:?}: expected unix:///path, tcp://host:port or http://host:port"
         ))
     }
 }
@@ -165,22 +138,24 @@ mod tests {
         assert_eq!(c.api_version, "1.41");
         assert_eq!(c.network_mode, "none");
         let c = Config::parse(
-            "DockerHost: unix:///tmp/x.sock\nInfraImage: localhost/mini:latest\nInfraCommand: [sleep, '100']\n",
+            "docker_host: unix:///tmp/x.sock\ninfra_image: localhost/mini:latest\ninfra_command: [sleep, '100']\n",
         )
         .unwrap();
         assert_eq!(c.engine_host(), "unix:///tmp/x.sock");
         assert_eq!(c.infra_command, vec!["sleep", "100"]);
+        let c = Config::parse("DockerHost: tcp://h:2375\n").unwrap();
+        assert_eq!(c.engine_host(), "tcp://h:2375");
     }
 
     #[test]
     fn bad_input_is_named() {
-        let e = Config::parse("DockerHost: ftp://x\n")
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse("docker_host: ftp://x\n").unwrap_err();
         assert!(e.contains("ftp://x"), "{e}");
-        let e = Config::parse("Nope: 1\n").unwrap_err().to_string();
-        assert!(e.contains("Nope"), "{e}");
-        let e = Config::parse("ApiVersion: one\n").unwrap_err().to_string();
-        assert!(e.contains("ApiVersion"), "{e}");
+        let e = Config::parse("nope: 1\n").unwrap_err();
+        assert!(e.contains("nope"), "{e}");
+        let e = Config::parse("api_version: one\n").unwrap_err();
+        assert!(e.contains("api_version"), "{e}");
+        let e = Config::parse("image_pull_policy: Sometimes\n").unwrap_err();
+        assert!(e.contains("Sometimes"), "{e}");
     }
 }

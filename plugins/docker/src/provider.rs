@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use futures::{StreamExt, TryStreamExt};
 use interlink::{
@@ -22,6 +21,7 @@ use interlink_plugin_kit::{LogStream, PluginError, Provider};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
 use crate::config::Config;
+use crate::engine::raw::{Inspect, RawError, normalize};
 use crate::engine::{Engine, is_connection_error, is_not_found};
 use crate::spec::{self, LABEL_POD_UID, Role};
 use crate::state::{ContainerRecord, Failure, PodRecord, StateError, Store};
@@ -291,7 +291,11 @@ impl Inner {
             vec![(self.config.infra_image.clone(), "IfNotPresent".into())];
         for c in inits.iter().copied().chain(&spec.containers) {
             let img = c.image.clone().unwrap_or_default();
-            let policy = spec::pull_policy(c);
+            let policy = self
+                .config
+                .image_pull_policy
+                .clone()
+                .unwrap_or_else(|| spec::pull_policy(c));
             if !["Always", "IfNotPresent", "Never"].contains(&policy.as_str()) {
                 return Err(Refusal::rejected(
                     "CreateContainerConfigError",
@@ -472,28 +476,21 @@ impl Inner {
 
     /// Ids of every container labelled with the pod's UID, infra last.
     async fn labelled(&self, docker: &Docker, uid: &str) -> Result<Vec<String>, PluginError> {
-        let filters =
-            HashMap::from([("label".to_string(), vec![format!("{LABEL_POD_UID}={uid}")])]);
-        let list = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
+        let list = self
+            .engine
+            .raw()
+            .list_labelled(&format!("{LABEL_POD_UID}={uid}"))
             .await
-            .map_err(|e| {
-                self.engine
-                    .error("listing containers", e, PluginError::Internal)
-            })?;
+            .map_err(|e| self.engine.raw_error("listing containers", e))?;
         let mut ids: Vec<(bool, String)> = list
             .into_iter()
-            .filter_map(|c| {
+            .map(|c| {
                 let infra = c
                     .labels
                     .as_ref()
                     .and_then(|l| l.get(spec::LABEL_ROLE))
                     .is_some_and(|r| r == "infra");
-                c.id.map(|i| (infra, i))
+                (infra, c.id)
             })
             .collect();
         ids.sort();
@@ -545,7 +542,18 @@ impl Inner {
         let stop = |id: String| {
             let docker = docker.clone();
             async move {
-                if grace > 0 {
+                if grace <= 0 {
+                    // no grace: SIGKILL now (podman's forced remove would wait
+                    // for a TERM-ignoring process first)
+                    let opts = bollard::query_parameters::KillContainerOptions {
+                        signal: "KILL".into(),
+                    };
+                    if let Err(e) = docker.kill_container(&id, Some(opts)).await
+                        && is_connection_error(&e)
+                    {
+                        return Err(e);
+                    }
+                } else {
                     let opts = StopContainerOptions {
                         t: Some(grace.min(i32::MAX as i64) as i32),
                         signal: None,
@@ -575,7 +583,29 @@ impl Inner {
                     .error("removing container", e, PluginError::Internal)
             })?;
         }
-        stop(last).await.map_err(|e| {
+        let stop_last = |id: String| {
+            let docker = docker.clone();
+            async move {
+                let opts = bollard::query_parameters::KillContainerOptions {
+                    signal: "KILL".into(),
+                };
+                if let Err(e) = docker.kill_container(&id, Some(opts)).await
+                    && is_connection_error(&e)
+                {
+                    return Err(e);
+                }
+                let opts = RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                };
+                match docker.remove_container(&id, Some(opts)).await {
+                    Err(e) if !is_not_found(&e) => Err(e),
+                    _ => Ok(()),
+                }
+            }
+        };
+        stop_last(last).await.map_err(|e| {
             self.engine
                 .error("removing container", e, PluginError::Internal)
         })?;
@@ -638,23 +668,16 @@ impl Inner {
                 .collect());
         }
         // one list call for every pod; inspect only containers whose state changed
-        let filters = HashMap::from([("label".to_string(), vec![LABEL_POD_UID.to_string()])]);
-        let list = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
+        let raw = self.engine.raw();
+        let list = raw
+            .list_labelled(LABEL_POD_UID)
             .await
-            .map_err(|e| {
-                self.engine
-                    .error("listing containers", e, PluginError::Internal)
-            })?;
+            .map_err(|e| self.engine.raw_error("listing containers", e))?;
         let states: HashMap<String, String> = list
             .into_iter()
-            .filter_map(|c| Some((c.id?, c.state.map(summary_state).unwrap_or_default())))
+            .map(|c| (c.id, normalize(&c.state).to_string()))
             .collect();
-        let mut fresh: HashMap<String, bollard::models::ContainerInspectResponse> = HashMap::new();
+        let mut fresh: HashMap<String, Inspect> = HashMap::new();
         let need: Vec<String> = {
             let cache = lock(&self.cache);
             recs.iter()
@@ -669,10 +692,7 @@ impl Inner {
                 .collect()
         };
         let results: Vec<_> = futures::stream::iter(need)
-            .map(|id| {
-                let docker = docker.clone();
-                async move { (id.clone(), docker.inspect_container(&id, None).await) }
-            })
+            .map(|id| async move { (id.clone(), raw.inspect(&id).await) })
             .buffer_unordered(8)
             .collect()
             .await;
@@ -681,12 +701,8 @@ impl Inner {
                 Ok(i) => {
                     fresh.insert(id, i);
                 }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(self
-                        .engine
-                        .error("inspecting container", e, PluginError::Internal));
-                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(self.engine.raw_error("inspecting container", e)),
             }
         }
         Ok(recs
@@ -699,7 +715,7 @@ impl Inner {
         &self,
         rec: &PodRecord,
         states: &HashMap<String, String>,
-        fresh: &HashMap<String, bollard::models::ContainerInspectResponse>,
+        fresh: &HashMap<String, Inspect>,
     ) -> PodStatus {
         let mut cache = lock(&self.cache);
         let mut one = |c: &ContainerRecord, pending: &str| -> ContainerStatus {
@@ -782,10 +798,11 @@ impl Inner {
             )));
         }
         let docker = self.docker()?;
-        docker.inspect_container(&c.id, None).await.map_err(|e| {
-            self.engine
-                .error(&format!("container {:?}", c.name), e, PluginError::Internal)
-        })?;
+        self.engine
+            .raw()
+            .inspect(&c.id)
+            .await
+            .map_err(|e| self.engine.raw_error(&format!("container {:?}", c.name), e))?;
         let o = &req.opts;
         let since = if o.since_seconds > 0 {
             jiff::Timestamp::now().as_second() - o.since_seconds
@@ -850,10 +867,6 @@ impl Inner {
     }
 }
 
-fn summary_state(s: ContainerSummaryStateEnum) -> String {
-    s.to_string()
-}
-
 /// `repo:tag` -> (`repo`, `tag`); digests and untagged names stay whole.
 fn split_image(image: &str) -> (String, Option<String>) {
     if image.contains('@') {
@@ -897,14 +910,12 @@ fn spawn_driver(inner: &Arc<Inner>, rec: PodRecord) {
 /// Errors are connection problems (retried); everything else ends the run.
 async fn drive(inner: &Inner, rec: &PodRecord) -> Result<(), String> {
     let docker = inner.docker().map_err(|e| e.to_string())?;
-    let state = |id: String| {
-        let docker = docker.clone();
-        async move {
-            match docker.inspect_container(&id, None).await {
-                Ok(i) => Ok(i.state),
-                Err(e) if is_connection_error(&e) => Err(e.to_string()),
-                Err(_) => Ok(None),
-            }
+    let raw = inner.engine.raw();
+    let state = |id: String| async move {
+        match raw.inspect(&id).await {
+            Ok(i) => Ok(i.state),
+            Err(RawError::Connect(e)) => Err(e),
+            Err(_) => Ok(None),
         }
     };
     let start = |id: String, name: String| {
@@ -924,9 +935,7 @@ async fn drive(inner: &Inner, rec: &PodRecord) -> Result<(), String> {
         tracing::warn!(pod = %rec.uid, "infra container is gone");
         return Ok(());
     };
-    if infra.status == Some(ContainerStateStatusEnum::CREATED)
-        && !start(rec.infra_id.clone(), "infra".into()).await?
-    {
+    if infra.normalized() == "created" && !start(rec.infra_id.clone(), "infra".into()).await? {
         return Ok(());
     }
     for c in &rec.init_containers {
@@ -934,17 +943,17 @@ async fn drive(inner: &Inner, rec: &PodRecord) -> Result<(), String> {
             let Some(s) = state(c.id.clone()).await? else {
                 return Ok(());
             };
-            match s.status {
-                Some(ContainerStateStatusEnum::CREATED) => {
+            match s.normalized() {
+                "created" => {
                     if !start(c.id.clone(), c.name.clone()).await? {
                         return Ok(());
                     }
                 }
-                Some(ContainerStateStatusEnum::EXITED) | Some(ContainerStateStatusEnum::DEAD) => {
-                    if s.exit_code == Some(0) {
+                "exited" | "dead" => {
+                    if s.exit_code == 0 {
                         break;
                     }
-                    tracing::info!(pod = %rec.uid, container = %c.name, code = ?s.exit_code, "init container failed: pod stops here");
+                    tracing::info!(pod = %rec.uid, container = %c.name, code = s.exit_code, "init container failed: pod stops here");
                     return Ok(());
                 }
                 _ => {
@@ -965,7 +974,7 @@ async fn drive(inner: &Inner, rec: &PodRecord) -> Result<(), String> {
     }
     for c in &rec.containers {
         if let Some(s) = state(c.id.clone()).await?
-            && s.status == Some(ContainerStateStatusEnum::CREATED)
+            && s.normalized() == "created"
         {
             start(c.id.clone(), c.name.clone()).await?;
         }

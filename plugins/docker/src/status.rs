@@ -1,6 +1,6 @@
 //! Engine container state -> Kubernetes container status.
 
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use crate::engine::raw::Inspect;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     ContainerStatus,
@@ -56,23 +56,16 @@ pub fn missing(st: ContainerStatus) -> ContainerStatus {
 
 /// Status from an inspect answer. `pending_reason` is the waiting reason of a
 /// created, not yet started container (`ContainerCreating`, `PodInitializing`).
-pub fn from_inspect(
-    mut st: ContainerStatus,
-    i: &ContainerInspectResponse,
-    pending_reason: &str,
-) -> ContainerStatus {
-    st.image_id = i.image.clone().unwrap_or_default();
+pub fn from_inspect(mut st: ContainerStatus, i: &Inspect, pending_reason: &str) -> ContainerStatus {
+    st.image_id = i.image.clone();
     let Some(s) = &i.state else {
         return waiting(st, pending_reason, None);
     };
-    let started = parse_time(s.started_at.as_deref());
-    let finished = parse_time(s.finished_at.as_deref());
-    let error = s.error.clone().filter(|e| !e.is_empty());
-    match s.status {
-        Some(ContainerStateStatusEnum::RUNNING)
-        | Some(ContainerStateStatusEnum::PAUSED)
-        | Some(ContainerStateStatusEnum::RESTARTING)
-        | Some(ContainerStateStatusEnum::STOPPING) => {
+    let started = parse_time(Some(&s.started_at));
+    let finished = parse_time(Some(&s.finished_at));
+    let error = Some(s.error.clone()).filter(|e| !e.is_empty());
+    match s.normalized() {
+        "running" | "paused" | "restarting" | "stopping" => {
             st.ready = true;
             st.started = Some(true);
             st.state = Some(ContainerState {
@@ -83,10 +76,8 @@ pub fn from_inspect(
             });
             st
         }
-        Some(ContainerStateStatusEnum::EXITED)
-        | Some(ContainerStateStatusEnum::DEAD)
-        | Some(ContainerStateStatusEnum::REMOVING) => {
-            let code = s.exit_code.unwrap_or(-1) as i32;
+        "exited" | "dead" | "removing" => {
+            let code = s.exit_code as i32;
             if started.is_none() && code != 0 {
                 // never ran: the runtime refused it (command not found, bad mount ...)
                 return waiting(
@@ -95,7 +86,7 @@ pub fn from_inspect(
                     error.or_else(|| Some(format!("exit code {code}"))),
                 );
             }
-            let reason = if s.oom_killed == Some(true) {
+            let reason = if s.oom_killed {
                 "OOMKilled"
             } else if code == 0 {
                 "Completed"
@@ -140,7 +131,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn inspect(state: serde_json::Value) -> ContainerInspectResponse {
+    fn inspect(state: serde_json::Value) -> Inspect {
         serde_json::from_value(json!({"Id": "abc", "Image": "sha256:1", "State": state})).unwrap()
     }
 
