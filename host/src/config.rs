@@ -1,0 +1,327 @@
+//! `InterLinkCRIConfig.yaml`: the seeds' keys plus this host's own. Every key is
+//! optional; an unknown key is an error that names it. Without any config file the
+//! host runs its embedded default (API server + local plugin in process).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {msg}")]
+    Read { path: String, msg: String },
+    #[error("config {path}: {msg}")]
+    Parse { path: String, msg: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// The whole file. Key names are as in the seeds (`InterlinkAddress`, `CRI.SocketPath`, ...).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct Config {
+    /// API server: `http://host`, `https://host` or `unix:///path`. Unset: the
+    /// embedded default (API server and local plugin in this process).
+    #[serde(default)]
+    pub interlink_address: Option<String>,
+    /// API server port (ignored for `unix://`). Seeds spell it `Interlinkport`.
+    #[serde(default, rename = "Interlinkport", alias = "InterlinkPort", deserialize_with = "de_port")]
+    pub interlink_port: Option<u16>,
+    #[serde(default, rename = "CRI")]
+    pub cri: CriSection,
+    #[serde(default, rename = "TLS")]
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub verbose_logging: bool,
+    #[serde(default)]
+    pub errors_only_logging: bool,
+    /// Where state, remote-pod records and the embedded backend's data live.
+    #[serde(default = "default_data_root")]
+    pub data_root_folder: PathBuf,
+    /// Bearer token file for the API server (also `VK_TOKEN_FILE`), re-read on change.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// One `/status` for every tracked pod per interval.
+    #[serde(default = "d_1s", deserialize_with = "de_dur")]
+    pub status_interval: Duration,
+    /// Regular containers started within this window of each other go in one `/create`.
+    #[serde(default = "d_300ms", deserialize_with = "de_dur")]
+    pub batch_window: Duration,
+    /// How often `/pinglink` is called.
+    #[serde(default = "d_5s", deserialize_with = "de_dur")]
+    pub ping_interval: Duration,
+    /// `RuntimeReady` turns false when `/pinglink` has not answered for this long.
+    #[serde(default = "d_30s", deserialize_with = "de_dur")]
+    pub ping_timeout: Duration,
+    /// How long a `/create` that cannot reach the API server is retried before the
+    /// containers are reported failed.
+    #[serde(default = "d_60s", deserialize_with = "de_dur")]
+    pub create_retry_for: Duration,
+    /// `cgroupfs` or `systemd`, reported by `RuntimeConfig`.
+    #[serde(default = "default_cgroup_driver")]
+    pub cgroup_driver: String,
+    /// Offered to the annotation step, which may put them on the remote pod.
+    #[serde(default)]
+    pub plugin_config: BTreeMap<String, String>,
+    /// emptyDir volumes: `emptyDir` (the plugin's own, per remote pod) or
+    /// `hostPath` (kubelet's directory, for plugins on this machine or a shared
+    /// filesystem: keeps data between init containers and the main containers).
+    #[serde(default = "default_empty_dir_mode")]
+    pub empty_dir_mode: String,
+    /// Prometheus `/metrics` and `/healthz` on this TCP address (off when unset).
+    #[serde(default)]
+    pub metrics_address: Option<SocketAddr>,
+    #[serde(default)]
+    pub extensions: Option<ExtensionsSection>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct CriSection {
+    /// The gRPC socket kubelet connects to (`unix://` prefix accepted).
+    #[serde(default = "default_socket")]
+    pub socket_path: String,
+    /// Reported in `Status`; sandboxes asking for another handler are refused.
+    #[serde(default = "default_handler")]
+    pub runtime_handler: String,
+    /// Bound on each interLink request.
+    #[serde(default = "d_30s", deserialize_with = "de_dur")]
+    pub request_timeout: Duration,
+    /// Seeds' key, accepted and ignored: the host always serves CRI.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct TlsSection {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default, rename = "CACertFile")]
+    pub ca_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ExtensionsSection {
+    pub dir: PathBuf,
+    #[serde(default = "d_10ms", deserialize_with = "de_dur")]
+    pub call_timeout: Duration,
+    #[serde(default = "default_mem")]
+    pub memory_limit_bytes: usize,
+    #[serde(default)]
+    pub admission_fail_open: bool,
+}
+
+impl Default for CriSection {
+    fn default() -> Self {
+        CriSection {
+            socket_path: default_socket(),
+            runtime_handler: default_handler(),
+            request_timeout: d_30s(),
+            enabled: None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+fn default_socket() -> String {
+    "/var/run/interlink/cri.sock".into()
+}
+fn default_handler() -> String {
+    "interlink".into()
+}
+fn default_data_root() -> PathBuf {
+    PathBuf::from("/var/lib/interlink-cri")
+}
+fn default_cgroup_driver() -> String {
+    "cgroupfs".into()
+}
+fn default_empty_dir_mode() -> String {
+    "emptyDir".into()
+}
+fn default_mem() -> usize {
+    16 << 20
+}
+fn d_10ms() -> Duration {
+    Duration::from_millis(10)
+}
+fn d_300ms() -> Duration {
+    Duration::from_millis(300)
+}
+fn d_1s() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_5s() -> Duration {
+    Duration::from_secs(5)
+}
+fn d_30s() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_60s() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn de_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        S(String),
+        N(u64),
+    }
+    match V::deserialize(d)? {
+        V::N(n) => Ok(Duration::from_secs(n)),
+        V::S(s) => humantime::parse_duration(s.trim())
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}"))),
+    }
+}
+
+fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        S(String),
+        N(u16),
+    }
+    match Option::<V>::deserialize(d)? {
+        None => Ok(None),
+        Some(V::N(n)) => Ok(Some(n)),
+        Some(V::S(s)) if s.trim().is_empty() => Ok(None),
+        Some(V::S(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("invalid port {s:?}"))),
+    }
+}
+
+impl Config {
+    /// Parse a YAML document (`path` only names it in errors).
+    pub fn from_yaml(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text)
+                .map_err(|e| ConfigError::Parse { path: path.into(), msg: e.to_string() })?
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        Config::from_yaml(&text, &path.display().to_string())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.cgroup_driver.as_str(), "cgroupfs" | "systemd") {
+            return Err(ConfigError::Invalid(format!(
+                "CgroupDriver must be cgroupfs or systemd, not {:?}",
+                self.cgroup_driver
+            )));
+        }
+        if !matches!(self.empty_dir_mode.as_str(), "emptyDir" | "hostPath") {
+            return Err(ConfigError::Invalid(format!(
+                "EmptyDirMode must be emptyDir or hostPath, not {:?}",
+                self.empty_dir_mode
+            )));
+        }
+        if self.cri.runtime_handler.is_empty() {
+            return Err(ConfigError::Invalid("CRI.RuntimeHandler must not be empty".into()));
+        }
+        if self.status_interval.is_zero() || self.ping_interval.is_zero() {
+            return Err(ConfigError::Invalid("StatusInterval and PingInterval must be > 0".into()));
+        }
+        if let Some(a) = &self.interlink_address
+            && !(a.starts_with("http://") || a.starts_with("https://") || a.starts_with("unix://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "InterlinkAddress must start with http://, https:// or unix://, not {a:?}"
+            )));
+        }
+        if self.tls.enabled && (self.tls.cert_file.is_some() != self.tls.key_file.is_some()) {
+            return Err(ConfigError::Invalid("TLS.CertFile and TLS.KeyFile go together".into()));
+        }
+        Ok(())
+    }
+
+    /// The socket path without a `unix://` prefix.
+    pub fn socket_path(&self) -> PathBuf {
+        let s = self.cri.socket_path.strip_prefix("unix://").unwrap_or(&self.cri.socket_path);
+        PathBuf::from(s)
+    }
+
+    /// Does the host run its embedded API server and local plugin?
+    pub fn embedded(&self) -> bool {
+        self.interlink_address.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_example_parses() {
+        let y = r#"
+InterlinkAddress: "https://interlink-api.example.com"
+Interlinkport: "8080"
+CRI:
+  SocketPath: "unix:///var/run/interlink/cri.sock"
+  RuntimeHandler: "interlink"
+  RequestTimeout: "15m"
+TLS:
+  Enabled: true
+  CertFile: "/etc/interlink/cri/tls/client.crt"
+  KeyFile: "/etc/interlink/cri/tls/client.key"
+  CACertFile: "/etc/interlink/cri/tls/ca.crt"
+VerboseLogging: true
+ErrorsOnlyLogging: false
+DataRootFolder: "/var/lib/interlink-cri"
+PluginConfig:
+  SLURM_PARTITION: "gpu"
+"#;
+        let c = Config::from_yaml(y, "t").unwrap();
+        assert_eq!(c.interlink_port, Some(8080));
+        assert_eq!(c.cri.request_timeout, Duration::from_secs(900));
+        assert_eq!(c.socket_path(), PathBuf::from("/var/run/interlink/cri.sock"));
+        assert_eq!(c.plugin_config["SLURM_PARTITION"], "gpu");
+        assert!(!c.embedded());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_yaml("Bogus: 1\n", "t").unwrap_err().to_string();
+        assert!(e.contains("Bogus"), "{e}");
+        let e = Config::from_yaml("CRI:\n  SockPath: x\n", "t").unwrap_err().to_string();
+        assert!(e.contains("SockPath"), "{e}");
+    }
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let c = Config::from_yaml("", "t").unwrap();
+        assert!(c.embedded());
+        assert_eq!(c.status_interval, Duration::from_secs(1));
+        assert_eq!(c.cri.runtime_handler, "interlink");
+        assert!(Config::from_yaml("StatusInterval: soon\n", "t").is_err());
+        assert!(Config::from_yaml("CgroupDriver: x\n", "t").is_err());
+        assert!(Config::from_yaml("InterlinkAddress: ftp://x\n", "t").is_err());
+    }
+}

@@ -1,0 +1,64 @@
+//! `RunPodSandbox`: records the sandbox. Nothing is sent remotely until its first
+//! container starts (a remote pod needs containers).
+
+use tonic::Status;
+
+use super::{Result, validate};
+use crate::proto::runtime::v1 as cri;
+use crate::runtime::Runtime;
+use crate::store::Sandbox;
+
+/// The remote UID of a sandbox: the pod UID when it is a lowercase UUID (as the
+/// interLink API server requires), else a UUID derived from it.
+pub fn remote_uid(uid: &str) -> String {
+    match uuid::Uuid::parse_str(uid) {
+        Ok(u) if u.hyphenated().to_string() == uid => uid.to_string(),
+        _ => uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, uid.as_bytes()).to_string(),
+    }
+}
+
+pub fn run_pod_sandbox(rt: &Runtime, req: cri::RunPodSandboxRequest) -> Result<cri::RunPodSandboxResponse> {
+    let config = req.config.ok_or_else(|| Status::invalid_argument("config is required"))?;
+    let md = config.metadata.clone().ok_or_else(|| Status::invalid_argument("config.metadata is required"))?;
+    validate::dns_subdomain("metadata.name", &md.name)?;
+    validate::dns_label("metadata.namespace", &md.namespace)?;
+    validate::uid("metadata.uid", &md.uid)?;
+    validate::metadata_size("pod sandbox", &config.labels, &config.annotations)?;
+    validate::field("hostname", &config.hostname)?;
+    validate::field("log_directory", &config.log_directory)?;
+    let handler = if req.runtime_handler.is_empty() { rt.cfg.cri.runtime_handler.clone() } else { req.runtime_handler.clone() };
+    if handler != rt.cfg.cri.runtime_handler {
+        return Err(Status::invalid_argument(format!(
+            "runtime handler {handler:?} is not served here (this runtime serves {:?})",
+            rt.cfg.cri.runtime_handler
+        )));
+    }
+    let id = crate::ids::new_id();
+    rt.store.update(|st, d| {
+        if let Some(other) = st.sandboxes.values().find(|s| {
+            s.config.metadata.as_ref().is_some_and(|m| m.name == md.name && m.namespace == md.namespace && m.uid == md.uid && m.attempt == md.attempt)
+        }) {
+            return Err(Status::already_exists(format!(
+                "pod sandbox {}/{} (uid {}, attempt {}) already exists as {}",
+                md.namespace, md.name, md.uid, md.attempt, other.id
+            )));
+        }
+        st.sandboxes.insert(
+            id.clone(),
+            Sandbox {
+                id: id.clone(),
+                uid: remote_uid(&md.uid),
+                config,
+                created_at: crate::now_ns(),
+                ready: true,
+                runtime_handler: handler,
+                batches: 0,
+                main_used: false,
+            },
+        );
+        d.sandbox(&id);
+        Ok(())
+    })?;
+    tracing::info!(sandbox = %id, pod = %format!("{}/{}", md.namespace, md.name), "sandbox ready");
+    Ok(cri::RunPodSandboxResponse { pod_sandbox_id: id })
+}

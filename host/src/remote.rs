@@ -1,0 +1,91 @@
+//! The host's view of the interLink API server: the seven calls it makes. The
+//! production implementation is [`interlink::client::Client`] (see
+//! [`InterlinkRemote`]); the trait keeps the rest of the host independent of the
+//! transport.
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use interlink::{CreateStruct, LogStruct, PodCreateRequests, PodStatus};
+use k8s_openapi::api::core::v1::Pod;
+
+/// Why a remote call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemoteError {
+    /// Nothing answered (connection refused, timeout): worth retrying.
+    #[error("interLink API server unreachable: {0}")]
+    Unreachable(String),
+    /// The server answered with an error: the request itself failed.
+    #[error("interLink API server refused: {0}")]
+    Refused(String),
+}
+
+impl RemoteError {
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, RemoteError::Unreachable(_))
+    }
+}
+
+pub type RemoteResult<T> = Result<T, RemoteError>;
+
+pub trait Remote: Send + Sync + 'static {
+    fn create(&self, req: PodCreateRequests) -> BoxFuture<'_, RemoteResult<CreateStruct>>;
+    fn delete(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>>;
+    fn status(&self, pods: Vec<Pod>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>>;
+    fn logs(&self, req: LogStruct, max_bytes: usize) -> BoxFuture<'_, RemoteResult<Bytes>>;
+    fn logs_follow(
+        &self,
+        req: LogStruct,
+    ) -> BoxFuture<'_, RemoteResult<BoxStream<'static, RemoteResult<Bytes>>>>;
+    fn ping(&self) -> BoxFuture<'_, RemoteResult<()>>;
+    fn update_cache(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>>;
+}
+
+/// [`Remote`] over the interLink client (HTTP, HTTPS with mTLS, or a Unix socket).
+pub struct InterlinkRemote {
+    pub client: interlink::client::Client,
+}
+
+fn map_err(e: interlink::client::ClientError) -> RemoteError {
+    use interlink::client::ClientError as E;
+    match e {
+        E::Unreachable(m) | E::Timeout(m) => RemoteError::Unreachable(m),
+        E::Server { status, message } if matches!(status, 502..=504) => {
+            RemoteError::Unreachable(format!("({status}) {message}"))
+        }
+        other => RemoteError::Refused(other.to_string()),
+    }
+}
+
+impl Remote for InterlinkRemote {
+    fn create(&self, req: PodCreateRequests) -> BoxFuture<'_, RemoteResult<CreateStruct>> {
+        Box::pin(async move { self.client.create(&req).await.map_err(map_err) })
+    }
+    fn delete(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>> {
+        Box::pin(async move {
+            match self.client.delete(&pod).await {
+                Err(interlink::client::ClientError::NotFound(_)) => Ok(()),
+                r => r.map_err(map_err),
+            }
+        })
+    }
+    fn status(&self, pods: Vec<Pod>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+        Box::pin(async move { self.client.status(&pods).await.map_err(map_err) })
+    }
+    fn logs(&self, req: LogStruct, max_bytes: usize) -> BoxFuture<'_, RemoteResult<Bytes>> {
+        Box::pin(async move { self.client.logs(&req, max_bytes).await.map_err(map_err) })
+    }
+    fn logs_follow(&self, req: LogStruct) -> BoxFuture<'_, RemoteResult<BoxStream<'static, RemoteResult<Bytes>>>> {
+        Box::pin(async move {
+            use futures::StreamExt;
+            let s = self.client.logs_follow(&req).await.map_err(map_err)?;
+            Ok(s.map(|r| r.map_err(map_err)).boxed())
+        })
+    }
+    fn ping(&self) -> BoxFuture<'_, RemoteResult<()>> {
+        Box::pin(async move { self.client.ping().await.map(|_| ()).map_err(map_err) })
+    }
+    fn update_cache(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>> {
+        Box::pin(async move { self.client.update_cache(&pod).await.map_err(map_err) })
+    }
+}
