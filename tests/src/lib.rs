@@ -145,3 +145,5 @@ pub fn wait_for_tcp(port: u16, timeout: Duration) -> Result<()> {
 pub fn backends_required() -> bool {
     std::env::var("INTERLINK_REQUIRE_BACKENDS").is_ok_and(|v| v == "1")
 }
+
+pub mod plugin;

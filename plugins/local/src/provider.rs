@@ -447,7 +447,7 @@ impl LocalProvider {
                 .chain(rec.containers.iter_mut())
             {
                 if matches!(&c.state, ContainerState::Waiting { message: None, .. }) {
-                    c.state = ContainerState::waiting("PodRefused", Some(err.message.clone()));
+                    c.state = ContainerState::waiting(err.reason, Some(err.message.clone()));
                 }
             }
             rec.refused = Some(err.message);
