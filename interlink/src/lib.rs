@@ -6,7 +6,9 @@
 //! - [`validate`]: the input rules (DNS labels, pod UIDs) the server applies; plugins reuse them.
 
 pub mod client;
+pub mod server;
 mod tls;
 pub mod types;
+pub mod validate;
 
 pub use types::*;

@@ -1,0 +1,384 @@
+//! The server's configuration: upstream's `InterLinkConfig.yaml` keys plus
+//! what TLS client certificates, auth and limits need. Unknown keys are errors
+//! that name the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole `InterLinkConfig.yaml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `http://host`, `https://host` or `unix:///path.sock` to listen on.
+    #[serde(rename = "InterlinkAddress")]
+    pub interlink_address: String,
+    /// TCP port (ignored for `unix://`); 0 picks a free one.
+    #[serde(rename = "InterlinkPort", deserialize_with = "port")]
+    pub interlink_port: u16,
+    /// The plugin: `http://host` or `unix:///path.sock`.
+    #[serde(rename = "SidecarURL")]
+    pub sidecar_url: String,
+    /// The plugin's TCP port (ignored for `unix://`).
+    #[serde(rename = "SidecarPort", deserialize_with = "port")]
+    pub sidecar_port: u16,
+    #[serde(rename = "VerboseLogging")]
+    pub verbose_logging: bool,
+    #[serde(rename = "ErrorsOnlyLogging")]
+    pub errors_only_logging: bool,
+    /// Root of the per-pod paths handed to the plugin (emptyDirs).
+    #[serde(rename = "DataRootFolder")]
+    pub data_root_folder: String,
+    #[serde(rename = "TLS")]
+    pub tls: TlsConfig,
+    /// Upstream's job script settings, handed to the plugin as `jobConfig`.
+    #[serde(rename = "JobScriptBuildConfig")]
+    pub job_script_build_config: Option<serde_yaml::Value>,
+    #[serde(rename = "Auth")]
+    pub auth: AuthConfig,
+    /// Largest request body accepted (413 above it).
+    #[serde(rename = "MaxBodyBytes")]
+    pub max_body_bytes: usize,
+    /// Time allowed to a plugin call (504 after it); not applied to log follow streams.
+    #[serde(rename = "PluginTimeoutSeconds")]
+    pub plugin_timeout_seconds: f64,
+    /// How long shutdown waits for requests in flight.
+    #[serde(rename = "ShutdownGraceSeconds")]
+    pub shutdown_grace_seconds: f64,
+}
+
+/// `TLS:` — serve HTTPS, optionally verifying client certificates.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    #[serde(rename = "Enabled")]
+    pub enabled: bool,
+    #[serde(rename = "CertFile")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(rename = "KeyFile")]
+    pub key_file: Option<PathBuf>,
+    /// CA bundle that client certificates are verified against.
+    #[serde(rename = "CACertFile")]
+    pub ca_cert_file: Option<PathBuf>,
+    /// Refuse clients without a valid certificate (default: true when
+    /// `CACertFile` is set).
+    #[serde(rename = "RequireClientCert")]
+    pub require_client_cert: Option<bool>,
+}
+
+/// `Auth:` — who may call the API. Nothing set: no authentication.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Static bearer tokens, one per line (`TOKEN [NAME]`, `#` comments),
+    /// reloaded when the file changes.
+    #[serde(rename = "TokensFile")]
+    pub tokens_file: Option<PathBuf>,
+    #[serde(rename = "OIDC")]
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `Auth.OIDC:` — JWTs signed by an identity provider.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// Expected `iss`; also where `/.well-known/openid-configuration` is
+    /// fetched when neither `JWKSFile` nor `JWKSURL` is set.
+    #[serde(rename = "Issuer")]
+    pub issuer: String,
+    /// Accepted `aud` values (at least one).
+    #[serde(rename = "Audiences", deserialize_with = "one_or_many")]
+    pub audiences: Vec<String>,
+    /// A JWKS document on disk, reloaded when it changes.
+    #[serde(rename = "JWKSFile")]
+    pub jwks_file: Option<PathBuf>,
+    /// Where to fetch the JWKS.
+    #[serde(rename = "JWKSURL")]
+    pub jwks_url: Option<String>,
+    /// CA bundle for fetching from the issuer over https (default: webpki roots).
+    #[serde(rename = "CACertFile")]
+    pub ca_cert_file: Option<PathBuf>,
+    /// Subjects (`sub`) allowed to call; with `AllowedGroups` empty too, every
+    /// valid token is allowed.
+    #[serde(rename = "AllowedSubjects")]
+    pub allowed_subjects: Vec<String>,
+    /// Groups allowed to call (from the `GroupsClaim` claim).
+    #[serde(rename = "AllowedGroups")]
+    pub allowed_groups: Vec<String>,
+    #[serde(rename = "GroupsClaim")]
+    pub groups_claim: String,
+    /// Clock skew allowed on `exp`/`nbf`.
+    #[serde(rename = "LeewaySeconds")]
+    pub leeway_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            interlink_address: "http://127.0.0.1".into(),
+            interlink_port: 3000,
+            sidecar_url: "http://127.0.0.1".into(),
+            sidecar_port: 4000,
+            verbose_logging: false,
+            errors_only_logging: false,
+            data_root_folder: "/var/lib/interlink".into(),
+            tls: TlsConfig::default(),
+            job_script_build_config: None,
+            auth: AuthConfig::default(),
+            max_body_bytes: 32 * 1024 * 1024,
+            plugin_timeout_seconds: 30.0,
+            shutdown_grace_seconds: 10.0,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ServerConfig {
+    /// Read a YAML file; an unknown key is an error naming it.
+    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_yaml_str(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parse YAML text (an empty document gives the defaults).
+    pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Apply the environment overrides (see [`ServerConfig::apply_env_from`]).
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        self.apply_env_from(|k| std::env::var(k).ok())
+    }
+
+    /// Apply overrides from `get(name)`: upstream's `INTERLINKURL`,
+    /// `INTERLINKPORT`, `SIDECARURL`, `SIDECARPORT`, and `INTERLINK_VERBOSE_LOGGING`,
+    /// `INTERLINK_ERRORS_ONLY_LOGGING`, `INTERLINK_DATA_ROOT_FOLDER`,
+    /// `INTERLINK_TOKENS_FILE`, `INTERLINK_MAX_BODY_BYTES`,
+    /// `INTERLINK_PLUGIN_TIMEOUT_SECONDS`.
+    pub fn apply_env_from(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let parse_port = |k: &str, v: String| {
+            v.trim()
+                .parse::<u16>()
+                .map_err(|_| ConfigError(format!("{k}={v:?} is not a port number")))
+        };
+        let parse_bool = |k: &str, v: String| match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" | "" => Ok(false),
+            _ => Err(ConfigError(format!("{k}={v:?} is not a boolean"))),
+        };
+        if let Some(v) = get("INTERLINKURL") {
+            self.interlink_address = v;
+        }
+        if let Some(v) = get("INTERLINKPORT") {
+            self.interlink_port = parse_port("INTERLINKPORT", v)?;
+        }
+        if let Some(v) = get("SIDECARURL") {
+            self.sidecar_url = v;
+        }
+        if let Some(v) = get("SIDECARPORT") {
+            self.sidecar_port = parse_port("SIDECARPORT", v)?;
+        }
+        if let Some(v) = get("INTERLINK_VERBOSE_LOGGING") {
+            self.verbose_logging = parse_bool("INTERLINK_VERBOSE_LOGGING", v)?;
+        }
+        if let Some(v) = get("INTERLINK_ERRORS_ONLY_LOGGING") {
+            self.errors_only_logging = parse_bool("INTERLINK_ERRORS_ONLY_LOGGING", v)?;
+        }
+        if let Some(v) = get("INTERLINK_DATA_ROOT_FOLDER") {
+            self.data_root_folder = v;
+        }
+        if let Some(v) = get("INTERLINK_TOKENS_FILE") {
+            self.auth.tokens_file = (!v.is_empty()).then(|| v.into());
+        }
+        if let Some(v) = get("INTERLINK_MAX_BODY_BYTES") {
+            self.max_body_bytes = v.trim().parse().map_err(|_| {
+                ConfigError(format!("INTERLINK_MAX_BODY_BYTES={v:?} is not a number"))
+            })?;
+        }
+        if let Some(v) = get("INTERLINK_PLUGIN_TIMEOUT_SECONDS") {
+            self.plugin_timeout_seconds = v.trim().parse().map_err(|_| {
+                ConfigError(format!(
+                    "INTERLINK_PLUGIN_TIMEOUT_SECONDS={v:?} is not a number"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Check what serde cannot: consistent TLS, auth and limits.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let https = self.interlink_address.starts_with("https://");
+        if (self.tls.enabled || https)
+            && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
+        {
+            return Err(ConfigError("TLS needs TLS.CertFile and TLS.KeyFile".into()));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError("MaxBodyBytes must be positive".into()));
+        }
+        if self.plugin_timeout_seconds.is_nan()
+            || self.plugin_timeout_seconds <= 0.0
+            || !self.plugin_timeout_seconds.is_finite()
+        {
+            return Err(ConfigError(
+                "PluginTimeoutSeconds must be a positive number".into(),
+            ));
+        }
+        if self.shutdown_grace_seconds.is_nan()
+            || self.shutdown_grace_seconds < 0.0
+            || !self.shutdown_grace_seconds.is_finite()
+        {
+            return Err(ConfigError(
+                "ShutdownGraceSeconds must not be negative".into(),
+            ));
+        }
+        if let Some(o) = &self.auth.oidc {
+            if o.issuer.is_empty() {
+                return Err(ConfigError("Auth.OIDC.Issuer is required".into()));
+            }
+            if o.audiences.is_empty() {
+                return Err(ConfigError(
+                    "Auth.OIDC.Audiences needs at least one audience".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Is any authentication configured?
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.tokens_file.is_some() || self.auth.oidc.is_some()
+    }
+}
+
+/// A port written as a number or as a string (upstream writes `"3000"`).
+fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum P {
+        N(u64),
+        S(String),
+    }
+    let n = match P::deserialize(d)? {
+        P::N(n) => n,
+        P::S(s) => s
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| serde::de::Error::custom(format!("port {s:?} is not a number")))?,
+    };
+    u16::try_from(n).map_err(|_| serde::de::Error::custom(format!("port {n} is out of range")))
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match V::deserialize(d)? {
+        V::One(s) => vec![s],
+        V::Many(v) => v,
+    })
+}
+
+impl OidcConfig {
+    /// The claim groups are read from (`groups` unless set).
+    pub fn groups_claim(&self) -> &str {
+        if self.groups_claim.is_empty() {
+            "groups"
+        } else {
+            &self.groups_claim
+        }
+    }
+
+    /// The leeway on `exp`/`nbf` (30 s unless set).
+    pub fn leeway(&self) -> u64 {
+        if self.leeway_seconds == 0 {
+            30
+        } else {
+            self.leeway_seconds
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_file_parses() {
+        let cfg = ServerConfig::from_yaml_str(
+            r#"
+InterlinkAddress: "http://0.0.0.0"
+InterlinkPort: "3000"
+SidecarURL: "unix:///var/run/.plugin.sock"
+SidecarPort: "0"
+VerboseLogging: true
+ErrorsOnlyLogging: false
+DataRootFolder: "/tmp/il"
+TLS:
+  Enabled: true
+  CertFile: /etc/tls/server.crt
+  KeyFile: /etc/tls/server.key
+  CACertFile: /etc/tls/ca.crt
+Auth:
+  TokensFile: /etc/interlink/tokens
+  OIDC:
+    Issuer: https://idp.example
+    Audiences: interlink
+    JWKSFile: /etc/interlink/jwks.json
+    AllowedGroups: [offload]
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.interlink_port, 3000);
+        assert_eq!(cfg.sidecar_port, 0);
+        assert!(cfg.tls.enabled);
+        assert_eq!(cfg.auth.oidc.as_ref().unwrap().audiences, vec!["interlink"]);
+        assert_eq!(cfg.auth.oidc.as_ref().unwrap().groups_claim(), "groups");
+        cfg.check().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err =
+            ServerConfig::from_yaml_str("InterlinkPort: 3000\nSidecarPrt: 4000\n").unwrap_err();
+        assert!(err.0.contains("SidecarPrt"), "{err}");
+        let err = ServerConfig::from_yaml_str("TLS:\n  Enable: true\n").unwrap_err();
+        assert!(err.0.contains("Enable"), "{err}");
+        let err = ServerConfig::from_yaml_str("InterlinkPort: \"70000\"\n").unwrap_err();
+        assert!(err.0.contains("70000"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let mut cfg = ServerConfig::default();
+        let env = |k: &str| match k {
+            "INTERLINKPORT" => Some("3999".to_string()),
+            "SIDECARURL" => Some("unix:///tmp/p.sock".to_string()),
+            "INTERLINK_VERBOSE_LOGGING" => Some("true".to_string()),
+            _ => None,
+        };
+        cfg.apply_env_from(env).unwrap();
+        assert_eq!(cfg.interlink_port, 3999);
+        assert_eq!(cfg.sidecar_url, "unix:///tmp/p.sock");
+        assert!(cfg.verbose_logging);
+        let err = cfg
+            .apply_env_from(|k| (k == "SIDECARPORT").then(|| "x".to_string()))
+            .unwrap_err();
+        assert!(err.0.contains("SIDECARPORT"));
+    }
+}

@@ -1,0 +1,277 @@
+//! Calls to the plugin (`SidecarURL`/`SidecarPort`, `http://` or `unix://`),
+//! with the methods upstream uses, a timeout, and errors mapped to what the
+//! API server answers: plugin 4xx passed on, plugin 5xx or garbage -> 502,
+//! unreachable -> 502, timeout -> 504.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use k8s_openapi::api::core::v1::Pod;
+use reqwest::Method;
+
+use super::error::ApiError;
+use super::metrics::Metrics;
+use crate::types::{CreateStruct, LogStruct, PodStatus, RetrievedPodData};
+
+/// Largest error body read from the plugin.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct PluginClient {
+    http: reqwest::Client,
+    base: String,
+    /// Human-readable target for messages (`unix:///x.sock`, `http://h:p`).
+    target: String,
+    timeout: Duration,
+    metrics: Metrics,
+}
+
+/// Why a plugin call failed.
+#[derive(Debug)]
+pub enum PluginFailure {
+    Unreachable(String),
+    Timeout(String),
+    /// The plugin answered an error status.
+    Status(u16, String),
+    /// The plugin answered 2xx with a body that does not parse.
+    Garbage(String),
+}
+
+impl PluginFailure {
+    pub fn into_api(self, target: &str) -> ApiError {
+        match self {
+            PluginFailure::Unreachable(m) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("plugin at {target} is unreachable: {m}"),
+            ),
+            PluginFailure::Timeout(m) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("plugin at {target} did not answer in time: {m}"),
+            ),
+            PluginFailure::Status(s, m) if (400..500).contains(&s) => ApiError::new(
+                StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
+                format!("plugin: {m}"),
+            ),
+            PluginFailure::Status(s, m) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, format!("plugin failed ({s}): {m}"))
+            }
+            PluginFailure::Garbage(m) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("plugin answered something unreadable: {m}"),
+            ),
+        }
+    }
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(": ");
+            s.push_str(&cs);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn from_reqwest(e: reqwest::Error) -> PluginFailure {
+    if e.is_timeout() {
+        PluginFailure::Timeout(chain(&e))
+    } else {
+        PluginFailure::Unreachable(chain(&e))
+    }
+}
+
+fn error_text(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(m) = v.get("error").and_then(|m| m.as_str())
+    {
+        return m.to_string();
+    }
+    let t = String::from_utf8_lossy(body);
+    let t = t.trim();
+    if t.is_empty() {
+        "(empty answer)".to_string()
+    } else {
+        t.chars().take(512).collect()
+    }
+}
+
+impl PluginClient {
+    /// `url` is `http://host` (port appended) or `unix:///path`.
+    pub fn new(url: &str, port: u16, timeout: Duration, metrics: Metrics) -> Result<Self, String> {
+        let url = url.trim().trim_end_matches('/');
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64);
+        let (base, target) = if let Some(path) = url.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "SidecarURL {url:?}: a unix socket needs an absolute path"
+                ));
+            }
+            b = b.unix_socket(path);
+            ("http://localhost".to_string(), url.to_string())
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            let has_port = rest.rsplit(']').next().is_some_and(|t| t.contains(':'));
+            let base = if has_port || port == 0 {
+                url.to_string()
+            } else {
+                format!("{url}:{port}")
+            };
+            reqwest::Url::parse(&base).map_err(|e| format!("SidecarURL {base:?}: {e}"))?;
+            (base.clone(), base)
+        } else {
+            return Err(format!(
+                "SidecarURL {url:?} must start with http:// or unix://"
+            ));
+        };
+        let http = b
+            .build()
+            .map_err(|e| format!("plugin client: {}", chain(&e)))?;
+        Ok(PluginClient {
+            http,
+            base,
+            target,
+            timeout,
+            metrics,
+        })
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// One call; answers the response of a 2xx, else the failure.
+    async fn call(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        body: Option<Bytes>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, PluginFailure> {
+        let start = Instant::now();
+        let mut rb = self
+            .http
+            .request(method, format!("{}{}", self.base, endpoint));
+        if let Some(t) = timeout {
+            rb = rb.timeout(t);
+        }
+        if let Some(b) = body {
+            rb = rb
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let result = rb.send().await;
+        let outcome = match &result {
+            Ok(r) if r.status().is_success() => "ok",
+            Ok(_) => "error_status",
+            Err(e) if e.is_timeout() => "timeout",
+            Err(_) => "unreachable",
+        };
+        self.metrics.plugin_call(endpoint, outcome, start.elapsed());
+        let resp = result.map_err(from_reqwest)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+        Err(PluginFailure::Status(status.as_u16(), error_text(&body)))
+    }
+
+    async fn body_of(&self, resp: reqwest::Response) -> Result<Bytes, PluginFailure> {
+        resp.bytes().await.map_err(from_reqwest)
+    }
+
+    /// `POST /create` with the pod's data.
+    pub async fn create(&self, data: &RetrievedPodData) -> Result<CreateStruct, PluginFailure> {
+        let body = serde_json::to_vec(data).map_err(|e| PluginFailure::Garbage(e.to_string()))?;
+        let resp = self
+            .call(
+                "/create",
+                Method::POST,
+                Some(body.into()),
+                Some(self.timeout),
+            )
+            .await?;
+        let bytes = self.body_of(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            PluginFailure::Garbage(format!("/create answer is not a CreateStruct: {e}"))
+        })
+    }
+
+    /// `POST /delete` with the pod.
+    pub async fn delete(&self, pod: &Pod) -> Result<Bytes, PluginFailure> {
+        let body = serde_json::to_vec(pod).map_err(|e| PluginFailure::Garbage(e.to_string()))?;
+        let resp = self
+            .call(
+                "/delete",
+                Method::POST,
+                Some(body.into()),
+                Some(self.timeout),
+            )
+            .await?;
+        self.body_of(resp).await
+    }
+
+    /// `GET /status` with a body: the request's own JSON array of pods is passed
+    /// on as is. Answers the statuses and the plugin's bytes.
+    pub async fn status(&self, pods_json: Bytes) -> Result<(Vec<PodStatus>, Bytes), PluginFailure> {
+        let resp = self
+            .call("/status", Method::GET, Some(pods_json), Some(self.timeout))
+            .await?;
+        let bytes = self.body_of(resp).await?;
+        let statuses: Option<Vec<PodStatus>> = serde_json::from_slice(&bytes).map_err(|e| {
+            PluginFailure::Garbage(format!("/status answer is not a list of PodStatus: {e}"))
+        })?;
+        Ok((statuses.unwrap_or_default(), bytes))
+    }
+
+    /// `GET /getLogs` with a body; the response streams (no overall timeout on follow).
+    pub async fn logs(&self, req: &LogStruct) -> Result<reqwest::Response, PluginFailure> {
+        let body = serde_json::to_vec(req).map_err(|e| PluginFailure::Garbage(e.to_string()))?;
+        let timeout = (!req.opts.follow).then_some(self.timeout);
+        self.call("/getLogs", Method::GET, Some(body.into()), timeout)
+            .await
+    }
+
+    /// Liveness: the plugin's `/pinglink` when it has one, else `GET /status`
+    /// with `[]` as upstream does. Answers the plugin's body.
+    pub async fn ping(&self, timeout: Duration) -> Result<Bytes, PluginFailure> {
+        match self
+            .call("/pinglink", Method::POST, None, Some(timeout))
+            .await
+        {
+            Ok(resp) => self.body_of(resp).await,
+            Err(PluginFailure::Status(404 | 405, _)) => {
+                let resp = self
+                    .call(
+                        "/status",
+                        Method::GET,
+                        Some(Bytes::from_static(b"[]")),
+                        Some(timeout),
+                    )
+                    .await?;
+                self.body_of(resp).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while out.len() < max {
+        match resp.chunk().await? {
+            Some(c) => out.extend_from_slice(&c[..c.len().min(max - out.len())]),
+            None => break,
+        }
+    }
+    Ok(out)
+}

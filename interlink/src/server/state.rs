@@ -1,0 +1,17 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use super::cache::StatusCache;
+use super::metrics::Metrics;
+use super::plugin_client::PluginClient;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub plugin: PluginClient,
+    pub cache: Arc<StatusCache>,
+    pub metrics: Metrics,
+    pub max_body: usize,
+    pub data_root: String,
+    pub job_config: Option<serde_json::Value>,
+}
