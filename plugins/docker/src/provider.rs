@@ -475,7 +475,7 @@ impl Inner {
     }
 
     /// Ids of every container labelled with the pod's UID, infra last.
-    async fn labelled(&self, docker: &Docker, uid: &str) -> Result<Vec<String>, PluginError> {
+    async fn labelled(&self, uid: &str) -> Result<Vec<String>, PluginError> {
         let list = self
             .engine
             .raw()
@@ -503,7 +503,7 @@ impl Inner {
         uid: &str,
         grace: i64,
     ) -> Result<(), PluginError> {
-        let ids = self.labelled(docker, uid).await?;
+        let ids = self.labelled(uid).await?;
         self.remove_ids(docker, ids, grace).await
     }
 
@@ -514,7 +514,7 @@ impl Inner {
         grace: i64,
     ) -> Result<(), PluginError> {
         let mut ids = rec.all_ids();
-        for i in self.labelled(docker, &rec.uid).await? {
+        for i in self.labelled(&rec.uid).await? {
             if !ids.contains(&i) {
                 ids.insert(0, i);
             }
