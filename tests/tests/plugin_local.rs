@@ -703,3 +703,116 @@ fn stale_socket_is_replaced_and_live_one_is_not() {
     // and the first still answers
     assert_eq!(c.request("GET", "/healthz", None).unwrap().status, 200);
 }
+
+#[test]
+fn example_config_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("p.sock");
+    let cfg = interlink_test_harness::repo_root().join("examples/plugins/local.yaml");
+    let mut cmd = std::process::Command::new(bin("interlink-local"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--listen")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("--data-root")
+        .arg(dir.path().join("data"));
+    let _p = Proc::spawn("interlink-local", cmd, &dir.path().join("plugin.log")).unwrap();
+    interlink_test_harness::wait_for_unix_socket(&sock, T).unwrap();
+    let c = PluginClient::unix(&sock);
+    assert_eq!(c.request("GET", "/healthz", None).unwrap().status, 200);
+}
+
+#[test]
+fn shutdown_ends_log_streams_and_leaves_pods_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut plugin, c) = start_local(dir.path()).unwrap();
+    let go = dir.path().join("go");
+    let script = format!(
+        "echo started; while [ ! -e {} ]; do sleep 0.05; done; echo finished",
+        go.display()
+    );
+    let p = PodBuilder::new("outlives").container("main", &["sh", "-c", &script]);
+    c.create_ok(&p.data()).unwrap();
+    let mut follow = c
+        .logs_stream(&log_req(
+            &p.pod,
+            "main",
+            ContainerLogOpts {
+                follow: true,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    follow.wait_for("started\n", T).unwrap();
+
+    // SIGTERM: the server stops promptly although a log is being followed
+    let t0 = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(plugin.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    interlink_test_harness::wait_until(Duration::from_secs(8), "plugin exit", || !plugin.alive())
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    let _ = follow.read_to_end(Duration::from_secs(2));
+    drop(plugin);
+
+    // the pod kept running; a new plugin picks it up and sees its end
+    let (_plugin, c) = start_local(dir.path()).unwrap();
+    assert!(is_running(&c.status_of(&p.pod).unwrap(), "main"));
+    std::fs::write(&go, "").unwrap();
+    let st = c
+        .wait_status(&p.pod, T, "main to finish", all_terminated)
+        .unwrap();
+    assert_eq!(exit_code(&st, "main"), Some(0));
+    assert_eq!(
+        logs(&c, &p, "main", Default::default()),
+        "started\nfinished\n"
+    );
+    c.delete(&p.pod).unwrap().ok().unwrap();
+}
+
+#[test]
+fn in_process_supervision_runs_pods_and_reports_lost_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("local.yaml");
+    std::fs::write(&cfg, "local:\n  in_process: true\n").unwrap();
+    let args = ["--config", cfg.to_str().unwrap()];
+    let (mut plugin, c) =
+        interlink_test_harness::plugin::start_local_with(dir.path(), &args).unwrap();
+    let quick = PodBuilder::new("quick").container("main", &["sh", "-c", "echo out; exit 3"]);
+    c.create_ok(&quick.data()).unwrap();
+    let st = c
+        .wait_status(&quick.pod, T, "quick to finish", all_terminated)
+        .unwrap();
+    assert_eq!(exit_code(&st, "main"), Some(3));
+    assert_eq!(logs(&c, &quick, "main", Default::default()), "out\n");
+
+    let go = dir.path().join("go");
+    let script = format!(
+        "echo before; while [ ! -e {} ]; do sleep 0.05; done; exit 4",
+        go.display()
+    );
+    let p = PodBuilder::new("slow").container("main", &["sh", "-c", &script]);
+    c.create_ok(&p.data()).unwrap();
+    follow_until(&c, &p, "before\n");
+    plugin.kill9();
+    drop(plugin);
+    let (_plugin, c) = interlink_test_harness::plugin::start_local_with(dir.path(), &args).unwrap();
+    assert!(is_running(&c.status_of(&p.pod).unwrap(), "main"));
+    std::fs::write(&go, "").unwrap();
+    // nobody recorded how it ended: it says so instead of inventing an exit code
+    let st = c
+        .wait_status(&p.pod, T, "slow to end", all_terminated)
+        .unwrap();
+    assert_eq!(reason(&st, "main").as_deref(), Some("Lost"), "{st:?}");
+    assert!(
+        message(&st, "main")
+            .unwrap()
+            .contains("exit status is unknown")
+    );
+    for x in [&quick, &p] {
+        c.delete(&x.pod).unwrap().ok().unwrap();
+    }
+}
