@@ -49,3 +49,13 @@ pub fn webpki_roots() -> RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     }
 }
+
+/// A client config with the webpki roots: reqwest is built without a default
+/// crypto provider, so every client (even a plain-http one) gets one of these.
+pub fn default_client_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(webpki_roots())
+        .with_no_client_auth()
+}

@@ -146,4 +146,7 @@ pub fn backends_required() -> bool {
     std::env::var("INTERLINK_REQUIRE_BACKENDS").is_ok_and(|v| v == "1")
 }
 
+pub mod apiserver;
+pub mod cri;
 pub mod plugin;
+pub mod extensions;

@@ -112,6 +112,9 @@ impl Client {
             return Err(ClientError::Config(
                 "certificates are configured but the address is not https://".into(),
             ));
+        } else {
+            // reqwest has no default crypto provider here; give it one even for http
+            b = b.tls_backend_preconfigured(crate::tls::default_client_config());
         }
         let http = b
             .build()

@@ -109,7 +109,8 @@ impl PluginClient {
             .no_proxy()
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64);
+            .pool_max_idle_per_host(64)
+            .tls_backend_preconfigured(crate::tls::default_client_config());
         let (base, target) = if let Some(path) = url.strip_prefix("unix://") {
             if !path.starts_with('/') {
                 return Err(format!(
