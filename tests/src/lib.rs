@@ -147,5 +147,4 @@ pub fn backends_required() -> bool {
 }
 
 pub mod apiserver;
-pub mod cri;
 pub mod plugin;
