@@ -75,6 +75,8 @@ fn main() -> Result<()> {
         std::process::exit(interlink_plugin_local::supervise::shim_main());
     }
     let cli = Cli::parse();
+    // reqwest is built without a default crypto provider: use ring process-wide
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut cfg = match &cli.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -112,6 +114,7 @@ fn init_logging(cfg: &Config, debug: bool) {
 async fn run(cfg: Config) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_root_folder).with_context(|| format!("data root {}", cfg.data_root_folder.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx_embedded = stop_rx.clone();
     let shutdown = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -133,7 +136,7 @@ async fn run(cfg: Config) -> Result<()> {
     let address = match &cfg.interlink_address {
         Some(a) => a.clone(),
         None => {
-            let sock = embedded::start(&cfg.data_root_folder, shutdown()).await.context("embedded interLink backend")?;
+            let sock = embedded::start(&cfg.data_root_folder, stop_rx_embedded.clone()).await.context("embedded interLink backend")?;
             format!("unix://{}", sock.display())
         }
     };

@@ -147,4 +147,6 @@ pub fn backends_required() -> bool {
 }
 
 pub mod apiserver;
+pub mod cri;
 pub mod plugin;
+pub mod extensions;
