@@ -58,20 +58,37 @@ impl ApiServer {
 /// Write `<dir>/<name>.yaml` with `InterlinkAddress`/`InterlinkPort` for
 /// `listen`, `SidecarURL` = `sidecar`, plus `extra` YAML lines, and start the
 /// server; waits until it listens.
-pub fn start_interlink(dir: &Path, name: &str, listen: &Listen, sidecar: &str, extra: &str) -> Result<ApiServer> {
+pub fn start_interlink(
+    dir: &Path,
+    name: &str,
+    listen: &Listen,
+    sidecar: &str,
+    extra: &str,
+) -> Result<ApiServer> {
     let (address, port, head) = match listen {
         Listen::Tcp => {
             let p = free_port();
-            ("http://127.0.0.1".to_string(), Some(p), format!("InterlinkAddress: http://127.0.0.1\nInterlinkPort: \"{p}\"\n"))
+            (
+                "http://127.0.0.1".to_string(),
+                Some(p),
+                format!("InterlinkAddress: http://127.0.0.1\nInterlinkPort: \"{p}\"\n"),
+            )
         }
         Listen::Tls => {
             let p = free_port();
-            ("https://127.0.0.1".to_string(), Some(p), format!("InterlinkAddress: https://127.0.0.1\nInterlinkPort: {p}\n"))
+            (
+                "https://127.0.0.1".to_string(),
+                Some(p),
+                format!("InterlinkAddress: https://127.0.0.1\nInterlinkPort: {p}\n"),
+            )
         }
         Listen::Unix(s) => (
             format!("unix://{}", s.display()),
             None,
-            format!("InterlinkAddress: unix://{}\nInterlinkPort: 0\n", s.display()),
+            format!(
+                "InterlinkAddress: unix://{}\nInterlinkPort: 0\n",
+                s.display()
+            ),
         ),
     };
     let yaml = format!(
@@ -81,7 +98,9 @@ pub fn start_interlink(dir: &Path, name: &str, listen: &Listen, sidecar: &str, e
     let config = dir.join(format!("{name}.yaml"));
     std::fs::write(&config, yaml)?;
     let mut cmd = std::process::Command::new(bin("interlink"));
-    cmd.arg("--config").arg(&config).env("RUST_LOG", "info,interlink=debug");
+    cmd.arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info,interlink=debug");
     let mut proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))?;
     let ready = match (listen, port) {
         (Listen::Unix(s), _) => wait_for_unix_socket(s, Duration::from_secs(20)),
@@ -93,7 +112,12 @@ pub fn start_interlink(dir: &Path, name: &str, listen: &Listen, sidecar: &str, e
         proc.stop(Duration::from_secs(1));
         bail!("{e}; interlink output:\n{out}");
     }
-    Ok(ApiServer { proc, address, port, config })
+    Ok(ApiServer {
+        proc,
+        address,
+        port,
+        config,
+    })
 }
 
 /// The `/create` body for a pod built with the plugin helpers.
@@ -124,8 +148,15 @@ fn ca(name: &str) -> Result<rcgen::CertifiedIssuer<'static, rcgen::KeyPair>> {
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     p.distinguished_name.push(rcgen::DnType::CommonName, name);
-    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
-    Ok(rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate()?)?)
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(rcgen::CertifiedIssuer::self_signed(
+        p,
+        rcgen::KeyPair::generate()?,
+    )?)
 }
 
 fn leaf(
@@ -134,7 +165,8 @@ fn leaf(
     cn: &str,
     usage: rcgen::ExtendedKeyUsagePurpose,
 ) -> Result<(String, String)> {
-    let mut p = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    let mut p =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
     p.distinguished_name.push(rcgen::DnType::CommonName, cn);
     p.extended_key_usages = vec![usage];
     let key = rcgen::KeyPair::generate()?;
@@ -145,9 +177,24 @@ fn leaf(
 pub fn make_pki(dir: &Path) -> Result<Pki> {
     let ca1 = ca("interlink test CA")?;
     let ca2 = ca("some other CA")?;
-    let (sc, sk) = leaf(&ca1, &["127.0.0.1", "localhost"], "interlink", rcgen::ExtendedKeyUsagePurpose::ServerAuth)?;
-    let (cc, ck) = leaf(&ca1, &["cri-host"], "cri-host", rcgen::ExtendedKeyUsagePurpose::ClientAuth)?;
-    let (oc, ok) = leaf(&ca2, &["intruder"], "intruder", rcgen::ExtendedKeyUsagePurpose::ClientAuth)?;
+    let (sc, sk) = leaf(
+        &ca1,
+        &["127.0.0.1", "localhost"],
+        "interlink",
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let (cc, ck) = leaf(
+        &ca1,
+        &["cri-host"],
+        "cri-host",
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    let (oc, ok) = leaf(
+        &ca2,
+        &["intruder"],
+        "intruder",
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
     let w = |name: &str, text: &str| -> Result<PathBuf> {
         let p = dir.join(name);
         std::fs::write(&p, text)?;
@@ -177,9 +224,15 @@ impl Idp {
     pub fn new(issuer: &str, kid: &str) -> Result<Idp> {
         let kp = rcgen::KeyPair::generate()?;
         let key = jsonwebtoken::EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes())?;
-        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)?;
+        let mut jwk =
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)?;
         jwk.common.key_id = Some(kid.to_string());
-        Ok(Idp { issuer: issuer.to_string(), kid: kid.to_string(), key, jwk })
+        Ok(Idp {
+            issuer: issuer.to_string(),
+            kid: kid.to_string(),
+            key,
+            jwk,
+        })
     }
 
     /// The JWKS document (one key).
@@ -217,7 +270,9 @@ pub struct ScriptedHttp {
 pub type Answer = Option<(u16, &'static str, String, Duration)>;
 
 impl ScriptedHttp {
-    pub fn start(answer: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Result<ScriptedHttp> {
+    pub fn start(
+        answer: impl Fn(&str, &str) -> Answer + Send + Sync + 'static,
+    ) -> Result<ScriptedHttp> {
         let l = TcpListener::bind("127.0.0.1:0")?;
         let port = l.local_addr()?.port();
         l.set_nonblocking(true)?;
@@ -253,7 +308,11 @@ impl Drop for ScriptedHttp {
     }
 }
 
-fn serve_one(s: std::net::TcpStream, answer: &dyn Fn(&str, &str) -> Answer, stop: &AtomicBool) -> Result<()> {
+fn serve_one(
+    s: std::net::TcpStream,
+    answer: &dyn Fn(&str, &str) -> Answer,
+    stop: &AtomicBool,
+) -> Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut r = BufReader::new(s.try_clone()?);
     let mut w = s;
@@ -281,6 +340,10 @@ fn serve_one(s: std::net::TcpStream, answer: &dyn Fn(&str, &str) -> Answer, stop
         }
         let mut body = vec![0u8; len];
         r.read_exact(&mut body)?;
+        if stop.load(Ordering::Relaxed) {
+            // stopped: close without answering, like a process that died
+            return Ok(());
+        }
         match answer(&method, &path) {
             Some((status, ct, text, delay)) => {
                 std::thread::sleep(delay);

@@ -25,13 +25,19 @@ async fn wait_status(
 ) -> interlink::PodStatus {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
-        let st = client.status(std::slice::from_ref(pod)).await.expect("status");
+        let st = client
+            .status(std::slice::from_ref(pod))
+            .await
+            .expect("status");
         if let Some(s) = st.iter().find(|s| s.pod_uid == pod_uid(pod))
             && pred(s)
         {
             return s.clone();
         }
-        assert!(Instant::now() < end, "timed out waiting for {what}; last: {st:?}");
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {what}; last: {st:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -40,11 +46,18 @@ async fn wait_status(
 async fn lifecycle(client: &Client) {
     let ping = client.ping().await.expect("pinglink");
     // the local plugin answers a PingResponse
-    assert!(ping.is_some(), "expected a PingResponse from the local plugin");
+    assert!(
+        ping.is_some(),
+        "expected a PingResponse from the local plugin"
+    );
 
     let b = PodBuilder::new("ticker").container(
         "main",
-        &["sh", "-c", "echo hello-from-pod; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "echo hello-from-pod; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.1; done",
+        ],
     );
     let created = client.create(&create_request(&b)).await.expect("create");
     assert_eq!(created.pod_uid, b.uid());
@@ -86,9 +99,13 @@ async fn lifecycle(client: &Client) {
     drop(stream);
 
     client.delete(&b.pod).await.expect("delete");
-    let st = client.status(std::slice::from_ref(&b.pod)).await.expect("status after delete");
+    let st = client
+        .status(std::slice::from_ref(&b.pod))
+        .await
+        .expect("status after delete");
     assert!(
-        st.iter().all(|s| s.pod_uid != b.uid() || !is_running(s, "main")),
+        st.iter()
+            .all(|s| s.pod_uid != b.uid() || !is_running(s, "main")),
         "pod still running after delete: {st:?}"
     );
     // getLogs of a deleted pod: the server forgot it
@@ -135,7 +152,14 @@ async fn unix_socket_lifecycle_replaces_stale_socket() {
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
 
-    let srv = start_interlink(dir.path(), "interlink", &Listen::Unix(sock.clone()), &sidecar, "").unwrap();
+    let srv = start_interlink(
+        dir.path(),
+        "interlink",
+        &Listen::Unix(sock.clone()),
+        &sidecar,
+        "",
+    )
+    .unwrap();
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660, "socket mode {mode:o}");
     let client = Client::new(srv.client_config()).unwrap();
@@ -179,17 +203,25 @@ async fn tls_with_required_client_certificates() {
         c.client_cert_file = None;
         c.client_key_file = None;
     });
-    assert!(matches!(no_cert.ping().await, Err(ClientError::Unreachable(_))));
+    assert!(matches!(
+        no_cert.ping().await,
+        Err(ClientError::Unreachable(_))
+    ));
     // a client certificate from another CA: refused
     let other = with(&|c| {
         c.client_cert_file = Some(pki.other_client_cert.clone());
         c.client_key_file = Some(pki.other_client_key.clone());
     });
-    assert!(matches!(other.ping().await, Err(ClientError::Unreachable(_))));
+    assert!(matches!(
+        other.ping().await,
+        Err(ClientError::Unreachable(_))
+    ));
     // the client does not trust the server's CA
     let distrust = with(&|c| c.ca_cert_file = Some(pki.other_ca_cert.clone()));
     match distrust.ping().await {
-        Err(ClientError::Unreachable(m)) => assert!(m.to_lowercase().contains("certificate"), "{m}"),
+        Err(ClientError::Unreachable(m)) => {
+            assert!(m.to_lowercase().contains("certificate"), "{m}")
+        }
         other => panic!("expected Unreachable, got {other:?}"),
     }
     // plain http to a TLS port does not pass for success
@@ -207,23 +239,41 @@ async fn pinglink_503_while_the_plugin_is_down() {
     let srv = start_interlink(dir.path(), "interlink", &Listen::Tcp, &sidecar, "").unwrap();
     let client = Client::new(srv.client_config()).unwrap();
     match client.ping().await {
-        Err(ClientError::Server { status: 503, message }) => {
-            assert!(message.contains("plugin") && message.contains("plugin.sock"), "{message}")
+        Err(ClientError::Server {
+            status: 503,
+            message,
+        }) => {
+            assert!(
+                message.contains("plugin") && message.contains("plugin.sock"),
+                "{message}"
+            )
         }
         other => panic!("expected 503, got {other:?}"),
     }
     // a create while the plugin is down: 502 naming the plugin
     let b = PodBuilder::new("early").container("main", &["true"]);
     match client.create(&create_request(&b)).await {
-        Err(ClientError::Server { status: 502, message }) => assert!(message.contains("unreachable"), "{message}"),
+        Err(ClientError::Server {
+            status: 502,
+            message,
+        }) => assert!(message.contains("unreachable"), "{message}"),
         other => panic!("expected 502, got {other:?}"),
     }
 
     let (mut plugin, _) = start_local(dir.path()).unwrap();
-    assert!(client.ping().await.expect("ping once the plugin is up").is_some());
+    assert!(
+        client
+            .ping()
+            .await
+            .expect("ping once the plugin is up")
+            .is_some()
+    );
     plugin.kill9();
     let _ = std::fs::remove_file(&sock);
-    assert!(matches!(client.ping().await, Err(ClientError::Server { status: 503, .. })));
+    assert!(matches!(
+        client.ping().await,
+        Err(ClientError::Server { status: 503, .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +286,8 @@ async fn update_cache_after_a_server_restart() {
     let mut srv = start_interlink(dir.path(), "first", &listen, &sidecar, "").unwrap();
     let client = Client::new(srv.client_config()).unwrap();
     // a UID in the form CRI tools make up (not a UUID) is accepted for pods the server knows
-    let mut b = PodBuilder::new("survivor").container("main", &["sh", "-c", "echo still-here; sleep 60"]);
+    let mut b =
+        PodBuilder::new("survivor").container("main", &["sh", "-c", "echo still-here; sleep 60"]);
     b.pod.metadata.uid = Some(format!("cri-test-uid-{}", std::process::id()));
     client.create(&create_request(&b)).await.unwrap();
     wait_status(&client, &b.pod, "running", |s| is_running(s, "main")).await;
@@ -247,13 +298,19 @@ async fn update_cache_after_a_server_restart() {
     let req = log_req(&b.pod, "main", ContainerLogOpts::default());
     // the new server does not know the pod; a non-UUID UID is a 400 as upstream
     match client.logs(&req, 1024).await {
-        Err(ClientError::BadRequest { status: 400, message }) => assert!(message.contains("PodUID"), "{message}"),
+        Err(ClientError::BadRequest {
+            status: 400,
+            message,
+        }) => assert!(message.contains("PodUID"), "{message}"),
         other => panic!("expected 400, got {other:?}"),
     }
     client.update_cache(&b.pod).await.expect("updateCache");
     let end = Instant::now() + Duration::from_secs(20);
     loop {
-        let logs = client.logs(&req, 4096).await.expect("logs after updateCache");
+        let logs = client
+            .logs(&req, 4096)
+            .await
+            .expect("logs after updateCache");
         if String::from_utf8_lossy(&logs).contains("still-here") {
             break;
         }
