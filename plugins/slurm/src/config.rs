@@ -192,6 +192,16 @@ squeue: /usr/bin/squeue
     }
 
     #[test]
+    fn the_example_config_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/plugins/slurm.yaml");
+        let cfg: interlink_plugin_kit::config::Config<SlurmConfig> =
+            interlink_plugin_kit::config::load(std::path::Path::new(path)).unwrap();
+        cfg.plugin.validate().unwrap();
+        assert_eq!(cfg.plugin.flavors["gpu"].gpus, 1);
+        assert_eq!(cfg.plugin.default_flavor.as_deref(), Some("small"));
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_default_flavor() {
         assert!(serde_yaml::from_str::<SlurmConfig>("partion: x").is_err());
         let c = SlurmConfig {

@@ -13,13 +13,13 @@ use interlink_plugin_kit::{LogStream, PluginError, Provider};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::config::SlurmConfig;
+use crate::config::{ContainerRuntime, SlurmConfig};
 use crate::env;
 use crate::files::{log_path, read_container, read_job_done};
 use crate::jobinfo::JobInfo;
 use crate::logs;
 use crate::refs::Refs;
-use crate::resources::{ANN_PRE_EXEC, job_resources};
+use crate::resources::{ANN_PRE_EXEC, ANN_SINGULARITY_OPTIONS, job_resources};
 use crate::script::{ContainerRun, JobScript, job_name, render};
 use crate::slurm::{Slurm, SlurmError};
 use crate::status::{JobView, pod_status};
@@ -181,7 +181,7 @@ impl SlurmProvider {
             init,
             containers,
             runtime: cfg.container_runtime,
-            runtime_options: cfg.runtime_options.clone(),
+            runtime_options: runtime_options(cfg, pod)?,
             image_prefix: cfg.image_prefix.clone(),
             shell: cfg.shell.clone(),
         };
@@ -496,6 +496,30 @@ impl SlurmProvider {
     }
 }
 
+/// The configured runtime options plus the pod's `slurm-job.vk.io/singularity-options`
+/// (apptainer/singularity only).
+fn runtime_options(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
+    let mut opts = cfg.runtime_options.clone();
+    let ann = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_SINGULARITY_OPTIONS));
+    if let Some(a) = ann
+        && matches!(
+            cfg.container_runtime,
+            ContainerRuntime::Apptainer | ContainerRuntime::Singularity
+        )
+    {
+        let words = crate::resources::split_flags(a)
+            .map_err(|e| e.replace(crate::resources::ANN_FLAGS, ANN_SINGULARITY_OPTIONS))?;
+        for w in words {
+            opts.extend(w.split(' ').map(str::to_string));
+        }
+    }
+    Ok(opts)
+}
+
 impl Provider for SlurmProvider {
     async fn create(&self, data: RetrievedPodData) -> Result<CreateStruct, PluginError> {
         self.do_create(data).await
@@ -515,5 +539,36 @@ impl Provider for SlurmProvider {
 
     async fn ping(&self) -> Result<PingResponse, PluginError> {
         self.do_ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn singularity_options_annotation() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"annotations": {
+            "slurm-job.vk.io/singularity-options": "--nv --bind /scratch:/scratch"}}}))
+        .unwrap();
+        let cfg = SlurmConfig {
+            runtime_options: vec!["--cleanenv".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            runtime_options(&cfg, &pod).unwrap(),
+            vec!["--cleanenv", "--nv", "--bind", "/scratch:/scratch"]
+        );
+        let none = SlurmConfig {
+            container_runtime: ContainerRuntime::None,
+            ..Default::default()
+        };
+        assert!(runtime_options(&none, &pod).unwrap().is_empty());
+        let bad: Pod = serde_json::from_value(json!({"metadata": {"annotations": {
+            "slurm-job.vk.io/singularity-options": "nv"}}}))
+        .unwrap();
+        let e = runtime_options(&cfg, &bad).unwrap_err();
+        assert!(e.contains("singularity-options"), "{e}");
     }
 }

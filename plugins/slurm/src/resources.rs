@@ -10,6 +10,7 @@ use crate::config::{Flavor, SlurmConfig};
 pub const ANN_FLAGS: &str = "slurm-job.vk.io/flags";
 pub const ANN_PRE_EXEC: &str = "slurm-job.vk.io/pre-exec";
 pub const ANN_FLAVOR: &str = "slurm-job.vk.io/flavor";
+pub const ANN_SINGULARITY_OPTIONS: &str = "slurm-job.vk.io/singularity-options";
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
 /// What a pod asks for, summed as Kubernetes does: regular containers add up,

@@ -241,7 +241,14 @@ pub fn pod_status(r: &PodRecord, job: JobView<'_>, pod_dir: &Path) -> (PodStatus
                     Some((n, c)) => {
                         format!("not started: init container {n:?} exited with code {c}")
                     }
-                    None => format!("not started: Slurm job {jid} ended ({state}) before it ran"),
+                    None => {
+                        let mut m =
+                            format!("not started: Slurm job {jid} ended ({state}) before it ran");
+                        if let Some(last) = job_output_tail(pod_dir) {
+                            m.push_str(&format!("; job output: {last}"));
+                        }
+                        m
+                    }
                 };
                 return terminated(code, "NotStarted", Some(msg), None, job_end);
             }
@@ -281,6 +288,22 @@ pub fn pod_status(r: &PodRecord, job: JobView<'_>, pod_dir: &Path) -> (PodStatus
         },
         finished,
     )
+}
+
+/// The last line of the job's own output (`job.out`): why a script failed early.
+fn job_output_tail(pod_dir: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(pod_dir.join("job.out")).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(512))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
 }
 
 fn running_state(s: Timestamp) -> ContainerState {
@@ -492,6 +515,33 @@ mod tests {
             .unwrap();
         assert_eq!(t.reason.as_deref(), Some("NotStarted"));
         assert!(t.message.unwrap().contains("\"setup\" exited with code 7"));
+
+        // a script that died before any container: its output says why
+        let d3 = tempfile::tempdir().unwrap();
+        let r3 = record(d3.path(), &[], &["main"]);
+        std::fs::write(
+            d3.path().join("job.out"),
+            "/bin/bash: line 1: nosuchshell: not found\n",
+        )
+        .unwrap();
+        let j = job("FAILED", "NonZeroExitCode", Some((127, 0)));
+        let (s, _) = pod_status(&r3, JobView::Known(&j), d3.path());
+        let t = s.containers[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (t.exit_code, t.reason.as_deref()),
+            (127, Some("NotStarted"))
+        );
+        assert!(
+            t.message
+                .unwrap()
+                .ends_with("job output: /bin/bash: line 1: nosuchshell: not found")
+        );
 
         let d2 = tempfile::tempdir().unwrap();
         let r2 = record(d2.path(), &[], &["main"]);
