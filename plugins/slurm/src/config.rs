@@ -75,6 +75,9 @@ pub struct SlurmConfig {
     pub image_prefix: String,
     /// The shell the job script runs under (bash 5: `$EPOCHREALTIME` stamps log lines).
     pub shell: String,
+    /// Prefix each container log line with its time in the job (a bash loop, about
+    /// 30,000 lines/s); off = raw output, without `Timestamps`/`Since*` support.
+    pub log_timestamps: bool,
     /// Commands, by name on `PATH` or absolute path.
     pub sbatch: String,
     pub squeue: String,
@@ -106,6 +109,7 @@ impl Default for SlurmConfig {
             runtime_options: Vec::new(),
             image_prefix: "docker://".into(),
             shell: "/bin/bash".into(),
+            log_timestamps: true,
             sbatch: "sbatch".into(),
             squeue: "squeue".into(),
             scancel: "scancel".into(),
@@ -193,7 +197,10 @@ squeue: /usr/bin/squeue
 
     #[test]
     fn the_example_config_loads() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/plugins/slurm.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/plugins/slurm.yaml"
+        );
         let cfg: interlink_plugin_kit::config::Config<SlurmConfig> =
             interlink_plugin_kit::config::load(std::path::Path::new(path)).unwrap();
         cfg.plugin.validate().unwrap();

@@ -184,6 +184,7 @@ impl SlurmProvider {
             runtime_options: runtime_options(cfg, pod)?,
             image_prefix: cfg.image_prefix.clone(),
             shell: cfg.shell.clone(),
+            stamp_logs: cfg.log_timestamps,
         };
         Ok((render(&script)?, plan.files, plan.dirs))
     }

@@ -39,6 +39,8 @@ pub struct JobScript {
     pub runtime_options: Vec<String>,
     pub image_prefix: String,
     pub shell: String,
+    /// Prefix each log line with its time (needed for `Timestamps` and `Since*`).
+    pub stamp_logs: bool,
 }
 
 /// Quote a word for the shell.
@@ -174,8 +176,13 @@ __il_run() {
     local name=$1 fn=$2 rc
     trap ':' TERM INT
     printf '%s\n' "$(__il_now)" > "$__il_dir/$name.started"
-    ( "$fn" ) 2>&1 </dev/null | __il_stamp >> "$__il_dir/$name.log"
-    rc=${PIPESTATUS[0]}
+    if [ "$__il_stamp_logs" = 1 ]; then
+        ( "$fn" ) 2>&1 </dev/null | __il_stamp >> "$__il_dir/$name.log"
+        rc=${PIPESTATUS[0]}
+    else
+        ( "$fn" ) >> "$__il_dir/$name.log" 2>&1 </dev/null
+        rc=$?
+    fi
     printf '%s %s\n' "$rc" "$(__il_now)" > "$__il_dir/$name.exit.tmp"
     mv -f "$__il_dir/$name.exit.tmp" "$__il_dir/$name.exit"
     return "$rc"
@@ -222,6 +229,7 @@ pub fn render(s: &JobScript) -> Result<String, String> {
         sh_quote(&pod_dir)
     ));
     out.push_str("cd \"$INTERLINK_POD_DIR\" || exit 1\n");
+    out.push_str(&format!("__il_stamp_logs={}\n", u8::from(s.stamp_logs)));
     out.push_str(PRELUDE);
 
     // one function per container: its environment, then exec of the runtime
@@ -323,6 +331,7 @@ mod tests {
             runtime_options: vec!["--nv".into()],
             image_prefix: "docker://".into(),
             shell: "/bin/bash".into(),
+            stamp_logs: true,
         }
     }
 
@@ -463,6 +472,39 @@ mod tests {
         );
         // the setup init container ran first
         assert!(read("setup.log").ends_with("Z init\n"));
+    }
+
+    #[test]
+    fn unstamped_logs_are_the_raw_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = None;
+        s.stamp_logs = false;
+        s.init.clear();
+        s.containers = vec![ContainerRun {
+            name: "raw".into(),
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo one; echo two >&2; exit 4".into(),
+            ],
+            ..Default::default()
+        }];
+        let path = dir.path().join("job.sh");
+        std::fs::write(&path, render(&s).unwrap()).unwrap();
+        let st = std::process::Command::new("bash")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(4));
+        let log = std::fs::read_to_string(dir.path().join("containers/raw.log")).unwrap();
+        assert_eq!(log, "one\ntwo\n");
+        assert!(
+            std::fs::read_to_string(dir.path().join("containers/raw.exit"))
+                .unwrap()
+                .starts_with("4 ")
+        );
     }
 
     #[test]
