@@ -1,0 +1,204 @@
+//! Round trips through the API server to a plugin, against the same calls made
+//! to the plugin directly (the difference is what the server adds):
+//! - `/status` with 1,000 and 10,000 pods in one request;
+//! - `/create` p50/p99.
+//!
+//! The plugin is an in-process HTTP server that parses what it gets and answers
+//! a status per pod, like a real one, without a backend behind it.
+//! Run: `cargo bench -p interlink --bench status_roundtrip`.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::{get, post};
+use interlink::client::{Client, ClientConfig};
+use interlink::server::{Server, ServerConfig};
+use interlink::{CreateStruct, PodCreateRequests, PodStatus, RetrievedPodData, pod_uid};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+fn pod(i: usize) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("bench-pod-{i}")),
+            namespace: Some("default".into()),
+            uid: Some(format!("{:08x}-0000-4000-8000-{:012x}", i, i)),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "main".into(),
+                image: Some("busybox:stable".into()),
+                command: Some(vec!["sleep".into(), "3600".into()]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+async fn plugin_status(body: Bytes) -> axum::Json<Vec<PodStatus>> {
+    let pods: Vec<Pod> = serde_json::from_slice(&body).unwrap_or_default();
+    let started = jiff::Timestamp::now();
+    axum::Json(
+        pods.iter()
+            .map(|p| PodStatus {
+                pod_name: p.metadata.name.clone().unwrap_or_default(),
+                pod_uid: pod_uid(p).to_string(),
+                pod_namespace: "default".into(),
+                job_id: "1".into(),
+                containers: vec![ContainerStatus {
+                    name: "main".into(),
+                    image: "busybox:stable".into(),
+                    image_id: String::new(),
+                    ready: true,
+                    restart_count: 0,
+                    state: Some(ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                                started,
+                            )),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                init_containers: vec![],
+            })
+            .collect(),
+    )
+}
+
+async fn plugin_create(body: Bytes) -> axum::Json<CreateStruct> {
+    let d: RetrievedPodData = serde_json::from_slice(&body).unwrap_or_default();
+    axum::Json(CreateStruct {
+        pod_uid: pod_uid(&d.pod).to_string(),
+        pod_jid: "42".into(),
+    })
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn time_n<F, Fut>(n: usize, mut f: F) -> Vec<Duration>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        f(i).await;
+        v.push(t.elapsed());
+    }
+    v.sort();
+    v
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let app = Router::new()
+        .route("/status", get(plugin_status).post(plugin_status))
+        .route("/create", post(plugin_create));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plugin_port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let server = Server::bind(ServerConfig {
+        interlink_port: 0,
+        sidecar_url: "http://127.0.0.1".into(),
+        sidecar_port: plugin_port,
+        max_body_bytes: 256 << 20,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server_port = server.local_addr().unwrap().port();
+    tokio::spawn(server.serve(std::future::pending()));
+
+    let mk = |port: u16| {
+        Client::new(ClientConfig {
+            address: "http://127.0.0.1".into(),
+            port: Some(port),
+            request_timeout: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let (direct, via) = (mk(plugin_port), mk(server_port));
+
+    println!("status round trip (one request, N pods), client -> [server ->] plugin over TCP");
+    for (n, iters) in [(1_000usize, 30usize), (10_000, 10)] {
+        let pods: Vec<Pod> = (0..n).map(pod).collect();
+        for c in [&direct, &via] {
+            let st = c.status(&pods).await.unwrap();
+            assert_eq!(st.len(), n);
+        }
+        let d = time_n(iters, |_| async {
+            direct.status(&pods).await.map(|_| ()).unwrap()
+        })
+        .await;
+        let v = time_n(iters, |_| async {
+            via.status(&pods).await.map(|_| ()).unwrap()
+        })
+        .await;
+        println!(
+            "  {n:>6} pods: via server p50 {:8.2} ms  max {:8.2} ms | plugin direct p50 {:8.2} ms | server adds p50 {:7.2} ms",
+            ms(pct(&v, 0.5)),
+            ms(*v.last().unwrap()),
+            ms(pct(&d, 0.5)),
+            ms(pct(&v, 0.5)) - ms(pct(&d, 0.5)),
+        );
+    }
+
+    println!("create (one pod), {} calls each", 2000);
+    let reqs: Vec<PodCreateRequests> = (0..2200)
+        .map(|i| PodCreateRequests {
+            pod: pod(i),
+            ..Default::default()
+        })
+        .collect();
+    // warm-up
+    for r in &reqs[..200] {
+        direct.create(r).await.unwrap();
+        via.create(r).await.unwrap();
+    }
+    let d = time_n(2000, |i| {
+        let r = &reqs[200 + i];
+        let c = &direct;
+        async move { c.create(r).await.map(|_| ()).unwrap() }
+    })
+    .await;
+    let v = time_n(2000, |i| {
+        let r = &reqs[200 + i];
+        let c = &via;
+        async move { c.create(r).await.map(|_| ()).unwrap() }
+    })
+    .await;
+    println!(
+        "  via server:    p50 {:.3} ms  p99 {:.3} ms\n  plugin direct: p50 {:.3} ms  p99 {:.3} ms\n  server adds:   p50 {:.3} ms  p99 {:.3} ms",
+        ms(pct(&v, 0.5)),
+        ms(pct(&v, 0.99)),
+        ms(pct(&d, 0.5)),
+        ms(pct(&d, 0.99)),
+        ms(pct(&v, 0.5)) - ms(pct(&d, 0.5)),
+        ms(pct(&v, 0.99)) - ms(pct(&d, 0.99)),
+    );
+}
