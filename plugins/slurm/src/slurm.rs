@@ -251,3 +251,147 @@ impl Slurm {
         Ok((cpus, mem_mib))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in command: a shell script that logs its calls and answers `body`.
+    fn fake(dir: &Path, name: &str, body: &str) -> String {
+        let p = dir.join(name);
+        let calls = dir.join(format!("{name}.calls"));
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho \"$@\" >> '{}'\n{body}\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    }
+
+    fn calls(dir: &Path, name: &str) -> usize {
+        std::fs::read_to_string(dir.join(format!("{name}.calls"))).map_or(0, |s| s.lines().count())
+    }
+
+    #[tokio::test]
+    async fn sbatch_answers_and_refusals() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = SlurmConfig {
+            sbatch: fake(d.path(), "sbatch", "echo '4242;cluster'"),
+            ..Default::default()
+        };
+        let s = Slurm::new(Arc::new(cfg.clone()));
+        assert_eq!(
+            s.sbatch(Path::new("/x/job.sh"), d.path()).await.unwrap(),
+            "4242"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("sbatch.calls")).unwrap(),
+            "--parsable /x/job.sh\n"
+        );
+
+        cfg.sbatch = fake(
+            d.path(),
+            "sbatch2",
+            "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2; exit 1",
+        );
+        let s = Slurm::new(Arc::new(cfg.clone()));
+        let e = s
+            .sbatch(Path::new("/x/job.sh"), d.path())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            SlurmError::Refused(
+                "sbatch: error: Batch job submission failed: Invalid partition name specified"
+                    .into()
+            )
+        );
+
+        cfg.sbatch = fake(
+            d.path(),
+            "sbatch3",
+            "echo 'sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)' >&2; exit 1",
+        );
+        let s = Slurm::new(Arc::new(cfg.clone()));
+        assert!(matches!(
+            s.sbatch(Path::new("/x/job.sh"), d.path()).await,
+            Err(SlurmError::Unavailable(_))
+        ));
+
+        cfg.sbatch = d.path().join("missing").display().to_string();
+        let s = Slurm::new(Arc::new(cfg));
+        let e = s
+            .sbatch(Path::new("/x/job.sh"), d.path())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, SlurmError::Unavailable(m) if m.contains("cannot run")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn queue_is_shared_then_refreshed_after_sbatch() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = SlurmConfig {
+            squeue: fake(
+                d.path(),
+                "squeue",
+                r#"echo '{"jobs": [{"job_id": 7, "job_state": "RUNNING"}]}'"#,
+            ),
+            sbatch: fake(d.path(), "sbatch", "echo 8"),
+            status_cache_ms: 60_000,
+            ..Default::default()
+        };
+        let s = Arc::new(Slurm::new(Arc::new(cfg)));
+        let many = (0..8).map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.queue().await.unwrap().len() })
+        });
+        for h in many {
+            assert_eq!(h.await.unwrap(), 1);
+        }
+        assert_eq!((calls(d.path(), "squeue"), s.squeue_calls()), (1, 1));
+        s.sbatch(Path::new("/j.sh"), d.path()).await.unwrap();
+        s.queue().await.unwrap();
+        assert_eq!(
+            calls(d.path(), "squeue"),
+            2,
+            "a submission makes the cached queue stale"
+        );
+    }
+
+    #[tokio::test]
+    async fn squeue_failure_is_unavailable_and_scontrol_unknown_is_none() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = SlurmConfig {
+            squeue: fake(
+                d.path(),
+                "squeue",
+                "echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2; exit 1",
+            ),
+            scontrol: fake(
+                d.path(),
+                "scontrol",
+                "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1",
+            ),
+            scancel: fake(
+                d.path(),
+                "scancel",
+                "echo 'scancel: error: Kill job error on job id 5: Invalid job id specified' >&2; exit 1",
+            ),
+            status_cache_ms: 0,
+            ..Default::default()
+        };
+        let s = Slurm::new(Arc::new(cfg));
+        let e = s.queue().await.unwrap_err();
+        assert!(
+            matches!(&e, SlurmError::Unavailable(m) if m.contains("Unable to contact")),
+            "{e}"
+        );
+        assert_eq!(s.show_job("5").await.unwrap(), None);
+        s.cancel("5").await.unwrap();
+    }
+}
