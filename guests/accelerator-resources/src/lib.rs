@@ -13,6 +13,9 @@
 //!   "cdi_kinds": { "nvidia.com/gpu": "nvidia.com/gpu" }, "all_count": 1 }
 //! ```
 
+// the bindings wit-bindgen generates take one argument per record field
+#![allow(clippy::too_many_arguments)]
+
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
@@ -138,22 +141,42 @@ fn map(cfg: &Config, input: ResourceInput) -> Result<ResourceRequirements, Strin
             ));
         }
         // extended resources: request == limit
-        set(&mut out.requests, &cfg.annotation_resource, quantity.trim().into());
-        set(&mut out.limits, &cfg.annotation_resource, quantity.trim().into());
+        set(
+            &mut out.requests,
+            &cfg.annotation_resource,
+            quantity.trim().into(),
+        );
+        set(
+            &mut out.limits,
+            &cfg.annotation_resource,
+            quantity.trim().into(),
+        );
         counts.insert(cfg.annotation_resource.clone(), 0);
     }
 
     if !counts.is_empty() {
         let mapped: Vec<(String, String)> = counts
             .keys()
-            .map(|k| (k.clone(), out.limits.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default()))
+            .map(|k| {
+                (
+                    k.clone(),
+                    out.limits
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default(),
+                )
+            })
             .collect();
         log(
             Level::Debug,
             "accelerators mapped",
             &[
                 vec![
-                    ("pod".to_string(), format!("{}/{}", input.pod_namespace, input.pod_name)),
+                    (
+                        "pod".to_string(),
+                        format!("{}/{}", input.pod_namespace, input.pod_name),
+                    ),
                     ("container".to_string(), input.container_name.clone()),
                 ],
                 mapped,

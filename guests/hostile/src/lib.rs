@@ -15,6 +15,9 @@
 //!   annotation `hostile.example/mark`, state message, so tests see which
 //!   version of the module answered.
 
+// the bindings wit-bindgen generates take one argument per record field
+#![allow(clippy::too_many_arguments)]
+
 use std::cell::OnceCell;
 
 use serde::Deserialize;
@@ -45,7 +48,12 @@ fn cfg<R>(f: impl FnOnce(&Config) -> R) -> R {
 /// Misbehave if configured to for this pod; returns normally only for the
 /// modes that do not diverge.
 fn misbehave(pod_name: &str) -> Option<String> {
-    let (mode, triggered) = cfg(|c| (c.mode.clone(), c.trigger.is_empty() || pod_name.starts_with(&c.trigger)));
+    let (mode, triggered) = cfg(|c| {
+        (
+            c.mode.clone(),
+            c.trigger.is_empty() || pod_name.starts_with(&c.trigger),
+        )
+    });
     if !triggered {
         return None;
     }
@@ -80,7 +88,13 @@ fn misbehave(pod_name: &str) -> Option<String> {
 }
 
 fn mark() -> String {
-    cfg(|c| if c.mark.is_empty() { "hostile".into() } else { c.mark.clone() })
+    cfg(|c| {
+        if c.mark.is_empty() {
+            "hostile".into()
+        } else {
+            c.mark.clone()
+        }
+    })
 }
 
 struct Hostile;
@@ -94,7 +108,14 @@ impl Guest for Hostile {
             }
             _ => {
                 out.limits.retain(|(k, _)| k != "example.com/mark");
-                out.limits.push(("example.com/mark".into(), mark()));
+                let m = mark();
+                // resources want quantities: a non-numeric mark counts as 1
+                let q = if m.chars().all(|c| c.is_ascii_digit()) {
+                    m
+                } else {
+                    "1".into()
+                };
+                out.limits.push(("example.com/mark".into(), q));
             }
         }
         Ok(out)

@@ -14,6 +14,9 @@
 //!
 //! A configuration that does not parse denies every pod (fail closed), saying why.
 
+// the bindings wit-bindgen generates take one argument per record field
+#![allow(clippy::too_many_arguments)]
+
 use std::cell::OnceCell;
 
 use serde::Deserialize;
@@ -79,7 +82,9 @@ impl Guest for Policy {
             });
             match cfg {
                 Ok(cfg) => judge(cfg, &pod),
-                Err(e) => AdmissionDecision::Deny(format!("admission policy configuration is invalid: {e}")),
+                Err(e) => AdmissionDecision::Deny(format!(
+                    "admission policy configuration is invalid: {e}"
+                )),
             }
         })
     }
@@ -101,10 +106,25 @@ fn judge(cfg: &Config, pod: &PodSummary) -> AdmissionDecision {
         }
         if !cfg.allow_privileged {
             if c.privileged {
-                return deny(pod, format!("container {:?} is privileged, which this site does not allow", c.name));
+                return deny(
+                    pod,
+                    format!(
+                        "container {:?} is privileged, which this site does not allow",
+                        c.name
+                    ),
+                );
             }
-            if c.capabilities_add.iter().any(|cap| cap.trim_start_matches("CAP_") == "SYS_ADMIN") {
-                return deny(pod, format!("container {:?} adds SYS_ADMIN, which this site does not allow", c.name));
+            if c.capabilities_add
+                .iter()
+                .any(|cap| cap.trim_start_matches("CAP_") == "SYS_ADMIN")
+            {
+                return deny(
+                    pod,
+                    format!(
+                        "container {:?} adds SYS_ADMIN, which this site does not allow",
+                        c.name
+                    ),
+                );
             }
         }
     }
@@ -124,4 +144,3 @@ fn deny(pod: &PodSummary, reason: String) -> AdmissionDecision {
 }
 
 export!(Policy);
-

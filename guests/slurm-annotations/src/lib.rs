@@ -17,6 +17,9 @@
 //! ```
 //! `extra` maps more annotations to sbatch long options.
 
+// the bindings wit-bindgen generates take one argument per record field
+#![allow(clippy::too_many_arguments)]
+
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
@@ -95,7 +98,9 @@ fn lookup<'a>(input: &'a AnnotationInput, name: &str) -> Option<&'a str> {
             .flat_map(|(_, anns)| anns.iter())
             .find(|(k, _)| k == name)
     };
-    pod.or_else(container).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    pod.or_else(container)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }
 
 fn handle(cfg: &Config, input: &AnnotationInput) -> Result<MetadataChanges, String> {
@@ -106,10 +111,8 @@ fn handle(cfg: &Config, input: &AnnotationInput) -> Result<MetadataChanges, Stri
         remove_annotations: vec![],
     };
     let served = cfg.plugin.as_deref().unwrap_or("slurm");
-    if let Some(plugin) = lookup(input, PLUGIN) {
-        if plugin != served {
-            return Ok(changes);
-        }
+    if lookup(input, PLUGIN).is_some_and(|plugin| plugin != served) {
+        return Ok(changes);
     }
 
     let mut wanted: Vec<(String, String)> = Vec::new();
@@ -147,14 +150,24 @@ fn handle(cfg: &Config, input: &AnnotationInput) -> Result<MetadataChanges, Stri
         "account" => "A",
         _ => "",
     };
-    let mut flags: Vec<String> = existing
-        .split_whitespace()
-        .filter(|f| {
-            let name = option_name(f);
-            !wanted.iter().any(|(o, _)| name == o || name == short(o))
-        })
-        .map(str::to_string)
-        .collect();
+    // existing flags as (option, whole text): `--qos=x`, `-p gpu`, `--exclusive`
+    let tokens: Vec<&str> = existing.split_whitespace().collect();
+    let mut flags: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let tok = tokens[i];
+        let mut text = tok.to_string();
+        let takes_value = tok.starts_with('-') && !tok.contains('=');
+        if takes_value && tokens.get(i + 1).is_some_and(|n| !n.starts_with('-')) {
+            text = format!("{tok} {}", tokens[i + 1]);
+            i += 1;
+        }
+        i += 1;
+        let name = option_name(tok);
+        if !wanted.iter().any(|(o, _)| name == o || name == short(o)) {
+            flags.push(text);
+        }
+    }
     flags.extend(wanted.iter().map(|(o, v)| format!("--{o}={v}")));
     let value = flags.join(" ");
 
@@ -162,7 +175,10 @@ fn handle(cfg: &Config, input: &AnnotationInput) -> Result<MetadataChanges, Stri
         Level::Info,
         "slurm flags set",
         &[
-            ("pod".into(), format!("{}/{}", input.pod_namespace, input.pod_name)),
+            (
+                "pod".into(),
+                format!("{}/{}", input.pod_namespace, input.pod_name),
+            ),
             ("flags".into(), value.clone()),
         ],
     );

@@ -17,6 +17,9 @@
 //! Configuration (optional), `slurm-state.json`: `{ "codes": { "TIMEOUT": 124 },
 //! "queued_as_running": true }`.
 
+// the bindings wit-bindgen generates take one argument per record field
+#![allow(clippy::too_many_arguments)]
+
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
@@ -70,8 +73,18 @@ fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Result<R, String> {
 const TERMINAL: &[(&str, &str, i32, &str)] = &[
     ("OUT_OF_MEMORY", "OOMKilled", 137, "ran out of memory"),
     ("TIMEOUT", "DeadlineExceeded", 124, "reached its time limit"),
-    ("PREEMPTED", "Preempted", 143, "was preempted by a higher priority job"),
-    ("NODE_FAIL", "NodeFailure", 135, "was lost because its node failed"),
+    (
+        "PREEMPTED",
+        "Preempted",
+        143,
+        "was preempted by a higher priority job",
+    ),
+    (
+        "NODE_FAIL",
+        "NodeFailure",
+        135,
+        "was lost because its node failed",
+    ),
     ("CANCELLED", "Cancelled", 143, "was cancelled"),
 ];
 
@@ -113,7 +126,8 @@ fn map(cfg: &Config, input: StateInput) -> StateDecision {
             }
         }
         RemoteState::Terminated | RemoteState::Missing => {
-            let found = find_state(&input.remote_reason).or_else(|| find_state(&input.remote_message));
+            let found =
+                find_state(&input.remote_reason).or_else(|| find_state(&input.remote_message));
             match found {
                 Some((state, reason, code, text)) => {
                     let code = cfg.codes.get(*state).copied().unwrap_or(*code);

@@ -1,12 +1,43 @@
 //! WebAssembly extensions: components implementing the hooks of `wit/`, loaded
-//! from a folder, hot-reloaded, sandboxed. (Being built: until then `start`
-//! refuses, and the host runs with its defaults.)
+//! from a folder, hot-reloaded, sandboxed.
+//!
+//! Layout of [`ExtensionSettings::dir`]:
+//! ```text
+//! resources/    10-gpu.wasm  10-gpu.json   (resource-mapping world)
+//! annotations/  slurm.wasm                 (annotation-handling world)
+//! state/        slurm.wasm                 (state-mapping world)
+//! admission/    registries.wasm registries.json (admission-policy world)
+//! .cache/       compiled native code, by content hash and engine settings
+//! ```
+//! Modules of one hook apply in file-name order, each seeing the previous
+//! result. `<name>.json`/`.yaml`/`.yml` next to a module is its configuration
+//! (the `config` import). Adding, changing or removing a file takes effect
+//! within a second; a module that fails to compile, link, or pass a smoke call
+//! is rejected with a logged reason and the previous version keeps serving.
+//!
+//! Every call is bounded in time (epoch deadline) and memory; a module that
+//! traps, times out, exhausts memory or answers nonsense is logged with its
+//! name, counted in the metrics, and skipped (the previous stage's result
+//! stands). Admission is the exception: a failing policy denies the pod unless
+//! [`ExtensionSettings::admission_fail_open`].
+
+mod bindings;
+mod loader;
+mod metrics;
+mod module;
+mod runtime;
+mod sandbox;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::hooks::Hooks;
+
+pub use metrics::register_metrics;
+pub use module::Hook;
+pub use runtime::{Extensions, LoadedModule, Rejection};
 
 /// How the extension system runs.
 #[derive(Debug, Clone)]
@@ -42,8 +73,6 @@ pub enum ExtensionError {
 /// Load the modules under `settings.dir`, watch it for changes, and return the
 /// hooks that apply them.
 pub fn start(settings: ExtensionSettings) -> Result<Arc<dyn Hooks>, ExtensionError> {
-    Err(ExtensionError::Setup(format!(
-        "WebAssembly extensions are not built yet (dir {})",
-        settings.dir.display()
-    )))
+    let ext: Arc<dyn Hooks> = Extensions::start(settings)?;
+    Ok(ext)
 }
