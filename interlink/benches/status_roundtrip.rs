@@ -116,7 +116,8 @@ fn main() {
 async fn run() {
     let app = Router::new()
         .route("/status", get(plugin_status).post(plugin_status))
-        .route("/create", post(plugin_create));
+        .route("/create", post(plugin_create))
+        .layer(axum::extract::DefaultBodyLimit::disable());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let plugin_port = l.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });

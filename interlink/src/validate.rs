@@ -72,14 +72,17 @@ fn check_uid_value(u: &str, field: &str) -> Result<(), String> {
 /// A pod named by `/delete`, `/status`, `/updateCache`: a valid UID, and valid
 /// names where they are given.
 pub fn check_pod_ref(pod: &Pod) -> Result<(), String> {
-    check_pod_uid(pod)?;
-    let name = pod_name(pod);
+    check_pod_ref_fields(pod_uid(pod), pod_name(pod), pod_namespace(pod))
+}
+
+/// [`check_pod_ref`] on the metadata fields themselves (empty = not given).
+pub fn check_pod_ref_fields(uid: &str, name: &str, ns: &str) -> Result<(), String> {
+    check_uid_value(uid, "metadata.uid")?;
     if !name.is_empty() && !is_dns_subdomain(name) {
         return Err(format!(
             "metadata.name {name:?} is not a valid DNS subdomain"
         ));
     }
-    let ns = pod_namespace(pod);
     if !ns.is_empty() && !is_dns_label(ns) {
         return Err(format!(
             "metadata.namespace {ns:?} is not a valid DNS label"

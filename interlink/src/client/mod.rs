@@ -99,7 +99,7 @@ impl Client {
         let (base, socket) = endpoint(&cfg)?;
         let mut b = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(20))
             .no_proxy()
             .user_agent(concat!("interlink-rs/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = socket {

@@ -1,11 +1,16 @@
 //! The last known state of every pod the server has seen: registered on
 //! `/create` and `/updateCache`, refreshed by `/status` answers, dropped on
 //! `/delete`. `/getLogs` uses it to tell an unknown pod (404) from a known one.
+//!
+//! Statuses are kept as the plugin's JSON (decoded on demand), so a status
+//! answer for 10,000 pods is not decoded into Kubernetes objects twice.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
 use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::types::{PodStatus, pod_name, pod_namespace, pod_uid};
 
@@ -18,8 +23,41 @@ pub struct CachedPod {
     pub job_id: String,
     /// Names of its (init) containers.
     pub containers: Vec<String>,
-    /// The last status the plugin reported.
-    pub status: Option<PodStatus>,
+    /// The last status the plugin reported, as it sent it.
+    pub status_json: Option<Box<RawValue>>,
+}
+
+impl CachedPod {
+    /// The last status, decoded.
+    #[allow(dead_code)] // diagnostics and tests; the cache serves lookups today
+    pub fn status(&self) -> Option<PodStatus> {
+        self.status_json
+            .as_ref()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+    }
+}
+
+/// The parts of a `PodStatus` the cache reads.
+#[derive(Deserialize)]
+pub struct StatusRef {
+    #[serde(rename = "UID", default)]
+    uid: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(rename = "JID", default)]
+    jid: Option<String>,
+    #[serde(default)]
+    containers: Option<Vec<NameRef>>,
+    #[serde(rename = "initContainers", default)]
+    init_containers: Option<Vec<NameRef>>,
+}
+
+#[derive(Deserialize)]
+struct NameRef {
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Default)]
@@ -55,28 +93,46 @@ impl StatusCache {
         }
     }
 
-    /// Record statuses the plugin answered (registering pods not seen yet).
-    pub fn record(&self, statuses: &[PodStatus]) {
+    /// Record the statuses of a plugin's `/status` answer (registering pods
+    /// not seen yet). Answers how many were recorded; an element that is not a
+    /// status object is an error naming its index.
+    pub fn record(&self, statuses: &[&RawValue]) -> Result<usize, String> {
+        let parsed: Vec<StatusRef> = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                serde_json::from_str::<StatusRef>(raw.get())
+                    .map_err(|e| format!("status [{i}] is not a PodStatus: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
         let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
-        for st in statuses {
-            if st.pod_uid.is_empty() {
+        let mut n = 0;
+        for (st, raw) in parsed.into_iter().zip(statuses) {
+            let Some(uid) = st.uid.filter(|u| !u.is_empty()) else {
                 continue;
-            }
-            let e = pods.entry(st.pod_uid.clone()).or_default();
+            };
+            let e = pods.entry(uid).or_default();
             if e.name.is_empty() {
-                e.name = st.pod_name.clone();
-                e.namespace = st.pod_namespace.clone();
+                e.name = st.name.unwrap_or_default();
+                e.namespace = st.namespace.unwrap_or_default();
             }
-            if !st.job_id.is_empty() {
-                e.job_id = st.job_id.clone();
+            if let Some(j) = st.jid.filter(|j| !j.is_empty()) {
+                e.job_id = j;
             }
-            for c in st.init_containers.iter().chain(st.containers.iter()) {
+            for c in st
+                .init_containers
+                .into_iter()
+                .flatten()
+                .chain(st.containers.into_iter().flatten())
+            {
                 if !e.containers.contains(&c.name) {
-                    e.containers.push(c.name.clone());
+                    e.containers.push(c.name);
                 }
             }
-            e.status = Some(st.clone());
+            e.status_json = Some((*raw).to_owned());
+            n += 1;
         }
+        Ok(n)
     }
 
     pub fn get(&self, uid: &str) -> Option<CachedPod> {
@@ -96,5 +152,34 @@ impl StatusCache {
 
     pub fn len(&self) -> usize {
         self.pods.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_statuses_without_decoding_them_fully() {
+        let cache = StatusCache::default();
+        let body = r#"[{"name":"p","UID":"u1","namespace":"d","JID":"7",
+            "containers":[{"name":"main","image":"x","imageID":"","ready":true,"restartCount":0,
+            "state":{"running":{"startedAt":"2026-11-22T07:00:00Z"}}}],"initContainers":null},
+            {"name":"q","UID":"","namespace":"d"}]"#;
+        let raws: Vec<&RawValue> = serde_json::from_str(body).unwrap();
+        assert_eq!(cache.record(&raws).unwrap(), 1);
+        let p = cache.get("u1").unwrap();
+        assert_eq!((p.name.as_str(), p.job_id.as_str()), ("p", "7"));
+        assert_eq!(p.containers, vec!["main"]);
+        assert!(
+            p.status().unwrap().containers[0]
+                .state
+                .as_ref()
+                .unwrap()
+                .running
+                .is_some()
+        );
+        let bad: Vec<&RawValue> = serde_json::from_str(r#"[{"UID": 5}]"#).unwrap();
+        assert!(cache.record(&bad).unwrap_err().contains("status [0]"));
     }
 }

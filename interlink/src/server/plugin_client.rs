@@ -12,7 +12,7 @@ use reqwest::Method;
 
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::types::{CreateStruct, LogStruct, PodStatus, RetrievedPodData};
+use crate::types::{CreateStruct, LogStruct, RetrievedPodData};
 
 /// Largest error body read from the plugin.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -108,7 +108,7 @@ impl PluginClient {
         let mut b = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(64)
             .tls_backend_preconfigured(crate::tls::default_client_config());
         let (base, target) = if let Some(path) = url.strip_prefix("unix://") {
@@ -222,16 +222,12 @@ impl PluginClient {
     }
 
     /// `GET /status` with a body: the request's own JSON array of pods is passed
-    /// on as is. Answers the statuses and the plugin's bytes.
-    pub async fn status(&self, pods_json: Bytes) -> Result<(Vec<PodStatus>, Bytes), PluginFailure> {
+    /// on as is. Answers the plugin's bytes (checked by the caller).
+    pub async fn status(&self, pods_json: Bytes) -> Result<Bytes, PluginFailure> {
         let resp = self
             .call("/status", Method::GET, Some(pods_json), Some(self.timeout))
             .await?;
-        let bytes = self.body_of(resp).await?;
-        let statuses: Option<Vec<PodStatus>> = serde_json::from_slice(&bytes).map_err(|e| {
-            PluginFailure::Garbage(format!("/status answer is not a list of PodStatus: {e}"))
-        })?;
-        Ok((statuses.unwrap_or_default(), bytes))
+        self.body_of(resp).await
     }
 
     /// `GET /getLogs` with a body; the response streams (no overall timeout on follow).
