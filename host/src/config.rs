@@ -28,7 +28,12 @@ pub struct Config {
     #[serde(default)]
     pub interlink_address: Option<String>,
     /// API server port (ignored for `unix://`). Seeds spell it `Interlinkport`.
-    #[serde(default, rename = "Interlinkport", alias = "InterlinkPort", deserialize_with = "de_port")]
+    #[serde(
+        default,
+        rename = "Interlinkport",
+        alias = "InterlinkPort",
+        deserialize_with = "de_port"
+    )]
     pub interlink_port: Option<u16>,
     #[serde(default, rename = "CRI")]
     pub cri: CriSection,
@@ -215,8 +220,10 @@ impl Config {
         let cfg: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_yaml::from_str(text)
-                .map_err(|e| ConfigError::Parse { path: path.into(), msg: e.to_string() })?
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.into(),
+                msg: e.to_string(),
+            })?
         };
         cfg.validate()?;
         Ok(cfg)
@@ -244,10 +251,14 @@ impl Config {
             )));
         }
         if self.cri.runtime_handler.is_empty() {
-            return Err(ConfigError::Invalid("CRI.RuntimeHandler must not be empty".into()));
+            return Err(ConfigError::Invalid(
+                "CRI.RuntimeHandler must not be empty".into(),
+            ));
         }
         if self.status_interval.is_zero() || self.ping_interval.is_zero() {
-            return Err(ConfigError::Invalid("StatusInterval and PingInterval must be > 0".into()));
+            return Err(ConfigError::Invalid(
+                "StatusInterval and PingInterval must be > 0".into(),
+            ));
         }
         if let Some(a) = &self.interlink_address
             && !(a.starts_with("http://") || a.starts_with("https://") || a.starts_with("unix://"))
@@ -257,14 +268,20 @@ impl Config {
             )));
         }
         if self.tls.enabled && (self.tls.cert_file.is_some() != self.tls.key_file.is_some()) {
-            return Err(ConfigError::Invalid("TLS.CertFile and TLS.KeyFile go together".into()));
+            return Err(ConfigError::Invalid(
+                "TLS.CertFile and TLS.KeyFile go together".into(),
+            ));
         }
         Ok(())
     }
 
     /// The socket path without a `unix://` prefix.
     pub fn socket_path(&self) -> PathBuf {
-        let s = self.cri.socket_path.strip_prefix("unix://").unwrap_or(&self.cri.socket_path);
+        let s = self
+            .cri
+            .socket_path
+            .strip_prefix("unix://")
+            .unwrap_or(&self.cri.socket_path);
         PathBuf::from(s)
     }
 
@@ -301,16 +318,23 @@ PluginConfig:
         let c = Config::from_yaml(y, "t").unwrap();
         assert_eq!(c.interlink_port, Some(8080));
         assert_eq!(c.cri.request_timeout, Duration::from_secs(900));
-        assert_eq!(c.socket_path(), PathBuf::from("/var/run/interlink/cri.sock"));
+        assert_eq!(
+            c.socket_path(),
+            PathBuf::from("/var/run/interlink/cri.sock")
+        );
         assert_eq!(c.plugin_config["SLURM_PARTITION"], "gpu");
         assert!(!c.embedded());
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let e = Config::from_yaml("Bogus: 1\n", "t").unwrap_err().to_string();
+        let e = Config::from_yaml("Bogus: 1\n", "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Bogus"), "{e}");
-        let e = Config::from_yaml("CRI:\n  SockPath: x\n", "t").unwrap_err().to_string();
+        let e = Config::from_yaml("CRI:\n  SockPath: x\n", "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SockPath"), "{e}");
     }
 

@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1 as k8s;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::hooks::{self, AnnotationInput, CriResources, Hooks, ResourceInput, ResourceRequirements};
+use crate::hooks::{
+    self, AnnotationInput, CriResources, Hooks, ResourceInput, ResourceRequirements,
+};
 use crate::proto::runtime::v1 as cri;
 use crate::store::{Container, Converted, Kind, RemotePod, Sandbox};
 
@@ -31,15 +33,27 @@ pub fn cri_resources(r: &cri::LinuxContainerResources) -> CriResources {
         oom_score_adj: r.oom_score_adj,
         cpuset_cpus: r.cpuset_cpus.clone(),
         cpuset_mems: r.cpuset_mems.clone(),
-        hugepage_limits: r.hugepage_limits.iter().map(|h| (h.page_size.clone(), h.limit)).collect(),
-        unified: r.unified.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        hugepage_limits: r
+            .hugepage_limits
+            .iter()
+            .map(|h| (h.page_size.clone(), h.limit))
+            .collect(),
+        unified: r
+            .unified
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
     }
 }
 
 /// The seeds' default mapping: CPU quota/period -> CPU limit in millicores, shares ->
 /// CPU request, memory limit -> memory limit, GPU devices -> `nvidia.com/gpu`.
-pub fn default_resources(r: &CriResources, devices: &[hooks::Device], cdi: &[String]) -> ResourceRequirements {
+pub fn default_resources(
+    r: &CriResources,
+    devices: &[hooks::Device],
+    cdi: &[String],
+) -> ResourceRequirements {
     let mut out = ResourceRequirements::default();
     if r.cpu_quota > 0 && r.cpu_period > 0 {
         let m = (r.cpu_quota * 1000 + r.cpu_period - 1) / r.cpu_period;
@@ -51,13 +65,18 @@ pub fn default_resources(r: &CriResources, devices: &[hooks::Device], cdi: &[Str
         out.requests.insert("cpu".into(), format!("{m}m"));
     }
     if r.memory_limit_in_bytes > 0 {
-        out.limits.insert("memory".into(), r.memory_limit_in_bytes.to_string());
+        out.limits
+            .insert("memory".into(), r.memory_limit_in_bytes.to_string());
     }
     let is_gpu_dev = |p: &str| {
-        p.strip_prefix("/dev/nvidia").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        p.strip_prefix("/dev/nvidia")
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
     };
     let gpus = devices.iter().filter(|d| is_gpu_dev(&d.host_path)).count()
-        + cdi.iter().filter(|c| c.starts_with("nvidia.com/gpu=")).count();
+        + cdi
+            .iter()
+            .filter(|c| c.starts_with("nvidia.com/gpu="))
+            .count();
     if gpus > 0 {
         out.limits.insert("nvidia.com/gpu".into(), gpus.to_string());
     }
@@ -68,7 +87,11 @@ fn quantities(m: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>
     if m.is_empty() {
         None
     } else {
-        Some(m.iter().map(|(k, v)| (k.clone(), Quantity(v.clone()))).collect())
+        Some(
+            m.iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect(),
+        )
     }
 }
 
@@ -96,7 +119,10 @@ fn volume_kind(host_path: &str) -> VolumeKind<'_> {
         ("/volumes/kubernetes.io~empty-dir/", 3),
     ] {
         if let Some(i) = host_path.find(marker) {
-            let name = host_path[i + marker.len()..].split('/').next().unwrap_or("");
+            let name = host_path[i + marker.len()..]
+                .split('/')
+                .next()
+                .unwrap_or("");
             if !name.is_empty() {
                 return match tag {
                     0 => VolumeKind::ConfigMap(name),
@@ -118,7 +144,9 @@ fn volume_kind(host_path: &str) -> VolumeKind<'_> {
 /// Files of a directory kubelet materialised (its `..data` layout): name -> bytes.
 fn read_volume_dir(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with("..") {
@@ -151,9 +179,17 @@ fn config_map(name: &str, namespace: &str, files: BTreeMap<String, Vec<u8>>) -> 
         }
     }
     k8s::ConfigMap {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some(namespace.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
         data: Some(data),
-        binary_data: if binary.is_empty() { None } else { Some(binary) },
+        binary_data: if binary.is_empty() {
+            None
+        } else {
+            Some(binary)
+        },
         ..Default::default()
     }
 }
@@ -167,7 +203,11 @@ pub fn convert_container(
     hooks: &dyn Hooks,
 ) -> Converted {
     let md = sandbox.metadata.clone().unwrap_or_default();
-    let name = cfg.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+    let name = cfg
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
     let mut out = Converted::default();
     let mut c = k8s::Container {
         name: name.clone(),
@@ -204,39 +244,72 @@ pub fn convert_container(
         let (vol_name, volume) = match kind {
             VolumeKind::NodeFile => continue,
             VolumeKind::ConfigMap(n) => {
-                out.configmaps.push(config_map(n, &md.namespace, read_volume_dir(Path::new(&m.host_path))));
-                (n.to_string(), k8s::Volume {
-                    name: n.into(),
-                    config_map: Some(k8s::ConfigMapVolumeSource { name: n.into(), ..Default::default() }),
-                    ..Default::default()
-                })
+                out.configmaps.push(config_map(
+                    n,
+                    &md.namespace,
+                    read_volume_dir(Path::new(&m.host_path)),
+                ));
+                (
+                    n.to_string(),
+                    k8s::Volume {
+                        name: n.into(),
+                        config_map: Some(k8s::ConfigMapVolumeSource {
+                            name: n.into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                )
             }
             VolumeKind::Secret(n) => {
                 let files = read_volume_dir(Path::new(&m.host_path));
                 out.secrets.push(k8s::Secret {
-                    metadata: ObjectMeta { name: Some(n.into()), namespace: Some(md.namespace.clone()), ..Default::default() },
+                    metadata: ObjectMeta {
+                        name: Some(n.into()),
+                        namespace: Some(md.namespace.clone()),
+                        ..Default::default()
+                    },
                     data: Some(files.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
                     ..Default::default()
                 });
-                (n.to_string(), k8s::Volume {
-                    name: n.into(),
-                    secret: Some(k8s::SecretVolumeSource { secret_name: Some(n.into()), ..Default::default() }),
-                    ..Default::default()
-                })
+                (
+                    n.to_string(),
+                    k8s::Volume {
+                        name: n.into(),
+                        secret: Some(k8s::SecretVolumeSource {
+                            secret_name: Some(n.into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                )
             }
             VolumeKind::Projected(n) => {
-                out.projected.push(config_map(n, &md.namespace, read_volume_dir(Path::new(&m.host_path))));
-                (n.to_string(), k8s::Volume {
-                    name: n.into(),
-                    projected: Some(k8s::ProjectedVolumeSource { sources: Some(vec![]), ..Default::default() }),
-                    ..Default::default()
-                })
+                out.projected.push(config_map(
+                    n,
+                    &md.namespace,
+                    read_volume_dir(Path::new(&m.host_path)),
+                ));
+                (
+                    n.to_string(),
+                    k8s::Volume {
+                        name: n.into(),
+                        projected: Some(k8s::ProjectedVolumeSource {
+                            sources: Some(vec![]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                )
             }
-            VolumeKind::EmptyDir(n) if !empty_dir_as_host_path => (n.to_string(), k8s::Volume {
-                name: n.into(),
-                empty_dir: Some(k8s::EmptyDirVolumeSource::default()),
-                ..Default::default()
-            }),
+            VolumeKind::EmptyDir(n) if !empty_dir_as_host_path => (
+                n.to_string(),
+                k8s::Volume {
+                    name: n.into(),
+                    empty_dir: Some(k8s::EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                },
+            ),
             VolumeKind::EmptyDir(n) => (n.to_string(), host_path_volume(n, &m.host_path)),
             VolumeKind::Host => {
                 let n = format!("host-{name}-{i}");
@@ -256,11 +329,20 @@ pub fn convert_container(
     }
 
     // resources: default mapping, then the hooks
-    let res = cfg.linux.as_ref().and_then(|l| l.resources.as_ref()).map(cri_resources).unwrap_or_default();
+    let res = cfg
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.as_ref())
+        .map(cri_resources)
+        .unwrap_or_default();
     let devices: Vec<hooks::Device> = cfg
         .devices
         .iter()
-        .map(|d| hooks::Device { container_path: d.container_path.clone(), host_path: d.host_path.clone(), permissions: d.permissions.clone() })
+        .map(|d| hooks::Device {
+            container_path: d.container_path.clone(),
+            host_path: d.host_path.clone(),
+            permissions: d.permissions.clone(),
+        })
         .collect();
     let cdi: Vec<String> = cfg.cdi_devices.iter().map(|d| d.name.clone()).collect();
     let mut annotations = map_of(&sandbox.annotations);
@@ -293,7 +375,10 @@ pub fn convert_container(
 fn host_path_volume(name: &str, path: &str) -> k8s::Volume {
     k8s::Volume {
         name: name.into(),
-        host_path: Some(k8s::HostPathVolumeSource { path: path.into(), type_: None }),
+        host_path: Some(k8s::HostPathVolumeSource {
+            path: path.into(),
+            type_: None,
+        }),
         ..Default::default()
     }
 }
@@ -315,7 +400,9 @@ pub fn build_create(
     let mut req = interlink::PodCreateRequests::default();
     let mut container_annotations = BTreeMap::new();
     for (i, c) in containers.iter().enumerate() {
-        let Some(spec) = c.spec.as_deref() else { continue };
+        let Some(spec) = c.spec.as_deref() else {
+            continue;
+        };
         let mut kc = spec.container.clone();
         if i == 0 && !sandbox.config.port_mappings.is_empty() && remote.kind == Kind::Regular {
             kc.ports = Some(
@@ -344,17 +431,29 @@ pub fn build_create(
             }
         }
         for cm in &spec.configmaps {
-            if !req.configmaps.iter().any(|x| x.metadata.name == cm.metadata.name) {
+            if !req
+                .configmaps
+                .iter()
+                .any(|x| x.metadata.name == cm.metadata.name)
+            {
                 req.configmaps.push(cm.clone());
             }
         }
         for s in &spec.secrets {
-            if !req.secrets.iter().any(|x| x.metadata.name == s.metadata.name) {
+            if !req
+                .secrets
+                .iter()
+                .any(|x| x.metadata.name == s.metadata.name)
+            {
                 req.secrets.push(s.clone());
             }
         }
         for p in &spec.projected {
-            if !req.projected_volumes_maps.iter().any(|x| x.metadata.name == p.metadata.name) {
+            if !req
+                .projected_volumes_maps
+                .iter()
+                .any(|x| x.metadata.name == p.metadata.name)
+            {
                 req.projected_volumes_maps.push(p.clone());
             }
         }
@@ -378,7 +477,13 @@ pub fn build_create(
     annotations.extend(changes.set_annotations);
     annotations.insert(ANN_SANDBOX_ID.into(), sandbox.id.clone());
     if remote.kind == Kind::Init {
-        annotations.insert(ANN_PHASE.into(), format!("init:{}", containers.first().map(|c| c.name()).unwrap_or_default()));
+        annotations.insert(
+            ANN_PHASE.into(),
+            format!(
+                "init:{}",
+                containers.first().map(|c| c.name()).unwrap_or_default()
+            ),
+        );
     }
     req.pod = k8s::Pod {
         metadata: ObjectMeta {
@@ -391,13 +496,21 @@ pub fn build_create(
         },
         spec: Some(k8s::PodSpec {
             containers: ks,
-            volumes: if volumes.is_empty() { None } else { Some(volumes) },
+            volumes: if volumes.is_empty() {
+                None
+            } else {
+                Some(volumes)
+            },
             restart_policy: Some("Never".into()),
-            hostname: (!sandbox.config.hostname.is_empty()).then(|| sandbox.config.hostname.clone()),
+            hostname: (!sandbox.config.hostname.is_empty())
+                .then(|| sandbox.config.hostname.clone()),
             termination_grace_period_seconds: remote.grace_seconds,
             ..Default::default()
         }),
-        status: Some(k8s::PodStatus { phase: Some("Pending".into()), ..Default::default() }),
+        status: Some(k8s::PodStatus {
+            phase: Some("Pending".into()),
+            ..Default::default()
+        }),
     };
     req
 }
@@ -415,7 +528,13 @@ pub fn minimal_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod
             ..Default::default()
         },
         spec: Some(k8s::PodSpec {
-            containers: container_names.into_iter().map(|n| k8s::Container { name: n, ..Default::default() }).collect(),
+            containers: container_names
+                .into_iter()
+                .map(|n| k8s::Container {
+                    name: n,
+                    ..Default::default()
+                })
+                .collect(),
             restart_policy: Some("Never".into()),
             termination_grace_period_seconds: remote.grace_seconds,
             ..Default::default()
@@ -426,10 +545,18 @@ pub fn minimal_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod
 
 impl Container {
     pub fn name(&self) -> String {
-        self.config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default()
+        self.config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default()
     }
     pub fn attempt(&self) -> u32 {
-        self.config.metadata.as_ref().map(|m| m.attempt).unwrap_or(0)
+        self.config
+            .metadata
+            .as_ref()
+            .map(|m| m.attempt)
+            .unwrap_or(0)
     }
 }
 
@@ -440,46 +567,114 @@ mod tests {
 
     #[test]
     fn default_resource_mapping() {
-        let r = CriResources { cpu_period: 100_000, cpu_quota: 50_000, cpu_shares: 512, memory_limit_in_bytes: 1 << 30, ..Default::default() };
-        let d = vec![hooks::Device { host_path: "/dev/nvidia0".into(), ..Default::default() }, hooks::Device { host_path: "/dev/nvidiactl".into(), ..Default::default() }];
+        let r = CriResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 1 << 30,
+            ..Default::default()
+        };
+        let d = vec![
+            hooks::Device {
+                host_path: "/dev/nvidia0".into(),
+                ..Default::default()
+            },
+            hooks::Device {
+                host_path: "/dev/nvidiactl".into(),
+                ..Default::default()
+            },
+        ];
         let out = default_resources(&r, &d, &["nvidia.com/gpu=1".into()]);
         assert_eq!(out.limits["cpu"], "500m");
         assert_eq!(out.requests["cpu"], "500m");
         assert_eq!(out.limits["memory"], "1073741824");
         assert_eq!(out.limits["nvidia.com/gpu"], "2");
-        assert!(default_resources(&CriResources { cpu_shares: 2, ..Default::default() }, &[], &[]).requests.is_empty());
+        assert!(
+            default_resources(
+                &CriResources {
+                    cpu_shares: 2,
+                    ..Default::default()
+                },
+                &[],
+                &[]
+            )
+            .requests
+            .is_empty()
+        );
     }
 
     #[test]
     fn volume_kinds() {
-        assert_eq!(volume_kind("/var/lib/kubelet/pods/u/volumes/kubernetes.io~configmap/cfg"), VolumeKind::ConfigMap("cfg"));
-        assert_eq!(volume_kind("/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/scratch"), VolumeKind::EmptyDir("scratch"));
-        assert_eq!(volume_kind("/var/lib/kubelet/pods/u/etc-hosts"), VolumeKind::NodeFile);
+        assert_eq!(
+            volume_kind("/var/lib/kubelet/pods/u/volumes/kubernetes.io~configmap/cfg"),
+            VolumeKind::ConfigMap("cfg")
+        );
+        assert_eq!(
+            volume_kind("/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/scratch"),
+            VolumeKind::EmptyDir("scratch")
+        );
+        assert_eq!(
+            volume_kind("/var/lib/kubelet/pods/u/etc-hosts"),
+            VolumeKind::NodeFile
+        );
         assert_eq!(volume_kind("/data"), VolumeKind::Host);
     }
 
     #[test]
     fn converts_a_container_with_a_configmap() {
         let dir = tempfile::tempdir().unwrap();
-        let cm = dir.path().join("pods/u/volumes/kubernetes.io~configmap/settings");
+        let cm = dir
+            .path()
+            .join("pods/u/volumes/kubernetes.io~configmap/settings");
         std::fs::create_dir_all(&cm).unwrap();
         std::fs::write(cm.join("a.conf"), "x=1").unwrap();
         let sb = cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata { name: "p".into(), namespace: "ns".into(), uid: "u".into(), attempt: 0 }),
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "p".into(),
+                namespace: "ns".into(),
+                uid: "u".into(),
+                attempt: 0,
+            }),
             ..Default::default()
         };
         let cfg = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata { name: "c".into(), attempt: 0 }),
+            metadata: Some(cri::ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
             command: vec!["sh".into()],
-            envs: vec![cri::KeyValue { key: "A".into(), value: b"1".to_vec() }],
-            mounts: vec![cri::Mount { container_path: "/etc/app".into(), host_path: cm.display().to_string(), readonly: true, ..Default::default() }],
+            envs: vec![cri::KeyValue {
+                key: "A".into(),
+                value: b"1".to_vec(),
+            }],
+            mounts: vec![cri::Mount {
+                container_path: "/etc/app".into(),
+                host_path: cm.display().to_string(),
+                readonly: true,
+                ..Default::default()
+            }],
             ..Default::default()
         };
-        let out = convert_container(&sb, &cfg, "docker.io/library/busybox:latest", false, &NoHooks);
-        assert_eq!(out.container.command.as_ref().unwrap(), &vec!["sh".to_string()]);
-        assert_eq!(out.container.env.as_ref().unwrap()[0].value.as_deref(), Some("1"));
+        let out = convert_container(
+            &sb,
+            &cfg,
+            "docker.io/library/busybox:latest",
+            false,
+            &NoHooks,
+        );
+        assert_eq!(
+            out.container.command.as_ref().unwrap(),
+            &vec!["sh".to_string()]
+        );
+        assert_eq!(
+            out.container.env.as_ref().unwrap()[0].value.as_deref(),
+            Some("1")
+        );
         assert_eq!(out.configmaps[0].data.as_ref().unwrap()["a.conf"], "x=1");
         assert_eq!(out.volumes[0].name, "settings");
-        assert_eq!(out.container.volume_mounts.as_ref().unwrap()[0].mount_path, "/etc/app");
+        assert_eq!(
+            out.container.volume_mounts.as_ref().unwrap()[0].mount_path,
+            "/etc/app"
+        );
     }
 }

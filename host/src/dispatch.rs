@@ -39,16 +39,22 @@ pub fn derived_uid(pod_uid: &str, n: u32) -> String {
 pub fn enqueue(rt: &Runtime, st: &mut Inner, container_id: &str) -> Result<String, String> {
     let now = crate::now_ns();
     let window = rt.cfg.batch_window.as_nanos() as i64;
-    let c = st.containers.get(container_id).ok_or("container not found")?;
+    let c = st
+        .containers
+        .get(container_id)
+        .ok_or("container not found")?;
     let sandbox_id = c.sandbox_id.clone();
     let kind = c.kind;
-    let sb = st.sandboxes.get_mut(&sandbox_id).ok_or("sandbox not found")?;
+    let sb = st
+        .sandboxes
+        .get_mut(&sandbox_id)
+        .ok_or("sandbox not found")?;
     let md = sb.config.metadata.clone().unwrap_or_default();
     // an open regular batch of this sandbox takes the container
     let open = if kind == Kind::Regular {
-        st.remotes
-            .values_mut()
-            .find(|r| r.sandbox_id == sandbox_id && r.kind == Kind::Regular && r.phase == Phase::Collecting)
+        st.remotes.values_mut().find(|r| {
+            r.sandbox_id == sandbox_id && r.kind == Kind::Regular && r.phase == Phase::Collecting
+        })
     } else {
         None
     };
@@ -78,7 +84,11 @@ pub fn enqueue(rt: &Runtime, st: &mut Inner, container_id: &str) -> Result<Strin
                 phase: Phase::Collecting,
                 job_id: String::new(),
                 grace_seconds: None,
-                send_after: if kind == Kind::Init { now } else { now + window },
+                send_after: if kind == Kind::Init {
+                    now
+                } else {
+                    now + window
+                },
                 finished: false,
             },
         );
@@ -141,7 +151,10 @@ pub async fn run(rt: Arc<Runtime>) {
 }
 
 fn claim(rt: &Runtime, uid: &str) -> bool {
-    rt.inflight.lock().map(|mut s| s.insert(uid.to_string())).unwrap_or(false)
+    rt.inflight
+        .lock()
+        .map(|mut s| s.insert(uid.to_string()))
+        .unwrap_or(false)
 }
 
 fn release(rt: &Runtime, uid: &str) {
@@ -170,7 +183,11 @@ async fn send(rt: &Arc<Runtime>, uid: &str) {
             return None;
         }
         let sb = st.sandboxes.get(&r.sandbox_id)?;
-        let cs: Vec<_> = r.containers.iter().filter_map(|id| st.containers.get(id)).collect();
+        let cs: Vec<_> = r
+            .containers
+            .iter()
+            .filter_map(|id| st.containers.get(id))
+            .collect();
         let req = convert::build_create(sb, &r, &cs, rt.hooks.as_ref(), &rt.cfg.plugin_config);
         let names = cs.iter().map(|c| c.name()).collect();
         let probe_pod = convert::minimal_pod(&r, names);
@@ -180,29 +197,47 @@ async fn send(rt: &Arc<Runtime>, uid: &str) {
         d.durable();
         Some((req, probe_pod))
     });
-    let Some((req, probe_pod)) = built else { return };
+    let Some((req, probe_pod)) = built else {
+        return;
+    };
     if let Err(reason) = rt.hooks.admit(&req.pod) {
-        fail(rt, uid, "AdmissionDenied", &format!("admission denied the pod: {reason}"));
+        fail(
+            rt,
+            uid,
+            "AdmissionDenied",
+            &format!("admission denied the pod: {reason}"),
+        );
         return;
     }
-    let mut probe = rt.probe_before_send.lock().map(|mut s| s.remove(uid)).unwrap_or(false);
+    let mut probe = rt
+        .probe_before_send
+        .lock()
+        .map(|mut s| s.remove(uid))
+        .unwrap_or(false);
     let deadline = Instant::now() + rt.cfg.create_retry_for;
     let mut backoff = Duration::from_millis(250);
     loop {
         if probe {
             // a /create may have reached the server: ask before sending again
-            if let Ok(Ok(sts)) = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.status(vec![probe_pod.clone()])).await
-                && let Some(s) = sts.iter().find(|s| s.pod_uid == uid && (!s.job_id.is_empty() || !s.containers.is_empty()))
+            if let Ok(Ok(sts)) = tokio::time::timeout(
+                rt.cfg.cri.request_timeout,
+                rt.remote.status(vec![probe_pod.clone()]),
+            )
+            .await
+                && let Some(s) = sts.iter().find(|s| s.pod_uid == uid && remote_knows(s))
             {
                 tracing::info!(uid, "remote pod already exists; not created again");
                 created(rt, uid, &s.job_id);
                 return;
             }
         }
-        let res = match tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.create(req.clone())).await {
-            Ok(r) => r,
-            Err(_) => Err(RemoteError::Unreachable("/create timed out".into())),
-        };
+        let res =
+            match tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.create(req.clone()))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(RemoteError::Unreachable("/create timed out".into())),
+            };
         rt.metrics.remote("create", res.is_ok());
         match res {
             Ok(cs) => {
@@ -217,7 +252,12 @@ async fn send(rt: &Arc<Runtime>, uid: &str) {
             }
             Err(e) => {
                 if Instant::now() > deadline {
-                    fail(rt, uid, "CreateFailed", &format!("{e} (gave up after {:?})", rt.cfg.create_retry_for));
+                    fail(
+                        rt,
+                        uid,
+                        "CreateFailed",
+                        &format!("{e} (gave up after {:?})", rt.cfg.create_retry_for),
+                    );
                     return;
                 }
                 tracing::warn!(uid, error = %e, "create failed; retrying");
@@ -229,9 +269,31 @@ async fn send(rt: &Arc<Runtime>, uid: &str) {
     }
 }
 
+/// Does a `/status` answer show a pod the plugin really has? Plugins answer
+/// unknown pods too (containers with reason `NotFound`), or leave them out.
+pub fn remote_knows(s: &interlink::PodStatus) -> bool {
+    let unknown_reason = |c: &k8s_openapi::api::core::v1::ContainerStatus| {
+        let st = c.state.as_ref();
+        let r = st
+            .and_then(|s| {
+                s.waiting
+                    .as_ref()
+                    .and_then(|w| w.reason.clone())
+                    .or(s.terminated.as_ref().and_then(|t| t.reason.clone()))
+            })
+            .unwrap_or_default();
+        r == "NotFound" || r == "Unknown"
+    };
+    let all = s.containers.iter().chain(s.init_containers.iter());
+    let any = s.containers.len() + s.init_containers.len() > 0;
+    (any && !all.clone().all(unknown_reason)) || (!any && !s.job_id.is_empty())
+}
+
 fn created(rt: &Arc<Runtime>, uid: &str, job_id: &str) {
     let followers = rt.store.update(|st, d| {
-        let Some(r) = st.remotes.get_mut(uid) else { return vec![] };
+        let Some(r) = st.remotes.get_mut(uid) else {
+            return vec![];
+        };
         r.phase = Phase::Created;
         r.job_id = job_id.to_string();
         d.remote(uid);
@@ -262,7 +324,9 @@ fn fail(rt: &Runtime, uid: &str, reason: &str, msg: &str) {
     let now = crate::now_ns();
     let mut ev = vec![];
     rt.store.update(|st, d| {
-        let Some(r) = st.remotes.get_mut(uid) else { return };
+        let Some(r) = st.remotes.get_mut(uid) else {
+            return;
+        };
         r.phase = Phase::Failed;
         d.remote(uid);
         for id in &r.containers {
@@ -282,7 +346,8 @@ fn fail(rt: &Runtime, uid: &str, reason: &str, msg: &str) {
         }
     });
     for (id, sb) in ev {
-        rt.events.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
+        rt.events
+            .emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
     }
 }
 
@@ -291,22 +356,41 @@ fn fail(rt: &Runtime, uid: &str, reason: &str, msg: &str) {
 pub async fn delete_once(rt: &Runtime, uid: &str) -> Result<(), RemoteError> {
     let pod = {
         let st = rt.store.read();
-        let Some(r) = st.remotes.get(uid) else { return Ok(()) };
+        let Some(r) = st.remotes.get(uid) else {
+            return Ok(());
+        };
         if r.phase != Phase::Deleting {
             return Ok(());
         }
-        let names = r.containers.iter().filter_map(|id| st.containers.get(id)).map(|c| c.name()).collect();
+        let names = r
+            .containers
+            .iter()
+            .filter_map(|id| st.containers.get(id))
+            .map(|c| c.name())
+            .collect();
         convert::minimal_pod(r, names)
     };
-    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(0).max(0) as u64;
-    let res = match tokio::time::timeout(rt.cfg.cri.request_timeout + Duration::from_secs(grace), rt.remote.delete(pod.clone())).await {
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(0)
+        .max(0) as u64;
+    let res = match tokio::time::timeout(
+        rt.cfg.cri.request_timeout + Duration::from_secs(grace),
+        rt.remote.delete(pod.clone()),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(_) => Err(RemoteError::Unreachable("/delete timed out".into())),
     };
     rt.metrics.remote("delete", res.is_ok());
     match res {
         Ok(()) => {}
-        Err(RemoteError::Refused(msg)) => tracing::warn!(uid, error = %msg, "delete refused; treating the pod as gone"),
+        Err(RemoteError::Refused(msg)) => {
+            tracing::warn!(uid, error = %msg, "delete refused; treating the pod as gone")
+        }
         Err(e) => {
             tracing::warn!(uid, error = %e, "delete failed; will retry");
             return Err(e);
@@ -315,7 +399,9 @@ pub async fn delete_once(rt: &Runtime, uid: &str) -> Result<(), RemoteError> {
     let now = crate::now_ns();
     let mut ev = vec![];
     rt.store.update(|st, d| {
-        let Some(r) = st.remotes.remove(uid) else { return };
+        let Some(r) = st.remotes.remove(uid) else {
+            return;
+        };
         d.remote(uid);
         for id in &r.containers {
             if let Some(c) = st.containers.get_mut(id) {
@@ -334,7 +420,8 @@ pub async fn delete_once(rt: &Runtime, uid: &str) -> Result<(), RemoteError> {
         }
     });
     for (id, sb) in ev {
-        rt.events.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
+        rt.events
+            .emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
     }
     Ok(())
 }
@@ -350,7 +437,11 @@ async fn delete_now(rt: &Arc<Runtime>, uid: &str) -> Result<(), RemoteError> {
 }
 
 /// `StopContainer`: nothing of this container runs afterwards.
-pub async fn stop_container(rt: &Arc<Runtime>, id: &str, timeout_s: i64) -> Result<(), RemoteError> {
+pub async fn stop_container(
+    rt: &Arc<Runtime>,
+    id: &str,
+    timeout_s: i64,
+) -> Result<(), RemoteError> {
     let now = crate::now_ns();
     let mut ev = vec![];
     let delete = rt.store.update(|st, d| {
@@ -390,10 +481,11 @@ pub async fn stop_container(rt: &Arc<Runtime>, id: &str, timeout_s: i64) -> Resu
                 None
             }
             Phase::Created | Phase::Failed => {
-                let all_done = r
-                    .containers
-                    .iter()
-                    .all(|x| st.containers.get(x).is_none_or(|c| c.stop_requested || c.state == EXITED));
+                let all_done = r.containers.iter().all(|x| {
+                    st.containers
+                        .get(x)
+                        .is_none_or(|c| c.stop_requested || c.state == EXITED)
+                });
                 if all_done {
                     r.phase = Phase::Deleting;
                     r.grace_seconds = Some(timeout_s.max(0));
@@ -404,7 +496,10 @@ pub async fn stop_container(rt: &Arc<Runtime>, id: &str, timeout_s: i64) -> Resu
                     if c.state != EXITED {
                         ev.push((id.to_string(), c.sandbox_id.clone()));
                     }
-                    stop_local(c, "stopped; the remote pod keeps running until its other containers stop");
+                    stop_local(
+                        c,
+                        "stopped; the remote pod keeps running until its other containers stop",
+                    );
                     None
                 }
             }
@@ -412,7 +507,8 @@ pub async fn stop_container(rt: &Arc<Runtime>, id: &str, timeout_s: i64) -> Resu
         }
     });
     for (id, sb) in ev {
-        rt.events.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
+        rt.events
+            .emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
     }
     if let Some(uid) = delete
         && let Err(e) = delete_now(rt, &uid).await
@@ -452,7 +548,11 @@ pub async fn stop_sandbox(rt: &Arc<Runtime>, sandbox_id: &str) {
             sb.ready = false;
             d.sandbox(sandbox_id);
         }
-        for c in st.containers.values_mut().filter(|c| c.sandbox_id == sandbox_id) {
+        for c in st
+            .containers
+            .values_mut()
+            .filter(|c| c.sandbox_id == sandbox_id)
+        {
             c.stop_requested = true;
             d.container(&c.id);
             if c.state == cri::ContainerState::ContainerCreated as i32 {
@@ -465,7 +565,11 @@ pub async fn stop_sandbox(rt: &Arc<Runtime>, sandbox_id: &str) {
         }
         let mut uids = vec![];
         let mut gone = vec![];
-        for r in st.remotes.values_mut().filter(|r| r.sandbox_id == sandbox_id) {
+        for r in st
+            .remotes
+            .values_mut()
+            .filter(|r| r.sandbox_id == sandbox_id)
+        {
             match r.phase {
                 Phase::Collecting => gone.push(r.uid.clone()),
                 Phase::Created | Phase::Failed => {
@@ -500,7 +604,11 @@ pub async fn stop_sandbox(rt: &Arc<Runtime>, sandbox_id: &str) {
         uids
     });
     for id in ev {
-        rt.events.emit(&id, sandbox_id, cri::ContainerEventType::ContainerStoppedEvent);
+        rt.events.emit(
+            &id,
+            sandbox_id,
+            cri::ContainerEventType::ContainerStoppedEvent,
+        );
     }
     let results = futures::future::join_all(uids.iter().map(|u| delete_now(rt, u))).await;
     for (uid, r) in uids.iter().zip(results) {
@@ -520,18 +628,36 @@ pub async fn recover(rt: Arc<Runtime>) {
             .remotes
             .values()
             .filter(|r| r.phase == Phase::Created)
-            .map(|r| convert::minimal_pod(r, r.containers.iter().filter_map(|id| st.containers.get(id)).map(|c| c.name()).collect()))
+            .map(|r| {
+                convert::minimal_pod(
+                    r,
+                    r.containers
+                        .iter()
+                        .filter_map(|id| st.containers.get(id))
+                        .map(|c| c.name())
+                        .collect(),
+                )
+            })
             .collect();
         let follow: Vec<String> = st
             .containers
             .values()
-            .filter(|c| c.log_file.is_some() && !c.log_done && c.remote_uid.as_ref().is_some_and(|u| st.remotes.get(u).is_some_and(|r| r.phase == Phase::Created)))
+            .filter(|c| {
+                c.log_file.is_some()
+                    && !c.log_done
+                    && c.remote_uid.as_ref().is_some_and(|u| {
+                        st.remotes.get(u).is_some_and(|r| r.phase == Phase::Created)
+                    })
+            })
             .map(|c| c.id.clone())
             .collect();
         (pods, follow)
     };
     if !pods.is_empty() {
-        tracing::info!(pods = pods.len(), "recovered remote pods; re-registering them with the API server");
+        tracing::info!(
+            pods = pods.len(),
+            "recovered remote pods; re-registering them with the API server"
+        );
     }
     for id in follow {
         crate::logs::ensure_follower(&rt, &id);
@@ -539,7 +665,11 @@ pub async fn recover(rt: Arc<Runtime>) {
     for pod in pods {
         let mut backoff = Duration::from_millis(500);
         for _ in 0..10 {
-            let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.update_cache(pod.clone())).await;
+            let res = tokio::time::timeout(
+                rt.cfg.cri.request_timeout,
+                rt.remote.update_cache(pod.clone()),
+            )
+            .await;
             let ok = matches!(res, Ok(Ok(())));
             rt.metrics.remote("update_cache", ok);
             if ok || matches!(res, Ok(Err(RemoteError::Refused(_)))) {

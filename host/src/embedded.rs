@@ -38,7 +38,10 @@ pub async fn start(data_root: &Path, stop: watch::Receiver<bool>) -> Result<Path
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::UnixStream::connect(&plugin_sock).await.is_err() {
         if Instant::now() > deadline {
-            anyhow::bail!("the embedded local plugin did not listen on {}", plugin_sock.display());
+            anyhow::bail!(
+                "the embedded local plugin did not listen on {}",
+                plugin_sock.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -51,7 +54,9 @@ pub async fn start(data_root: &Path, stop: watch::Receiver<bool>) -> Result<Path
         data_root_folder: dir.join("interlink").display().to_string(),
         ..Default::default()
     };
-    let server = interlink::server::Server::bind(cfg).await.map_err(|e| anyhow::anyhow!("embedded API server: {e}"))?;
+    let server = interlink::server::Server::bind(cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("embedded API server: {e}"))?;
     tokio::spawn(async move {
         if let Err(e) = server.serve(stopped(stop)).await {
             tracing::error!(error = %e, "embedded API server stopped");

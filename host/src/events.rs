@@ -10,7 +10,9 @@ pub struct Events {
 
 impl Default for Events {
     fn default() -> Self {
-        Events { tx: broadcast::channel(4096).0 }
+        Events {
+            tx: broadcast::channel(4096).0,
+        }
     }
 }
 

@@ -11,7 +11,10 @@ pub fn normalize(image: &str) -> Result<String, String> {
         return Err("image reference is empty".into());
     }
     if image.len() > 4096 {
-        return Err(format!("image reference is {} bytes long (max 4096)", image.len()));
+        return Err(format!(
+            "image reference is {} bytes long (max 4096)",
+            image.len()
+        ));
     }
     if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("image reference {image:?} contains whitespace"));
@@ -37,12 +40,17 @@ pub fn normalize(image: &str) -> Result<String, String> {
         return Err(format!("image reference {image:?} has an invalid name"));
     }
     if let Some(t) = tag
-        && (t.is_empty() || t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        && (t.is_empty()
+            || t.len() > 128
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
     {
         return Err(format!("image reference {image:?} has an invalid tag"));
     }
     let first = path.split('/').next().unwrap_or("");
-    let has_registry = path.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry =
+        path.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let full_path = if has_registry {
         path.to_string()
     } else if path.contains('/') {
@@ -50,12 +58,15 @@ pub fn normalize(image: &str) -> Result<String, String> {
     } else {
         format!("docker.io/library/{path}")
     };
-    if full_path
-        .split('/')
-        .skip(1)
-        .any(|c| c.is_empty() || !c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch)))
-    {
-        return Err(format!("image reference {image:?} has an invalid repository name (lowercase letters, digits, . _ - only)"));
+    if full_path.split('/').skip(1).any(|c| {
+        c.is_empty()
+            || !c
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+    }) {
+        return Err(format!(
+            "image reference {image:?} has an invalid repository name (lowercase letters, digits, . _ - only)"
+        ));
     }
     let mut out = full_path;
     match (tag, digest) {
@@ -69,7 +80,10 @@ pub fn normalize(image: &str) -> Result<String, String> {
 
 /// The stable ID of a normalised reference.
 pub fn image_id(normalized: &str) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(normalized.as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(normalized.as_bytes()))
+    )
 }
 
 /// The repository part (for `repo_digests`): `docker.io/library/busybox`.
@@ -87,12 +101,27 @@ mod tests {
 
     #[test]
     fn normalises_like_containerd() {
-        assert_eq!(normalize("busybox").unwrap(), "docker.io/library/busybox:latest");
-        assert_eq!(normalize("busybox:1.36").unwrap(), "docker.io/library/busybox:1.36");
-        assert_eq!(normalize("library/busybox").unwrap(), "docker.io/library/busybox:latest");
+        assert_eq!(
+            normalize("busybox").unwrap(),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            normalize("busybox:1.36").unwrap(),
+            "docker.io/library/busybox:1.36"
+        );
+        assert_eq!(
+            normalize("library/busybox").unwrap(),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(normalize("foo/bar:v1").unwrap(), "docker.io/foo/bar:v1");
-        assert_eq!(normalize("registry.k8s.io/pause:3.9").unwrap(), "registry.k8s.io/pause:3.9");
-        assert_eq!(normalize("localhost:5000/x").unwrap(), "localhost:5000/x:latest");
+        assert_eq!(
+            normalize("registry.k8s.io/pause:3.9").unwrap(),
+            "registry.k8s.io/pause:3.9"
+        );
+        assert_eq!(
+            normalize("localhost:5000/x").unwrap(),
+            "localhost:5000/x:latest"
+        );
         assert_eq!(
             normalize("busybox@sha256:abcd").unwrap(),
             "docker.io/library/busybox@sha256:abcd"
@@ -100,7 +129,10 @@ mod tests {
         assert!(normalize("").is_err());
         assert!(normalize("Busy Box").is_err());
         assert!(normalize("UPPER/case").is_err());
-        assert_eq!(repository("docker.io/library/busybox:latest"), "docker.io/library/busybox");
+        assert_eq!(
+            repository("docker.io/library/busybox:latest"),
+            "docker.io/library/busybox"
+        );
         assert_eq!(repository("localhost:5000/x:latest"), "localhost:5000/x");
         assert_eq!(image_id("a"), image_id("a"));
         assert!(image_id("a").starts_with("sha256:"));

@@ -31,11 +31,17 @@ pub struct CriLogWriter {
 
 impl CriLogWriter {
     pub fn new(path: &Path) -> CriLogWriter {
-        CriLogWriter { path: path.to_path_buf(), partial: Vec::new(), stream: "stdout" }
+        CriLogWriter {
+            path: path.to_path_buf(),
+            partial: Vec::new(),
+            stream: "stdout",
+        }
     }
 
     fn timestamp() -> String {
-        jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.9fZ")
+            .to_string()
     }
 
     /// Format `chunk` (plus what was left of the last one) as complete lines.
@@ -99,7 +105,10 @@ impl CriLogWriter {
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         f.write_all(out)
     }
 }
@@ -107,7 +116,9 @@ impl CriLogWriter {
 /// Start following a container's remote log, unless already followed.
 pub fn ensure_follower(rt: &Arc<Runtime>, container_id: &str) {
     {
-        let Ok(mut f) = rt.followers.lock() else { return };
+        let Ok(mut f) = rt.followers.lock() else {
+            return;
+        };
         if !f.insert(container_id.to_string()) {
             return;
         }
@@ -167,8 +178,7 @@ async fn follow(rt: &Arc<Runtime>, id: &str) {
     let mut backoff = Duration::from_millis(200);
     let mut writer: Option<CriLogWriter> = None;
     let mut final_failures = 0;
-    loop {
-        let Some(t) = target(rt, id) else { break };
+    while let Some(t) = target(rt, id) {
         let w = writer.get_or_insert_with(|| CriLogWriter::new(&t.file));
         match t.phase {
             Phase::Created => {}
@@ -180,7 +190,11 @@ async fn follow(rt: &Arc<Runtime>, id: &str) {
         }
         if t.exited {
             // the tail after exit: one bounded fetch, then done
-            let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.logs(t.req.clone(), MAX_FETCH)).await;
+            let res = tokio::time::timeout(
+                rt.cfg.cri.request_timeout,
+                rt.remote.logs(t.req.clone(), MAX_FETCH),
+            )
+            .await;
             rt.metrics.remote("logs", matches!(res, Ok(Ok(_))));
             match res {
                 Ok(Ok(bytes)) => {
@@ -257,7 +271,11 @@ mod tests {
         assert!(out.ends_with(" stdout F world\n"), "{out}");
         assert!(w.format_end().is_empty());
         w.format(b"tail");
-        assert!(String::from_utf8(w.format_end()).unwrap().ends_with(" stdout F tail\n"));
+        assert!(
+            String::from_utf8(w.format_end())
+                .unwrap()
+                .ends_with(" stdout F tail\n")
+        );
         let long = vec![b'x'; MAX_LINE + 10];
         let out = String::from_utf8(w.format(&long)).unwrap();
         assert!(out.contains(" stdout P "));

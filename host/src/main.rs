@@ -96,7 +96,10 @@ fn main() -> Result<()> {
         cfg.token_file = Some(PathBuf::from(t));
     }
     init_logging(&cfg, cli.debug);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cfg))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cfg))
 }
 
 fn init_logging(cfg: &Config, debug: bool) {
@@ -107,12 +110,17 @@ fn init_logging(cfg: &Config, debug: bool) {
     } else {
         "info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run(cfg: Config) -> Result<()> {
-    std::fs::create_dir_all(&cfg.data_root_folder).with_context(|| format!("data root {}", cfg.data_root_folder.display()))?;
+    std::fs::create_dir_all(&cfg.data_root_folder)
+        .with_context(|| format!("data root {}", cfg.data_root_folder.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_rx_embedded = stop_rx.clone();
     let shutdown = move || {
@@ -136,7 +144,9 @@ async fn run(cfg: Config) -> Result<()> {
     let address = match &cfg.interlink_address {
         Some(a) => a.clone(),
         None => {
-            let sock = embedded::start(&cfg.data_root_folder, stop_rx_embedded.clone()).await.context("embedded interLink backend")?;
+            let sock = embedded::start(&cfg.data_root_folder, stop_rx_embedded.clone())
+                .await
+                .context("embedded interLink backend")?;
             format!("unix://{}", sock.display())
         }
     };
@@ -145,8 +155,16 @@ async fn run(cfg: Config) -> Result<()> {
         port: cfg.interlink_port,
         token_file: cfg.token_file.clone(),
         ca_cert_file: cfg.tls.ca_cert_file.clone(),
-        client_cert_file: if cfg.tls.enabled { cfg.tls.cert_file.clone() } else { None },
-        client_key_file: if cfg.tls.enabled { cfg.tls.key_file.clone() } else { None },
+        client_cert_file: if cfg.tls.enabled {
+            cfg.tls.cert_file.clone()
+        } else {
+            None
+        },
+        client_key_file: if cfg.tls.enabled {
+            cfg.tls.key_file.clone()
+        } else {
+            None
+        },
         insecure_skip_verify: cfg.tls.insecure_skip_verify,
         request_timeout: cfg.cri.request_timeout,
         connect_timeout: std::time::Duration::from_secs(5),
@@ -155,9 +173,11 @@ async fn run(cfg: Config) -> Result<()> {
     let remote: Arc<dyn Remote> = Arc::new(InterlinkRemote { client });
 
     let state_dir = cfg.data_root_folder.join("state");
-    let store = Store::open(&state_dir).with_context(|| format!("state {}", state_dir.display()))?;
+    let store =
+        Store::open(&state_dir).with_context(|| format!("state {}", state_dir.display()))?;
     let socket = cfg.socket_path();
-    let listener = server::bind(&socket).with_context(|| format!("CRI socket {}", socket.display()))?;
+    let listener =
+        server::bind(&socket).with_context(|| format!("CRI socket {}", socket.display()))?;
     let rt = Runtime::new(cfg.clone(), store, hooks, remote);
     {
         let st = rt.store.read();
@@ -176,7 +196,8 @@ async fn run(cfg: Config) -> Result<()> {
         });
     }
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -184,7 +205,9 @@ async fn run(cfg: Config) -> Result<()> {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
-    server::serve(rt, listener, shutdown()).await.context("CRI server")?;
+    server::serve(rt, listener, shutdown())
+        .await
+        .context("CRI server")?;
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

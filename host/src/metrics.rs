@@ -53,26 +53,66 @@ impl Default for Metrics {
         let containers = Family::<StateLabel, Gauge>::default();
         let status_loop_lag_ms = Gauge::default();
         let status_loop_pods = Gauge::default();
-        registry.register("cri_calls", "CRI calls by method and gRPC code", cri_calls.clone());
+        registry.register(
+            "cri_calls",
+            "CRI calls by method and gRPC code",
+            cri_calls.clone(),
+        );
         registry.register("cri_call_seconds", "CRI call latency", cri_latency.clone());
-        registry.register("interlink_requests", "interLink API requests by call and outcome", remote_calls.clone());
-        registry.register("containers", "Tracked containers by CRI state", containers.clone());
-        registry.register("status_loop_lag_ms", "Duration of the last status round", status_loop_lag_ms.clone());
-        registry.register("status_loop_pods", "Remote pods polled in the last status round", status_loop_pods.clone());
-        Metrics { registry, cri_calls, cri_latency, remote_calls, containers, status_loop_lag_ms, status_loop_pods }
+        registry.register(
+            "interlink_requests",
+            "interLink API requests by call and outcome",
+            remote_calls.clone(),
+        );
+        registry.register(
+            "containers",
+            "Tracked containers by CRI state",
+            containers.clone(),
+        );
+        registry.register(
+            "status_loop_lag_ms",
+            "Duration of the last status round",
+            status_loop_lag_ms.clone(),
+        );
+        registry.register(
+            "status_loop_pods",
+            "Remote pods polled in the last status round",
+            status_loop_pods.clone(),
+        );
+        Metrics {
+            registry,
+            cri_calls,
+            cri_latency,
+            remote_calls,
+            containers,
+            status_loop_lag_ms,
+            status_loop_pods,
+        }
     }
 }
 
 impl Metrics {
     pub fn remote(&self, call: &str, ok: bool) {
         self.remote_calls
-            .get_or_create(&RemoteLabels { call: call.into(), outcome: if ok { "ok".into() } else { "error".into() } })
+            .get_or_create(&RemoteLabels {
+                call: call.into(),
+                outcome: if ok { "ok".into() } else { "error".into() },
+            })
             .inc();
     }
 
     pub fn cri(&self, method: &str, code: tonic::Code, secs: f64) {
-        self.cri_calls.get_or_create(&CallLabels { method: method.into(), code: format!("{code:?}") }).inc();
-        self.cri_latency.get_or_create(&MethodLabel { method: method.into() }).observe(secs);
+        self.cri_calls
+            .get_or_create(&CallLabels {
+                method: method.into(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.cri_latency
+            .get_or_create(&MethodLabel {
+                method: method.into(),
+            })
+            .observe(secs);
     }
 
     pub fn encode(&self) -> String {
@@ -95,7 +135,13 @@ pub async fn serve(addr: SocketAddr, rt: Arc<crate::runtime::Runtime>) -> std::i
                 let rt = r1.clone();
                 async move {
                     rt.refresh_gauges();
-                    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], rt.metrics.encode())
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        rt.metrics.encode(),
+                    )
                 }
             }),
         )

@@ -75,7 +75,10 @@ impl Remote for InterlinkRemote {
     fn logs(&self, req: LogStruct, max_bytes: usize) -> BoxFuture<'_, RemoteResult<Bytes>> {
         Box::pin(async move { self.client.logs(&req, max_bytes).await.map_err(map_err) })
     }
-    fn logs_follow(&self, req: LogStruct) -> BoxFuture<'_, RemoteResult<BoxStream<'static, RemoteResult<Bytes>>>> {
+    fn logs_follow(
+        &self,
+        req: LogStruct,
+    ) -> BoxFuture<'_, RemoteResult<BoxStream<'static, RemoteResult<Bytes>>>> {
         Box::pin(async move {
             use futures::StreamExt;
             let s = self.client.logs_follow(&req).await.map_err(map_err)?;

@@ -37,7 +37,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(cfg: Config, store: Store, hooks: Arc<dyn Hooks>, remote: Arc<dyn Remote>) -> Arc<Runtime> {
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        hooks: Arc<dyn Hooks>,
+        remote: Arc<dyn Remote>,
+    ) -> Arc<Runtime> {
         let now = crate::now_ns();
         let probe: std::collections::HashSet<String> = store
             .read()
@@ -77,7 +82,11 @@ impl Runtime {
         let last = self.last_ping_ok.load(Ordering::Relaxed);
         let age = crate::now_ns() - last;
         if age > self.cfg.ping_timeout.as_nanos() as i64 {
-            let err = self.last_ping_error.lock().map(|e| e.clone()).unwrap_or_default();
+            let err = self
+                .last_ping_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
             return Err(format!(
                 "the interLink API server has not answered /pinglink for {}s: {err}",
                 age / 1_000_000_000
@@ -93,12 +102,19 @@ impl Runtime {
         }
         for (i, n) in counts.iter().enumerate() {
             let name = ["created", "running", "exited", "unknown"][i];
-            self.metrics.containers.get_or_create(&crate::metrics::StateLabel { state: name.into() }).set(*n);
+            self.metrics
+                .containers
+                .get_or_create(&crate::metrics::StateLabel { state: name.into() })
+                .set(*n);
         }
     }
 
     /// The CRI `ContainerStatus` message of a record.
-    pub fn container_status(&self, c: &Container, sandbox_log_dir: Option<&str>) -> cri::ContainerStatus {
+    pub fn container_status(
+        &self,
+        c: &Container,
+        sandbox_log_dir: Option<&str>,
+    ) -> cri::ContainerStatus {
         let _ = sandbox_log_dir;
         cri::ContainerStatus {
             id: c.id.clone(),
@@ -108,15 +124,30 @@ impl Runtime {
             started_at: c.started_at,
             finished_at: c.finished_at,
             exit_code: c.exit_code,
-            image: Some(cri::ImageSpec { image: c.image_ref.clone(), ..c.config.image.clone().unwrap_or_default() }),
+            image: Some(cri::ImageSpec {
+                image: c.image_ref.clone(),
+                ..c.config.image.clone().unwrap_or_default()
+            }),
             image_ref: c.image_id.clone(),
             reason: c.reason.clone(),
             message: c.message.clone(),
             labels: c.config.labels.clone(),
             annotations: c.config.annotations.clone(),
             mounts: c.config.mounts.clone(),
-            log_path: c.log_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            resources: c.config.linux.as_ref().and_then(|l| l.resources.clone()).map(|r| cri::ContainerResources { linux: Some(r), windows: None }),
+            log_path: c
+                .log_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            resources: c
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|r| cri::ContainerResources {
+                    linux: Some(r),
+                    windows: None,
+                }),
             image_id: c.image_id.clone(),
             user: None,
             stop_signal: c.config.stop_signal,
@@ -128,7 +159,10 @@ impl Runtime {
             id: c.id.clone(),
             pod_sandbox_id: c.sandbox_id.clone(),
             metadata: c.config.metadata.clone(),
-            image: Some(cri::ImageSpec { image: c.image_ref.clone(), ..c.config.image.clone().unwrap_or_default() }),
+            image: Some(cri::ImageSpec {
+                image: c.image_ref.clone(),
+                ..c.config.image.clone().unwrap_or_default()
+            }),
             image_ref: c.image_id.clone(),
             state: c.state,
             created_at: c.created_at,

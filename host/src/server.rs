@@ -40,7 +40,11 @@ pub async fn serve(
     let cri = Cri { rt };
     const MAX_MSG: usize = 16 << 20;
     tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(cri.clone()).max_decoding_message_size(MAX_MSG).max_encoding_message_size(64 << 20))
+        .add_service(
+            RuntimeServiceServer::new(cri.clone())
+                .max_decoding_message_size(MAX_MSG)
+                .max_encoding_message_size(64 << 20),
+        )
         .add_service(ImageServiceServer::new(cri).max_decoding_message_size(MAX_MSG))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await

@@ -20,7 +20,10 @@ pub struct RemoteView {
 
 pub fn view(status: Option<&k8s::ContainerStatus>) -> RemoteView {
     let Some(st) = status.and_then(|s| s.state.as_ref()) else {
-        return RemoteView { state: Some(RemoteState::Missing), ..Default::default() };
+        return RemoteView {
+            state: Some(RemoteState::Missing),
+            ..Default::default()
+        };
     };
     let ts = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| t.0.as_nanosecond() as i64;
     if let Some(t) = &st.terminated {
@@ -33,7 +36,11 @@ pub fn view(status: Option<&k8s::ContainerStatus>) -> RemoteView {
             finished_at_ns: t.finished_at.as_ref().map(ts).unwrap_or(0),
         }
     } else if let Some(r) = &st.running {
-        RemoteView { state: Some(RemoteState::Running), started_at_ns: r.started_at.as_ref().map(ts).unwrap_or(0), ..Default::default() }
+        RemoteView {
+            state: Some(RemoteState::Running),
+            started_at_ns: r.started_at.as_ref().map(ts).unwrap_or(0),
+            ..Default::default()
+        }
     } else if let Some(w) = &st.waiting {
         RemoteView {
             state: Some(RemoteState::Waiting),
@@ -42,7 +49,10 @@ pub fn view(status: Option<&k8s::ContainerStatus>) -> RemoteView {
             ..Default::default()
         }
     } else {
-        RemoteView { state: Some(RemoteState::Missing), ..Default::default() }
+        RemoteView {
+            state: Some(RemoteState::Missing),
+            ..Default::default()
+        }
     }
 }
 
@@ -71,19 +81,34 @@ pub fn default_decision(v: &RemoteView, current: &StateDecision) -> StateDecisio
             state: CriState::Exited,
             exit_code: v.exit_code,
             reason: if v.reason.is_empty() {
-                if v.exit_code == 0 { "Completed".into() } else { "Error".into() }
+                if v.exit_code == 0 {
+                    "Completed".into()
+                } else {
+                    "Error".into()
+                }
             } else {
                 v.reason.clone()
             },
             message: v.message.clone(),
         },
-        RemoteState::Running => StateDecision { state: CriState::Running, exit_code: 0, reason: String::new(), message: String::new() },
+        RemoteState::Running => StateDecision {
+            state: CriState::Running,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+        },
         // queued remotely: show RUNNING, and say why in the message
         RemoteState::Waiting => StateDecision {
             state: CriState::Running,
             exit_code: 0,
             reason: String::new(),
-            message: if v.reason.is_empty() { String::new() } else { format!("remote: {} {}", v.reason, v.message).trim_end().to_string() },
+            message: if v.reason.is_empty() {
+                String::new()
+            } else {
+                format!("remote: {} {}", v.reason, v.message)
+                    .trim_end()
+                    .to_string()
+            },
         },
         RemoteState::Missing => current.clone(),
     }
@@ -128,20 +153,47 @@ mod tests {
     use crate::hooks::NoHooks;
 
     fn running() -> StateDecision {
-        StateDecision { state: CriState::Running, exit_code: 0, reason: String::new(), message: String::new() }
+        StateDecision {
+            state: CriState::Running,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+        }
     }
 
     #[test]
     fn waiting_is_running_and_terminated_is_exited() {
-        let w = RemoteView { state: Some(RemoteState::Waiting), reason: "Pending".into(), ..Default::default() };
+        let w = RemoteView {
+            state: Some(RemoteState::Waiting),
+            reason: "Pending".into(),
+            ..Default::default()
+        };
         let d = decide(&NoHooks, "p", "ns", "c", "1", &w, &running());
         assert_eq!(d.state, CriState::Running);
         assert!(d.message.contains("Pending"));
-        let t = RemoteView { state: Some(RemoteState::Terminated), exit_code: 3, ..Default::default() };
+        let t = RemoteView {
+            state: Some(RemoteState::Terminated),
+            exit_code: 3,
+            ..Default::default()
+        };
         let d = decide(&NoHooks, "p", "ns", "c", "1", &t, &running());
-        assert_eq!((d.state, d.exit_code, d.reason.as_str()), (CriState::Exited, 3, "Error"));
+        assert_eq!(
+            (d.state, d.exit_code, d.reason.as_str()),
+            (CriState::Exited, 3, "Error")
+        );
         // exited is terminal
-        let back = decide(&NoHooks, "p", "ns", "c", "1", &RemoteView { state: Some(RemoteState::Running), ..Default::default() }, &d);
+        let back = decide(
+            &NoHooks,
+            "p",
+            "ns",
+            "c",
+            "1",
+            &RemoteView {
+                state: Some(RemoteState::Running),
+                ..Default::default()
+            },
+            &d,
+        );
         assert_eq!(back.state, CriState::Exited);
         // missing keeps the current state
         let m = decide(&NoHooks, "p", "ns", "c", "1", &view(None), &running());

@@ -50,7 +50,9 @@ pub async fn run(rt: Arc<Runtime>) {
                 tracing::warn!(retry_in = ?delay, "status timed out");
             }
         }
-        rt.metrics.status_loop_lag_ms.set(t0.elapsed().as_millis() as i64);
+        rt.metrics
+            .status_loop_lag_ms
+            .set(t0.elapsed().as_millis() as i64);
     }
 }
 
@@ -60,7 +62,16 @@ pub fn polled_pods(rt: &Runtime) -> Vec<Pod> {
     st.remotes
         .values()
         .filter(|r| r.phase == Phase::Created && !r.finished)
-        .map(|r| convert::minimal_pod(r, r.containers.iter().filter_map(|id| st.containers.get(id)).map(|c| c.name()).collect()))
+        .map(|r| {
+            convert::minimal_pod(
+                r,
+                r.containers
+                    .iter()
+                    .filter_map(|id| st.containers.get(id))
+                    .map(|c| c.name())
+                    .collect(),
+            )
+        })
         .collect()
 }
 
@@ -71,21 +82,33 @@ pub fn apply(rt: &Arc<Runtime>, list: &[PodStatus]) -> usize {
     let mut events = Vec::new();
     let mut tails = Vec::new();
     let changed = rt.store.update(|st, d| {
-        let crate::store::Inner { remotes, containers, .. } = st;
+        let crate::store::Inner {
+            remotes,
+            containers,
+            ..
+        } = st;
         let mut changed = 0;
         for r in remotes.values_mut() {
             if r.phase != Phase::Created || r.finished {
                 continue;
             }
-            let Some(ps) = by_uid.get(r.uid.as_str()) else { continue };
+            let Some(ps) = by_uid.get(r.uid.as_str()) else {
+                continue;
+            };
             let mut all_exited = true;
             for id in &r.containers {
-                let Some(c) = containers.get_mut(id) else { continue };
+                let Some(c) = containers.get_mut(id) else {
+                    continue;
+                };
                 if c.state == EXITED {
                     continue;
                 }
                 let name = c.name();
-                let remote = ps.containers.iter().chain(ps.init_containers.iter()).find(|s| s.name == name);
+                let remote = ps
+                    .containers
+                    .iter()
+                    .chain(ps.init_containers.iter())
+                    .find(|s| s.name == name);
                 let v = state_map::view(remote);
                 let current = StateDecision {
                     state: state_map::from_cri(c.state),
@@ -93,7 +116,15 @@ pub fn apply(rt: &Arc<Runtime>, list: &[PodStatus]) -> usize {
                     reason: c.reason.clone(),
                     message: c.message.clone(),
                 };
-                let dec = state_map::decide(rt.hooks.as_ref(), &r.name, &r.namespace, &name, &ps.job_id, &v, &current);
+                let dec = state_map::decide(
+                    rt.hooks.as_ref(),
+                    &r.name,
+                    &r.namespace,
+                    &name,
+                    &ps.job_id,
+                    &v,
+                    &current,
+                );
                 if dec != current {
                     let new_state = state_map::to_cri(dec.state);
                     c.state = new_state;
@@ -101,13 +132,22 @@ pub fn apply(rt: &Arc<Runtime>, list: &[PodStatus]) -> usize {
                     c.reason = dec.reason;
                     c.message = dec.message;
                     if new_state == EXITED {
-                        c.finished_at = if v.finished_at_ns > 0 { v.finished_at_ns } else { now };
+                        // remote times have whole seconds (Kubernetes `Time`): never before the start
+                        c.finished_at = if v.finished_at_ns > 0 {
+                            v.finished_at_ns.max(c.started_at)
+                        } else {
+                            now
+                        };
                         if c.log_file.is_some() && !c.log_done {
                             tails.push(c.id.clone());
                         } else {
                             c.log_done = true;
                         }
-                        events.push((c.id.clone(), c.sandbox_id.clone(), cri::ContainerEventType::ContainerStoppedEvent));
+                        events.push((
+                            c.id.clone(),
+                            c.sandbox_id.clone(),
+                            cri::ContainerEventType::ContainerStoppedEvent,
+                        ));
                     }
                     d.container(id);
                     changed += 1;

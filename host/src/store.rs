@@ -151,7 +151,10 @@ impl Dirty {
         self.sync = true;
     }
     pub fn is_empty(&self) -> bool {
-        self.sandboxes.is_empty() && self.containers.is_empty() && self.images.is_empty() && self.remotes.is_empty()
+        self.sandboxes.is_empty()
+            && self.containers.is_empty()
+            && self.images.is_empty()
+            && self.remotes.is_empty()
     }
 }
 
@@ -169,7 +172,11 @@ const REMOTES: &str = "remote-pods";
 impl Store {
     /// A store that persists nothing (benchmarks, unit tests).
     pub fn in_memory() -> Store {
-        Store { dir: None, inner: RwLock::new(Inner::default()), writer: Mutex::new(()) }
+        Store {
+            dir: None,
+            inner: RwLock::new(Inner::default()),
+            writer: Mutex::new(()),
+        }
     }
 
     /// Open (and load) the store under `dir`.
@@ -190,7 +197,11 @@ impl Store {
         for (k, v) in load::<RemotePod>(&dir.join(REMOTES))? {
             inner.remotes.insert(k, v);
         }
-        Ok(Store { dir: Some(dir.to_path_buf()), inner: RwLock::new(inner), writer: Mutex::new(()) })
+        Ok(Store {
+            dir: Some(dir.to_path_buf()),
+            inner: RwLock::new(inner),
+            writer: Mutex::new(()),
+        })
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -210,16 +221,28 @@ impl Store {
             let mut files: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
             let dir = self.dir.as_ref().unwrap();
             for id in &dirty.sandboxes {
-                files.push((dir.join(SANDBOXES).join(file_name(id)), inner.sandboxes.get(id).map(to_json)));
+                files.push((
+                    dir.join(SANDBOXES).join(file_name(id)),
+                    inner.sandboxes.get(id).map(to_json),
+                ));
             }
             for id in &dirty.containers {
-                files.push((dir.join(CONTAINERS).join(file_name(id)), inner.containers.get(id).map(to_json)));
+                files.push((
+                    dir.join(CONTAINERS).join(file_name(id)),
+                    inner.containers.get(id).map(to_json),
+                ));
             }
             for id in &dirty.images {
-                files.push((dir.join(IMAGES).join(file_name(id)), inner.images.get(id).map(to_json)));
+                files.push((
+                    dir.join(IMAGES).join(file_name(id)),
+                    inner.images.get(id).map(to_json),
+                ));
             }
             for id in &dirty.remotes {
-                files.push((dir.join(REMOTES).join(file_name(id)), inner.remotes.get(id).map(to_json)));
+                files.push((
+                    dir.join(REMOTES).join(file_name(id)),
+                    inner.remotes.get(id).map(to_json),
+                ));
             }
             (r, files)
         };
@@ -240,7 +263,16 @@ impl Store {
 }
 
 fn file_name(id: &str) -> String {
-    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{safe}.json")
 }
 
@@ -275,8 +307,13 @@ fn load<T: for<'de> Deserialize<'de>>(dir: &Path) -> std::io::Result<Vec<(String
             let _ = std::fs::remove_file(&path);
             continue;
         }
-        let Some(id) = name.strip_suffix(".json") else { continue };
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<T>(&b).map_err(|e| e.to_string())) {
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<T>(&b).map_err(|e| e.to_string()))
+        {
             Ok(v) => out.push((id.to_string(), v)),
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "unreadable state file set aside");
@@ -296,9 +333,13 @@ mod pb {
         s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(m.encode_to_vec()))
     }
 
-    pub fn deserialize<'de, M: prost::Message + Default, D: Deserializer<'de>>(d: D) -> Result<M, D::Error> {
+    pub fn deserialize<'de, M: prost::Message + Default, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<M, D::Error> {
         let s = String::deserialize(d)?;
-        let b = base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)?;
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)?;
         M::decode(b.as_slice()).map_err(serde::de::Error::custom)
     }
 }
@@ -312,11 +353,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         s.update(|i, d| {
-            let mut cfg = cri::PodSandboxConfig::default();
-            cfg.hostname = "h".into();
+            let cfg = cri::PodSandboxConfig {
+                hostname: "h".into(),
+                ..Default::default()
+            };
             i.sandboxes.insert(
                 "s1".into(),
-                Sandbox { id: "s1".into(), config: cfg, created_at: 1, ready: true, runtime_handler: "interlink".into(), uid: "u".into(), batches: 0, main_used: false },
+                Sandbox {
+                    id: "s1".into(),
+                    config: cfg,
+                    created_at: 1,
+                    ready: true,
+                    runtime_handler: "interlink".into(),
+                    uid: "u".into(),
+                    batches: 0,
+                    main_used: false,
+                },
             );
             d.sandbox("s1");
         });

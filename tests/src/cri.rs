@@ -7,9 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-pub use interlink_cri::proto::runtime::v1 as cri;
 use cri::image_service_client::ImageServiceClient;
 use cri::runtime_service_client::RuntimeServiceClient;
+pub use interlink_cri::proto::runtime::v1 as cri;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::{Proc, bin, wait_for_unix_socket};
@@ -56,7 +56,8 @@ impl CriEnv {
                 env.api_socket.display(),
                 env.socket.display(),
                 d.join("host").display()
-            ),
+            )
+            .replace(FAST, &fast_without(extra)),
         )?;
         std::fs::write(
             d.join("interlink.yaml"),
@@ -83,7 +84,11 @@ impl CriEnv {
             .arg(format!("unix://{}", self.plugin_socket.display()))
             .arg("--data-root")
             .arg(self.path("plugin"));
-        self.plugin = Some(Proc::spawn("interlink-local", cmd, &self.path("plugin.log"))?);
+        self.plugin = Some(Proc::spawn(
+            "interlink-local",
+            cmd,
+            &self.path("plugin.log"),
+        )?);
         wait_for_unix_socket(&self.plugin_socket, Duration::from_secs(20))
     }
 
@@ -103,8 +108,16 @@ impl CriEnv {
     pub fn start_host(&mut self) -> Result<()> {
         let mut cmd = Command::new(bin("interlink-cri"));
         cmd.arg("--config").arg(&self.host_config);
-        self.host = Some(Proc::spawn("interlink-cri", cmd, &self.path("host.log"))?);
-        wait_for_unix_socket(&self.socket, Duration::from_secs(20))
+        let mut p = Proc::spawn("interlink-cri", cmd, &self.path("host.log"))?;
+        let end = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if !p.alive() || Instant::now() > end {
+                bail!("interlink-cri did not start:\n{}", self.host_output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.host = Some(p);
+        Ok(())
     }
 
     /// `kill -9` the host (a crash: no shutdown code runs).
@@ -120,19 +133,44 @@ impl CriEnv {
 
     pub async fn connect(&self) -> Result<(Rt, Img)> {
         let ch = connect(&self.socket).await?;
-        Ok((RuntimeServiceClient::new(ch.clone()), ImageServiceClient::new(ch)))
+        Ok((
+            RuntimeServiceClient::new(ch.clone()),
+            ImageServiceClient::new(ch),
+        ))
     }
 
     /// The sandbox config of a pod whose logs go under this env's log directory.
     pub fn pod(&self, name: &str) -> cri::PodSandboxConfig {
         let uid = uuid_like(name);
         cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata { name: name.into(), namespace: "default".into(), uid: uid.clone(), attempt: 0 }),
-            log_directory: self.log_dir.join(format!("default_{name}_{uid}")).display().to_string(),
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.into(),
+                namespace: "default".into(),
+                uid: uid.clone(),
+                attempt: 0,
+            }),
+            log_directory: self
+                .log_dir
+                .join(format!("default_{name}_{uid}"))
+                .display()
+                .to_string(),
             labels: [("app".to_string(), name.to_string())].into(),
             ..Default::default()
         }
     }
+}
+
+/// [`FAST`] without the keys `extra` sets itself.
+fn fast_without(extra: &str) -> String {
+    let keys: Vec<&str> = extra
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .filter(|k| !k.starts_with(' '))
+        .collect();
+    FAST.lines()
+        .filter(|l| !keys.iter().any(|k| l.starts_with(&format!("{k}:"))))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// A deterministic lowercase UUID from a name (tests' pod UIDs).
@@ -140,10 +178,17 @@ pub fn uuid_like(name: &str) -> String {
     let mut h: u128 = 0xcbf29ce484222325;
     for b in name.bytes().chain(std::process::id().to_le_bytes()) {
         h ^= b as u128;
-        h = h.wrapping_mul(0x100000001b3_0000_0001);
+        h = h.wrapping_mul(0x0100_0000_01b3_0000_0001);
     }
     let s = format!("{h:032x}");
-    format!("{}-{}-4{}-8{}-{}", &s[0..8], &s[8..12], &s[13..16], &s[17..20], &s[20..32])
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &s[0..8],
+        &s[8..12],
+        &s[13..16],
+        &s[17..20],
+        &s[20..32]
+    )
 }
 
 /// A tonic channel over a Unix socket.
@@ -152,7 +197,11 @@ pub async fn connect(path: &Path) -> Result<Channel> {
     let ch = Endpoint::try_from("http://[::]:50051")?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let p = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(p).await?,
+                ))
+            }
         }))
         .await
         .context("connect to the CRI socket")?;
@@ -162,8 +211,14 @@ pub async fn connect(path: &Path) -> Result<Channel> {
 /// A container config running `sh -c script`, logging to `<name>.log`.
 pub fn sh(name: &str, script: &str) -> cri::ContainerConfig {
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
-        image: Some(cri::ImageSpec { image: "busybox".into(), ..Default::default() }),
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        }),
         command: vec!["sh".into(), "-c".into(), script.into()],
         log_path: format!("{name}/0.log"),
         labels: [("container".to_string(), name.to_string())].into(),
@@ -173,36 +228,62 @@ pub fn sh(name: &str, script: &str) -> cri::ContainerConfig {
 
 pub async fn run_pod(rt: &mut Rt, cfg: &cri::PodSandboxConfig) -> Result<String> {
     Ok(rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        })
         .await?
         .into_inner()
         .pod_sandbox_id)
 }
 
-pub async fn create(rt: &mut Rt, sandbox: &str, sb: &cri::PodSandboxConfig, c: cri::ContainerConfig) -> Result<String> {
+pub async fn create(
+    rt: &mut Rt,
+    sandbox: &str,
+    sb: &cri::PodSandboxConfig,
+    c: cri::ContainerConfig,
+) -> Result<String> {
     Ok(rt
-        .create_container(cri::CreateContainerRequest { pod_sandbox_id: sandbox.into(), config: Some(c), sandbox_config: Some(sb.clone()) })
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.into(),
+            config: Some(c),
+            sandbox_config: Some(sb.clone()),
+        })
         .await?
         .into_inner()
         .container_id)
 }
 
 pub async fn start(rt: &mut Rt, id: &str) -> Result<()> {
-    rt.start_container(cri::StartContainerRequest { container_id: id.into() }).await?;
+    rt.start_container(cri::StartContainerRequest {
+        container_id: id.into(),
+    })
+    .await?;
     Ok(())
 }
 
 pub async fn status(rt: &mut Rt, id: &str) -> Result<cri::ContainerStatus> {
-    rt.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false })
-        .await?
-        .into_inner()
-        .status
-        .context("no status")
+    rt.container_status(cri::ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    })
+    .await?
+    .into_inner()
+    .status
+    .context("no status")
 }
 
 pub async fn info(rt: &mut Rt, id: &str) -> Result<serde_json::Value> {
-    let r = rt.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: true }).await?.into_inner();
-    Ok(serde_json::from_str(r.info.get("info").context("no info")?)?)
+    let r = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    Ok(serde_json::from_str(
+        r.info.get("info").context("no info")?,
+    )?)
 }
 
 pub const CREATED: i32 = cri::ContainerState::ContainerCreated as i32;
@@ -211,7 +292,12 @@ pub const EXITED: i32 = cri::ContainerState::ContainerExited as i32;
 
 /// Poll `ContainerStatus` until the state is `state` (never accepting CREATED
 /// after a start: that fails at once).
-pub async fn wait_state(rt: &mut Rt, id: &str, state: i32, timeout: Duration) -> Result<cri::ContainerStatus> {
+pub async fn wait_state(
+    rt: &mut Rt,
+    id: &str,
+    state: i32,
+    timeout: Duration,
+) -> Result<cri::ContainerStatus> {
     let end = Instant::now() + timeout;
     loop {
         let s = status(rt, id).await?;
@@ -237,7 +323,10 @@ pub async fn wait_file(path: &Path, needle: &str, timeout: Duration) -> Result<S
             return Ok(s);
         }
         if Instant::now() > end {
-            bail!("{} does not contain {needle:?} after {timeout:?}; it has:\n{s}", path.display());
+            bail!(
+                "{} does not contain {needle:?} after {timeout:?}; it has:\n{s}",
+                path.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -248,7 +337,11 @@ pub fn log_lines(content: &str) -> Result<Vec<String>> {
     let mut out = vec![];
     for l in content.lines() {
         let parts: Vec<&str> = l.splitn(4, ' ').collect();
-        if parts.len() < 3 || !parts[0].contains('T') || !matches!(parts[1], "stdout" | "stderr") || !matches!(parts[2], "F" | "P") {
+        if parts.len() < 3
+            || !parts[0].contains('T')
+            || !matches!(parts[1], "stdout" | "stderr")
+            || !matches!(parts[2], "F" | "P")
+        {
             bail!("not a CRI log line: {l:?}");
         }
         out.push(parts.get(3).unwrap_or(&"").to_string());

@@ -12,28 +12,56 @@ async fn single_container_runs_logs_exits_and_is_removed() -> anyhow::Result<()>
     let env = CriEnv::start("")?;
     let (mut rt, mut img) = env.connect().await?;
 
-    let v = rt.version(cri::VersionRequest::default()).await?.into_inner();
+    let v = rt
+        .version(cri::VersionRequest::default())
+        .await?
+        .into_inner();
     assert_eq!(v.runtime_name, "interlink-cri");
     assert_eq!(v.runtime_api_version, "v1");
 
     let pulled = img
-        .pull_image(cri::PullImageRequest { image: Some(cri::ImageSpec { image: "busybox".into(), ..Default::default() }), ..Default::default() })
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
         .await?
         .into_inner();
     let st = img
-        .image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: "docker.io/library/busybox:latest".into(), ..Default::default() }), verbose: false })
+        .image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: "docker.io/library/busybox:latest".into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
         .await?
         .into_inner();
     assert_eq!(st.image.as_ref().unwrap().id, pulled.image_ref);
-    assert_eq!(st.image.unwrap().repo_tags, vec!["docker.io/library/busybox:latest"]);
+    assert_eq!(
+        st.image.unwrap().repo_tags,
+        vec!["docker.io/library/busybox:latest"]
+    );
 
     let sb = env.pod("single");
     let pod = run_pod(&mut rt, &sb).await?;
-    let id = create(&mut rt, &pod, &sb, sh("main", "echo hello; echo oops >&2; sleep 0.5; echo bye")).await?;
+    let id = create(
+        &mut rt,
+        &pod,
+        &sb,
+        sh("main", "echo hello; echo oops >&2; sleep 0.5; echo bye"),
+    )
+    .await?;
     assert_eq!(status(&mut rt, &id).await?.state, CREATED);
     let t0 = Instant::now();
     start(&mut rt, &id).await?;
-    assert!(t0.elapsed() < Duration::from_secs(2), "StartContainer waited on the remote side: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "StartContainer waited on the remote side: {:?}",
+        t0.elapsed()
+    );
     // never CREATED after start
     assert_ne!(status(&mut rt, &id).await?.state, CREATED);
 
@@ -44,27 +72,59 @@ async fn single_container_runs_logs_exits_and_is_removed() -> anyhow::Result<()>
     let file = log_file(&sb, "main");
     let content = wait_file(&file, "bye", T).await?;
     let lines = log_lines(&content)?;
-    assert!(lines.contains(&"hello".to_string()) && lines.contains(&"oops".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"hello".to_string()) && lines.contains(&"oops".to_string()),
+        "{lines:?}"
+    );
     assert_eq!(s.log_path, file.display().to_string());
 
     // a short, unique prefix works like containerd's
     let short = &id[..12];
     assert_eq!(status(&mut rt, short).await?.id, id);
     let listed = rt
-        .list_containers(cri::ListContainersRequest { filter: Some(cri::ContainerFilter { pod_sandbox_id: pod[..10].into(), ..Default::default() }) })
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: pod[..10].into(),
+                ..Default::default()
+            }),
+        })
         .await?
         .into_inner()
         .containers;
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].image.as_ref().unwrap().image, "docker.io/library/busybox:latest");
+    assert_eq!(
+        listed[0].image.as_ref().unwrap().image,
+        "docker.io/library/busybox:latest"
+    );
 
-    rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 5 }).await?;
-    rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await?;
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await?;
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await?;
-    let all = rt.list_containers(cri::ListContainersRequest::default()).await?.into_inner().containers;
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 5,
+    })
+    .await?;
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await?;
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    let all = rt
+        .list_containers(cri::ListContainersRequest::default())
+        .await?
+        .into_inner()
+        .containers;
     assert!(all.is_empty());
-    let pods = rt.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await?.into_inner().items;
+    let pods = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items;
     assert!(pods.is_empty());
     Ok(())
 }
@@ -105,16 +165,32 @@ async fn containers_started_together_go_in_one_remote_pod() -> anyhow::Result<()
 
     // stop with grace: TERM reaches the processes, the pod is deleted
     let t0 = Instant::now();
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await?;
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
     assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
     for id in [&a, &b] {
         let s = status(&mut rt, id).await?;
         assert_eq!(s.state, EXITED, "{s:?}");
     }
-    let p = rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: true }).await?.into_inner();
-    assert_eq!(p.status.unwrap().state, cri::PodSandboxState::SandboxNotready as i32);
+    let p = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        p.status.unwrap().state,
+        cri::PodSandboxState::SandboxNotready as i32
+    );
     let info: serde_json::Value = serde_json::from_str(&p.info["info"])?;
-    assert_eq!(info["remotePods"].as_array().unwrap().len(), 0, "remote pods left: {info}");
+    assert_eq!(
+        info["remotePods"].as_array().unwrap().len(),
+        0,
+        "remote pods left: {info}"
+    );
     Ok(())
 }
 
@@ -124,20 +200,42 @@ async fn stop_container_honours_the_grace_period() -> anyhow::Result<()> {
     let (mut rt, _) = env.connect().await?;
     let sb = env.pod("grace");
     let pod = run_pod(&mut rt, &sb).await?;
-    let id = create(&mut rt, &pod, &sb, sh("svc", "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.1; done")).await?;
+    let id = create(
+        &mut rt,
+        &pod,
+        &sb,
+        sh(
+            "svc",
+            "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+        ),
+    )
+    .await?;
     start(&mut rt, &id).await?;
     let file = log_file(&sb, "svc");
     wait_file(&file, "ready", T).await?;
     let t0 = Instant::now();
-    rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 10 }).await?;
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 10,
+    })
+    .await?;
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(9), "the container trapped TERM and exited; stop took {took:?}");
+    assert!(
+        took < Duration::from_secs(9),
+        "the container trapped TERM and exited; stop took {took:?}"
+    );
     let s = status(&mut rt, &id).await?;
     assert_eq!(s.state, EXITED, "{s:?}");
     // the trap ran: TERM was delivered, not KILL
-    wait_file(&file, "got TERM", Duration::from_secs(5)).await.ok();
+    wait_file(&file, "got TERM", Duration::from_secs(5))
+        .await
+        .ok();
     // idempotent
-    rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 10 }).await?;
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 10,
+    })
+    .await?;
     Ok(())
 }
 
@@ -148,22 +246,55 @@ async fn init_containers_run_in_order_and_share_empty_dir() -> anyhow::Result<()
     let sb = env.pod("inits");
     let uid = sb.metadata.as_ref().unwrap().uid.clone();
     let pod = run_pod(&mut rt, &sb).await?;
-    let scratch = env.path(&format!("kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/scratch"));
+    let scratch = env.path(&format!(
+        "kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/scratch"
+    ));
     std::fs::create_dir_all(&scratch)?;
     let with_mount = |mut c: cri::ContainerConfig| {
-        c.mounts.push(cri::Mount { container_path: "/scratch".into(), host_path: scratch.display().to_string(), ..Default::default() });
+        c.mounts.push(cri::Mount {
+            container_path: "/scratch".into(),
+            host_path: scratch.display().to_string(),
+            ..Default::default()
+        });
         c
     };
     // init 1 writes, init 2 appends (and would fail without init 1's file)
-    let i1 = create(&mut rt, &pod, &sb, with_mount(sh("init-one", "echo one > /scratch/data; echo init one done"))).await?;
+    let i1 = create(
+        &mut rt,
+        &pod,
+        &sb,
+        with_mount(sh(
+            "init-one",
+            "echo one > /scratch/data; echo init one done",
+        )),
+    )
+    .await?;
     start(&mut rt, &i1).await?;
     let s1 = wait_state(&mut rt, &i1, EXITED, T).await?;
     assert_eq!(s1.exit_code, 0, "{s1:?}");
-    let i2 = create(&mut rt, &pod, &sb, with_mount(sh("init-two", "test -f /scratch/data || exit 7; echo two >> /scratch/data"))).await?;
+    let i2 = create(
+        &mut rt,
+        &pod,
+        &sb,
+        with_mount(sh(
+            "init-two",
+            "test -f /scratch/data || exit 7; echo two >> /scratch/data",
+        )),
+    )
+    .await?;
     start(&mut rt, &i2).await?;
     let s2 = wait_state(&mut rt, &i2, EXITED, T).await?;
-    assert_eq!(s2.exit_code, 0, "init two did not see init one's file: {s2:?}");
-    let main = create(&mut rt, &pod, &sb, with_mount(sh("main", "cat /scratch/data"))).await?;
+    assert_eq!(
+        s2.exit_code, 0,
+        "init two did not see init one's file: {s2:?}"
+    );
+    let main = create(
+        &mut rt,
+        &pod,
+        &sb,
+        with_mount(sh("main", "cat /scratch/data")),
+    )
+    .await?;
     start(&mut rt, &main).await?;
     let s = wait_state(&mut rt, &main, EXITED, T).await?;
     assert_eq!(s.exit_code, 0);
@@ -189,13 +320,26 @@ async fn configmap_files_are_shipped() -> anyhow::Result<()> {
     let (mut rt, _) = env.connect().await?;
     let sb = env.pod("cfg");
     let uid = sb.metadata.as_ref().unwrap().uid.clone();
-    let cm = env.path(&format!("kubelet/pods/{uid}/volumes/kubernetes.io~configmap/settings"));
+    let cm = env.path(&format!(
+        "kubelet/pods/{uid}/volumes/kubernetes.io~configmap/settings"
+    ));
     std::fs::create_dir_all(&cm)?;
     std::fs::write(cm.join("greeting"), "hello from a configmap")?;
     let pod = run_pod(&mut rt, &sb).await?;
-    let mut c = sh("reader", "cat /etc/settings/greeting; echo; echo \"$GREETING_ENV\"");
-    c.mounts.push(cri::Mount { container_path: "/etc/settings".into(), host_path: cm.display().to_string(), readonly: true, ..Default::default() });
-    c.envs.push(cri::KeyValue { key: "GREETING_ENV".into(), value: b"from env".to_vec() });
+    let mut c = sh(
+        "reader",
+        "cat /etc/settings/greeting; echo; echo \"$GREETING_ENV\"",
+    );
+    c.mounts.push(cri::Mount {
+        container_path: "/etc/settings".into(),
+        host_path: cm.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    });
+    c.envs.push(cri::KeyValue {
+        key: "GREETING_ENV".into(),
+        value: b"from env".to_vec(),
+    });
     let id = create(&mut rt, &pod, &sb, c).await?;
     start(&mut rt, &id).await?;
     wait_state(&mut rt, &id, EXITED, T).await?;

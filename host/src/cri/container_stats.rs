@@ -15,11 +15,22 @@ pub fn stats_of(rt: &Runtime, c: &Container, now: i64) -> cri::ContainerStats {
             labels: c.config.labels.clone(),
             annotations: c.config.annotations.clone(),
         }),
-        cpu: Some(cri::CpuUsage { timestamp: now, usage_core_nano_seconds: zero(), usage_nano_cores: zero(), psi: None }),
-        memory: Some(cri::MemoryUsage { timestamp: now, working_set_bytes: zero(), ..Default::default() }),
+        cpu: Some(cri::CpuUsage {
+            timestamp: now,
+            usage_core_nano_seconds: zero(),
+            usage_nano_cores: zero(),
+            psi: None,
+        }),
+        memory: Some(cri::MemoryUsage {
+            timestamp: now,
+            working_set_bytes: zero(),
+            ..Default::default()
+        }),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: now,
-            fs_id: Some(cri::FilesystemIdentifier { mountpoint: rt.cfg.data_root_folder.display().to_string() }),
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: rt.cfg.data_root_folder.display().to_string(),
+            }),
             used_bytes: zero(),
             inodes_used: zero(),
         }),
@@ -28,11 +39,19 @@ pub fn stats_of(rt: &Runtime, c: &Container, now: i64) -> cri::ContainerStats {
     }
 }
 
-pub fn container_stats(rt: &Runtime, req: cri::ContainerStatsRequest) -> Result<cri::ContainerStatsResponse> {
+pub fn container_stats(
+    rt: &Runtime,
+    req: cri::ContainerStatsRequest,
+) -> Result<cri::ContainerStatsResponse> {
     let id = resolve_container(rt, &req.container_id)?;
     let st = rt.store.read();
-    let c = st.containers.get(&id).ok_or_else(|| tonic::Status::not_found(format!("container {id:?} not found")))?;
-    Ok(cri::ContainerStatsResponse { stats: Some(stats_of(rt, c, crate::now_ns())) })
+    let c = st
+        .containers
+        .get(&id)
+        .ok_or_else(|| tonic::Status::not_found(format!("container {id:?} not found")))?;
+    Ok(cri::ContainerStatsResponse {
+        stats: Some(stats_of(rt, c, crate::now_ns())),
+    })
 }
 
 pub fn list(rt: &Runtime, f: Option<&cri::ContainerStatsFilter>) -> Vec<cri::ContainerStats> {

@@ -6,10 +6,16 @@ use super::{Result, resolve_container};
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 
-pub fn container_status(rt: &Runtime, req: cri::ContainerStatusRequest) -> Result<cri::ContainerStatusResponse> {
+pub fn container_status(
+    rt: &Runtime,
+    req: cri::ContainerStatusRequest,
+) -> Result<cri::ContainerStatusResponse> {
     let id = resolve_container(rt, &req.container_id)?;
     let st = rt.store.read();
-    let c = st.containers.get(&id).ok_or_else(|| tonic::Status::not_found(format!("container {id:?} not found")))?;
+    let c = st
+        .containers
+        .get(&id)
+        .ok_or_else(|| tonic::Status::not_found(format!("container {id:?} not found")))?;
     let mut info = HashMap::new();
     if req.verbose {
         let r = c.remote_uid.as_ref().and_then(|u| st.remotes.get(u));
@@ -26,5 +32,8 @@ pub fn container_status(rt: &Runtime, req: cri::ContainerStatusRequest) -> Resul
             .to_string(),
         );
     }
-    Ok(cri::ContainerStatusResponse { status: Some(rt.container_status(c, None)), info })
+    Ok(cri::ContainerStatusResponse {
+        status: Some(rt.container_status(c, None)),
+        info,
+    })
 }

@@ -15,10 +15,18 @@ use crate::store::{Container, Kind, Phase, RemotePod};
 /// are batched alone anyway: kubelet waits for each to exit before the next).
 pub const ANN_INIT: &str = "interlink.eu/init-container";
 
-pub fn create_container(rt: &Runtime, req: cri::CreateContainerRequest) -> Result<cri::CreateContainerResponse> {
+pub fn create_container(
+    rt: &Runtime,
+    req: cri::CreateContainerRequest,
+) -> Result<cri::CreateContainerResponse> {
     let sandbox_id = resolve_sandbox(rt, &req.pod_sandbox_id)?;
-    let cfg = req.config.ok_or_else(|| Status::invalid_argument("config is required"))?;
-    let md = cfg.metadata.clone().ok_or_else(|| Status::invalid_argument("config.metadata is required"))?;
+    let cfg = req
+        .config
+        .ok_or_else(|| Status::invalid_argument("config is required"))?;
+    let md = cfg
+        .metadata
+        .clone()
+        .ok_or_else(|| Status::invalid_argument("config.metadata is required"))?;
     validate::dns_label("config.metadata.name", &md.name)?;
     let image = cfg.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
     if image.is_empty() {
@@ -26,8 +34,17 @@ pub fn create_container(rt: &Runtime, req: cri::CreateContainerRequest) -> Resul
     }
     let image_ref = crate::images::normalize(image).map_err(Status::invalid_argument)?;
     validate::metadata_size("container", &cfg.labels, &cfg.annotations)?;
-    let process: usize = cfg.command.iter().chain(cfg.args.iter()).map(|s| s.len()).sum::<usize>()
-        + cfg.envs.iter().map(|e| e.key.len() + e.value.len()).sum::<usize>();
+    let process: usize = cfg
+        .command
+        .iter()
+        .chain(cfg.args.iter())
+        .map(|s| s.len())
+        .sum::<usize>()
+        + cfg
+            .envs
+            .iter()
+            .map(|e| e.key.len() + e.value.len())
+            .sum::<usize>();
     if process > validate::MAX_PROCESS_BYTES {
         return Err(Status::invalid_argument(format!(
             "command, args and env are {process} bytes (max {})",
@@ -40,23 +57,47 @@ pub fn create_container(rt: &Runtime, req: cri::CreateContainerRequest) -> Resul
         validate::field("mounts.container_path", &m.container_path)?;
         validate::field("mounts.host_path", &m.host_path)?;
         if m.container_path.is_empty() {
-            return Err(Status::invalid_argument("mounts.container_path must not be empty"));
+            return Err(Status::invalid_argument(
+                "mounts.container_path must not be empty",
+            ));
         }
     }
     if cfg.log_path.starts_with('/') || cfg.log_path.split('/').any(|p| p == "..") {
-        return Err(Status::invalid_argument(format!("log_path {:?} must be relative to the sandbox's log_directory", cfg.log_path)));
+        return Err(Status::invalid_argument(format!(
+            "log_path {:?} must be relative to the sandbox's log_directory",
+            cfg.log_path
+        )));
     }
     let (sandbox_cfg, ready, sb_snapshot) = {
         let st = rt.store.read();
-        let sb = st.sandboxes.get(&sandbox_id).ok_or_else(|| Status::not_found(format!("pod sandbox {sandbox_id:?} not found")))?;
+        let sb = st
+            .sandboxes
+            .get(&sandbox_id)
+            .ok_or_else(|| Status::not_found(format!("pod sandbox {sandbox_id:?} not found")))?;
         (sb.config.clone(), sb.ready, sb.clone())
     };
     if !ready {
-        return Err(Status::failed_precondition(format!("pod sandbox {sandbox_id} is not ready (stopped)")));
+        return Err(Status::failed_precondition(format!(
+            "pod sandbox {sandbox_id} is not ready (stopped)"
+        )));
     }
-    let sb_for_convert = req.sandbox_config.as_ref().filter(|s| s.metadata.is_some()).unwrap_or(&sandbox_cfg);
-    let spec = convert::convert_container(sb_for_convert, &cfg, &image_ref, rt.cfg.empty_dir_mode == "hostPath", rt.hooks.as_ref());
-    let kind = if cfg.annotations.get(ANN_INIT).is_some_and(|v| v == "true") { Kind::Init } else { Kind::Regular };
+    let sb_for_convert = req
+        .sandbox_config
+        .as_ref()
+        .filter(|s| s.metadata.is_some())
+        .unwrap_or(&sandbox_cfg);
+    let spec = convert::convert_container(
+        sb_for_convert,
+        &cfg,
+        &image_ref,
+        rt.cfg.empty_dir_mode == "hostPath",
+        rt.hooks.as_ref(),
+    );
+    let kind = if cfg.annotations.get(ANN_INIT).is_some_and(|v| v == "true") {
+        Kind::Init
+    } else {
+        Kind::Regular
+    };
     let log_file = (!sandbox_cfg.log_directory.is_empty() && !cfg.log_path.is_empty())
         .then(|| PathBuf::from(&sandbox_cfg.log_directory).join(&cfg.log_path));
     let id = crate::ids::new_id();
@@ -85,8 +126,16 @@ pub fn create_container(rt: &Runtime, req: cri::CreateContainerRequest) -> Resul
     let trial = RemotePod {
         uid: sb_snapshot.uid.clone(),
         sandbox_id: sandbox_id.clone(),
-        name: sandbox_cfg.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
-        namespace: sandbox_cfg.metadata.as_ref().map(|m| m.namespace.clone()).unwrap_or_default(),
+        name: sandbox_cfg
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default(),
+        namespace: sandbox_cfg
+            .metadata
+            .as_ref()
+            .map(|m| m.namespace.clone())
+            .unwrap_or_default(),
         kind,
         containers: vec![id.clone()],
         phase: Phase::Collecting,
@@ -95,13 +144,27 @@ pub fn create_container(rt: &Runtime, req: cri::CreateContainerRequest) -> Resul
         send_after: 0,
         finished: false,
     };
-    let pod = convert::build_create(&sb_snapshot, &trial, &[&c], rt.hooks.as_ref(), &rt.cfg.plugin_config).pod;
+    let pod = convert::build_create(
+        &sb_snapshot,
+        &trial,
+        &[&c],
+        rt.hooks.as_ref(),
+        &rt.cfg.plugin_config,
+    )
+    .pod;
     if let Err(reason) = rt.hooks.admit(&pod) {
-        return Err(Status::permission_denied(format!("admission denied container {:?}: {reason}", md.name)));
+        return Err(Status::permission_denied(format!(
+            "admission denied container {:?}: {reason}",
+            md.name
+        )));
     }
     rt.store.update(|st, d| {
         let dup = st.containers.values().find(|o| {
-            o.sandbox_id == sandbox_id && o.config.metadata.as_ref().is_some_and(|m| m.name == md.name && m.attempt == md.attempt)
+            o.sandbox_id == sandbox_id
+                && o.config
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m.name == md.name && m.attempt == md.attempt)
         });
         if let Some(o) = dup {
             return Err(Status::already_exists(format!(
@@ -110,17 +173,31 @@ pub fn create_container(rt: &Runtime, req: cri::CreateContainerRequest) -> Resul
             )));
         }
         if !st.sandboxes.get(&sandbox_id).is_some_and(|s| s.ready) {
-            return Err(Status::failed_precondition(format!("pod sandbox {sandbox_id} is not ready (stopped)")));
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {sandbox_id} is not ready (stopped)"
+            )));
         }
         let img = c.image_id.clone();
         if !st.images.contains_key(&img) {
-            st.images.insert(img.clone(), crate::store::Image { id: img.clone(), reference: c.image_ref.clone(), pinned: false, recorded_at: crate::now_ns() });
+            st.images.insert(
+                img.clone(),
+                crate::store::Image {
+                    id: img.clone(),
+                    reference: c.image_ref.clone(),
+                    pinned: false,
+                    recorded_at: crate::now_ns(),
+                },
+            );
             d.image(&img);
         }
         st.containers.insert(id.clone(), c);
         d.container(&id);
         Ok(())
     })?;
-    rt.events.emit(&id, &sandbox_id, cri::ContainerEventType::ContainerCreatedEvent);
+    rt.events.emit(
+        &id,
+        &sandbox_id,
+        cri::ContainerEventType::ContainerCreatedEvent,
+    );
     Ok(cri::CreateContainerResponse { container_id: id })
 }

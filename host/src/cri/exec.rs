@@ -28,11 +28,19 @@ pub fn attach(rt: &Runtime, req: cri::AttachRequest) -> Result<cri::AttachRespon
     Err(unimplemented("Attach"))
 }
 
-pub fn port_forward(rt: &Runtime, req: cri::PortForwardRequest) -> Result<cri::PortForwardResponse> {
+pub fn port_forward(
+    rt: &Runtime,
+    req: cri::PortForwardRequest,
+) -> Result<cri::PortForwardResponse> {
     resolve_sandbox(rt, &req.pod_sandbox_id)?;
     Err(unimplemented("PortForward"))
 }
 
-pub fn checkpoint_container(_rt: &Runtime, _req: cri::CheckpointContainerRequest) -> Result<cri::CheckpointContainerResponse> {
-    Err(Status::unimplemented("CheckpointContainer is not supported: containers run remotely through interLink"))
+pub fn checkpoint_container(
+    _rt: &Runtime,
+    _req: cri::CheckpointContainerRequest,
+) -> Result<cri::CheckpointContainerResponse> {
+    Err(Status::unimplemented(
+        "CheckpointContainer is not supported: containers run remotely through interLink",
+    ))
 }

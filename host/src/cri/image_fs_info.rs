@@ -5,20 +5,28 @@ use super::Result;
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 
-pub fn image_fs_info(rt: &Runtime, _req: cri::ImageFsInfoRequest) -> Result<cri::ImageFsInfoResponse> {
+pub fn image_fs_info(
+    rt: &Runtime,
+    _req: cri::ImageFsInfoRequest,
+) -> Result<cri::ImageFsInfoResponse> {
     let root = &rt.cfg.data_root_folder;
     let (used, inodes) = match nix::sys::statvfs::statvfs(root) {
         Ok(s) => (
-            (s.blocks() as u64).saturating_sub(s.blocks_free() as u64) * s.fragment_size() as u64,
-            (s.files() as u64).saturating_sub(s.files_free() as u64),
+            s.blocks().saturating_sub(s.blocks_free()) * s.fragment_size(),
+            s.files().saturating_sub(s.files_free()),
         ),
         Err(_) => (0, 0),
     };
     let fs = cri::FilesystemUsage {
         timestamp: crate::now_ns(),
-        fs_id: Some(cri::FilesystemIdentifier { mountpoint: root.display().to_string() }),
+        fs_id: Some(cri::FilesystemIdentifier {
+            mountpoint: root.display().to_string(),
+        }),
         used_bytes: Some(cri::UInt64Value { value: used }),
         inodes_used: Some(cri::UInt64Value { value: inodes }),
     };
-    Ok(cri::ImageFsInfoResponse { image_filesystems: vec![fs.clone()], container_filesystems: vec![fs] })
+    Ok(cri::ImageFsInfoResponse {
+        image_filesystems: vec![fs.clone()],
+        container_filesystems: vec![fs],
+    })
 }

@@ -10,7 +10,11 @@ pub fn to_cri(i: &Image) -> cri::Image {
         Some((_, d)) => vec![format!("{}@{d}", crate::images::repository(&i.reference))],
         None => vec![],
     };
-    let repo_tags = if i.reference.contains('@') { vec![] } else { vec![i.reference.clone()] };
+    let repo_tags = if i.reference.contains('@') {
+        vec![]
+    } else {
+        vec![i.reference.clone()]
+    };
     cri::Image {
         id: i.id.clone(),
         repo_tags,
@@ -18,7 +22,10 @@ pub fn to_cri(i: &Image) -> cri::Image {
         size: 0,
         uid: None,
         username: String::new(),
-        spec: Some(cri::ImageSpec { image: i.reference.clone(), ..Default::default() }),
+        spec: Some(cri::ImageSpec {
+            image: i.reference.clone(),
+            ..Default::default()
+        }),
         pinned: i.pinned,
     }
 }
@@ -41,11 +48,17 @@ pub fn find<'a>(st: &'a Inner, image: &str) -> Option<&'a Image> {
     None
 }
 
-pub fn image_status(rt: &Runtime, req: cri::ImageStatusRequest) -> Result<cri::ImageStatusResponse> {
+pub fn image_status(
+    rt: &Runtime,
+    req: cri::ImageStatusRequest,
+) -> Result<cri::ImageStatusResponse> {
     let image = req.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
     if image.is_empty() {
         return Err(tonic::Status::invalid_argument("image.image is required"));
     }
     let st = rt.store.read();
-    Ok(cri::ImageStatusResponse { image: find(&st, image).map(to_cri), info: Default::default() })
+    Ok(cri::ImageStatusResponse {
+        image: find(&st, image).map(to_cri),
+        info: Default::default(),
+    })
 }

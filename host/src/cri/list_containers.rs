@@ -7,7 +7,13 @@ use crate::store::Container;
 
 pub fn list(rt: &Runtime, f: Option<&cri::ContainerFilter>) -> Vec<cri::Container> {
     let st = rt.store.read();
-    let Some(f) = f else { return st.containers.values().map(|c| rt.container_summary(c)).collect() };
+    let Some(f) = f else {
+        return st
+            .containers
+            .values()
+            .map(|c| rt.container_summary(c))
+            .collect();
+    };
     let sandbox = if f.pod_sandbox_id.is_empty() {
         None
     } else {
@@ -23,9 +29,19 @@ pub fn list(rt: &Runtime, f: Option<&cri::ContainerFilter>) -> Vec<cri::Containe
     };
     if !f.id.is_empty() {
         return match crate::ids::resolve(&st.containers, &f.id) {
-            Ok(id) => st.containers.get(id).filter(|c| keep(c)).map(|c| rt.container_summary(c)).into_iter().collect(),
+            Ok(id) => st
+                .containers
+                .get(id)
+                .filter(|c| keep(c))
+                .map(|c| rt.container_summary(c))
+                .into_iter()
+                .collect(),
             Err(_) => vec![],
         };
     }
-    st.containers.values().filter(|c| keep(c)).map(|c| rt.container_summary(c)).collect()
+    st.containers
+        .values()
+        .filter(|c| keep(c))
+        .map(|c| rt.container_summary(c))
+        .collect()
 }

@@ -9,21 +9,37 @@ pub fn list(rt: &Runtime, f: Option<&cri::PodSandboxFilter>) -> Vec<cri::PodSand
     let one = |s: &crate::store::Sandbox| cri::PodSandbox {
         id: s.id.clone(),
         metadata: s.config.metadata.clone(),
-        state: if s.ready { cri::PodSandboxState::SandboxReady as i32 } else { cri::PodSandboxState::SandboxNotready as i32 },
+        state: if s.ready {
+            cri::PodSandboxState::SandboxReady as i32
+        } else {
+            cri::PodSandboxState::SandboxNotready as i32
+        },
         created_at: s.created_at,
         labels: s.config.labels.clone(),
         annotations: s.config.annotations.clone(),
         runtime_handler: s.runtime_handler.clone(),
     };
-    let Some(f) = f else { return st.sandboxes.values().map(one).collect() };
+    let Some(f) = f else {
+        return st.sandboxes.values().map(one).collect();
+    };
     if !f.id.is_empty() {
         // exact ID first, else unique prefix
         return match crate::ids::resolve(&st.sandboxes, &f.id) {
-            Ok(id) => st.sandboxes.get(id).filter(|s| keep(s, f)).map(one).into_iter().collect(),
+            Ok(id) => st
+                .sandboxes
+                .get(id)
+                .filter(|s| keep(s, f))
+                .map(one)
+                .into_iter()
+                .collect(),
             Err(_) => vec![],
         };
     }
-    st.sandboxes.values().filter(|s| keep(s, f)).map(one).collect()
+    st.sandboxes
+        .values()
+        .filter(|s| keep(s, f))
+        .map(one)
+        .collect()
 }
 
 fn keep(s: &crate::store::Sandbox, f: &cri::PodSandboxFilter) -> bool {

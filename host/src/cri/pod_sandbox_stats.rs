@@ -16,10 +16,26 @@ fn stats_of(rt: &Runtime, st: &Inner, s: &Sandbox, now: i64) -> cri::PodSandboxS
             annotations: s.config.annotations.clone(),
         }),
         linux: Some(cri::LinuxPodSandboxStats {
-            cpu: Some(cri::CpuUsage { timestamp: now, usage_core_nano_seconds: zero(), usage_nano_cores: zero(), psi: None }),
-            memory: Some(cri::MemoryUsage { timestamp: now, working_set_bytes: zero(), ..Default::default() }),
-            network: Some(cri::NetworkUsage { timestamp: now, default_interface: None, interfaces: vec![] }),
-            process: Some(cri::ProcessUsage { timestamp: now, process_count: zero() }),
+            cpu: Some(cri::CpuUsage {
+                timestamp: now,
+                usage_core_nano_seconds: zero(),
+                usage_nano_cores: zero(),
+                psi: None,
+            }),
+            memory: Some(cri::MemoryUsage {
+                timestamp: now,
+                working_set_bytes: zero(),
+                ..Default::default()
+            }),
+            network: Some(cri::NetworkUsage {
+                timestamp: now,
+                default_interface: None,
+                interfaces: vec![],
+            }),
+            process: Some(cri::ProcessUsage {
+                timestamp: now,
+                process_count: zero(),
+            }),
             containers: st
                 .containers
                 .values()
@@ -32,11 +48,19 @@ fn stats_of(rt: &Runtime, st: &Inner, s: &Sandbox, now: i64) -> cri::PodSandboxS
     }
 }
 
-pub fn pod_sandbox_stats(rt: &Runtime, req: cri::PodSandboxStatsRequest) -> Result<cri::PodSandboxStatsResponse> {
+pub fn pod_sandbox_stats(
+    rt: &Runtime,
+    req: cri::PodSandboxStatsRequest,
+) -> Result<cri::PodSandboxStatsResponse> {
     let id = resolve_sandbox(rt, &req.pod_sandbox_id)?;
     let st = rt.store.read();
-    let s = st.sandboxes.get(&id).ok_or_else(|| tonic::Status::not_found(format!("pod sandbox {id:?} not found")))?;
-    Ok(cri::PodSandboxStatsResponse { stats: Some(stats_of(rt, &st, s, crate::now_ns())) })
+    let s = st
+        .sandboxes
+        .get(&id)
+        .ok_or_else(|| tonic::Status::not_found(format!("pod sandbox {id:?} not found")))?;
+    Ok(cri::PodSandboxStatsResponse {
+        stats: Some(stats_of(rt, &st, s, crate::now_ns())),
+    })
 }
 
 pub fn list(rt: &Runtime, f: Option<&cri::PodSandboxStatsFilter>) -> Vec<cri::PodSandboxStats> {
@@ -65,6 +89,10 @@ pub fn metrics(rt: &Runtime) -> Vec<cri::PodSandboxMetrics> {
     let st = rt.store.read();
     st.sandboxes
         .values()
-        .map(|s| cri::PodSandboxMetrics { pod_sandbox_id: s.id.clone(), metrics: vec![], container_metrics: vec![] })
+        .map(|s| cri::PodSandboxMetrics {
+            pod_sandbox_id: s.id.clone(),
+            metrics: vec![],
+            container_metrics: vec![],
+        })
         .collect()
 }

@@ -7,10 +7,16 @@ use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use crate::store::Phase;
 
-pub fn pod_sandbox_status(rt: &Runtime, req: cri::PodSandboxStatusRequest) -> Result<cri::PodSandboxStatusResponse> {
+pub fn pod_sandbox_status(
+    rt: &Runtime,
+    req: cri::PodSandboxStatusRequest,
+) -> Result<cri::PodSandboxStatusResponse> {
     let id = resolve_sandbox(rt, &req.pod_sandbox_id)?;
     let st = rt.store.read();
-    let sb = st.sandboxes.get(&id).ok_or_else(|| tonic::Status::not_found(format!("pod sandbox {id:?} not found")))?;
+    let sb = st
+        .sandboxes
+        .get(&id)
+        .ok_or_else(|| tonic::Status::not_found(format!("pod sandbox {id:?} not found")))?;
     let mut info = HashMap::new();
     let mut containers_statuses = vec![];
     if req.verbose {
@@ -30,12 +36,24 @@ pub fn pod_sandbox_status(rt: &Runtime, req: cri::PodSandboxStatusRequest) -> Re
         status: Some(cri::PodSandboxStatus {
             id: sb.id.clone(),
             metadata: sb.config.metadata.clone(),
-            state: if sb.ready { cri::PodSandboxState::SandboxReady as i32 } else { cri::PodSandboxState::SandboxNotready as i32 },
+            state: if sb.ready {
+                cri::PodSandboxState::SandboxReady as i32
+            } else {
+                cri::PodSandboxState::SandboxNotready as i32
+            },
             created_at: sb.created_at,
-            network: Some(cri::PodSandboxNetworkStatus { ip: String::new(), additional_ips: vec![] }),
+            network: Some(cri::PodSandboxNetworkStatus {
+                ip: String::new(),
+                additional_ips: vec![],
+            }),
             linux: Some(cri::LinuxPodSandboxStatus {
                 namespaces: Some(cri::Namespace {
-                    options: sb.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()),
+                    options: sb
+                        .config
+                        .linux
+                        .as_ref()
+                        .and_then(|l| l.security_context.as_ref())
+                        .and_then(|s| s.namespace_options.clone()),
                 }),
             }),
             labels: sb.config.labels.clone(),

@@ -19,7 +19,12 @@ pub fn pull_image(rt: &Runtime, req: cri::PullImageRequest) -> Result<cri::PullI
     rt.store.update(|st, d| {
         st.images.entry(id.clone()).or_insert_with(|| {
             d.image(&id);
-            Image { id: id.clone(), reference: reference.clone(), pinned: false, recorded_at: crate::now_ns() }
+            Image {
+                id: id.clone(),
+                reference: reference.clone(),
+                pinned: false,
+                recorded_at: crate::now_ns(),
+            }
         });
     });
     tracing::info!(image = %reference, "image recorded (pulled remotely)");

@@ -8,11 +8,19 @@ use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use crate::store::Phase;
 
-pub async fn remove_container(rt: &Arc<Runtime>, req: cri::RemoveContainerRequest) -> Result<cri::RemoveContainerResponse> {
+pub async fn remove_container(
+    rt: &Arc<Runtime>,
+    req: cri::RemoveContainerRequest,
+) -> Result<cri::RemoveContainerResponse> {
     let (id, running) = {
         let st = rt.store.read();
         match crate::ids::resolve(&st.containers, &req.container_id) {
-            Ok(id) => (id.to_string(), st.containers.get(id).is_some_and(|c| c.state != cri::ContainerState::ContainerExited as i32)),
+            Ok(id) => (
+                id.to_string(),
+                st.containers
+                    .get(id)
+                    .is_some_and(|c| c.state != cri::ContainerState::ContainerExited as i32),
+            ),
             Err(_) => return Ok(cri::RemoveContainerResponse {}),
         }
     };
@@ -25,7 +33,10 @@ pub async fn remove_container(rt: &Arc<Runtime>, req: cri::RemoveContainerReques
         if let Some(uid) = &c.remote_uid
             && let Some(r) = st.remotes.get_mut(uid)
         {
-            let others = r.containers.iter().any(|x| x != &id && st.containers.contains_key(x));
+            let others = r
+                .containers
+                .iter()
+                .any(|x| x != &id && st.containers.contains_key(x));
             if !others && matches!(r.phase, Phase::Created | Phase::Failed) {
                 r.phase = Phase::Deleting;
                 d.remote(uid);
@@ -35,7 +46,8 @@ pub async fn remove_container(rt: &Arc<Runtime>, req: cri::RemoveContainerReques
     });
     rt.dispatch_wake.notify_one();
     if let Some(sb) = sandbox {
-        rt.events.emit(&id, &sb, cri::ContainerEventType::ContainerDeletedEvent);
+        rt.events
+            .emit(&id, &sb, cri::ContainerEventType::ContainerDeletedEvent);
     }
     Ok(cri::RemoveContainerResponse {})
 }

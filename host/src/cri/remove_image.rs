@@ -4,7 +4,10 @@ use super::Result;
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 
-pub fn remove_image(rt: &Runtime, req: cri::RemoveImageRequest) -> Result<cri::RemoveImageResponse> {
+pub fn remove_image(
+    rt: &Runtime,
+    req: cri::RemoveImageRequest,
+) -> Result<cri::RemoveImageResponse> {
     let image = req.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
     if image.is_empty() {
         return Err(tonic::Status::invalid_argument("image.image is required"));

@@ -7,7 +7,10 @@ use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use std::sync::Arc;
 
-pub async fn remove_pod_sandbox(rt: &Arc<Runtime>, req: cri::RemovePodSandboxRequest) -> Result<cri::RemovePodSandboxResponse> {
+pub async fn remove_pod_sandbox(
+    rt: &Arc<Runtime>,
+    req: cri::RemovePodSandboxRequest,
+) -> Result<cri::RemovePodSandboxResponse> {
     let id = {
         let st = rt.store.read();
         match ids::resolve(&st.sandboxes, &req.pod_sandbox_id) {
@@ -17,7 +20,12 @@ pub async fn remove_pod_sandbox(rt: &Arc<Runtime>, req: cri::RemovePodSandboxReq
     };
     crate::dispatch::stop_sandbox(rt, &id).await;
     let removed = rt.store.update(|st, d| {
-        let ids: Vec<String> = st.containers.values().filter(|c| c.sandbox_id == id).map(|c| c.id.clone()).collect();
+        let ids: Vec<String> = st
+            .containers
+            .values()
+            .filter(|c| c.sandbox_id == id)
+            .map(|c| c.id.clone())
+            .collect();
         for c in &ids {
             st.containers.remove(c);
             d.container(c);
@@ -27,7 +35,8 @@ pub async fn remove_pod_sandbox(rt: &Arc<Runtime>, req: cri::RemovePodSandboxReq
         ids
     });
     for c in removed {
-        rt.events.emit(&c, &id, cri::ContainerEventType::ContainerDeletedEvent);
+        rt.events
+            .emit(&c, &id, cri::ContainerEventType::ContainerDeletedEvent);
     }
     Ok(cri::RemovePodSandboxResponse {})
 }

@@ -8,19 +8,31 @@ use super::{Result, resolve_container};
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 
-pub fn reopen_container_log(rt: &Runtime, req: cri::ReopenContainerLogRequest) -> Result<cri::ReopenContainerLogResponse> {
+pub fn reopen_container_log(
+    rt: &Runtime,
+    req: cri::ReopenContainerLogRequest,
+) -> Result<cri::ReopenContainerLogResponse> {
     let id = resolve_container(rt, &req.container_id)?;
     let (file, running) = {
         let st = rt.store.read();
-        let c = st.containers.get(&id).ok_or_else(|| Status::not_found(format!("container {id:?} not found")))?;
-        (c.log_file.clone(), c.state == cri::ContainerState::ContainerRunning as i32)
+        let c = st
+            .containers
+            .get(&id)
+            .ok_or_else(|| Status::not_found(format!("container {id:?} not found")))?;
+        (
+            c.log_file.clone(),
+            c.state == cri::ContainerState::ContainerRunning as i32,
+        )
     };
     if !running {
-        return Err(Status::failed_precondition(format!("container {id} is not running")));
+        return Err(Status::failed_precondition(format!(
+            "container {id} is not running"
+        )));
     }
     if let Some(f) = file {
         if let Some(p) = f.parent() {
-            std::fs::create_dir_all(p).map_err(|e| Status::internal(format!("log directory {}: {e}", p.display())))?;
+            std::fs::create_dir_all(p)
+                .map_err(|e| Status::internal(format!("log directory {}: {e}", p.display())))?;
         }
         std::fs::OpenOptions::new()
             .create(true)

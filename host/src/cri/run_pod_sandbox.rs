@@ -17,16 +17,28 @@ pub fn remote_uid(uid: &str) -> String {
     }
 }
 
-pub fn run_pod_sandbox(rt: &Runtime, req: cri::RunPodSandboxRequest) -> Result<cri::RunPodSandboxResponse> {
-    let config = req.config.ok_or_else(|| Status::invalid_argument("config is required"))?;
-    let md = config.metadata.clone().ok_or_else(|| Status::invalid_argument("config.metadata is required"))?;
+pub fn run_pod_sandbox(
+    rt: &Runtime,
+    req: cri::RunPodSandboxRequest,
+) -> Result<cri::RunPodSandboxResponse> {
+    let config = req
+        .config
+        .ok_or_else(|| Status::invalid_argument("config is required"))?;
+    let md = config
+        .metadata
+        .clone()
+        .ok_or_else(|| Status::invalid_argument("config.metadata is required"))?;
     validate::dns_subdomain("metadata.name", &md.name)?;
     validate::dns_label("metadata.namespace", &md.namespace)?;
     validate::uid("metadata.uid", &md.uid)?;
     validate::metadata_size("pod sandbox", &config.labels, &config.annotations)?;
     validate::field("hostname", &config.hostname)?;
     validate::field("log_directory", &config.log_directory)?;
-    let handler = if req.runtime_handler.is_empty() { rt.cfg.cri.runtime_handler.clone() } else { req.runtime_handler.clone() };
+    let handler = if req.runtime_handler.is_empty() {
+        rt.cfg.cri.runtime_handler.clone()
+    } else {
+        req.runtime_handler.clone()
+    };
     if handler != rt.cfg.cri.runtime_handler {
         return Err(Status::invalid_argument(format!(
             "runtime handler {handler:?} is not served here (this runtime serves {:?})",
@@ -36,7 +48,12 @@ pub fn run_pod_sandbox(rt: &Runtime, req: cri::RunPodSandboxRequest) -> Result<c
     let id = crate::ids::new_id();
     rt.store.update(|st, d| {
         if let Some(other) = st.sandboxes.values().find(|s| {
-            s.config.metadata.as_ref().is_some_and(|m| m.name == md.name && m.namespace == md.namespace && m.uid == md.uid && m.attempt == md.attempt)
+            s.config.metadata.as_ref().is_some_and(|m| {
+                m.name == md.name
+                    && m.namespace == md.namespace
+                    && m.uid == md.uid
+                    && m.attempt == md.attempt
+            })
         }) {
             return Err(Status::already_exists(format!(
                 "pod sandbox {}/{} (uid {}, attempt {}) already exists as {}",

@@ -9,17 +9,29 @@ use super::{Result, resolve_container};
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 
-pub fn start_container(rt: &Runtime, req: cri::StartContainerRequest) -> Result<cri::StartContainerResponse> {
+pub fn start_container(
+    rt: &Runtime,
+    req: cri::StartContainerRequest,
+) -> Result<cri::StartContainerResponse> {
     let id = resolve_container(rt, &req.container_id)?;
     let sandbox = rt.store.update(|st, d| {
-        let c = st.containers.get(&id).ok_or_else(|| Status::not_found(format!("container {id:?} not found")))?;
+        let c = st
+            .containers
+            .get(&id)
+            .ok_or_else(|| Status::not_found(format!("container {id:?} not found")))?;
         if c.state != cri::ContainerState::ContainerCreated as i32 {
-            let state = cri::ContainerState::try_from(c.state).map(|s| s.as_str_name()).unwrap_or("UNKNOWN");
-            return Err(Status::failed_precondition(format!("container {id} is in state {state}; only a created container can be started")));
+            let state = cri::ContainerState::try_from(c.state)
+                .map(|s| s.as_str_name())
+                .unwrap_or("UNKNOWN");
+            return Err(Status::failed_precondition(format!(
+                "container {id} is in state {state}; only a created container can be started"
+            )));
         }
         let sandbox_id = c.sandbox_id.clone();
         if !st.sandboxes.get(&sandbox_id).is_some_and(|s| s.ready) {
-            return Err(Status::failed_precondition(format!("pod sandbox {sandbox_id} is not ready (stopped)")));
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {sandbox_id} is not ready (stopped)"
+            )));
         }
         let uid = crate::dispatch::enqueue(rt, st, &id).map_err(Status::internal)?;
         d.container(&id);
@@ -28,6 +40,10 @@ pub fn start_container(rt: &Runtime, req: cri::StartContainerRequest) -> Result<
         Ok(sandbox_id)
     })?;
     rt.dispatch_wake.notify_one();
-    rt.events.emit(&id, &sandbox, cri::ContainerEventType::ContainerStartedEvent);
+    rt.events.emit(
+        &id,
+        &sandbox,
+        cri::ContainerEventType::ContainerStartedEvent,
+    );
     Ok(cri::StartContainerResponse {})
 }

@@ -9,10 +9,25 @@ use crate::runtime::Runtime;
 
 pub fn status(rt: &Runtime, req: cri::StatusRequest) -> Result<cri::StatusResponse> {
     let runtime = match rt.runtime_ready() {
-        Ok(()) => cri::RuntimeCondition { r#type: "RuntimeReady".into(), status: true, reason: String::new(), message: String::new() },
-        Err(why) => cri::RuntimeCondition { r#type: "RuntimeReady".into(), status: false, reason: "InterLinkUnreachable".into(), message: why },
+        Ok(()) => cri::RuntimeCondition {
+            r#type: "RuntimeReady".into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        },
+        Err(why) => cri::RuntimeCondition {
+            r#type: "RuntimeReady".into(),
+            status: false,
+            reason: "InterLinkUnreachable".into(),
+            message: why,
+        },
     };
-    let network = cri::RuntimeCondition { r#type: "NetworkReady".into(), status: true, reason: String::new(), message: String::new() };
+    let network = cri::RuntimeCondition {
+        r#type: "NetworkReady".into(),
+        status: true,
+        reason: String::new(),
+        message: String::new(),
+    };
     let mut info = HashMap::new();
     if req.verbose {
         let (s, c, r) = {
@@ -33,22 +48,44 @@ pub fn status(rt: &Runtime, req: cri::StatusRequest) -> Result<cri::StatusRespon
         );
     }
     Ok(cri::StatusResponse {
-        status: Some(cri::RuntimeStatus { conditions: vec![runtime, network] }),
+        status: Some(cri::RuntimeStatus {
+            conditions: vec![runtime, network],
+        }),
         info,
         runtime_handlers: vec![cri::RuntimeHandler {
             name: rt.cfg.cri.runtime_handler.clone(),
-            features: Some(cri::RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false }),
+            features: Some(cri::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: false,
+                user_namespaces: false,
+            }),
         }],
-        features: Some(cri::RuntimeFeatures { supplemental_groups_policy: false, user_namespaces_host_network: false }),
+        features: Some(cri::RuntimeFeatures {
+            supplemental_groups_policy: false,
+            user_namespaces_host_network: false,
+        }),
     })
 }
 
-pub fn runtime_config(rt: &Runtime, _req: cri::RuntimeConfigRequest) -> Result<cri::RuntimeConfigResponse> {
-    let driver = if rt.cfg.cgroup_driver == "systemd" { cri::CgroupDriver::Systemd } else { cri::CgroupDriver::Cgroupfs };
-    Ok(cri::RuntimeConfigResponse { linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }) })
+pub fn runtime_config(
+    rt: &Runtime,
+    _req: cri::RuntimeConfigRequest,
+) -> Result<cri::RuntimeConfigResponse> {
+    let driver = if rt.cfg.cgroup_driver == "systemd" {
+        cri::CgroupDriver::Systemd
+    } else {
+        cri::CgroupDriver::Cgroupfs
+    };
+    Ok(cri::RuntimeConfigResponse {
+        linux: Some(cri::LinuxRuntimeConfiguration {
+            cgroup_driver: driver as i32,
+        }),
+    })
 }
 
-pub fn update_runtime_config(_rt: &Runtime, _req: cri::UpdateRuntimeConfigRequest) -> Result<cri::UpdateRuntimeConfigResponse> {
+pub fn update_runtime_config(
+    _rt: &Runtime,
+    _req: cri::UpdateRuntimeConfigRequest,
+) -> Result<cri::UpdateRuntimeConfigResponse> {
     // the pod CIDR does not matter: pods get their network remotely
     Ok(cri::UpdateRuntimeConfigResponse {})
 }

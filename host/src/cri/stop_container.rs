@@ -7,7 +7,10 @@ use super::Result;
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 
-pub async fn stop_container(rt: &Arc<Runtime>, req: cri::StopContainerRequest) -> Result<cri::StopContainerResponse> {
+pub async fn stop_container(
+    rt: &Arc<Runtime>,
+    req: cri::StopContainerRequest,
+) -> Result<cri::StopContainerResponse> {
     let id = {
         let st = rt.store.read();
         match crate::ids::resolve(&st.containers, &req.container_id) {

@@ -7,7 +7,10 @@ use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use std::sync::Arc;
 
-pub async fn stop_pod_sandbox(rt: &Arc<Runtime>, req: cri::StopPodSandboxRequest) -> Result<cri::StopPodSandboxResponse> {
+pub async fn stop_pod_sandbox(
+    rt: &Arc<Runtime>,
+    req: cri::StopPodSandboxRequest,
+) -> Result<cri::StopPodSandboxResponse> {
     let id = {
         let st = rt.store.read();
         match ids::resolve(&st.sandboxes, &req.pod_sandbox_id) {

@@ -17,13 +17,16 @@ pub const MAX_FIELD: usize = 4096;
 pub fn dns_label(field: &str, v: &str) -> Result<(), Status> {
     let ok = !v.is_empty()
         && v.len() <= 63
-        && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !v.starts_with('-')
         && !v.ends_with('-');
     if ok {
         Ok(())
     } else if v.is_empty() {
-        Err(Status::invalid_argument(format!("{field} must not be empty")))
+        Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )))
     } else {
         Err(Status::invalid_argument(format!(
             "{field} {v:?} is not a valid name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -34,7 +37,9 @@ pub fn dns_label(field: &str, v: &str) -> Result<(), Status> {
 /// A DNS subdomain: dot-separated labels, at most 253 characters.
 pub fn dns_subdomain(field: &str, v: &str) -> Result<(), Status> {
     if v.is_empty() {
-        return Err(Status::invalid_argument(format!("{field} must not be empty")));
+        return Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )));
     }
     if v.len() > 253 || v.split('.').any(|l| dns_label(field, l).is_err()) {
         return Err(Status::invalid_argument(format!(
@@ -47,16 +52,33 @@ pub fn dns_subdomain(field: &str, v: &str) -> Result<(), Status> {
 
 pub fn uid(field: &str, v: &str) -> Result<(), Status> {
     if v.is_empty() {
-        return Err(Status::invalid_argument(format!("{field} must not be empty")));
+        return Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )));
     }
-    if v.len() > 128 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return Err(Status::invalid_argument(format!("{field} {:?} is not a valid UID", truncate(v))));
+    if v.len() > 128
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(Status::invalid_argument(format!(
+            "{field} {:?} is not a valid UID",
+            truncate(v)
+        )));
     }
     Ok(())
 }
 
-pub fn metadata_size(what: &str, labels: &HashMap<String, String>, annotations: &HashMap<String, String>) -> Result<(), Status> {
-    let n: usize = labels.iter().chain(annotations.iter()).map(|(k, v)| k.len() + v.len()).sum();
+pub fn metadata_size(
+    what: &str,
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+) -> Result<(), Status> {
+    let n: usize = labels
+        .iter()
+        .chain(annotations.iter())
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
     if n > MAX_METADATA_BYTES {
         return Err(Status::invalid_argument(format!(
             "{what} labels and annotations are {n} bytes (max {MAX_METADATA_BYTES})"
@@ -67,7 +89,10 @@ pub fn metadata_size(what: &str, labels: &HashMap<String, String>, annotations: 
 
 pub fn field(name: &str, v: &str) -> Result<(), Status> {
     if v.len() > MAX_FIELD {
-        return Err(Status::invalid_argument(format!("{name} is {} bytes long (max {MAX_FIELD})", v.len())));
+        return Err(Status::invalid_argument(format!(
+            "{name} is {} bytes long (max {MAX_FIELD})",
+            v.len()
+        )));
     }
     Ok(())
 }

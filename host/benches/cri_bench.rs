@@ -1,0 +1,522 @@
+//! CRI host benchmarks (printed figures, nothing asserted):
+//! - ListContainers / ContainerStatus p50/p99 over the real gRPC socket with
+//!   1,000 and 10,000 tracked containers, and an empty call (`Version`) as floor;
+//! - lifecycle throughput (runp + create + start + remote create + stop + rm) on
+//!   the embedded backend (API server + local plugin in process);
+//! - memory per tracked pod (RSS growth over 10,000 pods);
+//! - CPU of one status round at 10,000 pods, as a share of a core at 1 s interval.
+//!
+//! `cargo bench -p interlink-cri --bench cri_bench`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use interlink::{CreateStruct, LogStruct, PodCreateRequests, PodStatus};
+use interlink_cri::config::Config;
+use interlink_cri::hooks::NoHooks;
+use interlink_cri::proto::runtime::v1 as cri;
+use interlink_cri::proto::runtime::v1::runtime_service_client::RuntimeServiceClient;
+use interlink_cri::remote::{Remote, RemoteResult};
+use interlink_cri::runtime::Runtime;
+use interlink_cri::store::{Container, Kind, Phase, RemotePod, Sandbox, Store};
+use k8s_openapi::api::core::v1 as k8s;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A remote whose `/status` costs what the client's would: JSON out, JSON in.
+struct JsonRemote {
+    answer: std::sync::Mutex<Vec<u8>>,
+}
+
+impl Remote for JsonRemote {
+    fn create(&self, _r: PodCreateRequests) -> BoxFuture<'_, RemoteResult<CreateStruct>> {
+        Box::pin(async { Ok(CreateStruct::default()) })
+    }
+    fn delete(&self, _p: k8s::Pod) -> BoxFuture<'_, RemoteResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn status(&self, pods: Vec<k8s::Pod>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+        Box::pin(async move {
+            let body = serde_json::to_vec(&pods).unwrap();
+            std::hint::black_box(body);
+            let a = self.answer.lock().unwrap().clone();
+            Ok(serde_json::from_slice(&a).unwrap())
+        })
+    }
+    fn logs(&self, _r: LogStruct, _m: usize) -> BoxFuture<'_, RemoteResult<Bytes>> {
+        Box::pin(async { Ok(Bytes::new()) })
+    }
+    fn logs_follow(
+        &self,
+        _r: LogStruct,
+    ) -> BoxFuture<'_, RemoteResult<BoxStream<'static, RemoteResult<Bytes>>>> {
+        Box::pin(async {
+            Ok(Box::pin(futures::stream::empty()) as BoxStream<'static, RemoteResult<Bytes>>)
+        })
+    }
+    fn ping(&self) -> BoxFuture<'_, RemoteResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn update_cache(&self, _p: k8s::Pod) -> BoxFuture<'_, RemoteResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn kubelet_like_pod(i: usize) -> cri::PodSandboxConfig {
+    let name = format!("pod-{i}");
+    let uid = uuid::Uuid::new_v4().to_string();
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.clone(),
+            namespace: "default".into(),
+            uid: uid.clone(),
+            attempt: 0,
+        }),
+        hostname: name.clone(),
+        log_directory: format!("/var/log/pods/default_{name}_{uid}"),
+        labels: [
+            ("io.kubernetes.pod.name", name.as_str()),
+            ("io.kubernetes.pod.namespace", "default"),
+            ("io.kubernetes.pod.uid", uid.as_str()),
+            ("app", "bench"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        annotations: [
+            ("kubernetes.io/config.seen", "2026-11-22T08:00:00Z"),
+            ("kubernetes.io/config.source", "api"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ..Default::default()
+    }
+}
+
+fn kubelet_like_container(name: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: "docker.io/library/busybox:latest".into(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into(), "sleep 3600".into()],
+        envs: (0..8)
+            .map(|i| cri::KeyValue {
+                key: format!("ENV_{i}"),
+                value: format!("value-{i}").into_bytes(),
+            })
+            .collect(),
+        mounts: vec![cri::Mount {
+            container_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+            host_path: "/var/lib/kubelet/pods/x/volumes/kubernetes.io~projected/kube-api-access"
+                .into(),
+            readonly: true,
+            ..Default::default()
+        }],
+        labels: [
+            ("io.kubernetes.container.name", name),
+            ("io.kubernetes.pod.name", "pod"),
+            ("io.kubernetes.pod.namespace", "default"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        annotations: [
+            ("io.kubernetes.container.hash", "1a2b3c4d"),
+            ("io.kubernetes.container.restartCount", "0"),
+            (
+                "io.kubernetes.container.terminationMessagePath",
+                "/dev/termination-log",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        log_path: format!("{name}/0.log"),
+        ..Default::default()
+    }
+}
+
+/// Fill the store with `n` running pods of one container each, as after their `/create`.
+fn populate(store: &Store, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    store.update(|st, _| {
+        for i in 0..n {
+            let cfg = kubelet_like_pod(i);
+            let sid = interlink_cri::ids::new_id();
+            let cid = interlink_cri::ids::new_id();
+            let uid = cfg.metadata.as_ref().unwrap().uid.clone();
+            st.remotes.insert(
+                uid.clone(),
+                RemotePod {
+                    uid: uid.clone(),
+                    sandbox_id: sid.clone(),
+                    name: format!("pod-{i}"),
+                    namespace: "default".into(),
+                    kind: Kind::Regular,
+                    containers: vec![cid.clone()],
+                    phase: Phase::Created,
+                    job_id: format!("{i}"),
+                    grace_seconds: None,
+                    send_after: 0,
+                    finished: false,
+                },
+            );
+            st.sandboxes.insert(
+                sid.clone(),
+                Sandbox {
+                    id: sid.clone(),
+                    config: cfg,
+                    created_at: 1,
+                    ready: true,
+                    runtime_handler: "interlink".into(),
+                    uid: uid.clone(),
+                    batches: 0,
+                    main_used: true,
+                },
+            );
+            st.containers.insert(
+                cid.clone(),
+                Container {
+                    id: cid.clone(),
+                    sandbox_id: sid,
+                    config: kubelet_like_container("main"),
+                    kind: Kind::Regular,
+                    image_ref: "docker.io/library/busybox:latest".into(),
+                    image_id: interlink_cri::images::image_id("docker.io/library/busybox:latest"),
+                    created_at: 1,
+                    started_at: 2,
+                    finished_at: 0,
+                    state: cri::ContainerState::ContainerRunning as i32,
+                    exit_code: 0,
+                    reason: String::new(),
+                    message: String::new(),
+                    remote_uid: Some(uid),
+                    spec: None,
+                    log_file: None,
+                    log_offset: 0,
+                    log_done: true,
+                    stop_requested: false,
+                },
+            );
+            ids.push(cid);
+        }
+    });
+    ids
+}
+
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    s.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn connect(path: &std::path::Path) -> Channel {
+    let path = path.to_path_buf();
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(p).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+fn bench_runtime(dir: &std::path::Path, remote: Arc<dyn Remote>) -> Arc<Runtime> {
+    let cfg = Config {
+        data_root_folder: dir.to_path_buf(),
+        status_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    Runtime::new(cfg, Store::in_memory(), Arc::new(NoHooks), remote)
+}
+
+async fn reads(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = bench_runtime(
+        dir.path(),
+        Arc::new(JsonRemote {
+            answer: Default::default(),
+        }),
+    );
+    let ids = populate(&rt.store, n);
+    let sock = dir.path().join("cri.sock");
+    let l = interlink_cri::server::bind(&sock).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let srv = tokio::spawn(interlink_cri::server::serve(rt.clone(), l, async move {
+        let _ = rx.await;
+    }));
+    let mut c =
+        RuntimeServiceClient::new(connect(&sock).await).max_decoding_message_size(256 << 20);
+    let iters = if n >= 10_000 { 200 } else { 1000 };
+    let mut floor = vec![];
+    let mut status = vec![];
+    let mut list_all = vec![];
+    let mut list_one = vec![];
+    for i in 0..iters {
+        let t = Instant::now();
+        c.version(cri::VersionRequest::default()).await.unwrap();
+        floor.push(t.elapsed());
+        let t = Instant::now();
+        c.container_status(cri::ContainerStatusRequest {
+            container_id: ids[i * 7919 % n].clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap();
+        status.push(t.elapsed());
+        let t = Instant::now();
+        c.list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                id: ids[i * 104729 % n].clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+        list_one.push(t.elapsed());
+        if i < 100 {
+            let t = Instant::now();
+            let r = c
+                .list_containers(cri::ListContainersRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            list_all.push(t.elapsed());
+            assert_eq!(r.containers.len(), n);
+        }
+    }
+    println!(
+        "reads @ {n:>6} containers: Version (floor) p50 {:>7.1?} p99 {:>7.1?} | ContainerStatus p50 {:>7.1?} p99 {:>7.1?} | ListContainers(id filter) p50 {:>7.1?} p99 {:>7.1?} | ListContainers(all {n}) p50 {:>7.1?} p99 {:>7.1?}",
+        pct(&mut floor, 0.5),
+        pct(&mut floor, 0.99),
+        pct(&mut status, 0.5),
+        pct(&mut status, 0.99),
+        pct(&mut list_one, 0.5),
+        pct(&mut list_one, 0.99),
+        pct(&mut list_all, 0.5),
+        pct(&mut list_all, 0.99)
+    );
+    let _ = tx.send(());
+    let _ = srv.await;
+}
+
+fn memory() {
+    let store = Store::in_memory();
+    // warm the allocator
+    populate(&store, 1000);
+    let before = rss_bytes();
+    let n = 10_000;
+    populate(&store, n);
+    let after = rss_bytes();
+    println!(
+        "memory: {:.1} KiB RSS per tracked pod (sandbox + 1 container + remote-pod record, kubelet-like labels/env/mounts; {n} pods)",
+        (after.saturating_sub(before)) as f64 / n as f64 / 1024.0
+    );
+}
+
+async fn status_loop_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Arc::new(JsonRemote {
+        answer: Default::default(),
+    });
+    let rt = bench_runtime(dir.path(), remote.clone());
+    let n = 10_000;
+    populate(&rt.store, n);
+    // the answer a plugin gives: every pod running
+    let pods = interlink_cri::status_loop::polled_pods(&rt);
+    let answer: Vec<PodStatus> = pods
+        .iter()
+        .map(|p| PodStatus {
+            pod_name: p.metadata.name.clone().unwrap(),
+            pod_uid: p.metadata.uid.clone().unwrap(),
+            pod_namespace: "default".into(),
+            job_id: "1".into(),
+            containers: vec![k8s::ContainerStatus {
+                name: "main".into(),
+                image: "busybox".into(),
+                ready: true,
+                state: Some(k8s::ContainerState {
+                    running: Some(k8s::ContainerStateRunning { started_at: None }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            init_containers: vec![],
+        })
+        .collect();
+    *remote.answer.lock().unwrap() = serde_json::to_vec(&answer).unwrap();
+    let rounds = 10;
+    let c0 = cpu_time();
+    let t0 = Instant::now();
+    for _ in 0..rounds {
+        let pods = interlink_cri::status_loop::polled_pods(&rt);
+        let list = rt.remote.status(pods).await.unwrap();
+        interlink_cri::status_loop::apply(&rt, &list);
+    }
+    let cpu = (cpu_time() - c0) / rounds;
+    let wall = t0.elapsed() / rounds;
+    println!(
+        "status loop @ {n} pods: {cpu:.1?} CPU ({wall:.1?} wall) per round incl. JSON encode/decode = {:.1}% of a core at StatusInterval 1s",
+        cpu.as_secs_f64() * 100.0
+    );
+}
+
+async fn lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let api = match interlink_cri::embedded::start(dir.path(), rx).await {
+        Ok(p) => p,
+        Err(e) => {
+            println!("lifecycle: skipped ({e})");
+            return;
+        }
+    };
+    let client = interlink::client::Client::new(interlink::client::ClientConfig {
+        address: format!("unix://{}", api.display()),
+        port: None,
+        ..Default::default()
+    })
+    .unwrap();
+    let cfg = Config {
+        data_root_folder: dir.path().to_path_buf(),
+        batch_window: Duration::from_millis(10),
+        status_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let rt = Runtime::new(
+        cfg,
+        store,
+        Arc::new(NoHooks),
+        Arc::new(interlink_cri::remote::InterlinkRemote { client }),
+    );
+    rt.start_background();
+    let sock = dir.path().join("cri.sock");
+    let l = interlink_cri::server::bind(&sock).unwrap();
+    tokio::spawn(interlink_cri::server::serve(
+        rt.clone(),
+        l,
+        std::future::pending(),
+    ));
+    let mut c = RuntimeServiceClient::new(connect(&sock).await);
+    let n = 20;
+    let t0 = Instant::now();
+    let mut to_created = vec![];
+    for i in 0..n {
+        let cfg = kubelet_like_pod(100_000 + i);
+        let pod = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(cfg.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let mut cc = kubelet_like_container("main");
+        cc.mounts.clear();
+        let id = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cc),
+                sandbox_config: Some(cfg),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        let ts = Instant::now();
+        c.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        // wait until the remote pod exists (the /create went through the API server to the plugin)
+        loop {
+            let created = {
+                let st = rt.store.read();
+                st.containers
+                    .get(&id)
+                    .and_then(|c| c.remote_uid.clone())
+                    .and_then(|u| st.remotes.get(&u).map(|r| r.phase == Phase::Created))
+                    .unwrap_or(false)
+            };
+            if created {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        to_created.push(ts.elapsed());
+        c.stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+        c.remove_container(cri::RemoveContainerRequest { container_id: id })
+            .await
+            .unwrap();
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+    }
+    let el = t0.elapsed();
+    println!(
+        "lifecycle on the embedded local backend: {n} pods (runp+create+start+remote create+stop+rm) in {el:.2?} = {:.1} pods/s; start -> remote created p50 {:.1?} (incl. {:?} batch window)",
+        n as f64 / el.as_secs_f64(),
+        pct(&mut to_created, 0.5),
+        Duration::from_millis(10)
+    );
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reads(1_000).await;
+        reads(10_000).await;
+        status_loop_cpu().await;
+    });
+    memory();
+    rt.block_on(lifecycle());
+}
