@@ -527,6 +527,8 @@ pub struct PodBuilder {
     pub pod: Pod,
     pub config_maps: Vec<ConfigMap>,
     pub secrets: Vec<Secret>,
+    /// Projected volumes rendered as maps named after the volume (file -> content).
+    pub projected_maps: Vec<ConfigMap>,
 }
 
 fn container(name: &str, cmd: &[&str]) -> Container {
@@ -559,6 +561,7 @@ impl PodBuilder {
             pod,
             config_maps: Vec::new(),
             secrets: Vec::new(),
+            projected_maps: Vec::new(),
         }
     }
 
@@ -609,7 +612,8 @@ impl PodBuilder {
         self
     }
 
-    fn volume(mut self, v: Volume, container: &str, mount_path: &str) -> PodBuilder {
+    /// Add volume `v`, mounted at `mount_path` in `container`.
+    pub fn volume(mut self, v: Volume, container: &str, mount_path: &str) -> PodBuilder {
         let name = v.name.clone();
         self.spec().volumes.get_or_insert_with(Vec::new).push(v);
         self.with_container(container, |c| {
@@ -694,6 +698,47 @@ impl PodBuilder {
         self.volume(v, container, mount_path)
     }
 
+    /// A projected volume `vol` (a service-account token, say) as interLink sends
+    /// it: a map named after the volume, file name -> content.
+    pub fn projected(
+        mut self,
+        vol: &str,
+        files: &[(&str, &str)],
+        container: &str,
+        mount_path: &str,
+    ) -> PodBuilder {
+        self.projected_maps.push(ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(vol.into()),
+                ..Default::default()
+            },
+            data: Some(
+                files
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        let v = Volume {
+            name: vol.into(),
+            projected: Some(k8s_openapi::api::core::v1::ProjectedVolumeSource {
+                sources: Some(vec![k8s_openapi::api::core::v1::VolumeProjection {
+                    service_account_token: Some(
+                        k8s_openapi::api::core::v1::ServiceAccountTokenProjection {
+                            path: "token".into(),
+                            ..Default::default()
+                        },
+                    ),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.volume(v, container, mount_path)
+    }
+
     /// An emptyDir volume `vol` mounted at `mount_path` in each of `containers`.
     pub fn empty_dir(mut self, vol: &str, containers: &[&str], mount_path: &str) -> PodBuilder {
         self.spec()
@@ -734,6 +779,7 @@ impl PodBuilder {
                 name: c.name.clone(),
                 config_maps: self.config_maps.clone(),
                 secrets: self.secrets.clone(),
+                projected_volume_maps: self.projected_maps.clone(),
                 ..Default::default()
             })
             .collect();

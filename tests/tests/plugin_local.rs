@@ -195,6 +195,16 @@ fn non_zero_exit_and_unstartable_commands() {
         reason(&st, "main").as_deref(),
         Some("CreateContainerConfigError")
     );
+    // sent again with its ConfigMap, the same pod runs
+    let mut p = p.config_map("cfg2", "cm", &[("k", "v")], "main", "/cfg2");
+    assert_eq!(p.config_maps.len(), 1);
+    p.pod.spec.as_mut().unwrap().containers[0].command = Some(vec!["cat".into(), "/cfg/k".into()]);
+    c.create_ok(&p.data()).unwrap();
+    let st = c
+        .wait_status(&p.pod, T, "main to finish", all_terminated)
+        .unwrap();
+    assert_eq!(exit_code(&st, "main"), Some(0));
+    assert_eq!(logs(&c, &p, "main", Default::default()), "v");
     c.delete(&p.pod).unwrap().ok().unwrap();
 
     // no command at all: there is no image entrypoint to fall back to
@@ -815,4 +825,66 @@ fn in_process_supervision_runs_pods_and_reports_lost_ends() {
     for x in [&quick, &p] {
         c.delete(&x.pod).unwrap().ok().unwrap();
     }
+}
+
+#[test]
+fn projected_and_downward_api_volumes() {
+    use k8s_openapi::api::core::v1::{
+        DownwardAPIVolumeFile, DownwardAPIVolumeSource, ObjectFieldSelector, Volume,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_plugin, c) = start_local(dir.path()).unwrap();
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let field = |path: &str, f: &str| DownwardAPIVolumeFile {
+        path: path.into(),
+        field_ref: Some(ObjectFieldSelector {
+            field_path: f.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let info = Volume {
+        name: "podinfo".into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![
+                field("name", "metadata.name"),
+                field("ns", "metadata.namespace"),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = PodBuilder::new("projected")
+        .container(
+            "main",
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "cat {sa}/token {sa}/namespace; echo; cat /etc/podinfo/name /etc/podinfo/ns"
+                ),
+            ],
+        )
+        .projected(
+            "kube-api-access-abcde",
+            &[("token", "tok-123\n"), ("namespace", "default")],
+            "main",
+            sa,
+        )
+        .volume(info, "main", "/etc/podinfo");
+    c.create_ok(&p.data()).unwrap();
+    let st = c
+        .wait_status(&p.pod, T, "main to finish", all_terminated)
+        .unwrap();
+    assert_eq!(
+        exit_code(&st, "main"),
+        Some(0),
+        "{}",
+        logs(&c, &p, "main", Default::default())
+    );
+    assert_eq!(
+        logs(&c, &p, "main", Default::default()),
+        "tok-123\ndefault\nprojecteddefault"
+    );
+    c.delete(&p.pod).unwrap().ok().unwrap();
 }

@@ -2,22 +2,27 @@
 //! few lines:
 //!
 //! ```no_run
-//! # use interlink_plugin_kit::{cli, config::NoSettings};
-//! # struct P;
-//! # fn make(_: &cli::Settings<NoSettings>) -> anyhow::Result<std::sync::Arc<P>> { unimplemented!() }
-//! fn main() -> anyhow::Result<()> {
-//!     # return Ok(());
-//!     cli::run::<NoSettings, _, _, _>(cli::Info::new("interlink-demo", "demo plugin"),
-//!         |settings| async move { /* build the provider from settings */ # todo!() as anyhow::Result<std::sync::Arc<DemoProvider>> })
-//! }
-//! # struct DemoProvider;
-//! # impl interlink_plugin_kit::Provider for DemoProvider {
-//! #   async fn create(&self, _: interlink::RetrievedPodData) -> Result<interlink::CreateStruct, interlink_plugin_kit::PluginError> { todo!() }
-//! #   async fn delete(&self, _: k8s_openapi::api::core::v1::Pod) -> Result<(), interlink_plugin_kit::PluginError> { todo!() }
-//! #   async fn status(&self, _: Vec<k8s_openapi::api::core::v1::Pod>) -> Result<Vec<interlink::PodStatus>, interlink_plugin_kit::PluginError> { todo!() }
-//! #   async fn logs(&self, _: interlink::LogStruct) -> Result<interlink_plugin_kit::LogStream, interlink_plugin_kit::PluginError> { todo!() }
-//! #   async fn ping(&self) -> Result<interlink::PingResponse, interlink_plugin_kit::PluginError> { todo!() }
+//! use std::sync::Arc;
+//! use interlink_plugin_kit::cli::{self, Info};
+//! use interlink_plugin_kit::config::NoSettings;
+//! # use interlink::*;
+//! # use interlink_plugin_kit::{LogStream, PluginError, Provider};
+//! # use k8s_openapi::api::core::v1::Pod;
+//! # struct Demo;
+//! # impl Provider for Demo {
+//! #   async fn create(&self, _: RetrievedPodData) -> Result<CreateStruct, PluginError> { todo!() }
+//! #   async fn delete(&self, _: Pod) -> Result<(), PluginError> { todo!() }
+//! #   async fn status(&self, _: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> { todo!() }
+//! #   async fn logs(&self, _: LogStruct) -> Result<LogStream, PluginError> { todo!() }
+//! #   async fn ping(&self) -> Result<PingResponse, PluginError> { todo!() }
 //! # }
+//! fn main() -> anyhow::Result<()> {
+//!     cli::run::<NoSettings, _, _, _>(Info::new("interlink-demo", "a demo plugin"), |settings| async move {
+//!         // build the provider from settings.data_root, settings.plugin, ...
+//!         let _ = settings.data_root;
+//!         Ok(Arc::new(Demo))
+//!     })
+//! }
 //! ```
 //!
 //! Flags (each also read from the environment):

@@ -9,32 +9,21 @@ use std::collections::HashSet;
 use interlink::{LogStruct, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
 
-/// Longest accepted pod UID (Kubernetes UIDs are 36-character UUIDs).
-pub const MAX_UID_LEN: usize = 128;
+pub use interlink::validate::MAX_UID_LEN;
 
 /// `^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`, at most 63 characters.
 pub fn dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+    interlink::validate::is_dns_label(s)
 }
 
 /// Dot-separated DNS labels, at most 253 characters.
 pub fn dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(dns_label)
+    interlink::validate::is_dns_subdomain(s)
 }
 
 /// A pod UID safe to use as a file name: `[A-Za-z0-9._-]`, not starting with a dot.
 pub fn uid(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_UID_LEN
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+    interlink::validate::is_safe_uid(s)
 }
 
 /// A relative path inside a volume (a ConfigMap item's `path`, a `subPath`):

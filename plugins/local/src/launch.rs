@@ -17,6 +17,8 @@
 //!   directory), `HOSTNAME` (the pod name), `INTERLINK_POD_DIR`, `INTERLINK_MOUNTS`,
 //!   then `envFrom` and `env` in order, with Kubernetes' `$(VAR)` expansion and
 //!   `valueFrom` (ConfigMap/Secret keys, downward-API fields, resource fields).
+//!   As in Kubernetes, `$(VAR)` is also expanded in `command` and `args`, and `$$`
+//!   stands for a literal `$` (a shell's `$$` is written `$$$$`).
 //! - **Working directory.** `<pod>/work`, shared by the pod's containers; a
 //!   `workingDir` inside a mount maps to the volume, any other `workingDir` to
 //!   `<pod>/work/<workingDir>` (created).

@@ -461,15 +461,18 @@ impl Provider for LocalProvider {
         self.ensure_started();
         let uid = interlink::pod_uid(&data.pod).to_string();
         if let Some(e) = self.entry(&uid) {
-            tracing::info!(uid = %uid, "create of a pod already known: answering its existing job");
-            let refused = e.lock().refused.clone();
-            return match refused {
-                Some(m) => Err(PluginError::Rejected(m)),
-                None => Ok(CreateStruct {
+            let refused = e.lock().refused.is_some();
+            if !refused {
+                tracing::info!(uid = %uid, "create of a pod already known: answering its existing job");
+                return Ok(CreateStruct {
                     pod_uid: uid.clone(),
                     pod_jid: uid,
-                }),
-            };
+                });
+            }
+            // a refused pod never ran: try again with what was sent this time
+            tracing::info!(uid = %uid, "create of a pod refused before: trying again");
+            self.inner.pods().remove(&uid);
+            forget_dir(&e.dir).await;
         }
         if let Some(max) = self.inner.opts.max_pods
             && self.pod_count() >= max
@@ -564,11 +567,7 @@ impl Provider for LocalProvider {
             }
         }
         self.inner.pods().remove(&uid);
-        let dir = e.dir.clone();
-        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
-        if let Ok(Err(err)) = removed {
-            tracing::warn!(uid = %uid, "cannot remove the pod directory: {err}");
-        }
+        forget_dir(&e.dir).await;
         tracing::info!(uid = %uid, grace, "pod deleted");
         Ok(())
     }
@@ -686,6 +685,23 @@ impl Provider for LocalProvider {
     }
 }
 
+/// Remove a pod's directory, its state file first (so a half-removed pod is
+/// not recovered by the next start).
+async fn forget_dir(dir: &Path) {
+    let dir = dir.to_path_buf();
+    let removed = tokio::task::spawn_blocking(move || {
+        match std::fs::remove_file(dir.join("state.json")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::remove_dir_all(&dir)
+    })
+    .await;
+    if let Ok(Err(err)) = removed {
+        tracing::warn!("cannot remove a pod directory: {err}");
+    }
+}
+
 /// The runner of a pod has returned: nothing more will start.
 fn runner_done(e: &PodEntry) -> bool {
     e.runner
@@ -704,7 +720,7 @@ async fn stop_processes(procs: &[(i32, u64)], grace: Duration) {
         .collect();
     let deadline = tokio::time::Instant::now() + grace;
     while !live.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         live.retain(|(p, t)| process::alive(*p, *t));
     }
     if live.is_empty() {
@@ -716,7 +732,7 @@ async fn stop_processes(procs: &[(i32, u64)], grace: Duration) {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !live.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         live.retain(|(p, t)| process::alive(*p, *t));
     }
 }
