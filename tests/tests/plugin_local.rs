@@ -298,9 +298,23 @@ fn delete_stops_a_running_pod_term_then_kill() {
     let (polite_pid, stubborn_pid) = (read_pid("polite"), read_pid("stubborn"));
     assert!(pid_alive(polite_pid) && pid_alive(stubborn_pid));
 
+    // a log being followed ends when the pod is deleted
+    let mut follow = c
+        .logs_stream(&log_req(
+            &p.pod,
+            "polite",
+            ContainerLogOpts {
+                follow: true,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    assert_eq!(follow.status, 200);
+
     let t0 = Instant::now();
     c.delete(&p.pod).unwrap().ok().unwrap();
     let took = t0.elapsed();
+    follow.read_to_end(Duration::from_secs(5)).unwrap();
     // the stubborn one ignores TERM: KILL after the 1 s grace period
     assert!(took >= Duration::from_millis(900), "delete took {took:?}");
     assert!(took < Duration::from_secs(10), "delete took {took:?}");
