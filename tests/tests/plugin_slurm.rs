@@ -8,14 +8,12 @@
 //! The slurmctld fault test stops the controller; it holds a write lock that the
 //! other tests share for reading, so nothing else runs while the controller is away.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use interlink_test_harness::plugin::{PluginClient, Response, Streaming, random_uid};
 use interlink_test_harness::{Proc, backends_required, bin, free_port, repo_root, wait_for_tcp};
 use serde_json::{Value, json};
 
@@ -54,78 +52,14 @@ fn slurm_conf() -> Option<PathBuf> {
 
 // ---------------------------------------------------------------- HTTP
 
-/// A response: status code and either the whole body or a reader for chunks.
-struct Response {
-    code: u16,
-    chunked: bool,
-    reader: BufReader<TcpStream>,
-}
-
-impl Response {
-    /// The next piece of the body; `None` at its end.
-    fn next_chunk(&mut self) -> Option<Vec<u8>> {
-        if !self.chunked {
-            let mut all = Vec::new();
-            self.reader.read_to_end(&mut all).ok()?;
-            return (!all.is_empty()).then_some(all);
-        }
-        let mut line = String::new();
-        self.reader.read_line(&mut line).ok()?;
-        let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
-        if size == 0 {
-            return None;
-        }
-        let mut buf = vec![0; size + 2];
-        self.reader.read_exact(&mut buf).ok()?;
-        buf.truncate(size);
-        Some(buf)
-    }
-
-    fn body(mut self) -> Vec<u8> {
-        let mut all = Vec::new();
-        while let Some(c) = self.next_chunk() {
-            all.extend(c);
-        }
-        all
-    }
-}
-
+/// Send JSON with the shared plugin-test client; any status.
 fn request(port: u16, method: &str, path: &str, body: &Value) -> Response {
     let body = serde_json::to_vec(body).unwrap();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to plugin");
-    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(&body).unwrap();
-    let mut reader = BufReader::new(s);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut chunked = false;
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).unwrap();
-        if h.trim().is_empty() {
-            break;
-        }
-        let lower = h.to_ascii_lowercase();
-        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
-        }
-    }
-    Response {
-        code,
-        chunked,
-        reader,
-    }
+    let mut client = PluginClient::tcp(port);
+    client.timeout = Duration::from_secs(90);
+    client
+        .request(method, path, Some(&body))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
 }
 
 // ---------------------------------------------------------------- plugin
@@ -137,12 +71,21 @@ struct Plugin {
 }
 
 fn start_plugin(conf: &Path, data: &Path, extra: &str) -> Plugin {
+    start_plugin_env(
+        conf,
+        data,
+        &format!("  container_runtime: none\n{extra}"),
+        &[],
+    )
+}
+
+fn start_plugin_env(conf: &Path, data: &Path, extra: &str, env: &[(String, String)]) -> Plugin {
     std::fs::create_dir_all(data).unwrap();
     let cfg = data.join("plugin.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "slurm:\n  container_runtime: none\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n{extra}",
+            "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n{extra}",
             conf.display()
         ),
     )
@@ -156,6 +99,7 @@ fn start_plugin(conf: &Path, data: &Path, extra: &str) -> Plugin {
         .arg("--data-root")
         .arg(data.join("root"));
     cmd.env("RUST_LOG", "info,interlink_plugin_slurm=debug");
+    cmd.envs(env.iter().cloned());
     let proc = Proc::spawn("interlink-slurm", cmd, &data.join("plugin.log")).unwrap();
     wait_for_tcp(port, Duration::from_secs(20)).unwrap();
     Plugin {
@@ -177,20 +121,17 @@ impl Plugin {
             "/create",
             &json!({"pod": pod, "container": containers}),
         );
-        let code = r.code;
         (
-            code,
-            serde_json::from_slice(&r.body()).unwrap_or(Value::Null),
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
         )
     }
 
     fn status(&self, pods: &[&Value]) -> (u16, Value) {
         let r = request(self.port, "GET", "/status", &json!(pods));
-        let code = r.code;
-        let body = r.body();
         (
-            code,
-            serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body))),
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or_else(|_| json!(r.text())),
         )
     }
 
@@ -251,27 +192,42 @@ impl Plugin {
         )
     }
 
-    fn logs(&self, pod: &Value, container: &str, opts: Value) -> Response {
-        let body = json!({
+    fn log_body(pod: &Value, container: &str, opts: Value) -> Value {
+        json!({
             "Namespace": pod["metadata"]["namespace"], "PodUID": pod["metadata"]["uid"],
             "PodName": pod["metadata"]["name"], "ContainerName": container, "Opts": opts,
-        });
-        request(self.port, "GET", "/getLogs", &body)
+        })
+    }
+
+    fn logs(&self, pod: &Value, container: &str, opts: Value) -> Response {
+        request(
+            self.port,
+            "GET",
+            "/getLogs",
+            &Self::log_body(pod, container, opts),
+        )
+    }
+
+    fn follow(&self, pod: &Value, container: &str) -> Streaming {
+        let body =
+            serde_json::to_vec(&Self::log_body(pod, container, json!({"Follow": true}))).unwrap();
+        PluginClient::tcp(self.port)
+            .stream("GET", "/getLogs", Some(&body))
+            .unwrap()
     }
 
     fn log_text(&self, pod: &Value, container: &str, opts: Value) -> String {
         let r = self.logs(pod, container, opts);
-        assert_eq!(r.code, 200);
-        String::from_utf8(r.body()).unwrap()
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
     }
 
     fn delete(&self, pod: &Value) -> u16 {
-        request(self.port, "POST", "/delete", pod).code
+        request(self.port, "POST", "/delete", pod).status
     }
 
     fn squeue_calls(&self) -> u64 {
-        let r = request(self.port, "GET", "/metrics", &Value::Null);
-        let text = String::from_utf8(r.body()).unwrap();
+        let text = request(self.port, "GET", "/metrics", &Value::Null).text();
         text.lines()
             .find(|l| l.starts_with("interlink_plugin_slurm_squeue_calls_total"))
             .and_then(|l| l.split_whitespace().nth(1))
@@ -282,27 +238,12 @@ impl Plugin {
 
 // ---------------------------------------------------------------- pods
 
-static SEQ: AtomicU64 = AtomicU64::new(1);
-
-fn new_uid() -> String {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64;
-    format!(
-        "{:08x}-5157-4000-8000-{:012x}",
-        std::process::id(),
-        (t << 8 | n) & 0xffff_ffff_ffff
-    )
-}
-
 fn sh(name: &str, script: &str) -> Value {
     json!({"name": name, "image": "busybox:1.36", "command": ["sh", "-c", script]})
 }
 
 fn pod(name: &str, spec: Value, annotations: Value) -> Value {
-    json!({"metadata": {"name": name, "namespace": "default", "uid": new_uid(), "annotations": annotations}, "spec": spec})
+    json!({"metadata": {"name": name, "namespace": "default", "uid": random_uid(), "annotations": annotations}, "spec": spec})
 }
 
 fn find<'a>(st: &'a Value, name: &str) -> &'a Value {
@@ -392,7 +333,8 @@ fn single_container_runs_as_a_slurm_job() {
     assert!(ts.ends_with('Z') && ts.contains('T'), "{stamped}");
     assert_eq!(text, "second line");
     let r = p.logs(&pod, "nosuch", json!({}));
-    assert_eq!(r.code, 404);
+    assert_eq!(r.status, 404);
+    assert!(r.error().unwrap().contains("nosuch"), "{}", r.text());
 
     // an unknown pod is answered, not an error
     let stranger = pod_named_unknown();
@@ -591,17 +533,16 @@ fn logs_follow_while_the_container_runs() {
     );
     assert_eq!(p.create(&pod).0, 200);
     p.wait_running(&pod, "talk");
-    let mut r = p.logs(&pod, "talk", json!({"Follow": true}));
-    assert_eq!(r.code, 200);
-    let first = String::from_utf8(r.next_chunk().expect("a first chunk")).unwrap();
+    let mut r = p.follow(&pod, "talk");
+    assert_eq!(r.status, 200);
+    r.wait_for("line1\n", Duration::from_secs(10)).unwrap();
     assert!(
-        first.starts_with("line1\n") && !first.contains("line3"),
-        "first chunk came late: {first:?}"
+        !r.text().contains("line3") && !r.done,
+        "the first line came only at the end: {:?}",
+        r.text()
     );
-    let mut all = first;
-    while let Some(c) = r.next_chunk() {
-        all.push_str(&String::from_utf8(c).unwrap());
-    }
+    r.read_to_end(Duration::from_secs(30)).unwrap();
+    let all = r.text();
     assert_eq!(all, "line1\nline2\nline3\n");
     let st = p.wait_finished(&pod);
     assert_eq!(terminated(&st, "talk")["exitCode"], 0);
@@ -726,7 +667,7 @@ fn refused_pods_get_a_clear_error_and_status() {
         "/create",
         &json!({"pod": {"metadata": {"name": "x"}}}),
     );
-    assert_eq!(r.code, 400);
+    assert_eq!(r.status, 400, "{}", r.text());
     for pd in [&bad_partition, &bogus, &not_flag, &flavor, &no_cmd] {
         assert_eq!(p.delete(pd), 200);
     }
@@ -737,7 +678,8 @@ fn pending_jobs_wait_with_slurms_reason_and_status_is_one_squeue() {
     let Some(conf) = slurm_conf() else { return };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("pending");
-    let p = start_plugin(&conf, dir.path(), "  status_cache_ms: 0\n");
+    // a long cache window: concurrent requests share one squeue answer
+    let p = start_plugin(&conf, dir.path(), "  status_cache_ms: 1500\n");
     let pods: Vec<Value> = (0..4)
         .map(|i| {
             pod(
@@ -765,6 +707,17 @@ fn pending_jobs_wait_with_slurms_reason_and_status_is_one_squeue() {
         assert_eq!(w["reason"], "JobHeldUser", "{st:#}");
         assert!(w["message"].as_str().unwrap().contains("pending"), "{w}");
     }
+    let before = p.squeue_calls();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| p.status(&refs))).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().0, 200);
+        }
+    });
+    assert!(
+        p.squeue_calls() - before <= 1,
+        "concurrent status requests share squeue answers"
+    );
     // cancelled while pending: terminated with a readable reason
     let jid = p.status_of(&pods[0])["JID"].as_str().unwrap().to_string();
     let o = Command::new("scancel")
@@ -863,4 +816,88 @@ fn slurmctld_down_is_reported_and_recovered_from() {
     assert_eq!(terminated(&st, "c")["exitCode"], 0, "{st:#}");
     assert_eq!(p.delete(&first), 200);
     assert_eq!(p.delete(&again), 200);
+}
+
+/// The container engine prepared by scripts/engine-setup.sh: its env.sh and image.
+fn engine() -> Option<(Vec<(String, String)>, String)> {
+    let dir = std::env::var("ENGINE_DIR").unwrap_or_else(|_| "/tmp/engine".into());
+    let env_sh = Path::new(&dir).join("env.sh");
+    let why = match std::fs::read_to_string(&env_sh) {
+        Err(e) => format!("no {} ({e}; run scripts/engine-setup.sh)", env_sh.display()),
+        Ok(text) => {
+            let vars: Vec<(String, String)> = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("export "))
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+                .collect();
+            let image = vars
+                .iter()
+                .find(|(k, _)| k == "ENGINE_IMAGE")
+                .map(|(_, v)| v.clone());
+            let ok = Command::new("podman")
+                .args(["image", "exists", image.as_deref().unwrap_or("-")])
+                .envs(vars.iter().cloned())
+                .status()
+                .is_ok_and(|s| s.success());
+            match (image, ok) {
+                (Some(i), true) => return Some((vars, i)),
+                (i, _) => format!("podman has no image {i:?}"),
+            }
+        }
+    };
+    if backends_required() {
+        panic!(
+            "the container engine is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}"
+        );
+    }
+    eprintln!("SKIP: Slurm plugin podman test: {why}");
+    None
+}
+
+#[test]
+fn podman_runtime_binds_volumes_at_their_mount_paths() {
+    let Some(conf) = slurm_conf() else { return };
+    let Some((env, image)) = engine() else { return };
+    let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("podman");
+    let p = start_plugin_env(
+        &conf,
+        dir.path(),
+        "  container_runtime: podman\n",
+        &env,
+    );
+    let spec = json!({
+    "volumes": [
+        {"name": "cfg", "configMap": {"name": "settings"}},
+        {"name": "creds", "secret": {"secretName": "creds"}}
+    ],
+    "containers": [
+        {"name": "reader", "image": image, "workingDir": "/etc/cfg",
+         "command": ["sh", "-c", "echo $(cat /etc/cfg/greeting); echo $(cat /etc/creds/password); echo \"$GREETING\"; pwd; touch /etc/cfg/x 2>/dev/null && echo writable || echo read-only"],
+         "env": [{"name": "GREETING", "value": "hello world"}],
+         "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg", "readOnly": true},
+                          {"name": "creds", "mountPath": "/etc/creds"}]},
+        {"name": "failer", "image": image, "command": ["sh", "-c", "echo failing; exit 3"]}
+    ]});
+    let pod = pod("podman", spec, json!({}));
+    let data = json!([{"name": "reader",
+        "configMaps": [{"metadata": {"name": "settings"}, "data": {"greeting": "bonjour"}}],
+        "secrets": [{"metadata": {"name": "creds"}, "data": {"password": "czNjcjN0"}}]}]);
+    let (code, body) = p.create_with(&pod, data);
+    assert_eq!(code, 200, "{body}");
+    let st = p.wait_finished(&pod);
+    assert_eq!(
+        terminated(&st, "reader")["exitCode"],
+        0,
+        "{st:#}\n{}",
+        p.log_text(&pod, "reader", json!({}))
+    );
+    assert_eq!(
+        p.log_text(&pod, "reader", json!({})),
+        "bonjour\ns3cr3t\nhello world\n/etc/cfg\nread-only\n"
+    );
+    assert_eq!(terminated(&st, "failer")["exitCode"], 3, "{st:#}");
+    assert_eq!(p.log_text(&pod, "failer", json!({})), "failing\n");
+    assert_eq!(p.delete(&pod), 200);
 }
