@@ -114,11 +114,20 @@ pub fn read_bounded(
     opts: &ContainerLogOpts,
     r: &Render,
 ) -> std::io::Result<(Vec<u8>, u64, bool)> {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0, false)),
         Err(e) => return Err(e),
     };
+    let len = f.metadata()?.len();
+    if r.since.is_none() && opts.tail > 0 {
+        return read_tail(&mut f, len, opts, r);
+    }
+    if r.since.is_none() && opts.limit_bytes > 0 {
+        return read_head(&mut f, len, opts.limit_bytes as usize, r);
+    }
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
     let whole = data.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
     let data = &data[..whole];
     let start = if opts.tail > 0 {
@@ -155,6 +164,74 @@ pub fn read_bounded(
         out.truncate(opts.limit_bytes as usize);
     }
     Ok((out, whole as u64, mid))
+}
+
+fn read_range(f: &mut std::fs::File, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((end - start) as usize);
+    f.take(end - start).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The last `opts.tail` lines, reading only as much of the end of the file as needed.
+fn read_tail(
+    f: &mut std::fs::File,
+    len: u64,
+    opts: &ContainerLogOpts,
+    r: &Render,
+) -> std::io::Result<(Vec<u8>, u64, bool)> {
+    let tail = opts.tail as usize;
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let start = len.saturating_sub(window);
+        let buf = read_range(f, start, len)?;
+        let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        // a window that starts inside the file starts inside an entry: skip it
+        let skip = if start > 0 {
+            buf[..whole]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(whole, |p| p + 1)
+        } else {
+            0
+        };
+        let data = &buf[skip..whole];
+        let complete = data
+            .split(|b| *b == b'\n')
+            .filter(|l| parse(l).is_some_and(|e| !e.partial))
+            .count();
+        // more whole lines than asked: the first asked for starts inside the window
+        if start == 0 || complete > tail {
+            let s = tail_start(data, tail);
+            let (mut out, mut mid) = (Vec::new(), false);
+            render(&data[s..], r, &mut mid, &mut out);
+            if opts.limit_bytes > 0 {
+                out.truncate(opts.limit_bytes as usize);
+            }
+            return Ok((out, start + whole as u64, mid));
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
+/// The first `limit` bytes, reading only as much of the file as needed.
+fn read_head(
+    f: &mut std::fs::File,
+    len: u64,
+    limit: usize,
+    r: &Render,
+) -> std::io::Result<(Vec<u8>, u64, bool)> {
+    let (mut out, mut mid, mut off) = (Vec::new(), false, 0u64);
+    while off < len && out.len() < limit {
+        let buf = read_range(f, off, (off + 256 * 1024).min(len))?;
+        let Some(last) = buf.iter().rposition(|b| *b == b'\n') else {
+            break;
+        };
+        render(&buf[..=last], r, &mut mid, &mut out);
+        off += last as u64 + 1;
+    }
+    out.truncate(limit);
+    Ok((out, off, mid))
 }
 
 /// Reads new entries of a growing log file from `offset`.
@@ -273,5 +350,39 @@ mod tests {
         since.since_time = Some("2026-01-01T00:00:03Z".parse().unwrap());
         since.tail = 0;
         assert_eq!(all(&since), "three\n");
+    }
+
+    #[test]
+    fn large_files_tail_and_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.log");
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "2026-01-01T00:00:01Z stdout F line {i:05} of the big log\n"
+            ));
+        }
+        // a long line split into pieces, at the end
+        text.push_str("2026-01-01T00:00:02Z stdout P aaa\n2026-01-01T00:00:02Z stdout F bbb\n");
+        std::fs::write(&p, &text).unwrap();
+        let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        let read = |o: &ContainerLogOpts| {
+            let (b, off, _) = read_bounded(&p, o, &Render::new(o, now)).unwrap();
+            (String::from_utf8(b).unwrap(), off)
+        };
+        let (out, off) = read(&opts(2, 0, false));
+        assert_eq!(out, "line 19999 of the big log\naaabbb\n");
+        assert_eq!(off, text.len() as u64);
+        let (out, _) = read(&opts(15_000, 0, false));
+        assert_eq!(out.lines().count(), 15_000);
+        assert!(out.starts_with("line 05001 of"), "{}", &out[..40]);
+        let (out, _) = read(&opts(50_000, 0, false));
+        assert_eq!(out.lines().count(), 20_001);
+        let (out, off) = read(&opts(0, 30, false));
+        assert_eq!(out, "line 00000 of the big log\nline");
+        assert!(off > 0 && off < text.len() as u64);
+        let (out, off) = read(&opts(0, 10_000_000, false));
+        assert_eq!(out.lines().count(), 20_001);
+        assert_eq!(off, text.len() as u64);
     }
 }
