@@ -30,12 +30,24 @@ pub struct CriEnv {
     pub host: Option<Proc>,
     pub api: Option<Proc>,
     pub plugin: Option<Proc>,
+    /// `None`: the local plugin; `Some(conf)`: the Slurm plugin on that cluster.
+    pub slurm_conf: Option<PathBuf>,
 }
 
 impl CriEnv {
+    /// Like [`CriEnv::start`], with the Slurm plugin (`container_runtime: none`)
+    /// on the cluster of `slurm_conf` instead of the local plugin.
+    pub fn start_slurm(slurm_conf: &Path, extra: &str) -> Result<CriEnv> {
+        Self::start_with(Some(slurm_conf.to_path_buf()), extra)
+    }
+
     /// Plugin, API server and host as three processes; `extra` is appended to the
     /// host's config.
     pub fn start(extra: &str) -> Result<CriEnv> {
+        Self::start_with(None, extra)
+    }
+
+    fn start_with(slurm_conf: Option<PathBuf>, extra: &str) -> Result<CriEnv> {
         let dir = tempfile::Builder::new().prefix("cri-e2e").tempdir()?;
         let d = dir.path().to_path_buf();
         let mut env = CriEnv {
@@ -48,6 +60,7 @@ impl CriEnv {
             host: None,
             api: None,
             plugin: None,
+            slurm_conf,
         };
         std::fs::write(
             &env.host_config,
@@ -79,6 +92,30 @@ impl CriEnv {
     }
 
     pub fn start_plugin(&mut self) -> Result<()> {
+        if let Some(conf) = self.slurm_conf.clone() {
+            let cfg = self.path("slurm.yaml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n  container_runtime: none\n",
+                    conf.display()
+                ),
+            )?;
+            let mut cmd = Command::new(bin("interlink-slurm"));
+            cmd.arg("--config")
+                .arg(&cfg)
+                .arg("--listen")
+                .arg(format!("unix://{}", self.plugin_socket.display()))
+                .arg("--data-root")
+                .arg(self.path("plugin"))
+                .env("SLURM_CONF", &conf);
+            self.plugin = Some(Proc::spawn(
+                "interlink-slurm",
+                cmd,
+                &self.path("plugin.log"),
+            )?);
+            return wait_for_unix_socket(&self.plugin_socket, Duration::from_secs(20));
+        }
         let mut cmd = Command::new(bin("interlink-local"));
         cmd.arg("--listen")
             .arg(format!("unix://{}", self.plugin_socket.display()))
