@@ -902,3 +902,46 @@ fn projected_and_downward_api_volumes() {
     );
     c.delete(&p.pod).unwrap().ok().unwrap();
 }
+
+#[test]
+fn a_restarted_plugin_carries_on_with_init_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut plugin, c) = start_local(dir.path()).unwrap();
+    let go = dir.path().join("go");
+    let wait_go = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo init-done > /data/init",
+        go.display()
+    );
+    let p = PodBuilder::new("resumed")
+        .init_container("gate", &["sh", "-c", &wait_go])
+        .container("main", &["sh", "-c", "cat /data/init; pwd"])
+        .with_container("main", |c| c.working_dir = Some("/data".into()))
+        .empty_dir("data", &["gate", "main"], "/data");
+    c.create_ok(&p.data()).unwrap();
+    c.wait_status(&p.pod, T, "the init container running", |s| {
+        is_running(s, "gate")
+    })
+    .unwrap();
+    plugin.kill9();
+    drop(plugin);
+    // the init container ends while no plugin is there
+    std::fs::write(&go, "").unwrap();
+    let init_file = dir
+        .path()
+        .join("data/pods")
+        .join(p.uid())
+        .join("volumes/data/init");
+    interlink_test_harness::wait_until(T, "init output", || init_file.exists()).unwrap();
+
+    let (_plugin, c) = start_local(dir.path()).unwrap();
+    let st = c
+        .wait_status(&p.pod, T, "main to finish", all_terminated)
+        .unwrap();
+    assert_eq!(exit_code(&st, "gate"), Some(0), "{st:?}");
+    assert_eq!(exit_code(&st, "main"), Some(0), "{st:?}");
+    let out = logs(&c, &p, "main", Default::default());
+    // the working directory inside a mount is the volume's directory
+    let data_dir = init_file.parent().unwrap().canonicalize().unwrap();
+    assert_eq!(out, format!("init-done\n{}\n", data_dir.display()));
+    c.delete(&p.pod).unwrap().ok().unwrap();
+}
