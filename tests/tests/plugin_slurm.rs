@@ -528,7 +528,7 @@ fn logs_follow_while_the_container_runs() {
     let p = start_plugin(&conf, dir.path(), "");
     let pod = pod(
         "talker",
-        json!({"containers": [sh("talk", "echo line1; sleep 1; echo line2; sleep 1; echo line3")]}),
+        json!({"containers": [sh("talk", "echo line1; sleep 1.5; echo line2; sleep 1.5; echo line3")]}),
         json!({}),
     );
     assert_eq!(p.create(&pod).0, 200);
@@ -861,12 +861,7 @@ fn podman_runtime_binds_volumes_at_their_mount_paths() {
     let Some((env, image)) = engine() else { return };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("podman");
-    let p = start_plugin_env(
-        &conf,
-        dir.path(),
-        "  container_runtime: podman\n",
-        &env,
-    );
+    let p = start_plugin_env(&conf, dir.path(), "  container_runtime: podman\n", &env);
     let spec = json!({
     "volumes": [
         {"name": "cfg", "configMap": {"name": "settings"}},

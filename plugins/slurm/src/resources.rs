@@ -270,6 +270,15 @@ pub fn job_resources(cfg: &SlurmConfig, pod: &Pod) -> Result<JobResources, Strin
     if !cfg.time.is_empty() {
         flags.push(format!("--time={}", cfg.time));
     }
+    // the pod's own deadline, in Slurm's whole minutes
+    if let Some(d) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_deadline_seconds)
+        .filter(|d| *d > 0)
+    {
+        flags.push(format!("--time={}", (d as u64).div_ceil(60)));
+    }
     let fl = flavor.map(|(_, f)| f);
     let cpus = if r.cpu_millis > 0 {
         r.cpus()
@@ -457,10 +466,21 @@ mod tests {
             ]
         );
         let p = pod(json!({"metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "100M"}}}]}}));
+            "spec": {"activeDeadlineSeconds": 90,
+                     "containers": [{"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "100M"}}}]}}));
         let j = job_resources(&cfg, &p).unwrap();
         assert_eq!(j.flavor.as_deref(), Some("small"));
         assert!(j.flags.contains(&"--cpus-per-task=1".to_string()));
         assert!(j.flags.contains(&"--mem=96M".to_string()));
+        let times: Vec<&String> = j
+            .flags
+            .iter()
+            .filter(|f| f.starts_with("--time="))
+            .collect();
+        assert_eq!(
+            times,
+            ["--time=00:10:00", "--time=2"],
+            "the pod's deadline comes last and wins"
+        );
     }
 }
