@@ -680,3 +680,49 @@ pub async fn recover(rt: Arc<Runtime>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1 as k8s;
+
+    fn status(reason: &str, jid: &str) -> interlink::PodStatus {
+        interlink::PodStatus {
+            pod_uid: "u".into(),
+            job_id: jid.into(),
+            containers: vec![k8s::ContainerStatus {
+                name: "c".into(),
+                state: Some(k8s::ContainerState {
+                    terminated: Some(k8s::ContainerStateTerminated {
+                        exit_code: 255,
+                        reason: Some(reason.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unknown_pods_are_not_taken_for_created_ones() {
+        assert!(!remote_knows(&status("NotFound", "")));
+        assert!(remote_knows(&status("Error", "")));
+        assert!(remote_knows(&interlink::PodStatus {
+            job_id: "12".into(),
+            ..Default::default()
+        }));
+        assert!(!remote_knows(&interlink::PodStatus::default()));
+    }
+
+    #[test]
+    fn derived_uids_are_stable_uuids() {
+        let u = "0c6b9ab4-8d43-4b4e-9a1c-6a2f0e8f2b11";
+        assert_eq!(derived_uid(u, 1), derived_uid(u, 1));
+        assert_ne!(derived_uid(u, 1), derived_uid(u, 2));
+        assert!(uuid::Uuid::parse_str(&derived_uid(u, 1)).is_ok());
+        assert!(uuid::Uuid::parse_str(&derived_uid("not-a-uuid", 1)).is_ok());
+    }
+}

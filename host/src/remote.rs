@@ -59,18 +59,35 @@ fn map_err(e: interlink::client::ClientError) -> RemoteError {
 
 impl Remote for InterlinkRemote {
     fn create(&self, req: PodCreateRequests) -> BoxFuture<'_, RemoteResult<CreateStruct>> {
-        Box::pin(async move { self.client.create(&req).await.map_err(map_err) })
+        let span = tracing::debug_span!(
+            "interlink",
+            call = "create",
+            uid = interlink::pod_uid(&req.pod)
+        );
+        Box::pin(tracing::Instrument::instrument(
+            async move { self.client.create(&req).await.map_err(map_err) },
+            span,
+        ))
     }
     fn delete(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>> {
-        Box::pin(async move {
-            match self.client.delete(&pod).await {
-                Err(interlink::client::ClientError::NotFound(_)) => Ok(()),
-                r => r.map_err(map_err),
-            }
-        })
+        let span =
+            tracing::debug_span!("interlink", call = "delete", uid = interlink::pod_uid(&pod));
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                match self.client.delete(&pod).await {
+                    Err(interlink::client::ClientError::NotFound(_)) => Ok(()),
+                    r => r.map_err(map_err),
+                }
+            },
+            span,
+        ))
     }
     fn status(&self, pods: Vec<Pod>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
-        Box::pin(async move { self.client.status(&pods).await.map_err(map_err) })
+        let span = tracing::debug_span!("interlink", call = "status", pods = pods.len());
+        Box::pin(tracing::Instrument::instrument(
+            async move { self.client.status(&pods).await.map_err(map_err) },
+            span,
+        ))
     }
     fn logs(&self, req: LogStruct, max_bytes: usize) -> BoxFuture<'_, RemoteResult<Bytes>> {
         Box::pin(async move { self.client.logs(&req, max_bytes).await.map_err(map_err) })
@@ -89,6 +106,14 @@ impl Remote for InterlinkRemote {
         Box::pin(async move { self.client.ping().await.map(|_| ()).map_err(map_err) })
     }
     fn update_cache(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>> {
-        Box::pin(async move { self.client.update_cache(&pod).await.map_err(map_err) })
+        let span = tracing::debug_span!(
+            "interlink",
+            call = "updateCache",
+            uid = interlink::pod_uid(&pod)
+        );
+        Box::pin(tracing::Instrument::instrument(
+            async move { self.client.update_cache(&pod).await.map_err(map_err) },
+            span,
+        ))
     }
 }
