@@ -565,6 +565,14 @@ fn bad_inputs_get_clear_errors() {
         r.text()
     );
 
+    // a list of pods (older interLink) gets a list of answers
+    let listed = PodBuilder::new("listed").container("main", &["true"]);
+    let r = c.post_json("/create", &vec![listed.data()]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answers: Vec<interlink::CreateStruct> = r.json().unwrap();
+    assert_eq!(answers[0].pod_uid, listed.uid());
+    c.delete(&listed.pod).unwrap().ok().unwrap();
+
     let r = c.request("POST", "/create", None).unwrap();
     assert_eq!(r.status, 400);
     assert!(r.error().unwrap().contains("empty body"));

@@ -4,7 +4,7 @@
 //!
 //! | path | methods | body | answer |
 //! |---|---|---|---|
-//! | `/create` | POST | `RetrievedPodData` | `CreateStruct` |
+//! | `/create` | POST | `RetrievedPodData` (or a list of them, as older interLink sends) | `CreateStruct` (a list for a list) |
 //! | `/delete` | POST, DELETE | `v1.Pod` | `{"deleted": uid}` |
 //! | `/status` | GET, POST (with body) | `[v1.Pod]` (`[]` or no body: liveness) | `[PodStatus]` |
 //! | `/getLogs` | GET, POST (with body) | `LogStruct` | `text/plain`, streamed on `Follow` |
@@ -387,17 +387,32 @@ async fn create<P: Provider>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body)?;
-    let data: RetrievedPodData = parse_json(&body, "RetrievedPodData JSON")?;
-    validate::create_request(&data).map_err(ApiError::bad_request)?;
-    let uid = interlink::pod_uid(&data.pod).to_string();
-    tracing::info!(
-        pod = %interlink::pod_name(&data.pod),
-        namespace = %interlink::pod_namespace(&data.pod),
-        uid = %uid,
-        "create"
-    );
-    let created = s.provider.create(data).await?;
-    Ok(axum::Json(created).into_response())
+    // older interLink versions send a list of pods and expect a list back
+    let is_list = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let pods: Vec<RetrievedPodData> = if is_list {
+        parse_json(&body, "JSON array of RetrievedPodData")?
+    } else {
+        vec![parse_json(&body, "RetrievedPodData JSON")?]
+    };
+    for (i, data) in pods.iter().enumerate() {
+        validate::create_request(data)
+            .map_err(|e| ApiError::bad_request(if is_list { format!("[{i}]: {e}") } else { e }))?;
+    }
+    let mut created = Vec::with_capacity(pods.len());
+    for data in pods {
+        tracing::info!(
+            pod = %interlink::pod_name(&data.pod),
+            namespace = %interlink::pod_namespace(&data.pod),
+            uid = %interlink::pod_uid(&data.pod),
+            "create"
+        );
+        created.push(s.provider.create(data).await?);
+    }
+    if is_list {
+        Ok(axum::Json(created).into_response())
+    } else {
+        Ok(axum::Json(created.remove(0)).into_response())
+    }
 }
 
 async fn delete<P: Provider>(
