@@ -377,15 +377,17 @@ impl SlurmProvider {
             }
             for (mut r, st) in finals {
                 r.final_status = Some(st);
+                // under the lock, and only if the pod was not deleted meanwhile
+                // (delete forgets it in the map before removing its file)
+                let mut map = inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(slot) = map.get_mut(&r.uid) else {
+                    continue;
+                };
                 if let Err(e) = inner.store.save(&r) {
                     tracing::warn!(uid = %r.uid, error = %e, "cannot save final status");
                     continue;
                 }
-                let mut map = inner.pods.lock().unwrap_or_else(|e| e.into_inner());
-                // only if it was not deleted meanwhile
-                if let Some(slot) = map.get_mut(&r.uid) {
-                    *slot = r;
-                }
+                *slot = r;
             }
             out
         })
@@ -403,10 +405,16 @@ impl SlurmProvider {
             self.inner.slurm.cancel(id).await.map_err(unavailable)?;
             tracing::info!(%uid, job = %id, "cancelled");
         }
-        self.inner.store.remove(&uid).map_err(|e| {
-            PluginError::Internal(format!("cannot remove the state of pod {uid}: {e}"))
-        })?;
-        self.pods().remove(&uid);
+        {
+            let mut map = self.pods();
+            map.remove(&uid);
+            if let Err(e) = self.inner.store.remove(&uid) {
+                map.insert(uid.clone(), rec);
+                return Err(PluginError::Internal(format!(
+                    "cannot remove the state of pod {uid}: {e}"
+                )));
+            }
+        }
         let dir = rec.pod_dir.clone();
         tokio::spawn(async move {
             // let the cancelled script finish writing before its directory goes
