@@ -198,23 +198,28 @@ impl Drop for World {
         if let Some(mut p) = self.plugin.take() {
             p.stop(Duration::from_secs(5));
         }
-        // remove every container of this test's pods, whatever happened
+        // remove every container of this test's pods, whatever happened: those
+        // joined to an infra container first, then the infra containers
         for uid in &self.uids {
-            let ids = self.containers_of(uid);
-            if ids.is_empty() {
-                continue;
-            }
-            let mut args = vec!["rm", "-f", "-t", "0"];
-            // containers joined to an infra container first
-            let mut ordered: Vec<&String> = ids.iter().collect();
-            ordered.reverse();
-            args.extend(ordered.iter().map(|s| s.as_str()));
-            self.podman(&args);
-            let left = self.containers_of(uid);
-            if !left.is_empty() {
-                let mut a = vec!["rm", "-f", "-t", "0"];
-                a.extend(left.iter().map(|s| s.as_str()));
-                self.podman(&a);
+            for role in ["init", "container", "infra"] {
+                let ids: Vec<String> = self
+                    .podman(&[
+                        "ps",
+                        "-a",
+                        "-q",
+                        "--filter",
+                        &format!("label=interlink.pod-uid={uid}"),
+                        "--filter",
+                        &format!("label=interlink.role={role}"),
+                    ])
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                if !ids.is_empty() {
+                    let mut args = vec!["rm", "-f", "-t", "0"];
+                    args.extend(ids.iter().map(|s| s.as_str()));
+                    self.podman(&args);
+                }
             }
         }
         if std::thread::panicking() {

@@ -148,6 +148,19 @@ mod tests {
     }
 
     #[test]
+    fn example_config_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/plugins/docker.yaml");
+        let c = interlink_plugin_kit::config::load::<Config>(&path).unwrap();
+        c.plugin.validate().unwrap();
+        assert_eq!(c.plugin.infra_image, "localhost/mini:latest");
+        assert_eq!(
+            c.common.data_root.as_deref(),
+            Some(std::path::Path::new("/var/lib/interlink-docker"))
+        );
+    }
+
+    #[test]
     fn bad_input_is_named() {
         let e = Config::parse("docker_host: ftp://x\n").unwrap_err();
         assert!(e.contains("ftp://x"), "{e}");
