@@ -25,6 +25,16 @@
 //! reports a process whose end was not recorded as terminated with reason
 //! `Lost` (exit code 255), and carries on with the pods' remaining containers.
 //!
+//! Limits, said plainly:
+//! - no isolation of any kind: no image, no mount/network/pid namespace, no
+//!   resource limits (requests and limits are only reported through the downward
+//!   API), `readOnly` mounts are writable, `runAsUser` is ignored;
+//! - mount paths exist only through the rewriting described in [`launch`];
+//! - a process that leaves its process group (`setsid`, daemons) escapes delete;
+//! - containers are never restarted (`restartPolicy` is not applied), and logs are
+//!   not rotated;
+//! - `Previous` logs do not exist (there is no previous instance).
+//!
 //! Embedding:
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
