@@ -3,7 +3,7 @@
 //! loading live here once for every plugin.
 //!
 //! - [`provider`]: the trait a plugin implements.
-//! - [`serve`]: the HTTP server (TCP or Unix socket) and its endpoints.
+//! - [`mod@serve`]: the HTTP server (TCP or Unix socket) and its endpoints.
 //! - [`validate`]: checks on requests before a provider sees them.
 //! - [`http_error`]: errors as `{"error": message}` answers.
 //! - [`metrics`]: Prometheus metrics on `/metrics`.
