@@ -31,8 +31,14 @@ trap cleanup EXIT
 if [ "${INTERLINK_SKIP_BACKENDS:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
     require=1
     if [ -x scripts/slurm-start.sh ]; then
+        # stop it on exit only if this run started it (a developer's cluster stays up)
+        was_up=0; pgrep -x slurmctld >/dev/null && was_up=1
         log "starting Slurm"
-        if scripts/slurm-start.sh; then started_slurm=1; else require=0; log "Slurm did not start"; fi
+        if scripts/slurm-start.sh; then
+            [ "$was_up" = 1 ] || started_slurm=1
+        else
+            require=0; log "Slurm did not start"
+        fi
     fi
     if [ -x scripts/engine-setup.sh ]; then
         log "preparing the container engine"
