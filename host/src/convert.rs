@@ -515,6 +515,29 @@ pub fn build_create(
     req
 }
 
+/// The pod as one `/status` round sends it: identity and container names only.
+pub fn status_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod {
+    k8s::Pod {
+        metadata: ObjectMeta {
+            name: Some(remote.name.clone()),
+            namespace: Some(remote.namespace.clone()),
+            uid: Some(remote.uid.clone()),
+            ..Default::default()
+        },
+        spec: Some(k8s::PodSpec {
+            containers: container_names
+                .into_iter()
+                .map(|n| k8s::Container {
+                    name: n,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
 /// The pod as `/status`, `/delete` and `/updateCache` need it: metadata and container names.
 pub fn minimal_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod {
     let mut annotations = BTreeMap::new();

@@ -63,7 +63,7 @@ pub fn polled_pods(rt: &Runtime) -> Vec<Pod> {
         .values()
         .filter(|r| r.phase == Phase::Created && !r.finished)
         .map(|r| {
-            convert::minimal_pod(
+            convert::status_pod(
                 r,
                 r.containers
                     .iter()
@@ -103,13 +103,25 @@ pub fn apply(rt: &Arc<Runtime>, list: &[PodStatus]) -> usize {
                 if c.state == EXITED {
                     continue;
                 }
-                let name = c.name();
+                let name = c
+                    .config
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.as_str())
+                    .unwrap_or("");
                 let remote = ps
                     .containers
                     .iter()
                     .chain(ps.init_containers.iter())
                     .find(|s| s.name == name);
                 let v = state_map::view(remote);
+                // the same answer as last round: nothing to decide
+                let fp = fingerprint(&v, &ps.job_id);
+                if fp == c.remote_seen {
+                    all_exited = false;
+                    continue;
+                }
+                c.remote_seen = fp;
                 let current = StateDecision {
                     state: state_map::from_cri(c.state),
                     exit_code: c.exit_code,
@@ -120,7 +132,7 @@ pub fn apply(rt: &Arc<Runtime>, list: &[PodStatus]) -> usize {
                     rt.hooks.as_ref(),
                     &r.name,
                     &r.namespace,
-                    &name,
+                    name,
                     &ps.job_id,
                     &v,
                     &current,
@@ -172,4 +184,19 @@ pub fn apply(rt: &Arc<Runtime>, list: &[PodStatus]) -> usize {
         crate::logs::ensure_follower(rt, &id);
     }
     changed
+}
+
+fn fingerprint(v: &state_map::RemoteView, job_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        v.state.map(|s| s as u8),
+        &v.reason,
+        &v.message,
+        v.exit_code,
+        v.finished_at_ns,
+        job_id,
+    )
+        .hash(&mut h);
+    h.finish() | 1
 }

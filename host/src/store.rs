@@ -74,6 +74,10 @@ pub struct Container {
     #[serde(default)]
     pub log_done: bool,
     pub stop_requested: bool,
+    /// Fingerprint of the last remote status applied (memory only): an unchanged
+    /// answer is skipped by the status loop.
+    #[serde(skip, default)]
+    pub remote_seen: u64,
 }
 
 /// Where a remote pod is in its life.

@@ -120,6 +120,7 @@ pub fn create_container(
         log_offset: 0,
         log_done: false,
         stop_requested: false,
+        remote_seen: 0,
         config: cfg,
     };
     // admission sees the remote pod this container would be sent in
