@@ -869,3 +869,48 @@ pub fn start_local_with(dir: &Path, extra: &[&str]) -> Result<(Proc, PluginClien
     }
     Ok((proc, PluginClient::unix(&sock)))
 }
+
+/// Kills, when dropped, every container process that the local plugin under
+/// `dir` (as given to [`start_local`]) recorded as running: container processes
+/// live in their own process groups and outlive the plugin, so a test that
+/// panics before deleting its pods would otherwise leave them behind.
+pub struct ReapLocalPods(pub PathBuf);
+
+impl Drop for ReapLocalPods {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.0.join("data/pods")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(bytes) = std::fs::read(e.path().join("state.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            let all = ["init_containers", "containers"]
+                .into_iter()
+                .flat_map(|k| v[k].as_array().cloned().unwrap_or_default());
+            for c in all {
+                let (Some(pid), Some(ticks)) = (
+                    c["state"]["pid"].as_i64(),
+                    c["state"]["start_ticks"].as_u64(),
+                ) else {
+                    continue;
+                };
+                // only the very process that was started, not a reused pid
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let start = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(19));
+                if pid > 1 && start.and_then(|s| s.parse::<u64>().ok()) == Some(ticks) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+}

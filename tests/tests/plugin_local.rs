@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use interlink::ContainerLogOpts;
 use interlink_test_harness::plugin::{
-    PluginClient, PodBuilder, all_terminated, exit_code, is_running, is_waiting, log_req, message,
-    reason, start_local,
+    PluginClient, PodBuilder, ReapLocalPods, all_terminated, exit_code, is_running, is_waiting,
+    log_req, message, reason, start_local,
 };
 use interlink_test_harness::{Proc, bin, free_port, wait_for_tcp};
 
@@ -34,6 +34,7 @@ fn pid_alive(pid: i32) -> bool {
 #[test]
 fn single_container_runs_and_reports_exit_and_logs() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (_plugin, c) = start_local(dir.path()).unwrap();
     let p = PodBuilder::new("single").container(
         "main",
@@ -76,6 +77,7 @@ fn single_container_runs_and_reports_exit_and_logs() {
 #[test]
 fn several_containers_run_together() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (_plugin, c) = start_local(dir.path()).unwrap();
     // each waits for the other's file: they finish only if they run at the same time
     let script = |me: &str, other: &str| {
@@ -101,6 +103,7 @@ fn several_containers_run_together() {
 #[test]
 fn init_containers_run_in_order_before_the_others() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (_plugin, c) = start_local(dir.path()).unwrap();
     let p = PodBuilder::new("inits")
         .init_container("first", &["sh", "-c", "sleep 0.2; echo 1 >> /data/order"])
@@ -151,6 +154,7 @@ fn init_containers_run_in_order_before_the_others() {
 #[test]
 fn non_zero_exit_and_unstartable_commands() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (_plugin, c) = start_local(dir.path()).unwrap();
     let p = PodBuilder::new("fails").container("main", &["sh", "-c", "echo bye; exit 7"]);
     c.create_ok(&p.data()).unwrap();
@@ -222,6 +226,7 @@ fn non_zero_exit_and_unstartable_commands() {
 #[test]
 fn config_maps_secrets_and_env_reach_the_command() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (_plugin, c) = start_local(dir.path()).unwrap();
     let p = PodBuilder::new("files")
         .container(
@@ -269,6 +274,7 @@ fn config_maps_secrets_and_env_reach_the_command() {
 #[test]
 fn delete_stops_a_running_pod_term_then_kill() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (_plugin, c) = start_local(dir.path()).unwrap();
     let pids = dir.path().join("pids");
     std::fs::create_dir(&pids).unwrap();
@@ -333,6 +339,7 @@ fn delete_stops_a_running_pod_term_then_kill() {
 #[test]
 fn logs_bounded_and_followed() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (_plugin, c) = start_local(dir.path()).unwrap();
     let go = dir.path().join("go");
     let script = format!(
@@ -470,6 +477,7 @@ fn logs_bounded_and_followed() {
 #[test]
 fn restart_of_the_plugin_while_pods_run() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (mut plugin, c) = start_local(dir.path()).unwrap();
     let go = dir.path().join("go");
     let waits = format!(
@@ -555,6 +563,7 @@ fn follow_until(c: &PluginClient, p: &PodBuilder, text: &str) {
 #[test]
 fn bad_inputs_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (mut plugin, c) = start_local(dir.path()).unwrap();
 
     let r = c.request("POST", "/create", Some(b"{not json")).unwrap();
@@ -655,6 +664,7 @@ fn bad_inputs_get_clear_errors() {
 #[test]
 fn tcp_listener_metrics_config_and_limits() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let port = free_port();
     let cfg = dir.path().join("local.yaml");
     std::fs::write(
@@ -708,6 +718,7 @@ fn tcp_listener_metrics_config_and_limits() {
 #[test]
 fn stale_socket_is_replaced_and_live_one_is_not() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let sock = dir.path().join("plugin.sock");
     // a socket file nobody listens on
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
@@ -739,6 +750,7 @@ fn stale_socket_is_replaced_and_live_one_is_not() {
 #[test]
 fn example_config_is_valid() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let sock = dir.path().join("p.sock");
     let cfg = interlink_test_harness::repo_root().join("examples/plugins/local.yaml");
     let mut cmd = std::process::Command::new(bin("interlink-local"));
@@ -757,6 +769,7 @@ fn example_config_is_valid() {
 #[test]
 fn shutdown_ends_log_streams_and_leaves_pods_running() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (mut plugin, c) = start_local(dir.path()).unwrap();
     let go = dir.path().join("go");
     let script = format!(
@@ -808,6 +821,7 @@ fn shutdown_ends_log_streams_and_leaves_pods_running() {
 #[test]
 fn in_process_supervision_runs_pods_and_reports_lost_ends() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let cfg = dir.path().join("local.yaml");
     std::fs::write(&cfg, "local:\n  in_process: true\n").unwrap();
     let args = ["--config", cfg.to_str().unwrap()];
@@ -855,6 +869,7 @@ fn projected_and_downward_api_volumes() {
         DownwardAPIVolumeFile, DownwardAPIVolumeSource, ObjectFieldSelector, Volume,
     };
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (_plugin, c) = start_local(dir.path()).unwrap();
     let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
     let field = |path: &str, f: &str| DownwardAPIVolumeFile {
@@ -914,6 +929,7 @@ fn projected_and_downward_api_volumes() {
 #[test]
 fn a_restarted_plugin_carries_on_with_init_containers() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
     let (mut plugin, c) = start_local(dir.path()).unwrap();
     let go = dir.path().join("go");
     let wait_go = format!(
