@@ -123,7 +123,7 @@ async fn bad_requests_are_4xx_with_a_message() {
         }])
     });
     match client.create(&create_request(&refused)).await {
-        Err(e @ (ClientError::BadRequest { .. })) => {
+        Err(e @ ClientError::BadRequest { .. }) => {
             assert!(e.to_string().contains("plugin"), "{e}")
         }
         other => panic!("expected a 4xx from the plugin, got {other:?}"),
