@@ -30,7 +30,10 @@ fn guest(name: &str) -> Vec<u8> {
         let ok = std::process::Command::new(repo().join("scripts/build-guests.sh"))
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "building the guests failed: run scripts/build-guests.sh");
+        assert!(
+            ok,
+            "building the guests failed: run scripts/build-guests.sh"
+        );
     }
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -87,7 +90,9 @@ fn resource_input() -> ResourceInput {
         ..Default::default()
     };
     input.cdi_devices.push("nvidia.com/gpu=0".into());
-    input.annotations.insert("custom-resource".into(), "1".into());
+    input
+        .annotations
+        .insert("custom-resource".into(), "1".into());
     input
 }
 
@@ -97,8 +102,12 @@ fn annotation_input() -> AnnotationInput {
         pod_namespace: "default".into(),
         ..Default::default()
     };
-    input.pod_annotations.insert("interlink.io/partition".into(), "gpu".into());
-    input.pod_annotations.insert("interlink.io/qos".into(), "high".into());
+    input
+        .pod_annotations
+        .insert("interlink.io/partition".into(), "gpu".into());
+    input
+        .pod_annotations
+        .insert("interlink.io/qos".into(), "high".into());
     input.pod_labels.insert("app".into(), "bench".into());
     input
 }
@@ -177,7 +186,10 @@ fn install_hook(dir: &Path, hook: &str, count: usize) {
         "resources" => ("accelerator_resources", None),
         "annotations" => ("slurm_annotations", None),
         "state" => ("slurm_state", None),
-        _ => ("registry_admission", Some(r#"{"allowed_registries": ["docker.io"]}"#)),
+        _ => (
+            "registry_admission",
+            Some(r#"{"allowed_registries": ["docker.io"]}"#),
+        ),
     };
     if count >= 1 {
         put(dir, hook, "10-real.wasm", &guest(real), config);
@@ -195,7 +207,10 @@ fn install_hook(dir: &Path, hook: &str, count: usize) {
 
 fn cost_per_hook() {
     println!("\n== cost per hook call (µs; 20000 calls each, one thread) ==");
-    println!("{:<12} {:>7} {:>9} {:>9} {:>9}", "hook", "modules", "p50", "p99", "mean");
+    println!(
+        "{:<12} {:>7} {:>9} {:>9} {:>9}",
+        "hook", "modules", "p50", "p99", "mean"
+    );
     let calls = 20_000;
     for hook in ["resources", "annotations", "admission", "state"] {
         for count in [0usize, 1, 3] {
@@ -231,14 +246,23 @@ fn cost_per_hook() {
 }
 
 fn mark_of(ext: &Extensions, input: &ResourceInput) -> Option<String> {
-    ext.map_resources(input).limits.get("example.com/mark").cloned()
+    ext.map_resources(input)
+        .limits
+        .get("example.com/mark")
+        .cloned()
 }
 
 fn reload_latency() {
     println!("\n== reload latency: file written → new behaviour (calls running on 2 threads) ==");
     let dir = tempfile::tempdir().unwrap();
     let wasm = guest("hostile");
-    put(dir.path(), "resources", "mark.wasm", &wasm, Some(r#"{"mark": "1"}"#));
+    put(
+        dir.path(),
+        "resources",
+        "mark.wasm",
+        &wasm,
+        Some(r#"{"mark": "1"}"#),
+    );
     let ext = start(dir.path());
     let input = resource_input();
     assert_eq!(mark_of(&ext, &input).as_deref(), Some("1"));
@@ -248,8 +272,13 @@ fn reload_latency() {
     let (calls, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let (ext, stop, calls, failed, input) =
-                (ext.clone(), stop.clone(), calls.clone(), failed.clone(), input.clone());
+            let (ext, stop, calls, failed, input) = (
+                ext.clone(),
+                stop.clone(),
+                calls.clone(),
+                failed.clone(),
+                input.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     if mark_of(&ext, &input).is_none() {
@@ -269,7 +298,13 @@ fn reload_latency() {
             let cfg = format!(r#"{{"mark": "{want}"}}"#);
             let written = Instant::now();
             if fresh_code {
-                put(dir.path(), "resources", "mark.wasm", &variant(&wasm, round), Some(&cfg));
+                put(
+                    dir.path(),
+                    "resources",
+                    "mark.wasm",
+                    &variant(&wasm, round),
+                    Some(&cfg),
+                );
             } else {
                 atomic_write(&dir.path().join("resources/mark.json"), cfg.as_bytes());
             }
@@ -286,7 +321,9 @@ fn reload_latency() {
     let before = mark_of(&ext, &input);
     atomic_write(&dir.path().join("resources/mark.wasm"), b"garbage");
     let t = Instant::now();
-    while !ext.rejections().iter().any(|r| r.name == "mark.wasm") && t.elapsed() < Duration::from_secs(10) {
+    while !ext.rejections().iter().any(|r| r.name == "mark.wasm")
+        && t.elapsed() < Duration::from_secs(10)
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     let still = mark_of(&ext, &input);
@@ -319,7 +356,11 @@ fn reload_latency() {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -331,7 +372,13 @@ fn memory_per_module() {
     let wasm = guest("accelerator_resources");
     let before = rss_bytes();
     for i in 0..n {
-        put(dir.path(), "resources", &format!("m{i:02}.wasm"), &variant(&wasm, 1000 + i), None);
+        put(
+            dir.path(),
+            "resources",
+            &format!("m{i:02}.wasm"),
+            &variant(&wasm, 1000 + i),
+            None,
+        );
     }
     ext.reload();
     assert_eq!(ext.modules().len() as u64, n, "{:?}", ext.rejections());

@@ -22,8 +22,8 @@ pub fn guest(name: &str) -> PathBuf {
     }
     let mut built = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     if !*built && !path.is_file() {
-        let status = std::process::Command::new(repo_root().join("scripts/build-guests.sh"))
-            .status();
+        let status =
+            std::process::Command::new(repo_root().join("scripts/build-guests.sh")).status();
         *built = true;
         if !matches!(status, Ok(s) if s.success()) {
             panic!(
@@ -54,7 +54,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) {
 
 /// Drop guest `guest` into `<dir>/<hook>/<file>` with its configuration
 /// (`<file stem>.json`) when given; removes a stale configuration otherwise.
-pub fn install(dir: &Path, hook: &str, file: &str, guest_name: &str, config: Option<&str>) -> PathBuf {
+pub fn install(
+    dir: &Path,
+    hook: &str,
+    file: &str,
+    guest_name: &str,
+    config: Option<&str>,
+) -> PathBuf {
     let target = dir.join(hook).join(file);
     let cfg = target.with_extension("json");
     match config {

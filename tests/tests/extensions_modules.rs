@@ -25,7 +25,9 @@ struct Capture;
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        LOGS.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -50,6 +52,9 @@ fn log_lines(words: &[&str]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A change to the extension folder: what, how, the mark expected after it.
+type Step<'a> = (&'a str, Box<dyn Fn() + 'a>, Option<&'a str>);
 
 // ---------------------------------------------------------------- fixtures
 
@@ -92,7 +97,13 @@ fn resource_input(pod: &str) -> ResourceInput {
     }
 }
 
-fn state_input(pod: &str, remote: RemoteState, reason: &str, message: &str, code: i32) -> StateInput {
+fn state_input(
+    pod: &str,
+    remote: RemoteState,
+    reason: &str,
+    message: &str,
+    code: i32,
+) -> StateInput {
     let default = match remote {
         RemoteState::Terminated => StateDecision {
             state: CriState::Exited,
@@ -157,23 +168,53 @@ fn names(ext: &Extensions, hook: Hook) -> Vec<String> {
 #[test]
 fn accelerator_mapper_adds_extended_resources() {
     let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), "resources", "10-accelerators.wasm", "accelerator_resources", None);
+    install(
+        dir.path(),
+        "resources",
+        "10-accelerators.wasm",
+        "accelerator_resources",
+        None,
+    );
     let ext = start(dir.path());
-    assert_eq!(names(&ext, Hook::Resources), ["10-accelerators.wasm"], "{:?}", ext.rejections());
+    assert_eq!(
+        names(&ext, Hook::Resources),
+        ["10-accelerators.wasm"],
+        "{:?}",
+        ext.rejections()
+    );
 
     // the seeds' site annotation
     let mut input = resource_input("annotated");
-    input.annotations.insert("custom-resource".into(), "2".into());
+    input
+        .annotations
+        .insert("custom-resource".into(), "2".into());
     let out = ext.map_resources(&input);
-    assert_eq!(out.limits.get("example.com/gpu").map(String::as_str), Some("2"));
-    assert_eq!(out.requests.get("example.com/gpu").map(String::as_str), Some("2"));
-    assert_eq!(out.limits.get("memory").map(String::as_str), Some("256Mi"), "default kept");
+    assert_eq!(
+        out.limits.get("example.com/gpu").map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        out.requests.get("example.com/gpu").map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        out.limits.get("memory").map(String::as_str),
+        Some("256Mi"),
+        "default kept"
+    );
 
     // CDI GPU devices and device nodes
     let mut input = resource_input("cdi");
-    input.cdi_devices = vec!["nvidia.com/gpu=0".into(), "nvidia.com/gpu=1".into(), "amd.com/gpu=all".into()];
+    input.cdi_devices = vec![
+        "nvidia.com/gpu=0".into(),
+        "nvidia.com/gpu=1".into(),
+        "amd.com/gpu=all".into(),
+    ];
     let out = ext.map_resources(&input);
-    assert_eq!(out.limits.get("nvidia.com/gpu").map(String::as_str), Some("2"));
+    assert_eq!(
+        out.limits.get("nvidia.com/gpu").map(String::as_str),
+        Some("2")
+    );
     assert_eq!(out.limits.get("amd.com/gpu").map(String::as_str), Some("1"));
     let mut input = resource_input("nodes");
     input.devices = vec![Device {
@@ -182,16 +223,24 @@ fn accelerator_mapper_adds_extended_resources() {
         permissions: "rwm".into(),
     }];
     assert_eq!(
-        ext.map_resources(&input).limits.get("nvidia.com/gpu").map(String::as_str),
+        ext.map_resources(&input)
+            .limits
+            .get("nvidia.com/gpu")
+            .map(String::as_str),
         Some("1")
     );
 
     // nothing to map: the default unchanged
-    assert_eq!(ext.map_resources(&resource_input("plain")), default_requirements());
+    assert_eq!(
+        ext.map_resources(&resource_input("plain")),
+        default_requirements()
+    );
 
     // a bad annotation: the module answers an error, the host keeps the default
     let mut input = resource_input("bad-annotation");
-    input.annotations.insert("custom-resource".into(), "lots".into());
+    input
+        .annotations
+        .insert("custom-resource".into(), "lots".into());
     assert_eq!(ext.map_resources(&input), default_requirements());
     assert!(
         !log_lines(&["resources/10-accelerators.wasm", "not a quantity"]).is_empty(),
@@ -202,7 +251,13 @@ fn accelerator_mapper_adds_extended_resources() {
 #[test]
 fn annotation_handler_writes_slurm_flags() {
     let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), "annotations", "slurm.wasm", "slurm_annotations", None);
+    install(
+        dir.path(),
+        "annotations",
+        "slurm.wasm",
+        "slurm_annotations",
+        None,
+    );
     let ext = start(dir.path());
 
     let mut input = AnnotationInput {
@@ -210,21 +265,32 @@ fn annotation_handler_writes_slurm_flags() {
         pod_namespace: "hpc".into(),
         ..Default::default()
     };
-    input.pod_annotations.insert("interlink.io/plugin".into(), "slurm".into());
-    input.pod_annotations.insert("interlink.io/partition".into(), "gpu".into());
-    input.pod_annotations.insert("interlink.io/qos".into(), "high".into());
+    input
+        .pod_annotations
+        .insert("interlink.io/plugin".into(), "slurm".into());
+    input
+        .pod_annotations
+        .insert("interlink.io/partition".into(), "gpu".into());
+    input
+        .pod_annotations
+        .insert("interlink.io/qos".into(), "high".into());
     input
         .pod_annotations
         .insert("slurm-job.vk.io/flags".into(), "--mem=4G -p debug".into());
     let changes = ext.handle_annotations(&input);
     assert_eq!(
-        changes.set_annotations.get("slurm-job.vk.io/flags").map(String::as_str),
+        changes
+            .set_annotations
+            .get("slurm-job.vk.io/flags")
+            .map(String::as_str),
         Some("--mem=4G --partition=gpu --qos=high"),
         "existing flags kept, the old partition replaced"
     );
 
     // another plugin: untouched
-    input.pod_annotations.insert("interlink.io/plugin".into(), "docker".into());
+    input
+        .pod_annotations
+        .insert("interlink.io/plugin".into(), "docker".into());
     assert!(ext.handle_annotations(&input).set_annotations.is_empty());
 
     // a container annotation counts too; an unsafe value is refused
@@ -234,7 +300,10 @@ fn annotation_handler_writes_slurm_flags() {
         BTreeMap::from([("interlink.io/partition".to_string(), "cpu".to_string())]),
     );
     assert_eq!(
-        ext.handle_annotations(&input).set_annotations.get("slurm-job.vk.io/flags").map(String::as_str),
+        ext.handle_annotations(&input)
+            .set_annotations
+            .get("slurm-job.vk.io/flags")
+            .map(String::as_str),
         Some("--partition=cpu")
     );
     let mut input = AnnotationInput::default();
@@ -250,10 +319,19 @@ fn state_mapper_makes_slurm_states_readable() {
     install(dir.path(), "state", "slurm.wasm", "slurm_state", None);
     let ext = start(dir.path());
 
-    let queued = ext.map_state(&state_input("q", RemoteState::Waiting, "PENDING", "Resources", 0));
+    let queued = ext.map_state(&state_input(
+        "q",
+        RemoteState::Waiting,
+        "PENDING",
+        "Resources",
+        0,
+    ));
     assert_eq!(queued.state, CriState::Running);
     assert_eq!(queued.reason, "SlurmQueued");
-    assert!(queued.message.contains("4242") && queued.message.contains("Resources"), "{queued:?}");
+    assert!(
+        queued.message.contains("4242") && queued.message.contains("Resources"),
+        "{queued:?}"
+    );
 
     for (slurm, reason, code) in [
         ("TIMEOUT", "DeadlineExceeded", 124),
@@ -265,10 +343,19 @@ fn state_mapper_makes_slurm_states_readable() {
         assert_eq!(d.state, CriState::Exited, "{slurm}");
         assert_eq!(d.reason, reason, "{slurm}");
         assert_eq!(d.exit_code, code, "{slurm}");
-        assert!(d.message.contains(slurm) && d.message.contains("4242"), "{d:?}");
+        assert!(
+            d.message.contains(slurm) && d.message.contains("4242"),
+            "{d:?}"
+        );
     }
     // found in the message as well
-    let d = ext.map_state(&state_input("m", RemoteState::Terminated, "Error", "job state: TIMEOUT", 1));
+    let d = ext.map_state(&state_input(
+        "m",
+        RemoteState::Terminated,
+        "Error",
+        "job state: TIMEOUT",
+        1,
+    ));
     assert_eq!(d.reason, "DeadlineExceeded");
 
     // an ordinary completion is left as the host decided
@@ -291,9 +378,17 @@ fn admission_policy_follows_its_own_config() {
     let ext = start(dir.path());
 
     assert_eq!(ext.admit(&pod("a", "busybox:1.36", false)), Ok(()));
-    assert_eq!(ext.admit(&pod("b", "ghcr.io/good-org/app:1", false)), Ok(()));
-    let denied = ext.admit(&pod("c", "ghcr.io/evil-org/miner:latest", false)).unwrap_err();
-    assert!(denied.contains("ghcr.io/evil-org/miner") && denied.contains("registries.wasm"), "{denied}");
+    assert_eq!(
+        ext.admit(&pod("b", "ghcr.io/good-org/app:1", false)),
+        Ok(())
+    );
+    let denied = ext
+        .admit(&pod("c", "ghcr.io/evil-org/miner:latest", false))
+        .unwrap_err();
+    assert!(
+        denied.contains("ghcr.io/evil-org/miner") && denied.contains("registries.wasm"),
+        "{denied}"
+    );
     let denied = ext.admit(&pod("d", "busybox", true)).unwrap_err();
     assert!(denied.contains("privileged"), "{denied}");
 
@@ -303,7 +398,10 @@ fn admission_policy_follows_its_own_config() {
         &dir.path().join("admission/registries.json"),
         br#"{"allowed_registries": ["quay.io"], "allow_privileged": true}"#,
     );
-    wait_until(Duration::from_secs(5), "the new configuration", || ext.generation() > generation).unwrap();
+    wait_until(Duration::from_secs(5), "the new configuration", || {
+        ext.generation() > generation
+    })
+    .unwrap();
     assert!(ext.admit(&pod("e", "busybox", false)).is_err());
     assert_eq!(ext.admit(&pod("f", "quay.io/org/app", true)), Ok(()));
 
@@ -320,11 +418,41 @@ fn admission_policy_follows_its_own_config() {
 #[test]
 fn modules_of_one_hook_chain_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), "resources", "20-mark.wasm", "hostile", Some(r#"{"mark": "2"}"#));
-    install(dir.path(), "resources", "10-accelerators.wasm", "accelerator_resources", None);
-    install(dir.path(), "resources", "30-mark.wasm", "hostile", Some(r#"{"mark": "3"}"#));
-    install(dir.path(), "annotations", "10-slurm.wasm", "slurm_annotations", None);
-    install(dir.path(), "annotations", "20-mark.wasm", "hostile", Some(r#"{"mark": "m"}"#));
+    install(
+        dir.path(),
+        "resources",
+        "20-mark.wasm",
+        "hostile",
+        Some(r#"{"mark": "2"}"#),
+    );
+    install(
+        dir.path(),
+        "resources",
+        "10-accelerators.wasm",
+        "accelerator_resources",
+        None,
+    );
+    install(
+        dir.path(),
+        "resources",
+        "30-mark.wasm",
+        "hostile",
+        Some(r#"{"mark": "3"}"#),
+    );
+    install(
+        dir.path(),
+        "annotations",
+        "10-slurm.wasm",
+        "slurm_annotations",
+        None,
+    );
+    install(
+        dir.path(),
+        "annotations",
+        "20-mark.wasm",
+        "hostile",
+        Some(r#"{"mark": "m"}"#),
+    );
     let ext = start(dir.path());
     assert_eq!(
         names(&ext, Hook::Resources),
@@ -334,14 +462,36 @@ fn modules_of_one_hook_chain_in_name_order() {
     let mut input = resource_input("chain");
     input.cdi_devices = vec!["nvidia.com/gpu=0".into()];
     let out = ext.map_resources(&input);
-    assert_eq!(out.limits.get("nvidia.com/gpu").map(String::as_str), Some("1"), "first stage kept");
-    assert_eq!(out.limits.get("example.com/mark").map(String::as_str), Some("3"), "last stage wins");
+    assert_eq!(
+        out.limits.get("nvidia.com/gpu").map(String::as_str),
+        Some("1"),
+        "first stage kept"
+    );
+    assert_eq!(
+        out.limits.get("example.com/mark").map(String::as_str),
+        Some("3"),
+        "last stage wins"
+    );
 
     let mut input = AnnotationInput::default();
-    input.pod_annotations.insert("interlink.io/qos".into(), "low".into());
+    input
+        .pod_annotations
+        .insert("interlink.io/qos".into(), "low".into());
     let changes = ext.handle_annotations(&input);
-    assert_eq!(changes.set_annotations.get("slurm-job.vk.io/flags").map(String::as_str), Some("--qos=low"));
-    assert_eq!(changes.set_annotations.get("hostile.example/mark").map(String::as_str), Some("m"));
+    assert_eq!(
+        changes
+            .set_annotations
+            .get("slurm-job.vk.io/flags")
+            .map(String::as_str),
+        Some("--qos=low")
+    );
+    assert_eq!(
+        changes
+            .set_annotations
+            .get("hostile.example/mark")
+            .map(String::as_str),
+        Some("m")
+    );
 }
 
 // ---------------------------------------------------------------- hostile modules
@@ -356,17 +506,35 @@ fn hostile_modules_are_contained_at_call_time() {
             "resources",
             &format!("{mode}.wasm"),
             "hostile",
-            Some(&format!(r#"{{"mode": "{mode}", "trigger": "evil", "mark": "{}"}}"#, i + 1)),
+            Some(&format!(
+                r#"{{"mode": "{mode}", "trigger": "evil", "mark": "{}"}}"#,
+                i + 1
+            )),
         );
     }
-    install(dir.path(), "state", "print.wasm", "hostile", Some(r#"{"mode": "print", "mark": "printed"}"#));
+    install(
+        dir.path(),
+        "state",
+        "print.wasm",
+        "hostile",
+        Some(r#"{"mode": "print", "mark": "printed"}"#),
+    );
     let ext = start_patient(dir.path());
-    assert_eq!(names(&ext, Hook::Resources).len(), 5, "{:?}", ext.rejections());
+    assert_eq!(
+        names(&ext, Hook::Resources).len(),
+        5,
+        "{:?}",
+        ext.rejections()
+    );
 
     let started = Instant::now();
     let out = ext.map_resources(&resource_input("evil-1"));
     let took = started.elapsed();
-    assert_eq!(out, default_requirements(), "every stage failed: the default stands");
+    assert_eq!(
+        out,
+        default_requirements(),
+        "every stage failed: the default stands"
+    );
     println!("five hostile stages took {took:?}");
 
     for (mode, kind) in [
@@ -384,7 +552,10 @@ fn hostile_modules_are_contained_at_call_time() {
     // the instances are recreated: the same modules serve the next pod
     let out = ext.map_resources(&resource_input("good-1"));
     // (applied in name order: bomb huge loop sleep trap; trap.wasm marks "3")
-    assert_eq!(out.limits.get("example.com/mark").map(String::as_str), Some("3"));
+    assert_eq!(
+        out.limits.get("example.com/mark").map(String::as_str),
+        Some("3")
+    );
     assert_eq!(out.limits.get("memory").map(String::as_str), Some("256Mi"));
 
     // stdout/stderr of a module go to the log, the call succeeds
@@ -398,13 +569,47 @@ fn broken_modules_are_rejected_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let res = dir.path().join("resources");
     std::fs::create_dir_all(&res).unwrap();
-    std::fs::write(res.join("garbage.wasm"), b"\0asm\x0d\0\x01\0this is not a component").unwrap();
+    std::fs::write(
+        res.join("garbage.wasm"),
+        b"\0asm\x0d\0\x01\0this is not a component",
+    )
+    .unwrap();
     std::fs::write(res.join("empty.wasm"), b"").unwrap();
-    install(dir.path(), "resources", "missing-import.wasm", "missing_import", None);
-    install(dir.path(), "resources", "wrong-world.wasm", "slurm_state", None);
-    install(dir.path(), "resources", "always-loops.wasm", "hostile", Some(r#"{"mode": "loop"}"#));
-    install(dir.path(), "resources", "always-bombs.wasm", "hostile", Some(r#"{"mode": "bomb"}"#));
-    install(dir.path(), "resources", "ok.wasm", "accelerator_resources", None);
+    install(
+        dir.path(),
+        "resources",
+        "missing-import.wasm",
+        "missing_import",
+        None,
+    );
+    install(
+        dir.path(),
+        "resources",
+        "wrong-world.wasm",
+        "slurm_state",
+        None,
+    );
+    install(
+        dir.path(),
+        "resources",
+        "always-loops.wasm",
+        "hostile",
+        Some(r#"{"mode": "loop"}"#),
+    );
+    install(
+        dir.path(),
+        "resources",
+        "always-bombs.wasm",
+        "hostile",
+        Some(r#"{"mode": "bomb"}"#),
+    );
+    install(
+        dir.path(),
+        "resources",
+        "ok.wasm",
+        "accelerator_resources",
+        None,
+    );
     let ext = start_patient(dir.path());
 
     assert_eq!(names(&ext, Hook::Resources), ["ok.wasm"]);
@@ -416,12 +621,32 @@ fn broken_modules_are_rejected_with_a_reason() {
             .map(|r| r.reason.clone())
             .unwrap_or_else(|| panic!("{name} not rejected: {rejections:?}"))
     };
-    assert!(reason("garbage.wasm").contains("does not compile"), "{}", reason("garbage.wasm"));
+    assert!(
+        reason("garbage.wasm").contains("does not compile"),
+        "{}",
+        reason("garbage.wasm")
+    );
     assert!(reason("empty.wasm").contains("does not compile"));
-    assert!(reason("missing-import.wasm").contains("test:missing/secrets"), "{}", reason("missing-import.wasm"));
-    assert!(reason("wrong-world.wasm").contains("resource-mapping"), "{}", reason("wrong-world.wasm"));
-    assert!(reason("always-loops.wasm").contains("timed out"), "{}", reason("always-loops.wasm"));
-    assert!(reason("always-bombs.wasm").contains("memory"), "{}", reason("always-bombs.wasm"));
+    assert!(
+        reason("missing-import.wasm").contains("test:missing/secrets"),
+        "{}",
+        reason("missing-import.wasm")
+    );
+    assert!(
+        reason("wrong-world.wasm").contains("resource-mapping"),
+        "{}",
+        reason("wrong-world.wasm")
+    );
+    assert!(
+        reason("always-loops.wasm").contains("timed out"),
+        "{}",
+        reason("always-loops.wasm")
+    );
+    assert!(
+        reason("always-bombs.wasm").contains("memory"),
+        "{}",
+        reason("always-bombs.wasm")
+    );
     for name in ["garbage.wasm", "missing-import.wasm", "always-loops.wasm"] {
         assert!(
             !log_lines(&[&format!("resources/{name}"), "rejected"]).is_empty(),
@@ -431,18 +656,36 @@ fn broken_modules_are_rejected_with_a_reason() {
     // the good module works regardless
     let mut input = resource_input("x");
     input.cdi_devices = vec!["nvidia.com/gpu=0".into()];
-    assert_eq!(ext.map_resources(&input).limits.get("nvidia.com/gpu").map(String::as_str), Some("1"));
+    assert_eq!(
+        ext.map_resources(&input)
+            .limits
+            .get("nvidia.com/gpu")
+            .map(String::as_str),
+        Some("1")
+    );
 }
 
 #[test]
 fn a_broken_new_version_leaves_the_old_one_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let path = install(dir.path(), "resources", "gpu.wasm", "accelerator_resources", None);
+    let path = install(
+        dir.path(),
+        "resources",
+        "gpu.wasm",
+        "accelerator_resources",
+        None,
+    );
     let ext = start(dir.path());
     let generation = ext.generation();
     let mut input = resource_input("x");
     input.cdi_devices = vec!["nvidia.com/gpu=0".into()];
-    assert_eq!(ext.map_resources(&input).limits.get("nvidia.com/gpu").map(String::as_str), Some("1"));
+    assert_eq!(
+        ext.map_resources(&input)
+            .limits
+            .get("nvidia.com/gpu")
+            .map(String::as_str),
+        Some("1")
+    );
 
     write_atomic(&path, b"garbage");
     wait_until(Duration::from_secs(5), "the rejection", || {
@@ -451,7 +694,13 @@ fn a_broken_new_version_leaves_the_old_one_serving() {
     .unwrap();
     assert_eq!(ext.generation(), generation, "nothing swapped");
     assert_eq!(names(&ext, Hook::Resources), ["gpu.wasm"]);
-    assert_eq!(ext.map_resources(&input).limits.get("nvidia.com/gpu").map(String::as_str), Some("1"));
+    assert_eq!(
+        ext.map_resources(&input)
+            .limits
+            .get("nvidia.com/gpu")
+            .map(String::as_str),
+        Some("1")
+    );
     assert!(!log_lines(&["resources/gpu.wasm", "previous version keeps serving"]).is_empty());
 }
 
@@ -479,7 +728,10 @@ fn admission_failures_are_fail_closed_by_default_or_open_when_set() {
             assert_eq!(verdict, Ok(()));
         } else {
             let reason = verdict.unwrap_err();
-            assert!(reason.contains("flaky.wasm") && reason.contains("fail-closed"), "{reason}");
+            assert!(
+                reason.contains("flaky.wasm") && reason.contains("fail-closed"),
+                "{reason}"
+            );
         }
     }
 }
@@ -491,8 +743,15 @@ fn no_modules_means_the_defaults() {
     for hook in ["resources", "annotations", "state", "admission"] {
         assert!(dir.path().join(hook).is_dir(), "{hook}/ created");
     }
-    assert_eq!(ext.map_resources(&resource_input("x")), default_requirements());
-    assert!(ext.handle_annotations(&AnnotationInput::default()).set_annotations.is_empty());
+    assert_eq!(
+        ext.map_resources(&resource_input("x")),
+        default_requirements()
+    );
+    assert!(
+        ext.handle_annotations(&AnnotationInput::default())
+            .set_annotations
+            .is_empty()
+    );
     let input = state_input("x", RemoteState::Running, "", "", 0);
     assert_eq!(ext.map_state(&input), input.default);
     assert_eq!(ext.admit(&pod("x", "anything", true)), Ok(()));
@@ -525,10 +784,20 @@ fn metrics_count_calls_errors_and_rejections() {
             .to_string()
     };
     // 3 calls + the smoke call
-    assert!(line(r#"interlink_cri_extension_calls_total{hook="state",module="metered.wasm"}"#).ends_with(" 4"));
+    assert!(
+        line(r#"interlink_cri_extension_calls_total{hook="state",module="metered.wasm"}"#)
+            .ends_with(" 4")
+    );
     assert!(line(r#"interlink_cri_extension_errors_total{hook="state",module="metered.wasm",kind="trap"}"#).ends_with(" 1"));
-    assert!(line(r#"interlink_cri_extension_rejections_total{hook="state",module="metered-broken.wasm"}"#).ends_with(" 1"));
-    line(r#"interlink_cri_extension_call_duration_seconds_count{hook="state",module="metered.wasm"}"#);
+    assert!(
+        line(
+            r#"interlink_cri_extension_rejections_total{hook="state",module="metered-broken.wasm"}"#
+        )
+        .ends_with(" 1")
+    );
+    line(
+        r#"interlink_cri_extension_call_duration_seconds_count{hook="state",module="metered.wasm"}"#,
+    );
 }
 
 // ---------------------------------------------------------------- hot reload
@@ -539,7 +808,13 @@ fn hot_reload_under_load_fails_no_call() {
 
     let dir = tempfile::tempdir().unwrap();
     let res = dir.path().join("resources");
-    install(dir.path(), "resources", "mark.wasm", "hostile", Some(r#"{"mark": "1"}"#));
+    install(
+        dir.path(),
+        "resources",
+        "mark.wasm",
+        "hostile",
+        Some(r#"{"mark": "1"}"#),
+    );
     let ext = start(dir.path());
 
     // callers: every call must carry a mark while a mark module is in force
@@ -548,8 +823,13 @@ fn hot_reload_under_load_fails_no_call() {
     let (calls, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let (ext, stop, expect, calls, failed) =
-                (ext.clone(), stop.clone(), expect_mark.clone(), calls.clone(), failed.clone());
+            let (ext, stop, expect, calls, failed) = (
+                ext.clone(),
+                stop.clone(),
+                expect_mark.clone(),
+                calls.clone(),
+                failed.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let must = expect.load(Ordering::SeqCst);
@@ -558,6 +838,9 @@ fn hot_reload_under_load_fails_no_call() {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                     calls.fetch_add(1, Ordering::Relaxed);
+                    // busy callers, but leaving the reload thread some CPU on a
+                    // two-core machine
+                    std::thread::sleep(Duration::from_micros(100));
                 }
             })
         })
@@ -569,7 +852,7 @@ fn hot_reload_under_load_fails_no_call() {
             .get("example.com/mark")
             .cloned()
     };
-    let steps: Vec<(&str, Box<dyn Fn()>, Option<&str>)> = vec![
+    let steps: Vec<Step> = vec![
         (
             "configuration changed",
             Box::new(|| write_atomic(&res.join("mark.json"), br#"{"mark": "2"}"#)),
@@ -583,21 +866,39 @@ fn hot_reload_under_load_fails_no_call() {
         (
             "replaced by a good version",
             Box::new(|| {
-                install(dir.path(), "resources", "mark.wasm", "hostile", Some(r#"{"mark": "3"}"#));
+                install(
+                    dir.path(),
+                    "resources",
+                    "mark.wasm",
+                    "hostile",
+                    Some(r#"{"mark": "3"}"#),
+                );
             }),
             Some("3"),
         ),
         (
             "a module added after it",
             Box::new(|| {
-                install(dir.path(), "resources", "zz-mark.wasm", "hostile", Some(r#"{"mark": "4"}"#));
+                install(
+                    dir.path(),
+                    "resources",
+                    "zz-mark.wasm",
+                    "hostile",
+                    Some(r#"{"mark": "4"}"#),
+                );
             }),
             Some("4"),
         ),
         (
             "a trapping module added",
             Box::new(|| {
-                install(dir.path(), "resources", "zzz-trap.wasm", "hostile", Some(r#"{"mode": "trap"}"#));
+                install(
+                    dir.path(),
+                    "resources",
+                    "zzz-trap.wasm",
+                    "hostile",
+                    Some(r#"{"mode": "trap"}"#),
+                );
             }),
             Some("4"),
         ),
@@ -605,7 +906,10 @@ fn hot_reload_under_load_fails_no_call() {
     for (what, change, want) in steps {
         let written = Instant::now();
         change();
-        wait_until(Duration::from_secs(5), what, || mark(&ext).as_deref() == want).unwrap();
+        wait_until(Duration::from_secs(5), what, || {
+            mark(&ext).as_deref() == want
+        })
+        .unwrap();
         let took = written.elapsed();
         println!("{what}: new behaviour after {took:?}");
         assert!(took < Duration::from_secs(1), "{what}: took {took:?}");
@@ -620,15 +924,28 @@ fn hot_reload_under_load_fails_no_call() {
         std::fs::remove_file(res.join(f)).unwrap();
     }
     wait_until(Duration::from_secs(5), "removal", || mark(&ext).is_none()).unwrap();
-    assert!(written.elapsed() < Duration::from_secs(1), "removal took {:?}", written.elapsed());
+    assert!(
+        written.elapsed() < Duration::from_secs(1),
+        "removal took {:?}",
+        written.elapsed()
+    );
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
     }
-    let (calls, failed) = (calls.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (calls, failed) = (
+        calls.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
     println!("{calls} calls during the reloads, {failed} failed");
     assert!(calls > 100, "the load ran ({calls} calls)");
-    assert_eq!(failed, 0, "calls that found no module while one was in force");
-    assert!(ext.rejections().is_empty(), "rejections of removed files are forgotten");
+    assert_eq!(
+        failed, 0,
+        "calls that found no module while one was in force"
+    );
+    assert!(
+        ext.rejections().is_empty(),
+        "rejections of removed files are forgotten"
+    );
 }

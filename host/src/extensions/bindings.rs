@@ -123,14 +123,15 @@ pub(crate) fn annotation_input(
     i: &hooks::AnnotationInput,
     so_far: &hooks::MetadataChanges,
 ) -> wit::AnnotationInput {
-    let apply = |base: &BTreeMap<String, String>, remove: &[String], set: &BTreeMap<String, String>| {
-        let mut m = base.clone();
-        for k in remove {
-            m.remove(k);
-        }
-        m.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-        map(&m)
-    };
+    let apply =
+        |base: &BTreeMap<String, String>, remove: &[String], set: &BTreeMap<String, String>| {
+            let mut m = base.clone();
+            for k in remove {
+                m.remove(k);
+            }
+            m.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            map(&m)
+        };
     wit::AnnotationInput {
         pod_name: i.pod_name.clone(),
         pod_namespace: i.pod_namespace.clone(),
@@ -210,7 +211,10 @@ pub(crate) fn from_decision(d: wit::StateDecision) -> hooks::StateDecision {
     }
 }
 
-pub(crate) fn state_input(i: &hooks::StateInput, current: &hooks::StateDecision) -> wit::StateInput {
+pub(crate) fn state_input(
+    i: &hooks::StateInput,
+    current: &hooks::StateDecision,
+) -> wit::StateInput {
     wit::StateInput {
         pod_name: i.pod_name.clone(),
         pod_namespace: i.pod_namespace.clone(),
@@ -229,7 +233,9 @@ pub(crate) fn state_input(i: &hooks::StateInput, current: &hooks::StateDecision)
     }
 }
 
-fn quantities(m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>) -> StringMap {
+fn quantities(
+    m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> StringMap {
     m.map(|m| m.iter().map(|(k, q)| (k.clone(), q.0.clone())).collect())
         .unwrap_or_default()
 }

@@ -57,9 +57,14 @@ pub(crate) fn list(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > max {
-        return Err(format!("{} is too large ({} bytes, at most {max})", path.display(), meta.len()));
+        return Err(format!(
+            "{} is too large ({} bytes, at most {max})",
+            path.display(),
+            meta.len()
+        ));
     }
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
@@ -109,20 +114,18 @@ impl Compiler {
     pub(crate) fn new(engine: &Engine, cache_dir: Option<PathBuf>) -> Compiler {
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        let cache_dir = cache_dir.filter(|d| {
-            match std::fs::create_dir_all(d) {
-                Ok(()) => {
-                    #[cfg(unix)]
-                    {
-                        use std::os::unix::fs::PermissionsExt;
-                        let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
-                    }
-                    true
+        let cache_dir = cache_dir.filter(|d| match std::fs::create_dir_all(d) {
+            Ok(()) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
                 }
-                Err(e) => {
-                    tracing::warn!(dir = %d.display(), "extension compile cache disabled: {e}");
-                    false
-                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(dir = %d.display(), "extension compile cache disabled: {e}");
+                false
             }
         });
         Compiler {
@@ -147,7 +150,9 @@ impl Compiler {
             // engine produced. Anything that fails to load is recompiled.
             match unsafe { Component::deserialize_file(&self.engine, path) } {
                 Ok(c) => return Ok((c, true)),
-                Err(e) => tracing::debug!(path = %path.display(), "cached module unusable, recompiling: {e:#}"),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), "cached module unusable, recompiling: {e:#}")
+                }
             }
         }
         let native = self
@@ -171,7 +176,12 @@ impl Compiler {
 
 pub(crate) fn first_line(e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");
-    text.lines().next().unwrap_or("").chars().take(400).collect()
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(400)
+        .collect()
 }
 
 /// Interfaces the linker provides (any 0.2.x version of WASI), without version.
@@ -316,7 +326,8 @@ fn smoke(m: &Module) -> Result<(), CallError> {
                 default: default.clone(),
                 ..Default::default()
             };
-            m.map_resources(&bindings::resource_input(&input, &default)).map(drop)
+            m.map_resources(&bindings::resource_input(&input, &default))
+                .map(drop)
         }
         Hook::Annotations => {
             let mut input = hooks::AnnotationInput {
@@ -346,7 +357,8 @@ fn smoke(m: &Module) -> Result<(), CallError> {
                 remote_exit_code: 0,
                 default: current.clone(),
             };
-            m.map_state(&bindings::state_input(&input, &current)).map(drop)
+            m.map_state(&bindings::state_input(&input, &current))
+                .map(drop)
         }
         Hook::Admission => {
             let pod = Pod {

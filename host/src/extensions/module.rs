@@ -4,14 +4,14 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::{self, StringMap, admission, annotations, resources, state, wit};
 use super::metrics::ModuleMetrics;
-use super::sandbox::StoreState;
+use super::sandbox::{Budget, StoreState, enforce_budget};
 
 /// The four hooks, in the order of their folders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,7 +27,12 @@ pub enum Hook {
 }
 
 impl Hook {
-    pub const ALL: [Hook; 4] = [Hook::Resources, Hook::Annotations, Hook::State, Hook::Admission];
+    pub const ALL: [Hook; 4] = [
+        Hook::Resources,
+        Hook::Annotations,
+        Hook::State,
+        Hook::Admission,
+    ];
 
     /// The hook's subfolder (also its metrics label).
     pub fn dir(self) -> &'static str {
@@ -125,7 +130,25 @@ struct Instance {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {
     pub memory_limit: usize,
-    pub deadline_ticks: u64,
+    /// CPU time per call.
+    pub call_timeout: Duration,
+}
+
+impl Bounds {
+    /// A call: its CPU time, and at most ten times that (100 ms at least) of
+    /// wall-clock time if the thread is kept off the CPU.
+    fn call(&self) -> Budget {
+        Budget::new(
+            self.call_timeout,
+            (self.call_timeout * 10).max(Duration::from_millis(100)),
+        )
+    }
+
+    /// Instantiation (runs the module's initialisers): more generous.
+    fn instantiation(&self) -> Budget {
+        let cpu = (self.call_timeout * 10).max(Duration::from_millis(100));
+        Budget::new(cpu, cpu * 5)
+    }
 }
 
 pub(crate) struct Module {
@@ -157,13 +180,21 @@ fn classify(e: wasmtime::Error) -> CallError {
     }
     let memory = e.chain().any(|c| {
         let t = c.to_string();
-        t.contains("growing memory") || t.contains("memory growth failure") || t.contains("memory limit")
+        t.contains("growing memory")
+            || t.contains("memory growth failure")
+            || t.contains("memory limit")
     }) || trap == Some(Trap::AllocationTooLarge);
     let text = match trap {
         Some(t) => t.to_string(),
         None => e.root_cause().to_string(),
     };
-    let short: String = text.lines().next().unwrap_or("").chars().take(300).collect();
+    let short: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect();
     if memory {
         CallError::Memory(short)
     } else {
@@ -206,11 +237,15 @@ impl Module {
     }
 
     fn instantiate(&self) -> wasmtime::Result<Instance> {
-        let data = StoreState::new(self.label.clone(), self.config.clone(), self.bounds.memory_limit);
+        let data = StoreState::new(
+            self.label.clone(),
+            self.config.clone(),
+            self.bounds.memory_limit,
+        );
         let mut store = Store::new(&self.engine, data);
         store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.bounds.deadline_ticks);
+        enforce_budget(&mut store);
+        store.data_mut().start_call(self.bounds.instantiation());
         let bound = match &self.pre {
             Pre::Resources(p) => Bound::Resources(p.instantiate(&mut store)?),
             Pre::Annotations(p) => Bound::Annotations(p.instantiate(&mut store)?),
@@ -234,8 +269,8 @@ impl Module {
                 Some(i) => i,
                 None => self.instantiate()?,
             };
-            inst.store.set_epoch_deadline(self.bounds.deadline_ticks);
-            inst.store.data_mut().logs_left = 32;
+            inst.store.data_mut().start_call(self.bounds.call());
+            inst.store.set_epoch_deadline(1);
             let r = f(&mut inst.store, &inst.bound)?;
             Ok::<_, wasmtime::Error>((r, inst))
         }));
@@ -293,14 +328,24 @@ impl Module {
         let r = r.map_err(|e| CallError::Guest(clip(e)))?;
         check_map(&r.set_labels, false)?;
         check_map(&r.set_annotations, false)?;
-        let removed: usize = r.remove_labels.iter().chain(&r.remove_annotations).map(String::len).sum();
-        if removed > RESULT_MAX_BYTES || r.remove_labels.len() + r.remove_annotations.len() > RESULT_MAX_ENTRIES {
+        let removed: usize = r
+            .remove_labels
+            .iter()
+            .chain(&r.remove_annotations)
+            .map(String::len)
+            .sum();
+        if removed > RESULT_MAX_BYTES
+            || r.remove_labels.len() + r.remove_annotations.len() > RESULT_MAX_ENTRIES
+        {
             return Err(CallError::Invalid("too many removals".into()));
         }
         Ok(r)
     }
 
-    pub(crate) fn map_state(&self, input: &wit::StateInput) -> Result<wit::StateDecision, CallError> {
+    pub(crate) fn map_state(
+        &self,
+        input: &wit::StateInput,
+    ) -> Result<wit::StateDecision, CallError> {
         let r = self.call(|store, b| match b {
             Bound::State(m) => m.call_map_state(store, input),
             _ => wasmtime::bail!("module bound to the wrong hook"),
@@ -365,7 +410,9 @@ fn check_map(m: &StringMap, quantities: bool) -> Result<(), CallError> {
 /// or an exponent.
 pub(crate) fn is_quantity(s: &str) -> bool {
     let s = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, suffix) = s.split_at(end);
     let dots = num.matches('.').count();
     if num.is_empty() || num == "." || dots > 1 {

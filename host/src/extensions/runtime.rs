@@ -112,7 +112,14 @@ impl Inner {
                 }
                 let (name, digest) = (src.name.clone(), src.digest.clone());
                 let started = std::time::Instant::now();
-                match loader::load(hook, src, &self.compiler, &self.linker, &self.engine, self.bounds) {
+                match loader::load(
+                    hook,
+                    src,
+                    &self.compiler,
+                    &self.linker,
+                    &self.engine,
+                    self.bounds,
+                ) {
                     Ok(m) => {
                         tracing::info!(
                             module = m.label(),
@@ -156,7 +163,8 @@ impl Inner {
             metrics::loaded(hook.dir(), list.len());
         }
         // forget rejections of files that are gone
-        lock(&self.rejections).retain(|r| self.settings.dir.join(r.hook.dir()).join(&r.name).is_file());
+        lock(&self.rejections)
+            .retain(|r| self.settings.dir.join(r.hook.dir()).join(&r.name).is_file());
         if changed {
             *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
             self.generation.fetch_add(1, Ordering::SeqCst);
@@ -175,10 +183,12 @@ pub struct Extensions {
 impl Extensions {
     /// Create the hook folders if needed, load what is there, and watch for changes.
     pub fn start(settings: ExtensionSettings) -> Result<Arc<Extensions>, ExtensionError> {
-        let setup = |what: &str, e: &dyn std::fmt::Display| ExtensionError::Setup(format!("{what}: {e}"));
+        let setup =
+            |what: &str, e: &dyn std::fmt::Display| ExtensionError::Setup(format!("{what}: {e}"));
         for hook in Hook::ALL {
             let d = settings.dir.join(hook.dir());
-            std::fs::create_dir_all(&d).map_err(|e| setup(&format!("cannot create {}", d.display()), &e))?;
+            std::fs::create_dir_all(&d)
+                .map_err(|e| setup(&format!("cannot create {}", d.display()), &e))?;
         }
         let engine = sandbox::engine().map_err(|e| setup("engine", &e))?;
         let linker = sandbox::linker(&engine).map_err(|e| setup("linker", &e))?;
@@ -186,7 +196,7 @@ impl Extensions {
         let compiler = Compiler::new(&engine, cache_dir);
         let bounds = Bounds {
             memory_limit: settings.memory_limit,
-            deadline_ticks: sandbox::deadline_ticks(settings.call_timeout),
+            call_timeout: settings.call_timeout,
         };
         let ticker = EpochTicker::start(&engine).map_err(|e| setup("epoch thread", &e))?;
         let inner = Arc::new(Inner {

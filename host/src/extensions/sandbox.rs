@@ -8,7 +8,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder};
@@ -70,9 +70,62 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Deadline in epoch ticks for a call bound.
-pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_micros() / TICK.as_micros()).max(1) as u64
+/// CPU time used by the calling thread so far.
+pub(crate) fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// The time a call may take: CPU time of the calling thread (so a call that
+/// the OS merely preempted is not cut short), with a wall-clock backstop.
+/// Checked at every epoch tick once the call has run for one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    cpu_start: Duration,
+    wall_start: Instant,
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl Budget {
+    pub(crate) fn new(cpu: Duration, wall: Duration) -> Budget {
+        Budget {
+            cpu_start: thread_cpu(),
+            wall_start: Instant::now(),
+            cpu,
+            wall,
+        }
+    }
+
+    fn exceeded(&self) -> bool {
+        self.wall_start.elapsed() >= self.wall
+            || thread_cpu().saturating_sub(self.cpu_start) >= self.cpu
+    }
+}
+
+/// Install the deadline check on a store: at each tick past the deadline, the
+/// call continues while within its budget, else it is interrupted
+/// (`Trap::Interrupt`).
+pub(crate) fn enforce_budget(store: &mut wasmtime::Store<StoreState>) {
+    store.epoch_deadline_callback(|ctx| {
+        Ok(if ctx.data().budget.exceeded() {
+            wasmtime::UpdateDeadline::Interrupt
+        } else {
+            wasmtime::UpdateDeadline::Continue(1)
+        })
+    });
+    store.set_epoch_deadline(1);
 }
 
 /// What one instance's store holds.
@@ -86,9 +139,17 @@ pub(crate) struct StoreState {
     config: Arc<str>,
     /// Log lines left in the current call.
     pub(crate) logs_left: u32,
+    /// Time left for the current call (or the instantiation).
+    pub(crate) budget: Budget,
 }
 
 impl StoreState {
+    /// Prepare for one call: log budget and time budget.
+    pub(crate) fn start_call(&mut self, budget: Budget) {
+        self.logs_left = LOG_LINES_PER_CALL;
+        self.budget = budget;
+    }
+
     pub(crate) fn new(module: Arc<str>, config: Arc<str>, memory_limit: usize) -> StoreState {
         // nothing preopened, no environment, no arguments, no network
         let wasi = WasiCtx::builder()
@@ -110,6 +171,7 @@ impl StoreState {
             module,
             config,
             logs_left: LOG_LINES_PER_CALL,
+            budget: Budget::new(Duration::from_secs(1), Duration::from_secs(1)),
         }
     }
 }
@@ -171,8 +233,8 @@ impl host::Host for StoreState {
 /// else make the module fail to link.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
-    use wasmtime_wasi::{cli::WasiCli, clocks::WasiClocks, filesystem::WasiFilesystem};
     use wasmtime_wasi::random::WasiRandom;
+    use wasmtime_wasi::{cli::WasiCli, clocks::WasiClocks, filesystem::WasiFilesystem};
 
     let mut l = Linker::<StoreState>::new(engine);
     host::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(&mut l, |s| s)?;
@@ -181,9 +243,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     clocks::monotonic_clock::add_to_linker::<StoreState, WasiClocks>(&mut l, StoreState::clocks)?;
     random::random::add_to_linker::<StoreState, WasiRandom>(&mut l, |t| t.wasi.random())?;
     random::insecure::add_to_linker::<StoreState, WasiRandom>(&mut l, |t| t.wasi.random())?;
-    random::insecure_seed::add_to_linker::<StoreState, WasiRandom>(&mut l, |t| {
-        t.wasi.random()
-    })?;
+    random::insecure_seed::add_to_linker::<StoreState, WasiRandom>(&mut l, |t| t.wasi.random())?;
     cli::exit::add_to_linker::<StoreState, WasiCli>(&mut l, StoreState::cli)?;
     cli::environment::add_to_linker::<StoreState, WasiCli>(&mut l, StoreState::cli)?;
     cli::stdin::add_to_linker::<StoreState, WasiCli>(&mut l, StoreState::cli)?;
@@ -199,10 +259,10 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
         StoreState::filesystem,
     )?;
     // no directory is preopened, so no descriptor can ever exist
-    wasmtime_wasi::p2::bindings::sync::filesystem::types::add_to_linker::<StoreState, WasiFilesystem>(
-        &mut l,
-        StoreState::filesystem,
-    )?;
+    wasmtime_wasi::p2::bindings::sync::filesystem::types::add_to_linker::<
+        StoreState,
+        WasiFilesystem,
+    >(&mut l, StoreState::filesystem)?;
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<StoreState, NoBlockIo>(
         &mut l,
         NoBlock::of,
@@ -272,7 +332,10 @@ impl sync_io::poll::Host for NoBlock<'_> {
         let mut ready = Vec::new();
         for (i, p) in pollables.iter().enumerate() {
             let p = Resource::<DynPollable>::new_borrow(p.rep());
-            if now(async_poll::HostPollable::ready(self.table, p)).transpose()?.unwrap_or(false) {
+            if now(async_poll::HostPollable::ready(self.table, p))
+                .transpose()?
+                .unwrap_or(false)
+            {
                 ready.push(i as u32);
             }
         }
@@ -307,12 +370,14 @@ impl sync_io::streams::Host for NoBlock<'_> {
         &mut self,
         err: StreamError,
     ) -> wasmtime::Result<sync_io::streams::StreamError> {
-        Ok(match async_streams::Host::convert_stream_error(self.table, err)? {
-            async_streams::StreamError::LastOperationFailed(e) => {
-                sync_io::streams::StreamError::LastOperationFailed(e)
-            }
-            async_streams::StreamError::Closed => sync_io::streams::StreamError::Closed,
-        })
+        Ok(
+            match async_streams::Host::convert_stream_error(self.table, err)? {
+                async_streams::StreamError::LastOperationFailed(e) => {
+                    sync_io::streams::StreamError::LastOperationFailed(e)
+                }
+                async_streams::StreamError::Closed => sync_io::streams::StreamError::Closed,
+            },
+        )
     }
 }
 
@@ -350,7 +415,9 @@ impl sync_io::streams::HostOutputStream for NoBlock<'_> {
         bytes: Vec<u8>,
     ) -> StreamResult<()> {
         if bytes.len() > 4096 {
-            return Err(StreamError::trap("buffer too large for blocking-write-and-flush"));
+            return Err(StreamError::trap(
+                "buffer too large for blocking-write-and-flush",
+            ));
         }
         self.output(&bytes);
         let borrowed = Resource::<DynOutputStream>::new_borrow(stream.rep());
@@ -364,7 +431,9 @@ impl sync_io::streams::HostOutputStream for NoBlock<'_> {
         len: u64,
     ) -> StreamResult<()> {
         if len > 4096 {
-            return Err(StreamError::trap("buffer too large for blocking-write-zeroes-and-flush"));
+            return Err(StreamError::trap(
+                "buffer too large for blocking-write-zeroes-and-flush",
+            ));
         }
         let borrowed = Resource::<DynOutputStream>::new_borrow(stream.rep());
         async_streams::HostOutputStream::write_zeroes(self.table, borrowed, len)?;

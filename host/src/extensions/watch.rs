@@ -30,13 +30,14 @@ fn relevant(event: &notify::Event) -> bool {
 
 pub(crate) fn start(dir: &Path, inner: Weak<Inner>) -> notify::Result<Watcher> {
     let (tx, rx) = mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-        Ok(event) if relevant(&event) => {
-            let _ = tx.send(());
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("extension folder watch error: {e}"),
-    })?;
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(event) if relevant(&event) => {
+                let _ = tx.send(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("extension folder watch error: {e}"),
+        })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;
     std::thread::Builder::new()
         .name("wasm-reload".into())
