@@ -37,9 +37,9 @@ impl Remote for JsonRemote {
     fn delete(&self, _p: k8s::Pod) -> BoxFuture<'_, RemoteResult<()>> {
         Box::pin(async { Ok(()) })
     }
-    fn status(&self, pods: Vec<k8s::Pod>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<Vec<k8s::Pod>>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
         Box::pin(async move {
-            let body = serde_json::to_vec(&pods).unwrap();
+            let body = serde_json::to_vec(&*pods).unwrap();
             std::hint::black_box(body);
             let a = self.answer.lock().unwrap().clone();
             Ok(serde_json::from_slice(&a).unwrap())

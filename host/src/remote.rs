@@ -3,6 +3,8 @@
 //! [`InterlinkRemote`]); the trait keeps the rest of the host independent of the
 //! transport.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -31,7 +33,8 @@ pub type RemoteResult<T> = Result<T, RemoteError>;
 pub trait Remote: Send + Sync + 'static {
     fn create(&self, req: PodCreateRequests) -> BoxFuture<'_, RemoteResult<CreateStruct>>;
     fn delete(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>>;
-    fn status(&self, pods: Vec<Pod>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>>;
+    /// Shared so the status loop can reuse one request body while nothing changed.
+    fn status(&self, pods: Arc<Vec<Pod>>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>>;
     fn logs(&self, req: LogStruct, max_bytes: usize) -> BoxFuture<'_, RemoteResult<Bytes>>;
     fn logs_follow(
         &self,
@@ -82,7 +85,7 @@ impl Remote for InterlinkRemote {
             span,
         ))
     }
-    fn status(&self, pods: Vec<Pod>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<Vec<Pod>>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
         let span = tracing::debug_span!("interlink", call = "status", pods = pods.len());
         Box::pin(tracing::Instrument::instrument(
             async move { self.client.status(&pods).await.map_err(map_err) },

@@ -34,6 +34,8 @@ pub struct Runtime {
     pub probe_before_send: Mutex<std::collections::HashSet<String>>,
     /// Remote pods with a `/create` or `/delete` in flight.
     pub inflight: Mutex<std::collections::HashSet<String>>,
+    /// The last `/status` request body and the store generation it was built at.
+    pub poll_cache: Mutex<Option<(u64, Arc<Vec<k8s_openapi::api::core::v1::Pod>>)>>,
 }
 
 impl Runtime {
@@ -65,6 +67,7 @@ impl Runtime {
             followers: Mutex::new(Default::default()),
             probe_before_send: Mutex::new(probe),
             inflight: Mutex::new(Default::default()),
+            poll_cache: Mutex::new(None),
         })
     }
 

@@ -56,23 +56,38 @@ pub async fn run(rt: Arc<Runtime>) {
     }
 }
 
-/// The pods of one status round.
-pub fn polled_pods(rt: &Runtime) -> Vec<Pod> {
-    let st = rt.store.read();
-    st.remotes
-        .values()
-        .filter(|r| r.phase == Phase::Created && !r.finished)
-        .map(|r| {
-            convert::status_pod(
-                r,
-                r.containers
-                    .iter()
-                    .filter_map(|id| st.containers.get(id))
-                    .map(|c| c.name())
-                    .collect(),
-            )
-        })
-        .collect()
+/// The pods of one status round, rebuilt only when a remote pod record changed.
+pub fn polled_pods(rt: &Runtime) -> Arc<Vec<Pod>> {
+    let generation = rt.store.remotes_generation();
+    if let Ok(c) = rt.poll_cache.lock()
+        && let Some((g, pods)) = c.as_ref()
+        && *g == generation
+    {
+        return pods.clone();
+    }
+    let pods = {
+        let st = rt.store.read();
+        Arc::new(
+            st.remotes
+                .values()
+                .filter(|r| r.phase == Phase::Created && !r.finished)
+                .map(|r| {
+                    convert::status_pod(
+                        r,
+                        r.containers
+                            .iter()
+                            .filter_map(|id| st.containers.get(id))
+                            .map(|c| c.name())
+                            .collect(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    if let Ok(mut c) = rt.poll_cache.lock() {
+        *c = Some((generation, pods.clone()));
+    }
+    pods
 }
 
 /// Apply one `/status` answer; returns how many containers changed.

@@ -163,6 +163,8 @@ impl Dirty {
 }
 
 pub struct Store {
+    /// Bumped by every update that touched a remote pod.
+    remotes_gen: std::sync::atomic::AtomicU64,
     dir: Option<PathBuf>,
     inner: RwLock<Inner>,
     writer: Mutex<()>,
@@ -177,6 +179,7 @@ impl Store {
     /// A store that persists nothing (benchmarks, unit tests).
     pub fn in_memory() -> Store {
         Store {
+            remotes_gen: Default::default(),
             dir: None,
             inner: RwLock::new(Inner::default()),
             writer: Mutex::new(()),
@@ -202,10 +205,16 @@ impl Store {
             inner.remotes.insert(k, v);
         }
         Ok(Store {
+            remotes_gen: Default::default(),
             dir: Some(dir.to_path_buf()),
             inner: RwLock::new(inner),
             writer: Mutex::new(()),
         })
+    }
+
+    /// Changes whenever a remote pod record changed (added, removed, phase, finished).
+    pub fn remotes_generation(&self) -> u64 {
+        self.remotes_gen.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -219,6 +228,10 @@ impl Store {
         let (r, files) = {
             let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
             let r = f(&mut inner, &mut dirty);
+            if !dirty.remotes.is_empty() {
+                self.remotes_gen
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
             if self.dir.is_none() || dirty.is_empty() {
                 return r;
             }
