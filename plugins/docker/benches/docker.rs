@@ -3,10 +3,10 @@
 //!
 //! 1. create -> running latency of a one-container pod (HTTP create until the
 //!    plugin's status reports the container running), over several pods;
-//! 2. the cost of one status request for N tracked pods (default 100, env
-//!    `BENCH_PODS`), warm (states cached, one engine list call) and cold (first
-//!    request after a plugin restart, one inspect per container), and the per-pod
-//!    cost extrapolated to 1,000 pods.
+//! 2. the cost of one status request for N tracked running pods (default 100,
+//!    env `BENCH_PODS`), warm (states cached, one engine list call) and cold
+//!    (first request after a plugin restart, one inspect per container), the
+//!    status of one pod among them, and the per-pod cost extrapolated to 1,000.
 //!
 //! `cargo bench -p interlink-plugin-docker --bench docker`
 
@@ -15,8 +15,202 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use interlink_test_harness::plugin::{PluginClient, PodBuilder, all_terminated, is_running};
-use interlink_test_harness::{Proc, wait_for_unix_socket};
+use http::{PluginClient, PodBuilder, Proc, is_running, wait_for_unix_socket};
+
+/// Just enough of a blocking HTTP client, process handling and pod building for
+/// the bench (kept here so the plugin crate depends on nothing else to bench).
+mod http {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::os::unix::process::CommandExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use interlink::{CreateStruct, PodStatus, RetrievedContainer, RetrievedPodData};
+    use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    pub struct Proc(Child);
+
+    impl Proc {
+        pub fn spawn(_name: &str, mut cmd: Command, log: &Path) -> std::io::Result<Proc> {
+            let out = std::fs::File::create(log)?;
+            cmd.stdout(out.try_clone()?)
+                .stderr(out)
+                .stdin(Stdio::null())
+                .process_group(0);
+            Ok(Proc(cmd.spawn()?))
+        }
+
+        pub fn stop(&mut self, grace: Duration) {
+            let pg = self.0.id() as i32;
+            // SAFETY: signalling our own child's process group.
+            unsafe { libc::kill(-pg, libc::SIGTERM) };
+            let end = Instant::now() + grace;
+            while Instant::now() < end {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    unsafe { libc::kill(-pg, libc::SIGKILL) };
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            unsafe { libc::kill(-pg, libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                self.stop(Duration::from_secs(5));
+            }
+        }
+    }
+
+    pub fn wait_for_unix_socket(p: &Path, timeout: Duration) -> Result<(), String> {
+        let end = Instant::now() + timeout;
+        while UnixStream::connect(p).is_err() {
+            if Instant::now() > end {
+                return Err(format!("{} did not come up in {timeout:?}", p.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    pub struct PluginClient(PathBuf);
+
+    impl PluginClient {
+        pub fn unix(p: &Path) -> PluginClient {
+            PluginClient(p.to_path_buf())
+        }
+
+        fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+            let mut s = UnixStream::connect(&self.0).expect("connect to the plugin");
+            write!(
+                s,
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            s.write_all(body).unwrap();
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw).unwrap();
+            let end = raw
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("response head");
+            let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+            let code: u16 = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .expect("status");
+            let mut rest = raw[end + 4..].to_vec();
+            if head.contains("transfer-encoding: chunked") {
+                let mut out = Vec::new();
+                loop {
+                    let nl = rest
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                        .expect("chunk size");
+                    let n = usize::from_str_radix(String::from_utf8_lossy(&rest[..nl]).trim(), 16)
+                        .unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+                    rest.drain(..nl + 4 + n);
+                }
+                rest = out;
+            }
+            (code, rest)
+        }
+
+        fn ok<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str, body: &[u8]) -> T {
+            let (code, b) = self.request(method, path, body);
+            assert!(
+                (200..300).contains(&code),
+                "{path}: HTTP {code}: {}",
+                String::from_utf8_lossy(&b)
+            );
+            serde_json::from_slice(&b).expect("JSON answer")
+        }
+
+        pub fn create_ok(&self, d: &RetrievedPodData) -> CreateStruct {
+            self.ok("POST", "/create", &serde_json::to_vec(d).unwrap())
+        }
+
+        pub fn delete(&self, p: &Pod) {
+            let (code, b) = self.request("POST", "/delete", &serde_json::to_vec(p).unwrap());
+            assert_eq!(code, 200, "delete: {}", String::from_utf8_lossy(&b));
+        }
+
+        pub fn status(&self, pods: &[Pod]) -> Vec<PodStatus> {
+            self.ok("GET", "/status", &serde_json::to_vec(pods).unwrap())
+        }
+
+        pub fn status_of(&self, p: &Pod) -> PodStatus {
+            self.status(std::slice::from_ref(p)).remove(0)
+        }
+    }
+
+    pub struct PodBuilder {
+        pub pod: Pod,
+    }
+
+    impl PodBuilder {
+        pub fn new(name: &str, image: &str, cmd: &[&str], n: usize) -> PodBuilder {
+            let pod = Pod {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    namespace: Some("default".into()),
+                    uid: Some(format!(
+                        "00000000-0000-4000-8000-{:06x}{n:06x}",
+                        std::process::id() & 0xffffff
+                    )),
+                    ..Default::default()
+                },
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "main".into(),
+                        image: Some(image.into()),
+                        command: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                        ..Default::default()
+                    }],
+                    termination_grace_period_seconds: Some(0),
+                    ..Default::default()
+                }),
+                status: None,
+            };
+            PodBuilder { pod }
+        }
+
+        pub fn uid(&self) -> &str {
+            self.pod.metadata.uid.as_deref().unwrap()
+        }
+
+        pub fn data(&self) -> RetrievedPodData {
+            RetrievedPodData {
+                pod: self.pod.clone(),
+                containers: vec![RetrievedContainer {
+                    name: "main".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        }
+    }
+
+    fn state(s: &PodStatus) -> Option<&k8s_openapi::api::core::v1::ContainerState> {
+        s.containers.first().and_then(|c| c.state.as_ref())
+    }
+
+    pub fn is_running(s: &PodStatus, _name: &str) -> bool {
+        state(s).is_some_and(|s| s.running.is_some())
+    }
+}
 
 fn engine_env() -> Option<(BTreeMap<String, String>, String)> {
     let dir = std::env::var("ENGINE_DIR").unwrap_or_else(|_| "/tmp/engine".into());
@@ -97,17 +291,17 @@ fn main() {
     let mut plugin = start_plugin(dir.path());
     let client = PluginClient::unix(&dir.path().join("plugin.sock"));
     let mut uids = Vec::new();
-    let pod = |name: &str, cmd: &[&str]| {
-        let mut b = PodBuilder::new(name).container("main", cmd).grace(0);
-        b.pod.spec.as_mut().unwrap().containers[0].image = Some(image.clone());
-        b
+    let mut serial = 0usize;
+    let mut pod = |name: &str, cmd: &[&str]| {
+        serial += 1;
+        PodBuilder::new(name, &image, cmd, serial)
     };
 
     // ---- 1. create -> running (after one warm-up pod, not counted)
     let warm_up = pod("warm-up", &["true"]);
     uids.push(warm_up.uid().to_string());
-    client.create_ok(&warm_up.data()).unwrap();
-    client.delete(&warm_up.pod).unwrap().ok().unwrap();
+    client.create_ok(&warm_up.data());
+    client.delete(&warm_up.pod);
     let mut create_rt = Vec::new();
     let mut to_running = Vec::new();
     let mut running = Vec::new();
@@ -115,10 +309,10 @@ fn main() {
         let b = pod(&format!("lat-{i}"), &["sleep", "1000"]);
         uids.push(b.uid().to_string());
         let t = Instant::now();
-        client.create_ok(&b.data()).unwrap();
+        client.create_ok(&b.data());
         create_rt.push(t.elapsed());
         loop {
-            let st = client.status_of(&b.pod).unwrap();
+            let st = client.status_of(&b.pod);
             if is_running(&st, "main") {
                 break;
             }
@@ -149,7 +343,7 @@ fn main() {
         stats(to_running)
     );
     for b in &running {
-        client.delete(&b.pod).unwrap().ok().unwrap();
+        client.delete(&b.pod);
     }
     uids.clear();
 
@@ -157,28 +351,28 @@ fn main() {
     let t = Instant::now();
     let mut pods = Vec::new();
     for i in 0..n_pods {
-        let b = pod(&format!("many-{i}"), &["true"]);
+        let b = pod(&format!("many-{i}"), &["sleep", "1000"]);
         uids.push(b.uid().to_string());
-        client.create_ok(&b.data()).unwrap();
+        client.create_ok(&b.data());
         pods.push(b.pod);
     }
     let created_in = t.elapsed();
     loop {
-        let all = client.status(&pods).unwrap();
-        if all.len() == pods.len() && all.iter().all(all_terminated) {
+        let all = client.status(&pods);
+        if all.len() == pods.len() && all.iter().all(|st| is_running(st, "main")) {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     println!(
-        "  {n_pods} pods created in {:.1} s ({:.0} ms each) and all finished",
+        "  {n_pods} pods created in {:.1} s ({:.0} ms each) and all running",
         created_in.as_secs_f64(),
         created_in.as_secs_f64() * 1e3 / n_pods as f64
     );
     let mut warm = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let all = client.status(&pods).unwrap();
+        let all = client.status(&pods);
         warm.push(t.elapsed());
         assert_eq!(all.len(), n_pods);
     }
@@ -186,13 +380,13 @@ fn main() {
     plugin.stop(Duration::from_secs(5));
     plugin = start_plugin(dir.path());
     let t = Instant::now();
-    let all = client.status(&pods).unwrap();
+    let all = client.status(&pods);
     let cold = t.elapsed();
     assert_eq!(all.len(), n_pods);
     let mut single = Vec::new();
     for p in pods.iter().take(10) {
         let t = Instant::now();
-        client.status_of(p).unwrap();
+        client.status_of(p);
         single.push(t.elapsed());
     }
     let med = {
@@ -201,20 +395,20 @@ fn main() {
         w[w.len() / 2]
     };
     println!(
-        "  status of {n_pods} pods in one request, warm (1 engine list call): {}",
+        "  status of {n_pods} pods in one request, warm (1 engine list call, no inspect): {}",
         stats(warm)
     );
     println!(
-        "  status of {n_pods} pods, cold after a plugin restart ({} inspects): {:.1} ms",
+        "  status of {n_pods} pods, cold after a plugin restart (1 list + {} inspects): {:.1} ms",
         n_pods,
         cold.as_secs_f64() * 1e3
     );
     println!(
-        "  status of 1 pod with {n_pods} tracked (warm): {}",
+        "  status of 1 running pod with {n_pods} tracked (1 inspect): {}",
         stats(single)
     );
     println!(
-        "  per tracked pod (warm): {:.3} ms -> about {:.0} ms for 1,000 pods (extrapolated; the engine's list grows with its container count)",
+        "  per tracked pod (warm): {:.3} ms -> about {:.0} ms for 1,000 pods (extrapolated: the engine's list call grows with its container count)",
         med.as_secs_f64() * 1e3 / n_pods as f64,
         med.as_secs_f64() * 1e3 * 1000.0 / n_pods as f64
     );
@@ -222,7 +416,7 @@ fn main() {
     // ---- cleanup
     let t = Instant::now();
     for p in &pods {
-        client.delete(p).unwrap().ok().unwrap();
+        client.delete(p);
     }
     println!(
         "  delete of {n_pods} finished pods: {:.0} ms each",

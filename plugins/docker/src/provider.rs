@@ -44,6 +44,10 @@ struct Inner {
     creating: Mutex<HashSet<String>>,
 }
 
+/// Up to this many containers to look at, a status request inspects each;
+/// beyond, one engine list call finds which changed.
+const DIRECT_INSPECT_MAX: usize = 32;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -667,30 +671,59 @@ impl Inner {
                 .map(|r| self.pod_status(r, &HashMap::new(), &HashMap::new()))
                 .collect());
         }
-        // one list call for every pod; inspect only containers whose state changed
+        // Exited containers never change: their cached status is final. The
+        // others are inspected one by one when few, else found with one list
+        // call (and inspected only when their state changed).
         let raw = self.engine.raw();
-        let list = raw
-            .list_labelled(LABEL_POD_UID)
-            .await
-            .map_err(|e| self.engine.raw_error("listing containers", e))?;
-        let states: HashMap<String, String> = list
-            .into_iter()
-            .map(|c| (c.id, normalize(&c.state).to_string()))
+        let live: Vec<&ContainerRecord> = recs
+            .iter()
+            .filter(|r| r.failure.is_none())
+            .flat_map(|r| r.init_containers.iter().chain(&r.containers))
+            .filter(|c| !c.id.is_empty())
             .collect();
-        let mut fresh: HashMap<String, Inspect> = HashMap::new();
-        let need: Vec<String> = {
+        let mut states: HashMap<String, String> = HashMap::new();
+        let candidates: Vec<String> = {
             let cache = lock(&self.cache);
-            recs.iter()
-                .flat_map(|r| r.init_containers.iter().chain(&r.containers))
-                .filter(|c| !c.id.is_empty())
-                .filter(|c| match (states.get(&c.id), cache.get(&c.id)) {
+            let mut v = Vec::new();
+            for c in &live {
+                match cache.get(&c.id) {
+                    Some((s, _)) if s == "exited" => {
+                        states.insert(c.id.clone(), s.clone());
+                    }
+                    _ => v.push(c.id.clone()),
+                }
+            }
+            v
+        };
+        let need: Vec<String> = if candidates.is_empty() {
+            // nothing to look at: still say whether the engine answers
+            docker
+                .ping()
+                .await
+                .map_err(|e| self.engine.error("ping", e, PluginError::Internal))?;
+            vec![]
+        } else if candidates.len() <= DIRECT_INSPECT_MAX {
+            candidates
+        } else {
+            let list = raw
+                .list_labelled(LABEL_POD_UID)
+                .await
+                .map_err(|e| self.engine.raw_error("listing containers", e))?;
+            states = list
+                .into_iter()
+                .map(|c| (c.id, normalize(&c.state).to_string()))
+                .collect();
+            let cache = lock(&self.cache);
+            candidates
+                .into_iter()
+                .filter(|id| match (states.get(id), cache.get(id)) {
                     (None, _) => false,
                     (Some(s), Some((cs, _))) => s != cs,
                     (Some(_), None) => true,
                 })
-                .map(|c| c.id.clone())
                 .collect()
         };
+        let mut fresh: HashMap<String, Inspect> = HashMap::new();
         let results: Vec<_> = futures::stream::iter(need)
             .map(|id| async move { (id.clone(), raw.inspect(&id).await) })
             .buffer_unordered(8)
@@ -699,9 +732,17 @@ impl Inner {
         for (id, r) in results {
             match r {
                 Ok(i) => {
+                    let st = i
+                        .state
+                        .as_ref()
+                        .map(|s| s.normalized().to_string())
+                        .unwrap_or_default();
+                    states.insert(id.clone(), st);
                     fresh.insert(id, i);
                 }
-                Err(e) if e.is_not_found() => {}
+                Err(e) if e.is_not_found() => {
+                    states.remove(&id);
+                }
                 Err(e) => return Err(self.engine.raw_error("inspecting container", e)),
             }
         }
