@@ -90,21 +90,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn time_n<F, Fut>(n: usize, mut f: F) -> Vec<Duration>
-where
-    F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut v = Vec::with_capacity(n);
-    for i in 0..n {
-        let t = Instant::now();
-        f(i).await;
-        v.push(t.elapsed());
-    }
-    v.sort();
-    v
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -146,20 +131,44 @@ async fn run() {
     let (direct, via) = (mk(plugin_port), mk(server_port));
 
     println!("status round trip (one request, N pods), client -> [server ->] plugin over TCP");
-    for (n, iters) in [(1_000usize, 30usize), (10_000, 10)] {
+    for (n, iters) in [(1_000usize, 40usize), (10_000, 15)] {
         let pods: Vec<Pod> = (0..n).map(pod).collect();
         for c in [&direct, &via] {
             let st = c.status(&pods).await.unwrap();
             assert_eq!(st.len(), n);
         }
-        let d = time_n(iters, |_| async {
-            direct.status(&pods).await.map(|_| ()).unwrap()
-        })
-        .await;
-        let v = time_n(iters, |_| async {
-            via.status(&pods).await.map(|_| ()).unwrap()
-        })
-        .await;
+        // JSON alone (one side each): encode the pods, decode them, decode the statuses
+        let st = direct.status(&pods).await.unwrap();
+        let t = Instant::now();
+        let pods_json = serde_json::to_vec(&pods).unwrap();
+        let enc = t.elapsed();
+        let t = Instant::now();
+        let _: Vec<Pod> = serde_json::from_slice(&pods_json).unwrap();
+        let dec = t.elapsed();
+        let st_json = serde_json::to_vec(&st).unwrap();
+        let t = Instant::now();
+        let _: Vec<PodStatus> = serde_json::from_slice(&st_json).unwrap();
+        let dec_st = t.elapsed();
+        println!(
+            "  {n:>6} pods: JSON alone: encode pods {:.2} ms ({} KiB), decode pods {:.2} ms, decode statuses {:.2} ms ({} KiB)",
+            ms(enc),
+            pods_json.len() / 1024,
+            ms(dec),
+            ms(dec_st),
+            st_json.len() / 1024
+        );
+        // direct and via-server calls alternate, so machine load hits both alike
+        let (mut d, mut v) = (Vec::new(), Vec::new());
+        for _ in 0..iters {
+            let t = Instant::now();
+            direct.status(&pods).await.unwrap();
+            d.push(t.elapsed());
+            let t = Instant::now();
+            via.status(&pods).await.unwrap();
+            v.push(t.elapsed());
+        }
+        d.sort();
+        v.sort();
         println!(
             "  {n:>6} pods: via server p50 {:8.2} ms  max {:8.2} ms | plugin direct p50 {:8.2} ms | server adds p50 {:7.2} ms",
             ms(pct(&v, 0.5)),
@@ -181,18 +190,17 @@ async fn run() {
         direct.create(r).await.unwrap();
         via.create(r).await.unwrap();
     }
-    let d = time_n(2000, |i| {
-        let r = &reqs[200 + i];
-        let c = &direct;
-        async move { c.create(r).await.map(|_| ()).unwrap() }
-    })
-    .await;
-    let v = time_n(2000, |i| {
-        let r = &reqs[200 + i];
-        let c = &via;
-        async move { c.create(r).await.map(|_| ()).unwrap() }
-    })
-    .await;
+    let (mut d, mut v) = (Vec::new(), Vec::new());
+    for r in &reqs[200..] {
+        let t = Instant::now();
+        direct.create(r).await.unwrap();
+        d.push(t.elapsed());
+        let t = Instant::now();
+        via.create(r).await.unwrap();
+        v.push(t.elapsed());
+    }
+    d.sort();
+    v.sort();
     println!(
         "  via server:    p50 {:.3} ms  p99 {:.3} ms\n  plugin direct: p50 {:.3} ms  p99 {:.3} ms\n  server adds:   p50 {:.3} ms  p99 {:.3} ms",
         ms(pct(&v, 0.5)),
