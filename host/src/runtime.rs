@@ -176,12 +176,21 @@ impl Runtime {
     }
 }
 
+/// `/pinglink` every `PingInterval`. When the API server answers again after
+/// failing, it may have restarted with an empty cache: re-register our pods.
 async fn ping_loop(rt: Arc<Runtime>) {
+    let mut down = false;
     loop {
-        match tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.ping()).await {
+        let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.ping()).await;
+        down |= !matches!(res, Ok(Ok(())));
+        match res {
             Ok(Ok(())) => {
                 rt.metrics.remote("ping", true);
                 rt.last_ping_ok.store(crate::now_ns(), Ordering::Relaxed);
+                if std::mem::take(&mut down) {
+                    tracing::info!("the interLink API server answers again; re-registering pods");
+                    tokio::spawn(crate::dispatch::recover(rt.clone()));
+                }
             }
             Ok(Err(e)) => {
                 rt.metrics.remote("ping", false);
