@@ -347,3 +347,31 @@ async fn configmap_files_are_shipped() -> anyhow::Result<()> {
     assert!(content.contains("hello from a configmap"), "{content}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_shows_the_error_and_nothing_hangs() -> anyhow::Result<()> {
+    let env = CriEnv::start("")?;
+    let (mut rt, _) = env.connect().await?;
+    let sb = env.pod("refused");
+    let pod = run_pod(&mut rt, &sb).await?;
+    // the local plugin cannot run a container without a command (no image entrypoint)
+    let mut c = sh("nocmd", "true");
+    c.command.clear();
+    let id = create(&mut rt, &pod, &sb, c).await?;
+    start(&mut rt, &id).await?;
+    let s = wait_state(&mut rt, &id, EXITED, T).await?;
+    assert_ne!(s.exit_code, 0, "{s:?}");
+    assert!(
+        !s.reason.is_empty() && !s.message.is_empty(),
+        "kubelet must see why: {s:?}"
+    );
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await?;
+    Ok(())
+}
