@@ -541,7 +541,15 @@ fn logs_follow_while_the_container_runs() {
     let Some(mut w) = World::new() else { return };
     let b = w.pod(
         PodBuilder::new("talker")
-            .container("main", &["sh", "-c", "echo first; sleep 1.5; echo second"]),
+            .container(
+                "main",
+                &[
+                    "sh",
+                    "-c",
+                    "echo first; while [ ! -e /sig/go ]; do sleep 0.05; done; echo second",
+                ],
+            )
+            .empty_dir("sig", &["main"], "/sig"),
     );
     w.client.create_ok(&b.data()).unwrap();
     w.client
@@ -561,6 +569,14 @@ fn logs_follow_while_the_container_runs() {
     assert_eq!(s.status, 200);
     s.wait_for("first\n", T).unwrap();
     assert!(!s.text().contains("second"), "second is not printed yet");
+    // release the container through its emptyDir (a directory of the plugin's data root)
+    let sig = w
+        .dir
+        .path()
+        .join("data/pods")
+        .join(b.uid())
+        .join("volumes/sig/go");
+    std::fs::write(&sig, "").unwrap();
     s.wait_for("second\n", T).unwrap();
     s.read_to_end(T).unwrap();
     assert_eq!(s.text(), "first\nsecond\n");
