@@ -7,6 +7,7 @@
 //! - [`validate`]: checks on requests before a provider sees them.
 //! - [`http_error`]: errors as `{"error": message}` answers.
 //! - [`metrics`]: Prometheus metrics on `/metrics`.
+//! - [`quantity`]: Kubernetes resource quantities (`500m`, `64Mi`) as numbers.
 //! - [`config`], [`cli`], [`logging`]: the common config file, flags and log setup.
 
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod http_error;
 pub mod logging;
 pub mod metrics;
 pub mod provider;
+pub mod quantity;
 pub mod serve;
 pub mod validate;
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use interlink_plugin_kit::quantity::{InvalidQuantity, parse_scaled};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -39,49 +40,6 @@ pub struct JobResources {
     pub flags: Vec<String>,
 }
 
-/// Parse a Kubernetes quantity into a number of base units scaled by `scale`
-/// (1000 for CPU millis, 1 for bytes). Rounds up.
-pub fn parse_quantity(q: &str, scale: f64) -> Result<u64, String> {
-    let s = q.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let (num, suffix) = if let Some(exp) = suffix.strip_prefix(['e', 'E'])
-        && !exp.is_empty()
-        && exp
-            .trim_start_matches(['+', '-'])
-            .chars()
-            .all(|c| c.is_ascii_digit())
-    {
-        (s, "") // scientific notation: let f64 parse the whole
-    } else {
-        (num, suffix)
-    };
-    let n: f64 = num.parse().map_err(|_| format!("invalid quantity {q:?}"))?;
-    if n < 0.0 || !n.is_finite() {
-        return Err(format!("invalid quantity {q:?}"));
-    }
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => return Err(format!("invalid quantity {q:?}")),
-    };
-    Ok((n * mult * scale - 1e-9).ceil().max(0.0) as u64)
-}
-
 fn container_resources(c: &Container) -> Result<PodResources, String> {
     let mut r = PodResources::default();
     let Some(res) = &c.resources else {
@@ -93,12 +51,12 @@ fn container_resources(c: &Container) -> Result<PodResources, String> {
             .and_then(|m| m.get(name))
             .or_else(|| res.limits.as_ref().and_then(|m| m.get(name)))
     };
-    let ctx = |e: String| format!("container {:?}: {e}", c.name);
+    let ctx = |e: InvalidQuantity| format!("container {:?}: {e}", c.name);
     if let Some(q) = pick("cpu") {
-        r.cpu_millis = parse_quantity(&q.0, 1000.0).map_err(ctx)?;
+        r.cpu_millis = parse_scaled(&q.0, 1000.0).map_err(ctx)?;
     }
     if let Some(q) = pick("memory") {
-        r.memory_bytes = parse_quantity(&q.0, 1.0).map_err(ctx)?;
+        r.memory_bytes = parse_scaled(&q.0, 1.0).map_err(ctx)?;
     }
     // GPUs are extended resources: limits are what counts (requests must equal them).
     let gpu = res
@@ -107,7 +65,7 @@ fn container_resources(c: &Container) -> Result<PodResources, String> {
         .and_then(|m| m.get(GPU_RESOURCE))
         .or_else(|| res.requests.as_ref().and_then(|m| m.get(GPU_RESOURCE)));
     if let Some(q) = gpu {
-        r.gpus = parse_quantity(&q.0, 1.0).map_err(ctx)?;
+        r.gpus = parse_scaled(&q.0, 1.0).map_err(ctx)?;
     }
     Ok(r)
 }
@@ -324,21 +282,6 @@ mod tests {
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("500m", 1000.0).unwrap(), 500);
-        assert_eq!(parse_quantity("2", 1000.0).unwrap(), 2000);
-        assert_eq!(parse_quantity("1.5", 1000.0).unwrap(), 1500);
-        assert_eq!(parse_quantity("1Gi", 1.0).unwrap(), 1 << 30);
-        assert_eq!(parse_quantity("128Mi", 1.0).unwrap(), 128 << 20);
-        assert_eq!(parse_quantity("1G", 1.0).unwrap(), 1_000_000_000);
-        assert_eq!(parse_quantity("1e3", 1.0).unwrap(), 1000);
-        assert_eq!(parse_quantity("129M", 1.0).unwrap(), 129_000_000);
-        assert!(parse_quantity("lots", 1.0).is_err());
-        assert!(parse_quantity("1Zi", 1.0).is_err());
-        assert!(parse_quantity("-1", 1.0).is_err());
     }
 
     #[test]
