@@ -747,7 +747,7 @@ fn engine_stopped_then_restarted() {
         .request(
             "GET",
             "/status",
-            Some(&serde_json::to_vec(&[b.pod.clone()]).unwrap()),
+            Some(&serde_json::to_vec(std::slice::from_ref(&b.pod)).unwrap()),
         )
         .unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
