@@ -346,8 +346,7 @@ fn fail(rt: &Runtime, uid: &str, reason: &str, msg: &str) {
         }
     });
     for (id, sb) in ev {
-        rt.events
-            .emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
+        rt.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
     }
 }
 
@@ -420,8 +419,7 @@ pub async fn delete_once(rt: &Runtime, uid: &str) -> Result<(), RemoteError> {
         }
     });
     for (id, sb) in ev {
-        rt.events
-            .emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
+        rt.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
     }
     Ok(())
 }
@@ -507,8 +505,7 @@ pub async fn stop_container(
         }
     });
     for (id, sb) in ev {
-        rt.events
-            .emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
+        rt.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
     }
     if let Some(uid) = delete
         && let Err(e) = delete_now(rt, &uid).await
@@ -604,7 +601,7 @@ pub async fn stop_sandbox(rt: &Arc<Runtime>, sandbox_id: &str) {
         uids
     });
     for id in ev {
-        rt.events.emit(
+        rt.emit(
             &id,
             sandbox_id,
             cri::ContainerEventType::ContainerStoppedEvent,

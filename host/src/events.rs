@@ -21,18 +21,12 @@ impl Events {
         self.tx.subscribe()
     }
 
-    /// Publish (no subscriber: dropped).
-    pub fn emit(&self, container_id: &str, sandbox_id: &str, kind: cri::ContainerEventType) {
-        if self.tx.receiver_count() == 0 {
-            return;
-        }
-        let _ = self.tx.send(cri::ContainerEventResponse {
-            container_id: container_id.to_string(),
-            container_event_type: kind as i32,
-            created_at: crate::now_ns(),
-            pod_sandbox_status: None,
-            containers_statuses: vec![],
-        });
-        let _ = sandbox_id;
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    /// Publish (no subscriber: dropped). See [`crate::runtime::Runtime::emit`].
+    pub fn send(&self, ev: cri::ContainerEventResponse) {
+        let _ = self.tx.send(ev);
     }
 }

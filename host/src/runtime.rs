@@ -80,6 +80,38 @@ impl Runtime {
         tokio::spawn(crate::dispatch::recover(self.clone()));
     }
 
+    /// Publish a container event with the sandbox's and its containers' statuses
+    /// (what kubelet's evented PLEG reads); nothing is built without subscribers.
+    pub fn emit(&self, container_id: &str, sandbox_id: &str, kind: cri::ContainerEventType) {
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let sandbox = crate::cri::pod_sandbox_status::pod_sandbox_status(
+            self,
+            cri::PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox_id.to_string(),
+                verbose: false,
+            },
+        )
+        .ok()
+        .and_then(|r| r.status);
+        let statuses = {
+            let st = self.store.read();
+            st.containers
+                .values()
+                .filter(|c| c.sandbox_id == sandbox_id)
+                .map(|c| self.container_status(c, None))
+                .collect()
+        };
+        self.events.send(cri::ContainerEventResponse {
+            container_id: container_id.to_string(),
+            container_event_type: kind as i32,
+            created_at: crate::now_ns(),
+            pod_sandbox_status: sandbox,
+            containers_statuses: statuses,
+        });
+    }
+
     /// `Ok` when the API server answered `/pinglink` recently enough.
     pub fn runtime_ready(&self) -> Result<(), String> {
         let last = self.last_ping_ok.load(Ordering::Relaxed);

@@ -193,7 +193,7 @@ pub fn apply(rt: &Arc<Runtime>, list: &[PodStatus]) -> usize {
         changed
     });
     for (id, sb, kind) in events {
-        rt.events.emit(&id, &sb, kind);
+        rt.emit(&id, &sb, kind);
     }
     for id in tails {
         crate::logs::ensure_follower(rt, &id);

@@ -284,6 +284,11 @@ async fn idempotent_calls_and_the_rest_of_the_surface() -> anyhow::Result<()> {
             .await?
             .unwrap()?;
         assert_eq!(e.container_id, id);
+        assert!(
+            e.pod_sandbox_status.as_ref().is_some_and(|p| p.id == pod),
+            "{e:?}"
+        );
+        assert!(e.containers_statuses.iter().any(|c| c.id == id), "{e:?}");
         kinds.push(e.container_event_type);
     }
     assert_eq!(

@@ -195,7 +195,7 @@ pub fn create_container(
         d.container(&id);
         Ok(())
     })?;
-    rt.events.emit(
+    rt.emit(
         &id,
         &sandbox_id,
         cri::ContainerEventType::ContainerCreatedEvent,

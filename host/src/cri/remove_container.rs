@@ -46,8 +46,7 @@ pub async fn remove_container(
     });
     rt.dispatch_wake.notify_one();
     if let Some(sb) = sandbox {
-        rt.events
-            .emit(&id, &sb, cri::ContainerEventType::ContainerDeletedEvent);
+        rt.emit(&id, &sb, cri::ContainerEventType::ContainerDeletedEvent);
     }
     Ok(cri::RemoveContainerResponse {})
 }

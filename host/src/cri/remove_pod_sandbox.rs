@@ -35,8 +35,7 @@ pub async fn remove_pod_sandbox(
         ids
     });
     for c in removed {
-        rt.events
-            .emit(&c, &id, cri::ContainerEventType::ContainerDeletedEvent);
+        rt.emit(&c, &id, cri::ContainerEventType::ContainerDeletedEvent);
     }
     Ok(cri::RemovePodSandboxResponse {})
 }

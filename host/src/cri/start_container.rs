@@ -40,7 +40,7 @@ pub fn start_container(
         Ok(sandbox_id)
     })?;
     rt.dispatch_wake.notify_one();
-    rt.events.emit(
+    rt.emit(
         &id,
         &sandbox,
         cri::ContainerEventType::ContainerStartedEvent,
