@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 
 use crate::objects::{Objects, field_value};
 
@@ -59,44 +59,30 @@ fn prepare_one(root: &Path, v: &Volume, pod: &Pod, objs: &Objects) -> Result<Pat
         return Ok(dir);
     }
     if let Some(cm) = &v.config_map {
-        match objs.config_map(&cm.name) {
-            Some(data) => write_items(
-                &dir,
-                data,
-                cm.items.as_deref(),
-                cm.default_mode,
-                &format!("configMap {:?}", cm.name),
-            )?,
-            None if cm.optional == Some(true) => {}
-            None => return Err(format!("configMap {:?} was not sent with the pod", cm.name)),
-        }
+        write_object(
+            &dir,
+            objs.config_map(&cm.name),
+            cm.items.as_deref(),
+            cm.default_mode,
+            cm.optional,
+            &format!("configMap {:?}", cm.name),
+        )?;
         return Ok(dir);
     }
     if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
-        match objs.secret(&name) {
-            Some(data) => write_items(
-                &dir,
-                data,
-                s.items.as_deref(),
-                s.default_mode,
-                &format!("secret {name:?}"),
-            )?,
-            None if s.optional == Some(true) => {}
-            None => return Err(format!("secret {name:?} was not sent with the pod")),
-        }
+        write_object(
+            &dir,
+            objs.secret(&name),
+            s.items.as_deref(),
+            s.default_mode,
+            s.optional,
+            &format!("secret {name:?}"),
+        )?;
         return Ok(dir);
     }
     if let Some(d) = &v.downward_api {
-        for f in d.items.iter().flatten() {
-            let value = downward_file(pod, f)?;
-            write_file(
-                &dir,
-                &f.path,
-                value.as_bytes(),
-                mode(f.mode.or(d.default_mode)),
-            )?;
-        }
+        write_downward(&dir, pod, d.items.as_deref(), d.default_mode)?;
         return Ok(dir);
     }
     if let Some(p) = &v.projected {
@@ -108,43 +94,27 @@ fn prepare_one(root: &Path, v: &Volume, pod: &Pod, objs: &Objects) -> Result<Pat
         }
         for src in p.sources.iter().flatten() {
             if let Some(cm) = &src.config_map {
-                match objs.config_map(&cm.name) {
-                    Some(data) => write_items(
-                        &dir,
-                        data,
-                        cm.items.as_deref(),
-                        p.default_mode,
-                        &format!("configMap {:?}", cm.name),
-                    )?,
-                    None if cm.optional == Some(true) => {}
-                    None => {
-                        return Err(format!("configMap {:?} was not sent with the pod", cm.name));
-                    }
-                }
+                write_object(
+                    &dir,
+                    objs.config_map(&cm.name),
+                    cm.items.as_deref(),
+                    p.default_mode,
+                    cm.optional,
+                    &format!("configMap {:?}", cm.name),
+                )?;
             }
             if let Some(s) = &src.secret {
-                match objs.secret(&s.name) {
-                    Some(data) => write_items(
-                        &dir,
-                        data,
-                        s.items.as_deref(),
-                        p.default_mode,
-                        &format!("secret {:?}", s.name),
-                    )?,
-                    None if s.optional == Some(true) => {}
-                    None => return Err(format!("secret {:?} was not sent with the pod", s.name)),
-                }
+                write_object(
+                    &dir,
+                    objs.secret(&s.name),
+                    s.items.as_deref(),
+                    p.default_mode,
+                    s.optional,
+                    &format!("secret {:?}", s.name),
+                )?;
             }
             if let Some(d) = &src.downward_api {
-                for f in d.items.iter().flatten() {
-                    let value = downward_file(pod, f)?;
-                    write_file(
-                        &dir,
-                        &f.path,
-                        value.as_bytes(),
-                        mode(f.mode.or(p.default_mode)),
-                    )?;
-                }
+                write_downward(&dir, pod, d.items.as_deref(), p.default_mode)?;
             }
             if let Some(t) = &src.service_account_token {
                 tracing::warn!(
@@ -159,10 +129,43 @@ fn prepare_one(root: &Path, v: &Volume, pod: &Pod, objs: &Objects) -> Result<Pat
     Err("this volume kind is not supported by the local plugin (supported: configMap, secret, projected, downwardAPI, emptyDir, hostPath)".into())
 }
 
-fn downward_file(
+/// Write a configMap's or secret's keys (`what` names it, e.g. `secret "db"`);
+/// one that was not sent is an error unless it is optional.
+fn write_object(
+    dir: &Path,
+    data: Option<&BTreeMap<String, Vec<u8>>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+    optional: Option<bool>,
+    what: &str,
+) -> Result<(), String> {
+    match data {
+        Some(data) => write_items(dir, data, items, default_mode, what),
+        None if optional == Some(true) => Ok(()),
+        None => Err(format!("{what} was not sent with the pod")),
+    }
+}
+
+/// Write downward-API files: each the value of the pod field it names.
+fn write_downward(
+    dir: &Path,
     pod: &Pod,
-    f: &k8s_openapi::api::core::v1::DownwardAPIVolumeFile,
-) -> Result<String, String> {
+    items: Option<&[DownwardAPIVolumeFile]>,
+    default_mode: Option<i32>,
+) -> Result<(), String> {
+    for f in items.into_iter().flatten() {
+        let value = downward_file(pod, f)?;
+        write_file(
+            dir,
+            &f.path,
+            value.as_bytes(),
+            mode(f.mode.or(default_mode)),
+        )?;
+    }
+    Ok(())
+}
+
+fn downward_file(pod: &Pod, f: &DownwardAPIVolumeFile) -> Result<String, String> {
     match &f.field_ref {
         Some(r) => field_value(pod, &r.field_path)
             .ok_or_else(|| format!("downward API field {:?} is not supported", r.field_path)),
