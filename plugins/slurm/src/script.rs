@@ -114,15 +114,7 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
             w.push(s.runtime.as_str().into());
             w.push(if c.command.is_empty() { "run" } else { "exec" }.into());
             w.extend(s.runtime_options.iter().cloned());
-            for m in &c.mounts {
-                let ro = if m.read_only { ":ro" } else { "" };
-                w.push("--bind".into());
-                w.push(format!("{}:{}{ro}", m.host.display(), m.path));
-            }
-            if let Some(wd) = &c.working_dir {
-                w.push("--pwd".into());
-                w.push(wd.clone());
-            }
+            push_mounts(&mut w, c, "--bind", "--pwd");
             w.push(image_ref(&s.image_prefix, &c.image));
             w.extend(c.command.iter().cloned());
             w.extend(c.args.iter().cloned());
@@ -134,15 +126,7 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
                 w.push("-e".into());
                 w.push(k.clone());
             }
-            for m in &c.mounts {
-                let ro = if m.read_only { ":ro" } else { "" };
-                w.push("-v".into());
-                w.push(format!("{}:{}{ro}", m.host.display(), m.path));
-            }
-            if let Some(wd) = &c.working_dir {
-                w.push("-w".into());
-                w.push(wd.clone());
-            }
+            push_mounts(&mut w, c, "-v", "-w");
             let mut rest = c.command.iter();
             if let Some(ep) = rest.next() {
                 w.push("--entrypoint".into());
@@ -154,6 +138,20 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
         }
     }
     Ok(w)
+}
+
+/// `<mount_flag> host:path[:ro]` for every mount, then `<workdir_flag> dir` when the
+/// container sets a working directory.
+fn push_mounts(w: &mut Vec<String>, c: &ContainerRun, mount_flag: &str, workdir_flag: &str) {
+    for m in &c.mounts {
+        let ro = if m.read_only { ":ro" } else { "" };
+        w.push(mount_flag.into());
+        w.push(format!("{}:{}{ro}", m.host.display(), m.path));
+    }
+    if let Some(wd) = &c.working_dir {
+        w.push(workdir_flag.into());
+        w.push(wd.clone());
+    }
 }
 
 const PRELUDE: &str = r#"
