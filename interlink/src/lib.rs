@@ -6,6 +6,7 @@
 //! - [`validate`]: the input rules (DNS labels, pod UIDs) the server applies; plugins reuse them.
 
 pub mod client;
+mod error_chain;
 pub mod server;
 mod tls;
 pub mod types;

@@ -1,5 +1,7 @@
 //! The client's typed errors.
 
+use crate::error_chain::chain;
+
 /// Why a call to the API server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -67,21 +69,6 @@ impl ClientError {
             ClientError::Unreachable(format!("{what}: {detail}"))
         }
     }
-}
-
-/// The error chain of an error, joined by ": ".
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(": ");
-            s.push_str(&cs);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn error_message(body: &[u8]) -> String {

@@ -118,7 +118,7 @@ impl Client {
         }
         let http = b
             .build()
-            .map_err(|e| ClientError::Config(error::chain(&e)))?;
+            .map_err(|e| ClientError::Config(crate::error_chain::chain(&e)))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,

@@ -12,6 +12,7 @@ use reqwest::Method;
 
 use super::error::ApiError;
 use super::metrics::Metrics;
+use crate::error_chain::chain;
 use crate::types::{CreateStruct, LogStruct, RetrievedPodData};
 
 /// Largest error body read from the plugin.
@@ -62,20 +63,6 @@ impl PluginFailure {
             ),
         }
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(": ");
-            s.push_str(&cs);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn from_reqwest(e: reqwest::Error) -> PluginFailure {
