@@ -97,6 +97,18 @@ fn config_errors_and_help() -> anyhow::Result<()> {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
 
+    // one host per data root
+    let env = CriEnv::start("")?;
+    let out = Command::new(bin("interlink-cri"))
+        .arg("--config")
+        .arg(&env.host_config)
+        .arg("--socket")
+        .arg(dir.path().join("other.sock"))
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another interlink-cri"));
+    drop(env);
+
     let out = Command::new(bin("interlink-cri")).arg("--help").output()?;
     let help = String::from_utf8_lossy(&out.stdout);
     for key in [
