@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 
 use crate::refs::{Data, Refs};
 
@@ -156,6 +156,29 @@ pub fn field_value(pod: &Pod, field: &str) -> Result<String, String> {
     downward(pod, field).ok_or_else(|| format!("field {field:?} is not supported"))
 }
 
+/// Files of downward-API items (a downwardAPI volume or a projected source): each
+/// item's own `mode` wins over the volume's `defaultMode`.
+fn downward_files(
+    pod: &Pod,
+    vol: &str,
+    items: Option<&Vec<DownwardAPIVolumeFile>>,
+    default_mode: Option<i32>,
+) -> Result<Vec<PlannedFile>, String> {
+    let mut out = Vec::new();
+    for it in items.into_iter().flatten() {
+        if let Some(f) = &it.field_ref {
+            out.push(PlannedFile {
+                rel: PathBuf::from("volumes")
+                    .join(vol)
+                    .join(safe_rel(&it.path).map_err(|e| format!("volume {vol:?}: {e}"))?),
+                contents: field_value(pod, &f.field_path)?.into_bytes(),
+                mode: it.mode.or(default_mode).map_or(0o644, |m| m as u32 & 0o777),
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn volume_files(pod: &Pod, v: &Volume, refs: &Refs) -> Result<Option<Vec<PlannedFile>>, String> {
     let name = &v.name;
     if let Some(cm) = &v.config_map {
@@ -228,38 +251,18 @@ fn volume_files(pod: &Pod, v: &Volume, refs: &Refs) -> Result<Option<Vec<Planned
                 }
             }
             if let Some(da) = &src.downward_api {
-                for it in da.items.iter().flatten() {
-                    if let Some(f) = &it.field_ref {
-                        out.push(PlannedFile {
-                            rel: PathBuf::from("volumes")
-                                .join(name)
-                                .join(safe_rel(&it.path)?),
-                            contents: field_value(pod, &f.field_path)?.into_bytes(),
-                            mode: p.default_mode.map_or(0o644, |m| m as u32 & 0o777),
-                        });
-                    }
-                }
+                out.extend(downward_files(
+                    pod,
+                    name,
+                    da.items.as_ref(),
+                    p.default_mode,
+                )?);
             }
         }
         return Ok(Some(out));
     }
     if let Some(da) = &v.downward_api {
-        let mut out = Vec::new();
-        for it in da.items.iter().flatten() {
-            if let Some(f) = &it.field_ref {
-                out.push(PlannedFile {
-                    rel: PathBuf::from("volumes")
-                        .join(name)
-                        .join(safe_rel(&it.path)?),
-                    contents: field_value(pod, &f.field_path)?.into_bytes(),
-                    mode: it
-                        .mode
-                        .or(da.default_mode)
-                        .map_or(0o644, |m| m as u32 & 0o777),
-                });
-            }
-        }
-        return Ok(Some(out));
+        return downward_files(pod, name, da.items.as_ref(), da.default_mode).map(Some);
     }
     if v.empty_dir.is_some() {
         return Ok(Some(Vec::new()));
@@ -447,6 +450,34 @@ mod tests {
             .items = None;
         let e = plan(&d.pod, Path::new("/p"), &Refs::from_request(&d)).unwrap_err();
         assert!(e.contains("../x"), "{e}");
+    }
+
+    #[test]
+    fn downward_items_keep_their_own_mode() {
+        let d = data();
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"volumes": [
+                {"name": "proj", "projected": {"defaultMode": 0o640, "sources": [{"downwardAPI": {"items": [
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}, "mode": 0o400},
+                    {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}
+                ]}}]}},
+                {"name": "plain", "downwardAPI": {"defaultMode": 0o600, "items": [
+                    {"path": "uid", "fieldRef": {"fieldPath": "metadata.uid"}, "mode": 0o444},
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}
+                ]}}
+            ], "containers": [{"name": "main", "image": "busybox"}]}
+        }))
+        .unwrap();
+        let p = plan(&pod, Path::new("/p"), &Refs::from_request(&d)).unwrap();
+        let mode = |rel: &str| {
+            let f = p.files.iter().find(|f| f.rel == Path::new(rel)).unwrap();
+            f.mode
+        };
+        assert_eq!(mode("volumes/proj/name"), 0o400);
+        assert_eq!(mode("volumes/proj/ns"), 0o640);
+        assert_eq!(mode("volumes/plain/uid"), 0o444);
+        assert_eq!(mode("volumes/plain/name"), 0o600);
     }
 
     #[test]
