@@ -375,3 +375,43 @@ async fn a_refused_create_shows_the_error_and_nothing_hangs() -> anyhow::Result<
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_container_runs_in_a_new_remote_pod() -> anyhow::Result<()> {
+    let env = CriEnv::start("")?;
+    let (mut rt, _) = env.connect().await?;
+    let sb = env.pod("restarts");
+    let pod = run_pod(&mut rt, &sb).await?;
+    let first = create(&mut rt, &pod, &sb, sh("app", "echo attempt zero; exit 1")).await?;
+    start(&mut rt, &first).await?;
+    assert_eq!(wait_state(&mut rt, &first, EXITED, T).await?.exit_code, 1);
+    // kubelet's restart: the same name with the next attempt, its own log file
+    let mut again = sh("app", "echo attempt one");
+    again.metadata.as_mut().unwrap().attempt = 1;
+    again.log_path = "app/1.log".into();
+    let second = create(&mut rt, &pod, &sb, again).await?;
+    start(&mut rt, &second).await?;
+    assert_eq!(wait_state(&mut rt, &second, EXITED, T).await?.exit_code, 0);
+    let f = std::path::PathBuf::from(&sb.log_directory).join("app/1.log");
+    wait_file(&f, "attempt one", T).await?;
+    let (a, b) = (info(&mut rt, &first).await?, info(&mut rt, &second).await?);
+    assert_ne!(a["remoteUID"], b["remoteUID"], "{a} {b}");
+    // kubelet garbage-collects the old attempt: its remote pod goes
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: first.clone(),
+    })
+    .await?;
+    let (c, _) = match rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: first,
+            verbose: false,
+        })
+        .await
+    {
+        Err(s) => (s.code(), s.message().to_string()),
+        Ok(v) => panic!("removed container still there: {v:?}"),
+    };
+    assert_eq!(c, tonic::Code::NotFound);
+    assert_eq!(status(&mut rt, &second).await?.state, EXITED);
+    Ok(())
+}
