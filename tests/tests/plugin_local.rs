@@ -969,3 +969,23 @@ fn a_restarted_plugin_carries_on_with_init_containers() {
     assert_eq!(out, format!("init-done\n{}\n", data_dir.display()));
     c.delete(&p.pod).unwrap().ok().unwrap();
 }
+
+#[test]
+fn delete_with_an_enormous_grace_period_stops_the_pod() {
+    // a grace period too large for a deadline must not crash the request
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
+    let (_plugin, c) = start_local(dir.path()).unwrap();
+    let p = PodBuilder::new("huge-grace")
+        .container("main", &["sleep", "60"])
+        .grace(i64::MAX);
+    c.create_ok(&p.data()).unwrap();
+    c.wait_status(&p.pod, T, "running", |s| is_running(s, "main"))
+        .unwrap();
+    let r = c.delete(&p.pod).unwrap();
+    assert_eq!(r.status, 200, "delete: {}", r.text());
+    let st = c.status_of(&p.pod).unwrap();
+    assert_eq!(reason(&st, "main").as_deref(), Some("NotFound"));
+    // the plugin is still there
+    assert_eq!(c.ping().unwrap().status, 200);
+}

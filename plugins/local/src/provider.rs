@@ -711,6 +711,9 @@ fn runner_done(e: &PodEntry) -> bool {
         .is_some_and(|h| h.is_finished())
 }
 
+/// The longest grace period honoured (about 30 years; the pod spec allows any i64).
+const MAX_GRACE: Duration = Duration::from_secs(1 << 30);
+
 /// TERM each process group, KILL what is left after `grace`.
 async fn stop_processes(procs: &[(i32, u64)], grace: Duration) {
     let mut live: Vec<(i32, u64)> = procs
@@ -718,7 +721,9 @@ async fn stop_processes(procs: &[(i32, u64)], grace: Duration) {
         .copied()
         .filter(|(p, t)| process::signal_group(*p, *t, Signal::SIGTERM))
         .collect();
-    let deadline = tokio::time::Instant::now() + grace;
+    // a grace period from the pod spec may be too large for an instant: wait "forever"
+    let now = tokio::time::Instant::now();
+    let deadline = now.checked_add(grace).unwrap_or_else(|| now + MAX_GRACE);
     while !live.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         live.retain(|(p, t)| process::alive(*p, *t));
