@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+/// Largest accepted value of a setting in seconds (about 31 years).
+const MAX_SECONDS: f64 = 1e9;
+
 /// The whole `InterLinkConfig.yaml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -228,21 +231,22 @@ impl ServerConfig {
         if self.max_body_bytes == 0 {
             return Err(ConfigError("MaxBodyBytes must be positive".into()));
         }
+        // both become Durations: above MAX_SECONDS they would not fit
         if self.plugin_timeout_seconds.is_nan()
             || self.plugin_timeout_seconds <= 0.0
-            || !self.plugin_timeout_seconds.is_finite()
+            || self.plugin_timeout_seconds > MAX_SECONDS
         {
-            return Err(ConfigError(
-                "PluginTimeoutSeconds must be a positive number".into(),
-            ));
+            return Err(ConfigError(format!(
+                "PluginTimeoutSeconds must be a positive number of at most {MAX_SECONDS}"
+            )));
         }
         if self.shutdown_grace_seconds.is_nan()
             || self.shutdown_grace_seconds < 0.0
-            || !self.shutdown_grace_seconds.is_finite()
+            || self.shutdown_grace_seconds > MAX_SECONDS
         {
-            return Err(ConfigError(
-                "ShutdownGraceSeconds must not be negative".into(),
-            ));
+            return Err(ConfigError(format!(
+                "ShutdownGraceSeconds must be between 0 and {MAX_SECONDS}"
+            )));
         }
         if let Some(o) = &self.auth.oidc {
             if o.issuer.is_empty() {
@@ -349,6 +353,24 @@ Auth:
         assert!(cfg.tls.enabled);
         assert_eq!(cfg.auth.oidc.as_ref().unwrap().audiences, vec!["interlink"]);
         assert_eq!(cfg.auth.oidc.as_ref().unwrap().groups_claim(), "groups");
+        cfg.check().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_durations_are_refused() {
+        for (key, bad) in [
+            ("PluginTimeoutSeconds", "1e30"),
+            ("PluginTimeoutSeconds", "0"),
+            ("PluginTimeoutSeconds", ".inf"),
+            ("ShutdownGraceSeconds", "1e30"),
+            ("ShutdownGraceSeconds", "-1"),
+            ("ShutdownGraceSeconds", ".nan"),
+        ] {
+            let cfg = ServerConfig::from_yaml_str(&format!("{key}: {bad}\n")).unwrap();
+            let err = cfg.check().unwrap_err();
+            assert!(err.0.contains(key), "{key}: {bad}: {err}");
+        }
+        let cfg = ServerConfig::from_yaml_str("PluginTimeoutSeconds: 3600\n").unwrap();
         cfg.check().unwrap();
     }
 
