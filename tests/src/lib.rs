@@ -16,7 +16,10 @@ use anyhow::{Context, Result, bail};
 pub fn bin(name: &str) -> PathBuf {
     // the test executable lives in target/<profile>/deps/
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let p = dir.join(name);
     assert!(
         p.exists(),
@@ -28,7 +31,10 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// The root of the repository.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A child process in its own process group, killed (TERM, then KILL) with its
@@ -48,10 +54,16 @@ impl Proc {
             .append(true)
             .open(log)
             .with_context(|| format!("open {}", log.display()))?;
-        cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
+        cmd.stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null());
         cmd.process_group(0);
         let child = cmd.spawn().with_context(|| format!("spawn {name}"))?;
-        Ok(Proc { child, name: name.to_string(), log: log.to_path_buf() })
+        Ok(Proc {
+            child,
+            name: name.to_string(),
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -101,14 +113,23 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));
         if std::thread::panicking() {
-            eprintln!("----- output of {} ({}) -----\n{}", self.name, self.log.display(), self.output());
+            eprintln!(
+                "----- output of {} ({}) -----\n{}",
+                self.name,
+                self.log.display(),
+                self.output()
+            );
         }
     }
 }
 
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Poll `f` every 20 ms until it is true or `timeout` passes.
@@ -148,5 +169,5 @@ pub fn backends_required() -> bool {
 
 pub mod apiserver;
 pub mod cri;
-pub mod plugin;
 pub mod extensions;
+pub mod plugin;
