@@ -222,6 +222,16 @@ impl Plugin {
         r.text()
     }
 
+    /// Wait until the container's log holds `text` (its trap is set, say).
+    fn wait_log(&self, pod: &Value, container: &str, text: &str) {
+        interlink_test_harness::wait_until(
+            Duration::from_secs(30),
+            &format!("{text:?} in the log of {container}"),
+            || self.log_text(pod, container, json!({})).contains(text),
+        )
+        .unwrap();
+    }
+
     fn delete(&self, pod: &Value) -> u16 {
         request(self.port, "POST", "/delete", pod).status
     }
@@ -500,8 +510,10 @@ fn delete_cancels_a_running_pod_and_cleans_up() {
     assert!(pod_dir.join("job.sh").exists());
 
     assert_eq!(p.delete(&pod), 200);
-    interlink_test_harness::wait_until(Duration::from_secs(30), "the job cancelled", || {
-        scontrol_job(&conf, &jid).contains("JobState=CANCELLED")
+    // TERM ends `sh` (no trap): the job fails with 143, or is cancelled
+    interlink_test_harness::wait_until(Duration::from_secs(30), "the job ended", || {
+        let j = scontrol_job(&conf, &jid);
+        j.contains("JobState=CANCELLED") || j.contains("JobState=FAILED")
     })
     .unwrap();
     interlink_test_harness::wait_until(
@@ -518,6 +530,96 @@ fn delete_cancels_a_running_pod_and_cleans_up() {
     );
     // deleting again is fine
     assert_eq!(p.delete(&pod), 200);
+}
+
+#[test]
+fn delete_sends_term_and_the_container_ends_by_itself() {
+    let Some(conf) = slurm_conf() else { return };
+    let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("term");
+    let p = start_plugin(&conf, dir.path(), "");
+    let marker = dir.path().join("got-term");
+    let script = format!(
+        "trap 'echo got TERM; echo bye > {}; exit 143' TERM; echo ready; while :; do sleep 1; done",
+        marker.display()
+    );
+    // a long grace period: delete must answer at once, not wait it out
+    let pod = pod(
+        "graceful",
+        json!({"terminationGracePeriodSeconds": 600, "containers": [sh("main", &script)]}),
+        json!({}),
+    );
+    let (code, created) = p.create(&pod);
+    assert_eq!(code, 200, "{created}");
+    let jid = created["PodJID"].as_str().unwrap().to_string();
+    p.wait_running(&pod, "main");
+    p.wait_log(&pod, "main", "ready");
+    let started = Instant::now();
+    assert_eq!(p.delete(&pod), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "delete waited out the grace period"
+    );
+    interlink_test_harness::wait_until(Duration::from_secs(30), "the TERM trap ran", || {
+        marker.exists()
+    })
+    .unwrap();
+    // the job ended by the script's own exit with the container's code, not by a kill
+    interlink_test_harness::wait_until(Duration::from_secs(30), "the job ended", || {
+        !scontrol_job(&conf, &jid).contains("JobState=RUNNING")
+    })
+    .unwrap();
+    let job = scontrol_job(&conf, &jid);
+    assert!(
+        job.contains("JobState=FAILED") && job.contains("ExitCode=143:0"),
+        "{job}\nplugin log:\n{}",
+        p.proc.output()
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "bye\n");
+    // then the pod is forgotten
+    interlink_test_harness::wait_until(Duration::from_secs(30), "the pod forgotten", || {
+        p.status(&[&pod]).1.as_array().is_some_and(Vec::is_empty)
+    })
+    .unwrap();
+}
+
+#[test]
+fn delete_kills_a_pod_that_outlives_its_grace_period() {
+    let Some(conf) = slurm_conf() else { return };
+    let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("kill");
+    let p = start_plugin(&conf, dir.path(), "");
+    let pod = pod(
+        "stubborn",
+        json!({"terminationGracePeriodSeconds": 3,
+               "containers": [sh("main", "trap '' TERM; echo ready; while :; do sleep 1; done")]}),
+        json!({}),
+    );
+    let (code, created) = p.create(&pod);
+    assert_eq!(code, 200, "{created}");
+    let jid = created["PodJID"].as_str().unwrap().to_string();
+    p.wait_running(&pod, "main");
+    p.wait_log(&pod, "main", "ready");
+    assert_eq!(p.delete(&pod), 200);
+    // TERM is ignored: the pod is still there, terminating, during its grace period
+    let st = p.status_of(&pod);
+    assert!(!state(&st, "main")["running"].is_null(), "{st:#}");
+    // deleting again changes nothing
+    assert_eq!(p.delete(&pod), 200);
+    interlink_test_harness::wait_until(Duration::from_secs(40), "the job killed", || {
+        let j = scontrol_job(&conf, &jid);
+        j.contains("JobState=CANCELLED") || j.contains("JobState=FAILED")
+    })
+    .unwrap();
+    interlink_test_harness::wait_until(Duration::from_secs(30), "the pod forgotten", || {
+        p.status(&[&pod]).1.as_array().is_some_and(Vec::is_empty)
+    })
+    .unwrap();
+    let log = p.proc.output();
+    assert!(
+        log.contains("killed at the end of its grace period"),
+        "{log}"
+    );
 }
 
 #[test]

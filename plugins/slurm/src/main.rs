@@ -14,6 +14,7 @@ fn main() -> anyhow::Result<()> {
         ),
         |settings| async move {
             let provider = SlurmProvider::new(settings.plugin, &settings.data_root)?;
+            provider.resume_deletes();
             {
                 let reg = settings.metrics.registry();
                 let mut reg = reg.lock().unwrap_or_else(|e| e.into_inner());

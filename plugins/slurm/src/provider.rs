@@ -26,6 +26,16 @@ use crate::status::{JobView, pod_status};
 use crate::store::{ContainerMeta, PodRecord, Store, valid_uid};
 use crate::volumes;
 
+/// A deleted pod's grace period: `terminationGracePeriodSeconds`, default 30 s.
+fn grace_period(pod: &Pod) -> Duration {
+    let s = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
+    Duration::from_secs(s.clamp(0, 7 * 24 * 3600) as u64)
+}
+
 /// How long delete waits for a cancelled job's script to finish before it removes
 /// the pod directory anyway (Slurm's default KillWait is 30 s).
 const CLEANUP_WAIT: Duration = Duration::from_secs(40);
@@ -239,6 +249,7 @@ impl SlurmProvider {
                 .collect(),
             created: Timestamp::now(),
             final_status: None,
+            kill_at: None,
         }
     }
 
@@ -383,6 +394,8 @@ impl SlurmProvider {
                 let Some(slot) = map.get_mut(&r.uid) else {
                     continue;
                 };
+                // a delete may have started meanwhile: keep its deadline
+                r.kill_at = slot.kill_at;
                 if let Err(e) = inner.store.save(&r) {
                     tracing::warn!(uid = %r.uid, error = %e, "cannot save final status");
                     continue;
@@ -398,13 +411,116 @@ impl SlurmProvider {
 
     async fn do_delete(&self, pod: Pod) -> Result<(), PluginError> {
         let uid = interlink::pod_uid(&pod).to_string();
-        let Some(rec) = self.pods().get(&uid).cloned() else {
+        let Some(mut rec) = self.pods().get(&uid).cloned() else {
             return Ok(());
         };
-        if let (Some(id), None) = (&rec.job_id, &rec.final_status) {
-            self.inner.slurm.cancel(id).await.map_err(unavailable)?;
-            tracing::info!(%uid, job = %id, "cancelled");
+        if rec.kill_at.is_some() {
+            // already terminating: its grace period runs on
+            return Ok(());
         }
+        let (Some(id), None) = (rec.job_id.clone(), &rec.final_status) else {
+            return self.forget(rec);
+        };
+        let grace = grace_period(&pod);
+        if grace.is_zero() || !rec.pod_dir.join("job.started").exists() {
+            // nothing to let finish (or no grace asked): end the job now
+            self.inner.slurm.cancel(&id).await.map_err(unavailable)?;
+            tracing::info!(%uid, job = %id, "cancelled");
+            return self.forget(rec);
+        }
+        // TERM to the script and the containers now; KILL later, in the background,
+        // if the job outlives the grace period. The deadline is persisted, so a
+        // restarted plugin finishes the delete.
+        self.inner
+            .slurm
+            .signal(&id, "TERM")
+            .await
+            .map_err(unavailable)?;
+        let deadline = jiff::SignedDuration::from_secs(grace.as_secs() as i64);
+        rec.kill_at = Some(
+            Timestamp::now()
+                .checked_add(deadline)
+                .unwrap_or_else(|_| Timestamp::now()),
+        );
+        {
+            let mut map = self.pods();
+            // unless deleted meanwhile by a concurrent request
+            let Some(slot) = map.get_mut(&uid) else {
+                return Ok(());
+            };
+            self.inner.store.save(&rec).map_err(|e| {
+                PluginError::Internal(format!("cannot save the state of pod {uid}: {e}"))
+            })?;
+            slot.kill_at = rec.kill_at;
+        }
+        tracing::info!(%uid, job = %id, grace_s = grace.as_secs(), "TERM sent; KILL after the grace period if still running");
+        self.spawn_finish_delete(uid);
+        Ok(())
+    }
+
+    /// Resume the deletes a previous run left in their grace period.
+    pub fn resume_deletes(&self) {
+        let uids: Vec<String> = self
+            .pods()
+            .values()
+            .filter(|r| r.kill_at.is_some())
+            .map(|r| r.uid.clone())
+            .collect();
+        for uid in uids {
+            self.spawn_finish_delete(uid);
+        }
+    }
+
+    fn spawn_finish_delete(&self, uid: String) {
+        let this = self.clone();
+        tokio::spawn(async move { this.finish_delete(uid).await });
+    }
+
+    /// Wait for a terminating pod's job to end; KILL it at the end of the grace
+    /// period; then forget the pod.
+    async fn finish_delete(&self, uid: String) {
+        loop {
+            let Some(rec) = self.pods().get(&uid).cloned() else {
+                return;
+            };
+            let (Some(kill_at), Some(id)) = (rec.kill_at, rec.job_id.clone()) else {
+                return;
+            };
+            if rec.final_status.is_some() || read_job_done(&rec.pod_dir).is_some() {
+                tracing::info!(%uid, job = %id, "ended within its grace period");
+                break;
+            }
+            if Timestamp::now() >= kill_at {
+                let s = &self.inner.slurm;
+                match s.signal(&id, "KILL").await {
+                    Ok(()) => match s.cancel(&id).await {
+                        Ok(()) => {
+                            tracing::info!(%uid, job = %id, "killed at the end of its grace period");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%uid, job = %id, error = %e, "cannot cancel; retrying")
+                        }
+                    },
+                    Err(e) => tracing::warn!(%uid, job = %id, error = %e, "cannot kill; retrying"),
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let rec = self.pods().get(&uid).cloned();
+        if let Some(rec) = rec
+            && let Err(e) = self.forget(rec)
+        {
+            tracing::warn!(%uid, error = %e, "cannot forget a deleted pod");
+        }
+    }
+
+    /// Forget a pod (map and state file) and remove its directory once its script
+    /// has finished writing.
+    fn forget(&self, rec: PodRecord) -> Result<(), PluginError> {
+        let uid = rec.uid.clone();
         {
             let mut map = self.pods();
             map.remove(&uid);

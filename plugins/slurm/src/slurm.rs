@@ -209,17 +209,37 @@ impl Slurm {
 
     /// `scancel N`; a job Slurm no longer knows counts as cancelled.
     pub async fn cancel(&self, id: &str) -> Result<(), SlurmError> {
-        let out = self.run(&self.cfg.scancel, &[id], None).await?;
+        self.scancel(id, &[]).await
+    }
+
+    /// `scancel --signal=SIG --full N`: the signal to the batch script and every
+    /// process it started (the containers), without ending the job. A job Slurm no
+    /// longer knows, or that is ending, counts as signalled.
+    pub async fn signal(&self, id: &str, sig: &str) -> Result<(), SlurmError> {
+        let flag = format!("--signal={sig}");
+        self.scancel(id, &[&flag, "--full"]).await
+    }
+
+    async fn scancel(&self, id: &str, flags: &[&str]) -> Result<(), SlurmError> {
+        let mut args = flags.to_vec();
+        args.push(id);
+        let out = self.run(&self.cfg.scancel, &args, None).await?;
         self.generation.fetch_add(1, Ordering::SeqCst);
         let m = message(&out.stderr, &out.stdout);
         if out.status.success() && !is_unavailable(&m) {
             return Ok(());
         }
         let lower = m.to_ascii_lowercase();
-        if lower.contains("invalid job id") || lower.contains("already completing or completed") {
+        if lower.contains("invalid job id")
+            || lower.contains("already completing or completed")
+            || lower.contains("job is pending")
+        {
             return Ok(());
         }
-        Err(SlurmError::Unavailable(format!("scancel {id}: {m}")))
+        Err(SlurmError::Unavailable(format!(
+            "scancel {}: {m}",
+            args.join(" ")
+        )))
     }
 
     /// `scontrol ping` and the nodes' CPUs/memory.

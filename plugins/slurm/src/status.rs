@@ -336,6 +336,7 @@ mod tests {
             containers: mains.iter().map(meta).collect(),
             created: Timestamp::now(),
             final_status: None,
+            kill_at: None,
         }
     }
 

@@ -32,6 +32,10 @@ pub struct PodRecord {
     /// The status once the job has ended: never asked of Slurm again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_status: Option<PodStatus>,
+    /// Set by delete once TERM was sent: when to KILL the job if it still runs
+    /// (the end of the pod's grace period). A restarted plugin finishes the delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_at: Option<Timestamp>,
 }
 
 /// The directory of records.
@@ -126,6 +130,7 @@ mod tests {
             }],
             created: Timestamp::now(),
             final_status: None,
+            kill_at: None,
         };
         s.save(&r).unwrap();
         std::fs::write(d.path().join("junk.json"), "{").unwrap();
