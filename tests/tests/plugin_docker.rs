@@ -85,6 +85,11 @@ struct World {
 
 impl World {
     fn new() -> Option<World> {
+        World::with_docker_settings("")
+    }
+
+    /// A world whose plugin config has `extra` (lines indented under `docker:`).
+    fn with_docker_settings(extra: &str) -> Option<World> {
         let (env, image) = engine_env()?;
         let dir = tempfile::Builder::new()
             .prefix("il-docker-")
@@ -107,7 +112,7 @@ impl World {
         std::fs::write(
             &cfg,
             format!(
-                "listen: unix://{}\ndata_root: {}\ndocker:\n  docker_host: unix://{}\n  infra_image: {}\n  infra_command: [sleep, \"2147483647\"]\n  image_pull_policy: IfNotPresent\n",
+                "listen: unix://{}\ndata_root: {}\ndocker:\n  docker_host: unix://{}\n  infra_image: {}\n  infra_command: [sleep, \"2147483647\"]\n  image_pull_policy: IfNotPresent\n{extra}",
                 w.dir.path().join("plugin.sock").display(),
                 w.dir.path().join("data").display(),
                 w.engine_sock.display(),
@@ -534,6 +539,37 @@ fn delete_of_a_running_pod_removes_all_its_containers() {
     );
     // deleting again (or an unknown pod) succeeds
     assert_eq!(w.client.delete(&b.pod).unwrap().status, 200);
+}
+
+#[test]
+fn delete_waits_a_grace_period_longer_than_the_request_timeout() {
+    // engine requests time out after 2 s; stopping a container that ignores
+    // TERM takes the pod's 4 s grace period, and must still succeed
+    let Some(mut w) = World::with_docker_settings("  request_timeout_seconds: 2\n") else {
+        return;
+    };
+    let b = w.pod(
+        PodBuilder::new("stubborn")
+            .container(
+                "deaf",
+                &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+            )
+            .grace(4),
+    );
+    w.client.create_ok(&b.data()).unwrap();
+    w.client
+        .wait_status(&b.pod, T, "running", |s| is_running(s, "deaf"))
+        .unwrap();
+    let t = Instant::now();
+    let r = w.client.delete(&b.pod).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let took = t.elapsed();
+    assert!(took >= Duration::from_secs(3), "delete took {took:?}");
+    assert!(
+        w.containers_of(b.uid()).is_empty(),
+        "containers left: {:?}",
+        w.containers_of(b.uid())
+    );
 }
 
 #[test]

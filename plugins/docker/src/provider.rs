@@ -543,8 +543,13 @@ impl Inner {
             return Ok(());
         }
         let last = ids.pop().expect("non-empty");
+        // a stop takes up to the grace period: the request may last that much
+        // longer than any other engine request
+        let grace_s = grace.clamp(0, i32::MAX as i64);
+        let stop_timeout = Duration::from_secs(self.config.request_timeout_seconds.max(1))
+            + Duration::from_secs(grace_s as u64);
         let stop = |id: String| {
-            let docker = docker.clone();
+            let docker = docker.clone().with_timeout(stop_timeout);
             async move {
                 if grace <= 0 {
                     // no grace: SIGKILL now (podman's forced remove would wait
@@ -559,7 +564,7 @@ impl Inner {
                     }
                 } else {
                     let opts = StopContainerOptions {
-                        t: Some(grace.min(i32::MAX as i64) as i32),
+                        t: Some(grace_s as i32),
                         signal: None,
                     };
                     match docker.stop_container(&id, Some(opts)).await {
