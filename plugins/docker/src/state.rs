@@ -85,6 +85,20 @@ pub enum StateError {
     },
 }
 
+/// Write `bytes` to a new file at `path` (mode 0600) and flush it to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// The per-pod directories under the data root.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -93,11 +107,16 @@ pub struct Store {
 
 impl Store {
     pub fn new(data_root: &Path) -> Result<Store, StateError> {
+        use std::os::unix::fs::PermissionsExt;
         let root = data_root.join("pods");
-        std::fs::create_dir_all(&root).map_err(|err| StateError::Io {
+        let io = |err| StateError::Io {
             path: root.clone(),
             err,
-        })?;
+        };
+        std::fs::create_dir_all(&root).map_err(io)?;
+        // the pods' volume files hold Secrets: no other user may reach them
+        // (containers see them through bind mounts, not through this path)
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         Ok(Store { root })
     }
 
@@ -118,11 +137,18 @@ impl Store {
             path: path.clone(),
             err,
         })?;
-        std::fs::write(&tmp, body).map_err(|err| StateError::Io {
+        write_synced(&tmp, &body).map_err(|err| StateError::Io {
             path: tmp.clone(),
             err,
         })?;
-        std::fs::rename(&tmp, &path).map_err(|err| StateError::Io { path, err })
+        std::fs::rename(&tmp, &path).map_err(|err| StateError::Io {
+            path: path.clone(),
+            err,
+        })?;
+        // the rename itself survives a crash once the directory is synced
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|err| StateError::Io { path: dir, err })
     }
 
     /// Forget a pod: its record and its volume files.
@@ -190,6 +216,11 @@ mod tests {
             failure: None,
         };
         s.save(&r).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d.path().join("pods")), 0o700, "pods hold Secrets");
+        assert_eq!(mode(&d.path().join("pods/u1/state.json")), 0o600);
+        assert!(!d.path().join("pods/u1/state.json.tmp").exists());
         std::fs::create_dir_all(d.path().join("pods/broken")).unwrap();
         std::fs::write(d.path().join("pods/broken/state.json"), "{").unwrap();
         let (all, bad) = s.load_all().unwrap();
