@@ -244,6 +244,8 @@ pub struct Follower {
     pub remaining: Option<usize>,
     /// True once no more output can come (the container ended, the pod is gone).
     pub finished: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Read no further than this offset (`None`: follow the file as it grows).
+    pub end: Option<u64>,
 }
 
 impl Follower {
@@ -254,9 +256,16 @@ impl Follower {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
+        let want = match self.end {
+            Some(end) => end.saturating_sub(self.offset).min(CHUNK as u64),
+            None => CHUNK as u64,
+        };
+        if want == 0 {
+            return Ok(Vec::new());
+        }
         f.seek(SeekFrom::Start(self.offset))?;
         let mut buf = Vec::new();
-        f.take(CHUNK as u64).read_to_end(&mut buf)?;
+        f.take(want).read_to_end(&mut buf)?;
         let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
             if buf.len() >= CHUNK {
                 // one entry larger than a chunk cannot happen (entries are at most 16 KiB)
@@ -285,6 +294,7 @@ impl Follower {
                         return None;
                     }
                     let done = (f.finished)();
+                    let before = f.offset;
                     let mut chunk = match f.read_new() {
                         Ok(c) => c,
                         Err(e) => return Some((Err(e), (f, None))),
@@ -295,6 +305,11 @@ impl Follower {
                             *rem -= chunk.len();
                         }
                         return Some((Ok(Bytes::from(chunk)), (f, None)));
+                    }
+                    if f.offset != before {
+                        // entries were read but all filtered out (since): read on
+                        tokio::task::yield_now().await;
+                        continue;
                     }
                     if done {
                         return None;
@@ -384,5 +399,59 @@ mod tests {
         let (out, off) = read(&opts(0, 10_000_000, false));
         assert_eq!(out.lines().count(), 20_001);
         assert_eq!(off, text.len() as u64);
+    }
+
+    /// A bounded Follower streams the file in chunks with what read_bounded
+    /// answers in one piece, and stops at `end` even when the file grows.
+    #[tokio::test]
+    async fn bounded_stream_matches_the_whole_read() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.log");
+        let mut text = String::new();
+        for i in 0..10_000 {
+            let ts = if i < 5_000 { "01" } else { "05" };
+            text.push_str(&format!(
+                "2026-01-01T00:00:{ts}Z stdout F line {i:05} of the big log\n"
+            ));
+        }
+        text.push_str("2026-01-01T00:00:06Z stdout P aaa\n2026-01-01T00:00:06Z stdout F bbb\n");
+        std::fs::write(&p, &text).unwrap();
+        let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        let mut since = opts(0, 0, true);
+        since.since_seconds = 6;
+        for o in [opts(0, 0, false), opts(0, 100_000, true), since] {
+            let r = Render::new(&o, now);
+            let whole = read_bounded(&p, &o, &r).unwrap().0;
+            let f = Follower {
+                path: p.clone(),
+                offset: 0,
+                render: r,
+                mid_line: false,
+                remaining: (o.limit_bytes > 0).then_some(o.limit_bytes as usize),
+                finished: Arc::new(|| true),
+                end: Some(text.len() as u64),
+            };
+            let mut s = f.into_stream(Vec::new());
+            let mut streamed = Vec::new();
+            let mut chunks = 0;
+            while let Some(c) = s.next().await {
+                streamed.extend_from_slice(&c.unwrap());
+                chunks += 1;
+                if chunks == 1 {
+                    // output written after the request is not part of the answer
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+                    f.write_all(b"2026-01-01T00:00:07Z stdout F late\n")
+                        .unwrap();
+                }
+            }
+            assert!(chunks > 1, "streamed in chunks");
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+            std::fs::write(&p, &text).unwrap();
+        }
     }
 }

@@ -612,6 +612,24 @@ impl Provider for LocalProvider {
         }
         let path = e.log_path(&req.container_name);
         let render = Render::new(&req.opts, Timestamp::now());
+        if !req.opts.follow && req.opts.tail == 0 {
+            // the whole log (maybe since a time, maybe up to a byte limit): streamed
+            // in chunks up to the size it has now, never held in memory at once
+            let end = tokio::fs::metadata(&path)
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0);
+            let f = Follower {
+                path,
+                offset: 0,
+                render,
+                mid_line: false,
+                remaining: (req.opts.limit_bytes > 0).then_some(req.opts.limit_bytes as usize),
+                finished: Arc::new(|| true),
+                end: Some(end),
+            };
+            return Ok(f.into_stream(Vec::new()));
+        }
         let p2 = path.clone();
         let opts = req.opts.clone();
         let r2 = render.clone();
@@ -653,6 +671,7 @@ impl Provider for LocalProvider {
             mid_line: mid,
             remaining: limit,
             finished,
+            end: None,
         };
         Ok(f.into_stream(first))
     }
