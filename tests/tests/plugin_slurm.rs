@@ -876,6 +876,20 @@ fn slurmctld_down_is_reported_and_recovered_from() {
         json!({}),
     );
     assert_eq!(p.create(&first).0, 200);
+    // a pod that ended before the outage, and one Slurm holds pending
+    let ended = pod(
+        "ended",
+        json!({"containers": [sh("c", "exit 3")]}),
+        json!({}),
+    );
+    assert_eq!(p.create(&ended).0, 200);
+    let held = pod(
+        "held",
+        json!({"containers": [sh("c", "echo never")]}),
+        json!({"slurm-job.vk.io/flags": "--hold"}),
+    );
+    assert_eq!(p.create(&held).0, 200);
+    p.wait_finished(&ended);
     p.wait_running(&first, "c");
 
     let restart = RestartController;
@@ -885,16 +899,39 @@ fn slurmctld_down_is_reported_and_recovered_from() {
         .unwrap();
     assert!(st.success());
 
-    // status says the controller is gone; a new pod is refused as unavailable
-    // (both wait for Slurm's client timeout, so they run side by side)
+    // status still answers every pod, from what is stored and from the pods'
+    // files; a new pod is refused as unavailable (both wait for Slurm's client
+    // timeout, so they run side by side)
     let late = pod_named_unknown();
     let ((code, body), (ccode, cbody)) = std::thread::scope(|s| {
-        let st = s.spawn(|| p.status(&[&first]));
+        let st = s.spawn(|| p.status(&[&first, &ended, &held]));
         let cr = s.spawn(|| p.create(&late));
         (st.join().unwrap(), cr.join().unwrap())
     });
-    assert_eq!(code, 503, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("slurm"), "{body}");
+    assert_eq!(code, 200, "{body}");
+    let of = |pd: &Value| {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .find(|st| st["UID"] == pd["metadata"]["uid"])
+            .cloned()
+            .unwrap_or_else(|| panic!("{} missing: {body:#}", pd["metadata"]["name"]))
+    };
+    // the ended pod keeps its exit code
+    assert_eq!(terminated(&of(&ended), "c")["exitCode"], 3, "{body:#}");
+    // the running pod's container runs (or has just ended by itself)
+    let c = state(&of(&first), "c").clone();
+    assert!(
+        !c["running"].is_null() || c["terminated"]["exitCode"] == 0,
+        "{body:#}"
+    );
+    // the held pod cannot be told without Slurm, and says so
+    let w = state(&of(&held), "c")["waiting"].clone();
+    assert_eq!(w["reason"], "SlurmUnavailable", "{body:#}");
+    assert!(
+        w["message"].as_str().unwrap().contains("unavailable"),
+        "{body:#}"
+    );
     assert_eq!(ccode, 503, "{cbody}");
     let (code, body) = p.status(&[&late]);
     assert_eq!(
@@ -916,8 +953,16 @@ fn slurmctld_down_is_reported_and_recovered_from() {
     assert_eq!(p.create(&again).0, 200);
     let st = p.wait_finished(&again);
     assert_eq!(terminated(&st, "c")["exitCode"], 0, "{st:#}");
+    let st = p.status_of(&held);
+    assert_eq!(
+        state(&st, "c")["waiting"]["reason"],
+        "JobHeldUser",
+        "{st:#}"
+    );
     assert_eq!(p.delete(&first), 200);
     assert_eq!(p.delete(&again), 200);
+    assert_eq!(p.delete(&ended), 200);
+    assert_eq!(p.delete(&held), 200);
 }
 
 /// The container engine prepared by scripts/engine-setup.sh: its env.sh and image.

@@ -343,21 +343,34 @@ impl SlurmProvider {
         let needs_slurm = records
             .iter()
             .any(|r| r.final_status.is_none() && r.submit_error.is_none() && r.job_id.is_some());
+        // Slurm unavailable: every pod is still answered, from what is stored and
+        // from the script's files (pods Slurm must confirm say `SlurmUnavailable`)
+        let mut down: Option<String> = None;
         let queue = if needs_slurm {
-            Some(self.inner.slurm.queue().await.map_err(unavailable)?)
+            match self.inner.slurm.queue().await {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    tracing::warn!(error = %e, "squeue failed: answering status from the pods' files");
+                    down = Some(e.to_string());
+                    None
+                }
+            }
         } else {
             None
         };
 
         // jobs that left the queue: ask scontrol, unless the script's own record says enough
-        let mut left: HashMap<String, Option<JobInfo>> = HashMap::new();
+        let mut left: HashMap<String, Result<Option<JobInfo>, String>> = HashMap::new();
         for r in &records {
             let (Some(q), Some(id), None) = (&queue, &r.job_id, &r.final_status) else {
                 continue;
             };
             let in_queue = id.parse::<u64>().ok().is_some_and(|n| q.contains_key(&n));
             if !in_queue && read_job_done(&r.pod_dir).is_none() && !left.contains_key(id) {
-                let info = self.inner.slurm.show_job(id).await.map_err(unavailable)?;
+                let info = self.inner.slurm.show_job(id).await.map_err(|e| {
+                    tracing::warn!(job = %id, error = %e, "scontrol failed");
+                    e.to_string()
+                });
                 left.insert(id.clone(), info);
             }
         }
@@ -375,9 +388,11 @@ impl SlurmProvider {
                 let from_queue = queue
                     .as_ref()
                     .and_then(|q| id.parse::<u64>().ok().and_then(|n| q.get(&n)));
-                let view = match (from_queue, left.get(&id)) {
-                    (Some(j), _) => JobView::Known(j),
-                    (None, Some(Some(j))) => JobView::Known(j),
+                let view = match (from_queue, left.get(&id), &down) {
+                    (Some(j), _, _) => JobView::Known(j),
+                    (None, Some(Ok(Some(j))), _) => JobView::Known(j),
+                    (None, Some(Err(e)), _) => JobView::Unavailable(e),
+                    (None, _, Some(e)) => JobView::Unavailable(e),
                     _ => JobView::Gone,
                 };
                 let (st, fin) = pod_status(&r, view, &r.pod_dir);

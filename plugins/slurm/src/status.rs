@@ -21,6 +21,8 @@ pub enum JobView<'a> {
     Known(&'a JobInfo),
     /// Neither squeue nor scontrol knows the job any more.
     Gone,
+    /// Slurm cannot be asked (slurmctld down): only the script's files tell.
+    Unavailable(&'a str),
 }
 
 /// The Kubernetes-style reason and a readable message for an abnormal end.
@@ -128,6 +130,12 @@ pub fn pod_status(r: &PodRecord, job: JobView<'_>, pod_dir: &Path) -> (PodStatus
     }
     let jid = r.job_id.clone().unwrap_or_default();
     let done = read_job_done(pod_dir);
+    // without Slurm, the script's own end record is as good as Slurm forgetting the job
+    let (job, down) = match job {
+        JobView::Unavailable(_) if done.is_some() => (JobView::Gone, None),
+        JobView::Unavailable(m) => (JobView::Unavailable(m), Some(m)),
+        j => (j, None),
+    };
     let files = |m: &ContainerMeta| read_container(pod_dir, &m.name);
     let init_files: Vec<ContainerFiles> = r.init_containers.iter().map(files).collect();
     let main_files: Vec<ContainerFiles> = r.containers.iter().map(files).collect();
@@ -152,11 +160,13 @@ pub fn pod_status(r: &PodRecord, job: JobView<'_>, pod_dir: &Path) -> (PodStatus
             done.map(|d| d.1),
             String::new(),
         ),
+        JobView::Unavailable(_) => (false, "UNKNOWN".into(), None, None, String::new()),
     };
     let job_start = match &job {
         JobView::Known(j) => from_unix(j.start_time),
-        JobView::Gone => None,
+        JobView::Gone | JobView::Unavailable(_) => None,
     };
+    let script_started = pod_dir.join("job.started").exists();
 
     let pending = state == "PENDING" || state == "REQUEUED";
     let abnormal = abnormal_end(&jid, &state).or_else(|| {
@@ -175,93 +185,105 @@ pub fn pod_status(r: &PodRecord, job: JobView<'_>, pod_dir: &Path) -> (PodStatus
         .map(|(m, f)| (m.name.clone(), f.exit.unwrap().0));
     let inits_done = init_files.iter().all(|f| f.exit.is_some_and(|e| e.0 == 0));
 
-    let one =
-        |_m: &ContainerMeta, f: &ContainerFiles, is_init: bool, index: usize| -> ContainerState {
-            if pending {
-                let reason = if slurm_reason.is_empty() || slurm_reason == "None" {
-                    "Pending"
-                } else {
-                    slurm_reason.as_str()
-                };
-                return waiting(
-                    reason,
-                    Some(format!("Slurm job {jid} is pending: {reason}")),
-                );
-            }
-            if let Some((code, at)) = f.exit {
-                // a container killed when the job was cancelled or timed out says why
-                if code >= 128
-                    && let Some((reason, msg)) = &abnormal
-                {
-                    return terminated(code, reason, Some(msg.clone()), f.started, Some(at));
-                }
-                return terminated(code, exit_reason(code), None, f.started, Some(at));
-            }
-            if !finished {
-                if let Some(s) = f.started {
-                    return running_state(s);
-                }
-                let before_ok = if is_init {
-                    init_files[..index]
-                        .iter()
-                        .all(|x| x.exit.is_some_and(|e| e.0 == 0))
-                } else {
-                    inits_done
-                };
-                let reason =
-                    if !before_ok || (!is_init && !r.init_containers.is_empty() && !inits_done) {
-                        "PodInitializing"
-                    } else {
-                        "ContainerCreating"
-                    };
-                return waiting(reason, None);
-            }
-            // the job ended and this container has no exit record
-            let code = match job_exit {
-                Some((_, sig)) if sig > 0 => 128 + sig,
-                Some((c, _)) if c != 0 => c,
-                _ => 1,
+    let one = |_m: &ContainerMeta,
+               f: &ContainerFiles,
+               is_init: bool,
+               index: usize|
+     -> ContainerState {
+        if pending {
+            let reason = if slurm_reason.is_empty() || slurm_reason == "None" {
+                "Pending"
+            } else {
+                slurm_reason.as_str()
             };
-            if let Some((reason, msg)) = &abnormal {
-                let code = if f.started.is_some() || state == "CANCELLED" {
-                    code.max(1)
-                } else {
-                    code
-                };
-                return terminated(
-                    code,
-                    reason,
-                    Some(msg.clone()),
-                    f.started.or(job_start),
-                    job_end,
+            return waiting(
+                reason,
+                Some(format!("Slurm job {jid} is pending: {reason}")),
+            );
+        }
+        if let Some((code, at)) = f.exit {
+            // a container killed when the job was cancelled or timed out says why
+            if code >= 128
+                && let Some((reason, msg)) = &abnormal
+            {
+                return terminated(code, reason, Some(msg.clone()), f.started, Some(at));
+            }
+            return terminated(code, exit_reason(code), None, f.started, Some(at));
+        }
+        if !finished {
+            if let Some(s) = f.started {
+                return running_state(s);
+            }
+            if let Some(m) = down.filter(|_| !script_started) {
+                // pending, starting or lost: only Slurm can tell
+                return waiting(
+                    "SlurmUnavailable",
+                    Some(format!(
+                        "the state of Slurm job {jid} is unknown while Slurm is unavailable: {m}"
+                    )),
                 );
             }
-            if f.started.is_none() {
-                let msg = match &failed_init {
-                    Some((n, c)) => {
-                        format!("not started: init container {n:?} exited with code {c}")
-                    }
-                    None => {
-                        let mut m =
-                            format!("not started: Slurm job {jid} ended ({state}) before it ran");
-                        if let Some(last) = job_output_tail(pod_dir) {
-                            m.push_str(&format!("; job output: {last}"));
-                        }
-                        m
-                    }
-                };
-                return terminated(code, "NotStarted", Some(msg), None, job_end);
-            }
-            terminated(
-                code,
-                "Error",
-                Some(format!(
-                    "Slurm job {jid} ended ({state}) while the container ran"
-                )),
-                f.started,
-                job_end,
-            )
+            let before_ok = if is_init {
+                init_files[..index]
+                    .iter()
+                    .all(|x| x.exit.is_some_and(|e| e.0 == 0))
+            } else {
+                inits_done
+            };
+            let reason = if !before_ok || (!is_init && !r.init_containers.is_empty() && !inits_done)
+            {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            };
+            return waiting(reason, None);
+        }
+        // the job ended and this container has no exit record
+        let code = match job_exit {
+            Some((_, sig)) if sig > 0 => 128 + sig,
+            Some((c, _)) if c != 0 => c,
+            _ => 1,
         };
+        if let Some((reason, msg)) = &abnormal {
+            let code = if f.started.is_some() || state == "CANCELLED" {
+                code.max(1)
+            } else {
+                code
+            };
+            return terminated(
+                code,
+                reason,
+                Some(msg.clone()),
+                f.started.or(job_start),
+                job_end,
+            );
+        }
+        if f.started.is_none() {
+            let msg = match &failed_init {
+                Some((n, c)) => {
+                    format!("not started: init container {n:?} exited with code {c}")
+                }
+                None => {
+                    let mut m =
+                        format!("not started: Slurm job {jid} ended ({state}) before it ran");
+                    if let Some(last) = job_output_tail(pod_dir) {
+                        m.push_str(&format!("; job output: {last}"));
+                    }
+                    m
+                }
+            };
+            return terminated(code, "NotStarted", Some(msg), None, job_end);
+        }
+        terminated(
+            code,
+            "Error",
+            Some(format!(
+                "Slurm job {jid} ended ({state}) while the container ran"
+            )),
+            f.started,
+            job_end,
+        )
+    };
 
     let init_containers = r
         .init_containers
@@ -553,6 +575,53 @@ mod tests {
         write(d2.path(), "main", true, Some(0));
         std::fs::write(d2.path().join("job.done"), "0 1795333072.0\n").unwrap();
         let (s, _) = pod_status(&r2, JobView::Gone, d2.path());
+        assert_eq!(
+            state_of(&s.containers[0]),
+            ("terminated", Some(0), "Completed".into())
+        );
+    }
+
+    #[test]
+    fn without_slurm_the_files_answer() {
+        let d = tempfile::tempdir().unwrap();
+        let r = record(d.path(), &[], &["a", "b"]);
+        let down =
+            JobView::Unavailable("slurm_load_jobs error: Unable to contact slurm controller");
+        // the script has not started: pending or lost, nobody can tell
+        let (s, fin) = pod_status(&r, down.clone(), d.path());
+        assert!(!fin);
+        assert_eq!(
+            state_of(&s.containers[0]),
+            ("waiting", None, "SlurmUnavailable".into())
+        );
+        let w = s.containers[0].state.clone().unwrap().waiting.unwrap();
+        assert!(w.message.unwrap().contains("Unable to contact"));
+        // running: the files say which container runs and which has ended
+        std::fs::write(
+            d.path().join("job.started"),
+            "42 1795333069.0
+",
+        )
+        .unwrap();
+        write(d.path(), "a", true, None);
+        write(d.path(), "b", true, Some(3));
+        let (s, fin) = pod_status(&r, down.clone(), d.path());
+        assert!(!fin);
+        assert_eq!(state_of(&s.containers[0]).0, "running");
+        assert_eq!(
+            state_of(&s.containers[1]),
+            ("terminated", Some(3), "Error".into())
+        );
+        // the script's end record is final even without Slurm
+        write(d.path(), "a", true, Some(0));
+        std::fs::write(
+            d.path().join("job.done"),
+            "3 1795333072.0
+",
+        )
+        .unwrap();
+        let (s, fin) = pod_status(&r, down, d.path());
+        assert!(fin);
         assert_eq!(
             state_of(&s.containers[0]),
             ("terminated", Some(0), "Completed".into())
