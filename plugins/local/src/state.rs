@@ -125,7 +125,8 @@ impl ExitRecord {
     }
 }
 
-/// Write `bytes` to `path` atomically (temporary file + rename), mode 0600.
+/// Write `bytes` to `path` atomically (temporary file + fsync + rename, then
+/// fsync of the directory), mode 0600.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
@@ -137,7 +138,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_data()?;
     drop(f);
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // the rename survives a crash once the directory is synced too
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 pub fn save(path: &Path, rec: &PodRecord) -> std::io::Result<()> {
