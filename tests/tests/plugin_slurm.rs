@@ -584,14 +584,14 @@ fn delete_sends_term_and_the_container_ends_by_itself() {
 }
 
 #[test]
-fn delete_kills_a_pod_that_outlives_its_grace_period() {
+fn delete_kills_a_pod_that_outlives_its_grace_period_even_across_a_restart() {
     let Some(conf) = slurm_conf() else { return };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("kill");
-    let p = start_plugin(&conf, dir.path(), "");
+    let mut p = start_plugin(&conf, dir.path(), "");
     let pod = pod(
         "stubborn",
-        json!({"terminationGracePeriodSeconds": 3,
+        json!({"terminationGracePeriodSeconds": 8,
                "containers": [sh("main", "trap '' TERM; echo ready; while :; do sleep 1; done")]}),
         json!({}),
     );
@@ -606,6 +606,9 @@ fn delete_kills_a_pod_that_outlives_its_grace_period() {
     assert!(!state(&st, "main")["running"].is_null(), "{st:#}");
     // deleting again changes nothing
     assert_eq!(p.delete(&pod), 200);
+    // the plugin crashes during the grace period: the restarted one finishes the delete
+    p.proc.kill9();
+    let p = start_plugin(&conf, dir.path(), "");
     interlink_test_harness::wait_until(Duration::from_secs(40), "the job killed", || {
         let j = scontrol_job(&conf, &jid);
         j.contains("JobState=CANCELLED") || j.contains("JobState=FAILED")
