@@ -263,3 +263,29 @@ fn configuration_errors_stop_the_binary() {
         .unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_plugin_answer_is_refused_not_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    // a plugin answering /status with 65 MiB: more than the server reads
+    let fake = ScriptedHttp::start(|_m, path| match path {
+        "/status" => Some((
+            200,
+            "application/json",
+            format!("[{}]", " ".repeat(65 << 20)),
+            Duration::ZERO,
+        )),
+        _ => None,
+    })
+    .unwrap();
+    let srv = start_interlink(dir.path(), "interlink", &Listen::Tcp, &fake.url(), "").unwrap();
+    let client = Client::new(srv.client_config()).unwrap();
+    let b = PodBuilder::new("p").container("main", &["true"]);
+    match client.status(std::slice::from_ref(&b.pod)).await {
+        Err(ClientError::Server {
+            status: 502,
+            message,
+        }) => assert!(message.contains("larger than"), "{message}"),
+        other => panic!("expected 502, got {other:?}"),
+    }
+}

@@ -18,6 +18,9 @@ use crate::types::{CreateStruct, LogStruct, RetrievedPodData};
 /// Largest error body read from the plugin.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// Largest answer read from the plugin (a `/status` of many pods fits well).
+pub const MAX_ANSWER_BODY: usize = 64 << 20;
+
 #[derive(Clone)]
 pub struct PluginClient {
     http: reqwest::Client,
@@ -173,8 +176,24 @@ impl PluginClient {
         Err(PluginFailure::Status(status.as_u16(), error_text(&body)))
     }
 
-    async fn body_of(&self, resp: reqwest::Response) -> Result<Bytes, PluginFailure> {
-        resp.bytes().await.map_err(from_reqwest)
+    /// The answer's body, refused (not read on) above [`MAX_ANSWER_BODY`].
+    async fn body_of(&self, mut resp: reqwest::Response) -> Result<Bytes, PluginFailure> {
+        let too_big =
+            || PluginFailure::Garbage(format!("the answer is larger than {MAX_ANSWER_BODY} bytes"));
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BODY as u64)
+        {
+            return Err(too_big());
+        }
+        let mut out = bytes::BytesMut::new();
+        while let Some(c) = resp.chunk().await.map_err(from_reqwest)? {
+            if out.len() + c.len() > MAX_ANSWER_BODY {
+                return Err(too_big());
+            }
+            out.extend_from_slice(&c);
+        }
+        Ok(out.freeze())
     }
 
     /// `POST /create` with the pod's data.
