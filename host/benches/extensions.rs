@@ -352,6 +352,16 @@ fn reload_latency() {
         calls.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );
+    let mut registry = prometheus_client::registry::Registry::with_prefix("interlink_cri");
+    interlink_cri::extensions::register_metrics(&mut registry);
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    for line in text
+        .lines()
+        .filter(|l| l.contains("errors_total{") && l.contains("mark.wasm"))
+    {
+        println!("  {line}");
+    }
 }
 
 fn rss_bytes() -> u64 {

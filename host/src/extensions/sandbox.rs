@@ -92,8 +92,8 @@ pub(crate) fn thread_cpu() -> Duration {
 /// Checked at every epoch tick once the call has run for one.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Budget {
-    cpu_start: Duration,
     wall_start: Instant,
+    cpu_start: Duration,
     cpu: Duration,
     wall: Duration,
 }
@@ -101,8 +101,8 @@ pub(crate) struct Budget {
 impl Budget {
     pub(crate) fn new(cpu: Duration, wall: Duration) -> Budget {
         Budget {
-            cpu_start: thread_cpu(),
             wall_start: Instant::now(),
+            cpu_start: thread_cpu(),
             cpu,
             wall,
         }
@@ -202,6 +202,16 @@ impl host::Host for StoreState {
             return;
         }
         self.logs_left -= 1;
+        let enabled = match level {
+            host::Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+            host::Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            host::Level::Info => tracing::enabled!(tracing::Level::INFO),
+            host::Level::Warn => tracing::enabled!(tracing::Level::WARN),
+            host::Level::Error => tracing::enabled!(tracing::Level::ERROR),
+        };
+        if !enabled {
+            return;
+        }
         let mut text = String::new();
         for (k, v) in fields.iter().take(16) {
             if !text.is_empty() {
