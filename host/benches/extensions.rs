@@ -397,7 +397,7 @@ fn memory_per_module() {
     ext.map_resources(&resource_input());
     let called = rss_bytes();
     println!(
-        "component file {} KiB; per module: {:.0} KiB loaded (compiled code), {:.0} KiB with one live instance",
+        "component file {} KiB; per module: {:.0} KiB once loaded (compiled code + the instance its smoke call left in the pool), {:.0} KiB after a call",
         wasm.len() / 1024,
         (loaded.saturating_sub(before)) as f64 / n as f64 / 1024.0,
         (called.saturating_sub(before)) as f64 / n as f64 / 1024.0

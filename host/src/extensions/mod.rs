@@ -15,7 +15,8 @@
 //! within a second; a module that fails to compile, link, or pass a smoke call
 //! is rejected with a logged reason and the previous version keeps serving.
 //!
-//! Every call is bounded in time (epoch deadline) and memory; a module that
+//! Every call is bounded in time (CPU time of the calling thread, checked at
+//! each epoch tick, with a wall-clock backstop) and memory; a module that
 //! traps, times out, exhausts memory or answers nonsense is logged with its
 //! name, counted in the metrics, and skipped (the previous stage's result
 //! stands). Admission is the exception: a failing policy denies the pod unless
