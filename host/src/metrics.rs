@@ -45,6 +45,8 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("interlink_cri");
+        // calls, errors, latency per module; reloads and rejections
+        crate::extensions::register_metrics(&mut registry);
         let cri_calls = Family::<CallLabels, Counter>::default();
         let cri_latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])

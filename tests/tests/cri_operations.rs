@@ -190,6 +190,11 @@ async fn metrics_health_and_log_reopen() -> anyhow::Result<()> {
         m.contains("interlink_cri_containers{state=\"running\"} 1"),
         "{m}"
     );
+    // the extension system's metrics are served too (no module loaded: only totals)
+    assert!(
+        m.contains("# TYPE interlink_cri_extension_reloads counter"),
+        "{m}"
+    );
     let h = http_get(port, "/healthz")?;
     assert!(h.contains("200 OK") && h.ends_with("ok"), "{h}");
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
