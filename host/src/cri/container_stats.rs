@@ -6,6 +6,25 @@ use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use crate::store::Container;
 
+/// CPU usage with its timestamp and zero figures (interLink reports none).
+pub fn zero_cpu(now: i64) -> cri::CpuUsage {
+    cri::CpuUsage {
+        timestamp: now,
+        usage_core_nano_seconds: Some(cri::UInt64Value { value: 0 }),
+        usage_nano_cores: Some(cri::UInt64Value { value: 0 }),
+        psi: None,
+    }
+}
+
+/// Memory usage with its timestamp and zero figures (interLink reports none).
+pub fn zero_memory(now: i64) -> cri::MemoryUsage {
+    cri::MemoryUsage {
+        timestamp: now,
+        working_set_bytes: Some(cri::UInt64Value { value: 0 }),
+        ..Default::default()
+    }
+}
+
 pub fn stats_of(rt: &Runtime, c: &Container, now: i64) -> cri::ContainerStats {
     let zero = || Some(cri::UInt64Value { value: 0 });
     cri::ContainerStats {
@@ -15,17 +34,8 @@ pub fn stats_of(rt: &Runtime, c: &Container, now: i64) -> cri::ContainerStats {
             labels: c.config.labels.clone(),
             annotations: c.config.annotations.clone(),
         }),
-        cpu: Some(cri::CpuUsage {
-            timestamp: now,
-            usage_core_nano_seconds: zero(),
-            usage_nano_cores: zero(),
-            psi: None,
-        }),
-        memory: Some(cri::MemoryUsage {
-            timestamp: now,
-            working_set_bytes: zero(),
-            ..Default::default()
-        }),
+        cpu: Some(zero_cpu(now)),
+        memory: Some(zero_memory(now)),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: now,
             fs_id: Some(cri::FilesystemIdentifier {

@@ -16,17 +16,8 @@ fn stats_of(rt: &Runtime, st: &Inner, s: &Sandbox, now: i64) -> cri::PodSandboxS
             annotations: s.config.annotations.clone(),
         }),
         linux: Some(cri::LinuxPodSandboxStats {
-            cpu: Some(cri::CpuUsage {
-                timestamp: now,
-                usage_core_nano_seconds: zero(),
-                usage_nano_cores: zero(),
-                psi: None,
-            }),
-            memory: Some(cri::MemoryUsage {
-                timestamp: now,
-                working_set_bytes: zero(),
-                ..Default::default()
-            }),
+            cpu: Some(super::container_stats::zero_cpu(now)),
+            memory: Some(super::container_stats::zero_memory(now)),
             network: Some(cri::NetworkUsage {
                 timestamp: now,
                 default_interface: None,
