@@ -221,11 +221,22 @@ async fn oidc_keys_from_the_issuer_discovery_document() {
     let mut cfg = srv.client_config();
     cfg.token_file = Some(token_file.clone());
     let client = Client::new(cfg).unwrap();
-    // no allow-list: every valid token is allowed
-    client
-        .ping()
-        .await
-        .expect("token verified with keys from the issuer");
+    // no allow-list: every valid token is allowed. A transport failure of the
+    // very first connection (seen once in CI-like runs, not reproduced since:
+    // "connection reset by peer" before the server logged the request) is
+    // retried; an auth answer is never retried.
+    let mut first = client.ping().await;
+    for _ in 0..3 {
+        match &first {
+            Err(ClientError::Unreachable(e)) => {
+                eprintln!("first ping unreachable, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                first = client.ping().await;
+            }
+            _ => break,
+        }
+    }
+    first.expect("token verified with keys from the issuer");
     write_atomic(
         &token_file,
         &idp.mint(json!({"sub": "anyone", "aud": "other", "exp": now() + 300})),
