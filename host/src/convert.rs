@@ -425,38 +425,14 @@ pub fn build_create(
         }
         ks.push(kc);
         container_annotations.insert(spec.container.name.clone(), map_of(&c.config.annotations));
-        for v in &spec.volumes {
-            if !volumes.iter().any(|x| x.name == v.name) {
-                volumes.push(v.clone());
-            }
-        }
-        for cm in &spec.configmaps {
-            if !req
-                .configmaps
-                .iter()
-                .any(|x| x.metadata.name == cm.metadata.name)
-            {
-                req.configmaps.push(cm.clone());
-            }
-        }
-        for s in &spec.secrets {
-            if !req
-                .secrets
-                .iter()
-                .any(|x| x.metadata.name == s.metadata.name)
-            {
-                req.secrets.push(s.clone());
-            }
-        }
-        for p in &spec.projected {
-            if !req
-                .projected_volumes_maps
-                .iter()
-                .any(|x| x.metadata.name == p.metadata.name)
-            {
-                req.projected_volumes_maps.push(p.clone());
-            }
-        }
+        push_new(&mut volumes, &spec.volumes, |v| v.name.clone());
+        push_new(&mut req.configmaps, &spec.configmaps, |c| {
+            c.metadata.name.clone()
+        });
+        push_new(&mut req.secrets, &spec.secrets, |c| c.metadata.name.clone());
+        push_new(&mut req.projected_volumes_maps, &spec.projected, |c| {
+            c.metadata.name.clone()
+        });
     }
     let changes = hooks.handle_annotations(&AnnotationInput {
         pod_name: md.name.clone(),
@@ -580,6 +556,17 @@ impl Container {
             .as_ref()
             .map(|m| m.attempt)
             .unwrap_or(0)
+    }
+}
+
+/// Append the items of `from` whose key is not in `to` yet (objects shared by
+/// several containers of one remote pod are sent once).
+fn push_new<T: Clone, K: PartialEq>(to: &mut Vec<T>, from: &[T], key: impl Fn(&T) -> K) {
+    for item in from {
+        let k = key(item);
+        if !to.iter().any(|x| key(x) == k) {
+            to.push(item.clone());
+        }
     }
 }
 
