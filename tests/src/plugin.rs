@@ -763,6 +763,26 @@ impl PodBuilder {
         self
     }
 
+    /// Mount `sub_path` of the pod's volume `vol` at `mount_path` in `container`.
+    pub fn sub_path_mount(
+        self,
+        container: &str,
+        vol: &str,
+        sub_path: &str,
+        mount_path: &str,
+    ) -> PodBuilder {
+        self.with_container(container, |c| {
+            c.volume_mounts
+                .get_or_insert_with(Vec::new)
+                .push(VolumeMount {
+                    name: vol.into(),
+                    mount_path: mount_path.into(),
+                    sub_path: Some(sub_path.into()),
+                    ..Default::default()
+                })
+        })
+    }
+
     pub fn uid(&self) -> &str {
         interlink::pod_uid(&self.pod)
     }

@@ -227,6 +227,8 @@ impl Drop for World {
                 }
             }
         }
+        // a failed test leaves its pods: their subPath binds must not outlive it
+        let _ = interlink_plugin_kit::subpath::unmount_under(self.dir.path());
         if std::thread::panicking() {
             for name in ["plugin.log", "engine.log"] {
                 let p = self.dir.path().join(name);
@@ -820,4 +822,96 @@ fn engine_stopped_then_restarted() {
     assert_eq!(w.client.delete(&b.pod).unwrap().status, 200);
     assert_eq!(w.client.delete(&other.pod).unwrap().status, 200);
     assert!(w.containers_of(b.uid()).is_empty() && w.containers_of(other.uid()).is_empty());
+}
+
+// ------------------------------------------------------------ security: subPath
+
+/// CVE-2017-1002101's pattern: an init container swaps a directory of an emptyDir
+/// for a link to `/`; the main container mounts it with `subPath`. The plugin
+/// opens the subPath at the moment of use without following links: the main
+/// container does not start, says why, and nothing on the host is touched.
+#[test]
+fn security_subpath_symlink_swapped_by_an_init_container_is_refused() {
+    let Some(mut w) = World::new() else { return };
+    let marker = format!("il-subpath-escape-{}", std::process::id());
+    let host_marker = Path::new("/tmp").join(&marker);
+    let _ = std::fs::remove_file(&host_marker);
+    let b = w.pod(
+        PodBuilder::new("subpath-escape")
+            .init_container(
+                "swap",
+                &[
+                    "sh",
+                    "-c",
+                    "mkdir -p /data/d && ln -s / /data/escape && ln -s / /data/d/x",
+                ],
+            )
+            .container(
+                "main",
+                &[
+                    "sh",
+                    "-c",
+                    &format!("ls /host; touch /host/tmp/{marker} /deep/{marker}"),
+                ],
+            )
+            .empty_dir("data", &["swap"], "/data")
+            .sub_path_mount("main", "data", "escape", "/host")
+            .sub_path_mount("main", "data", "d/x/tmp", "/deep"),
+    );
+    w.client.create_ok(&b.data()).unwrap();
+    let st = w
+        .client
+        .wait_status(&b.pod, T, "main to be refused", |s| {
+            reason(s, "main").as_deref() == Some("CreateContainerConfigError")
+        })
+        .unwrap();
+    assert_eq!(exit_code(&st, "swap"), Some(0));
+    let msg = message(&st, "main").unwrap_or_default();
+    assert!(
+        msg.contains("\"escape\"") && msg.contains("symbolic link"),
+        "{msg}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let st = w.client.status_of(&b.pod).unwrap();
+    assert!(!is_running(&st, "main") && exit_code(&st, "main").is_none());
+    assert!(!host_marker.exists(), "the container reached the host's /");
+    // the plugin's own mount points are gone with the pod
+    let data = w.dir.path().join("data/pods").join(b.uid());
+    assert_eq!(w.client.delete(&b.pod).unwrap().status, 200);
+    assert!(!data.exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(b.uid()), "a subPath bind outlived its pod");
+}
+
+/// The legitimate use: subPaths of an emptyDir that an init container filled
+/// (a directory and a file), and of a ConfigMap volume, in the main container.
+#[test]
+fn subpaths_of_real_directories_and_files_work() {
+    let Some(mut w) = World::new() else { return };
+    let b = w.pod(
+        PodBuilder::new("subpath-ok")
+            .init_container(
+                "fill",
+                &["sh", "-c", "mkdir -p /data/sub/dir && echo deep > /data/sub/dir/f && echo top > /data/file"],
+            )
+            .container(
+                "main",
+                &["sh", "-c", "cat /mnt/dir/dir/f /mnt/one; echo $(cat /etc/greeting); ls /mnt/dir; touch /mnt/new/x && echo wrote"],
+            )
+            .empty_dir("data", &["fill"], "/data")
+            .config_map("cfg", "settings", &[("greeting", "hello")], "main", "/etc/cfgdir")
+            .sub_path_mount("main", "data", "sub", "/mnt/dir")
+            .sub_path_mount("main", "data", "file", "/mnt/one")
+            .sub_path_mount("main", "cfg", "greeting", "/etc/greeting")
+            .sub_path_mount("main", "data", "made/by/plugin", "/mnt/new"),
+    );
+    w.client.create_ok(&b.data()).unwrap();
+    let st = w
+        .client
+        .wait_status(&b.pod, T, "main to finish", all_terminated)
+        .unwrap();
+    let out = w.logs(&b.pod, "main", ContainerLogOpts::default());
+    assert_eq!(exit_code(&st, "main"), Some(0), "{out}");
+    assert_eq!(out, "deep\ntop\nhello\ndir\nwrote\n");
+    assert_eq!(w.client.delete(&b.pod).unwrap().status, 200);
 }

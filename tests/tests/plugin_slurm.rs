@@ -1046,3 +1046,103 @@ fn podman_runtime_binds_volumes_at_their_mount_paths() {
     assert_eq!(p.log_text(&pod, "failer", json!({})), "failing\n");
     assert_eq!(p.delete(&pod), 200);
 }
+
+// ------------------------------------------------------------ security: subPath
+
+/// CVE-2017-1002101's pattern under the podman runtime: an init container
+/// swaps a directory of an emptyDir for a link to `/`, the main container mounts
+/// it with `subPath`. The job's helper opens the subPath when the container
+/// starts, without following links: the container does not run (exit 125, the
+/// reason in its log) and the host is untouched. A real subdirectory works.
+#[test]
+fn security_subpath_symlink_escape_fails_safely_under_podman() {
+    let Some(conf) = slurm_conf() else { return };
+    let Some((env, image)) = engine() else { return };
+    let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("subpath");
+    let p = start_plugin_env(&conf, dir.path(), "  container_runtime: podman\n", &env);
+    let marker = format!("il-slurm-subpath-escape-{}", std::process::id());
+    let host_marker = Path::new("/tmp").join(&marker);
+    let _ = std::fs::remove_file(&host_marker);
+    let spec = json!({
+    "volumes": [{"name": "data", "emptyDir": {}}],
+    "initContainers": [
+        {"name": "swap", "image": image,
+         "command": ["sh", "-c", "mkdir -p /data/real/dir && echo inside > /data/real/dir/f && ln -s / /data/escape"],
+         "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+    ],
+    "containers": [
+        {"name": "evil", "image": image,
+         "command": ["sh", "-c", format!("ls /host; touch /host/tmp/{marker}")],
+         "volumeMounts": [{"name": "data", "mountPath": "/host", "subPath": "escape"}]},
+        {"name": "good", "image": image,
+         "command": ["sh", "-c", "cat /mnt/f; touch /new/x && echo wrote"],
+         "volumeMounts": [{"name": "data", "mountPath": "/mnt", "subPath": "real/dir"},
+                          {"name": "data", "mountPath": "/new", "subPath": "made/here"}]}
+    ]});
+    let pod = pod("subpath", spec, json!({}));
+    let (code, body) = p.create(&pod);
+    assert_eq!(code, 200, "{body}");
+    let st = p.wait_finished(&pod);
+    let evil_log = p.log_text(&pod, "evil", json!({}));
+    assert_eq!(
+        terminated(&st, "evil")["exitCode"],
+        125,
+        "{st:#}\n{evil_log}"
+    );
+    assert!(
+        evil_log.contains("\"escape\"") && evil_log.contains("symbolic link"),
+        "{evil_log}"
+    );
+    assert!(!host_marker.exists(), "the container reached the host's /");
+    let good_log = p.log_text(&pod, "good", json!({}));
+    assert_eq!(terminated(&st, "good")["exitCode"], 0, "{st:#}\n{good_log}");
+    assert_eq!(good_log, "inside\nwrote\n");
+    // the binds lived in the job's own mount namespace: none is left on the node
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    assert!(!mounts.contains(uid), "a subPath bind outlived its job");
+    assert_eq!(p.delete(&pod), 200);
+}
+
+/// Secret values reach job.sh (env) and volume files: no other local user may
+/// read them. The pods directory and each pod directory are 0700, job.sh 0700,
+/// the state 0600; a Secret file keeps the pod's own mode (a container running
+/// as another user must read it through its bind).
+#[test]
+fn security_pod_files_holding_secrets_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(conf) = slurm_conf() else { return };
+    let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("modes");
+    let p = start_plugin(&conf, dir.path(), "");
+    let spec = json!({
+        "volumes": [{"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o440}}],
+        "containers": [{"name": "main", "image": "busybox:1.36",
+            "command": ["sh", "-c", "cat \"$INTERLINK_VOLUME_CREDS/password\"; echo \" $PASSWORD\""],
+            "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}],
+            "volumeMounts": [{"name": "creds", "mountPath": "/etc/creds"}]}]
+    });
+    let pod = pod("modes", spec, json!({}));
+    let data = json!([{"name": "main",
+        "secrets": [{"metadata": {"name": "creds"}, "data": {"password": "czNjcjN0"}}]}]);
+    let (code, body) = p.create_with(&pod, data);
+    assert_eq!(code, 200, "{body}");
+    let st = p.wait_finished(&pod);
+    assert_eq!(terminated(&st, "main")["exitCode"], 0, "{st:#}");
+    assert_eq!(p.log_text(&pod, "main", json!({})), "s3cr3t s3cr3t\n");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let pods = dir.path().join("root/pods");
+    let pod_dir = pods.join(uid);
+    assert_eq!(mode(&pods), 0o700);
+    assert_eq!(mode(&pod_dir), 0o700);
+    assert_eq!(mode(&pod_dir.join("job.sh")), 0o700);
+    assert_eq!(mode(&pod_dir.join("volumes/creds/password")), 0o440);
+    let state = dir.path().join("root/state");
+    assert_eq!(mode(&state), 0o700);
+    for e in std::fs::read_dir(&state).unwrap() {
+        assert_eq!(mode(&e.unwrap().path()), 0o600);
+    }
+    assert_eq!(p.delete(&pod), 200);
+}

@@ -146,6 +146,27 @@ impl Drop for CreatingGuard<'_> {
 }
 
 impl Inner {
+    /// A container that must not start: remembered (and saved) as its waiting reason.
+    fn container_failed(&self, uid: &str, container: &str, message: String) {
+        let mut pods = lock(&self.pods);
+        let Some(rec) = pods.get_mut(uid) else { return };
+        let Some(c) = rec
+            .init_containers
+            .iter_mut()
+            .chain(rec.containers.iter_mut())
+            .find(|c| c.name == container)
+        else {
+            return;
+        };
+        c.start_error = Some(Failure {
+            reason: "CreateContainerConfigError".into(),
+            message,
+        });
+        if let Err(e) = self.store.save(rec) {
+            tracing::warn!(pod = %uid, "saving pod state: {e}");
+        }
+    }
+
     fn docker(&self) -> Result<Docker, PluginError> {
         self.engine.client()
     }
@@ -221,6 +242,8 @@ impl Inner {
                     name: c.name.clone(),
                     image: c.image.clone().unwrap_or_default(),
                     id: String::new(),
+                    subpaths: Vec::new(),
+                    start_error: None,
                 })
                 .collect(),
             containers: spec
@@ -230,6 +253,8 @@ impl Inner {
                     name: c.name.clone(),
                     image: c.image.clone().unwrap_or_default(),
                     id: String::new(),
+                    subpaths: Vec::new(),
+                    start_error: None,
                 })
                 .collect(),
             grace_seconds: spec.termination_grace_period_seconds.unwrap_or(30).max(0),
@@ -335,9 +360,10 @@ impl Inner {
                     format!("container {:?}: {e}", c.name),
                 )
             })?;
-            let binds = volumes::binds(c, &vols)
-                .map_err(|e| Refusal::rejected("CreateContainerConfigError", e.to_string()))?;
-            bodies.push((role, c, env, binds));
+            let (binds, subpaths) =
+                volumes::binds(c, &vols, &self.store.subpath_dir(&rec.uid, &c.name))
+                    .map_err(|e| Refusal::rejected("CreateContainerConfigError", e.to_string()))?;
+            bodies.push((role, c, env, binds, subpaths));
         }
 
         // leftovers of an earlier attempt with this UID
@@ -355,7 +381,7 @@ impl Inner {
             .await
             .map_err(|e| self.create_error("infra container", e))?;
         rec.infra_id = r.id;
-        for (role, c, env, binds) in bodies {
+        for (role, c, env, binds, subpaths) in bodies {
             let body = spec::container(pod, c, role, &rec.infra_id, &env, binds)
                 .map_err(|e| Refusal::rejected("CreateContainerConfigError", e))?;
             let r = docker
@@ -374,6 +400,7 @@ impl Inner {
             };
             if let Some(s) = slot {
                 s.id = r.id;
+                s.subpaths = subpaths;
             }
         }
         Ok(())
@@ -766,7 +793,7 @@ impl Inner {
         let mut cache = lock(&self.cache);
         let mut one = |c: &ContainerRecord, pending: &str| -> ContainerStatus {
             let base = status::base(&c.name, &c.image, &c.id);
-            if let Some(f) = &rec.failure {
+            if let Some(f) = rec.failure.as_ref().or(c.start_error.as_ref()) {
                 return status::waiting(base, &f.reason, Some(f.message.clone()));
             }
             if c.id.is_empty() {
@@ -977,6 +1004,22 @@ async fn drive(inner: &Inner, rec: &PodRecord) -> Result<(), String> {
             }
         }
     };
+    // subPaths are opened and bound at the last moment, after the init containers
+    // that could have changed the volume ran; a container whose subPath is unsafe
+    // does not start and reports why
+    let ready = |c: &ContainerRecord| -> bool {
+        if c.start_error.is_some() {
+            return false;
+        }
+        match interlink_plugin_kit::subpath::prepare(&c.subpaths) {
+            Ok(()) => true,
+            Err(msg) => {
+                tracing::warn!(pod = %rec.uid, container = %c.name, "not started: {msg}");
+                inner.container_failed(&rec.uid, &c.name, msg);
+                false
+            }
+        }
+    };
     let Some(infra) = state(rec.infra_id.clone()).await? else {
         tracing::warn!(pod = %rec.uid, "infra container is gone");
         return Ok(());
@@ -991,7 +1034,7 @@ async fn drive(inner: &Inner, rec: &PodRecord) -> Result<(), String> {
             };
             match s.normalized() {
                 "created" => {
-                    if !start(c.id.clone(), c.name.clone()).await? {
+                    if !ready(c) || !start(c.id.clone(), c.name.clone()).await? {
                         return Ok(());
                     }
                 }
@@ -1021,6 +1064,7 @@ async fn drive(inner: &Inner, rec: &PodRecord) -> Result<(), String> {
     for c in &rec.containers {
         if let Some(s) = state(c.id.clone()).await?
             && s.normalized() == "created"
+            && ready(c)
         {
             start(c.id.clone(), c.name.clone()).await?;
         }

@@ -7,16 +7,23 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use interlink_plugin_kit::subpath::SubPathBind;
 use serde::{Deserialize, Serialize};
 
 /// One container of a pod as created in the engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub name: String,
     pub image: String,
     /// Engine container id; empty when the pod failed before it was created.
     #[serde(default)]
     pub id: String,
+    /// Its subPath mounts, bound just before it starts (see `kit::subpath`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subpaths: Vec<SubPathBind>,
+    /// Why it could not be started (e.g. an unsafe subPath): its waiting reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<Failure>,
 }
 
 /// Why a pod could not be run (its containers report it as their waiting reason).
@@ -124,6 +131,12 @@ impl Store {
         self.root.join(uid)
     }
 
+    /// Where a container's subPaths are bound: outside every volume, so no
+    /// container can replace a mount point with a link.
+    pub fn subpath_dir(&self, uid: &str, container: &str) -> PathBuf {
+        self.pod_dir(uid).join("subpaths").join(container)
+    }
+
     /// Write a record atomically (temp file + rename).
     pub fn save(&self, rec: &PodRecord) -> Result<(), StateError> {
         let dir = self.pod_dir(&rec.uid);
@@ -154,6 +167,11 @@ impl Store {
     /// Forget a pod: its record and its volume files.
     pub fn remove(&self, uid: &str) -> Result<(), StateError> {
         let dir = self.pod_dir(uid);
+        // detach the subPath binds first: removing files must not reach through one
+        interlink_plugin_kit::subpath::unmount_under(&dir).map_err(|err| StateError::Io {
+            path: dir.join("subpaths"),
+            err,
+        })?;
         match std::fs::remove_dir_all(&dir) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                 Err(StateError::Io { path: dir, err })
@@ -206,11 +224,13 @@ mod tests {
                 name: "i".into(),
                 image: "img".into(),
                 id: "a".into(),
+                ..Default::default()
             }],
             containers: vec![ContainerRecord {
                 name: "c".into(),
                 image: "img".into(),
                 id: "b".into(),
+                ..Default::default()
             }],
             grace_seconds: 3,
             failure: None,

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use interlink::RetrievedPodData;
+use interlink_plugin_kit::subpath::{self, SubPathBind};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Secret, Volume};
 
 /// A volume that cannot be prepared: the pod is rejected with this message.
@@ -160,12 +161,18 @@ pub fn prepare(
     Ok(out)
 }
 
-/// `host:container[:ro]` binds for one container's volumeMounts.
+/// One container's volumeMounts as `host:container[:ro]` binds, plus the subPath
+/// binds to make just before it starts. A subPath is never given to the engine
+/// as a path under its volume (a container could have swapped a directory there
+/// for a link): the engine binds `<subpath_dir>/<n>`, a mount point of the
+/// plugin's own onto which [`subpath::prepare`] binds the subPath opened safely.
 pub fn binds(
     c: &Container,
     volumes: &BTreeMap<String, HostVolume>,
-) -> Result<Vec<String>, VolumeError> {
+    subpath_dir: &Path,
+) -> Result<(Vec<String>, Vec<SubPathBind>), VolumeError> {
     let mut out = Vec::new();
+    let mut subpaths = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let v = volumes.get(&m.name).ok_or_else(|| {
             VolumeError::Invalid(format!(
@@ -181,17 +188,28 @@ pub fn binds(
         }
         let mut host = v.path.clone();
         if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            host = host.join(safe_rel(sp, "subPath")?);
-            if !host.exists() {
-                // as the kubelet does: a missing subPath of a writable volume is created
-                if v.read_only {
-                    return Err(VolumeError::Invalid(format!(
-                        "container {:?}: subPath {sp:?} does not exist in volume {:?}",
-                        c.name, m.name
-                    )));
-                }
-                mkdir(&host)?;
+            let invalid = |e: subpath::SubPathError| {
+                VolumeError::Invalid(format!(
+                    "container {:?}: volumeMount {:?}: {e}",
+                    c.name, m.name
+                ))
+            };
+            subpath::components(sp).map_err(invalid)?;
+            if v.read_only {
+                // written by the plugin and never by a container: a missing
+                // subPath is an error now rather than when the container starts
+                subpath::open_beneath(&v.path, sp, false).map_err(invalid)?;
             }
+            let target = subpath_dir.join(subpaths.len().to_string());
+            // the engine wants the source to exist when the container is created
+            mkdir(&target)?;
+            subpaths.push(SubPathBind {
+                root: v.path.clone(),
+                sub_path: sp.to_string(),
+                target: target.clone(),
+                create: !v.read_only,
+            });
+            host = target;
         }
         let ro = v.read_only || m.read_only == Some(true);
         out.push(format!(
@@ -201,7 +219,7 @@ pub fn binds(
             if ro { ":ro" } else { "" }
         ));
     }
-    Ok(out)
+    Ok((out, subpaths))
 }
 
 fn write_entries(
@@ -334,16 +352,37 @@ mod tests {
             {"name": "scratch", "mountPath": "/data", "subPath": "x"}
         ]}))
         .unwrap();
-        let b = binds(&c, &vols).unwrap();
+        let sp_dir = d.path().join("subpaths/c");
+        let (b, sp) = binds(&c, &vols, &sp_dir).unwrap();
         assert_eq!(
             b[0],
             format!("{}:/etc/cfg:ro", d.path().join("cfg").display())
         );
+        // the engine gets the plugin's own mount point, never a path in the volume
+        assert_eq!(b[1], format!("{}:/data", sp_dir.join("0").display()));
+        assert!(sp_dir.join("0").is_dir());
         assert_eq!(
-            b[1],
-            format!("{}:/data", d.path().join("scratch/x").display())
+            sp,
+            vec![SubPathBind {
+                root: d.path().join("scratch"),
+                sub_path: "x".into(),
+                target: sp_dir.join("0"),
+                create: true,
+            }]
         );
-        assert!(d.path().join("scratch/x").is_dir());
+        // the subPath itself is made when the container starts, not now
+        assert!(!d.path().join("scratch/x").exists());
+        // a read-only volume's subPath must exist (and be no link) already
+        let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+            {"name": "cfg", "mountPath": "/etc/a", "subPath": "sub/nope"}]}))
+        .unwrap();
+        let e = binds(&c, &vols, &sp_dir).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+            {"name": "scratch", "mountPath": "/x", "subPath": "../../etc"}]}))
+        .unwrap();
+        let e = binds(&c, &vols, &sp_dir).unwrap_err().to_string();
+        assert!(e.contains("not a relative path inside the volume"), "{e}");
     }
 
     #[test]
@@ -363,7 +402,7 @@ mod tests {
             {"name": "nope", "mountPath": "/x"}]}))
         .unwrap();
         assert!(
-            binds(&c, &BTreeMap::new())
+            binds(&c, &BTreeMap::new(), d.path())
                 .unwrap_err()
                 .to_string()
                 .contains("names no volume")

@@ -7,7 +7,9 @@
 //! - [`validate`]: checks on requests before a provider sees them.
 //! - [`http_error`]: errors as `{"error": message}` answers.
 //! - [`metrics`]: Prometheus metrics on `/metrics`.
+//! - [`private_fs`]: the plugin's own files and directories, private from the start.
 //! - [`quantity`]: Kubernetes resource quantities (`500m`, `64Mi`) as numbers.
+//! - [`subpath`]: volume subPaths opened beneath their volume at the moment of use.
 //! - [`config`], [`cli`], [`logging`]: the common config file, flags and log setup.
 
 pub mod cli;
@@ -15,9 +17,11 @@ pub mod config;
 pub mod http_error;
 pub mod logging;
 pub mod metrics;
+pub mod private_fs;
 pub mod provider;
 pub mod quantity;
 pub mod serve;
+pub mod subpath;
 pub mod validate;
 
 pub use provider::{LogStream, PluginError, Provider};

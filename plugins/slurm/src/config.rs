@@ -94,6 +94,10 @@ pub struct SlurmConfig {
     /// Directory for pod directories on a filesystem the compute nodes share;
     /// unset = `<data root>/pods`.
     pub pods_dir: Option<PathBuf>,
+    /// This plugin's binary as the compute nodes see it (its `subpath-exec`
+    /// subcommand binds volume subPaths for a container runtime); unset = the
+    /// path the plugin runs from.
+    pub subpath_helper: Option<PathBuf>,
 }
 
 impl Default for SlurmConfig {
@@ -119,6 +123,7 @@ impl Default for SlurmConfig {
             log_poll_ms: 200,
             command_timeout_s: 30,
             pods_dir: None,
+            subpath_helper: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - [`resources`]: flavors and resources to `#SBATCH` flags.
 //! - [`refs`], [`volumes`], [`env`]: ConfigMaps/Secrets/projected maps as files and env.
 //! - [`script`]: the job script; [`files`]: what it writes for the plugin to read.
+//! - [`subpath_exec`]: the job's helper that binds volume subPaths safely.
 //! - [`slurm`]: sbatch/squeue/scontrol/scancel; [`jobinfo`]: parsing their answers.
 //! - [`status`]: container states; [`logs`]: container logs; [`store`]: persisted pods.
 //! - [`provider`]: the [`Provider`](interlink_plugin_kit::Provider) tying them together.
@@ -20,6 +21,7 @@ pub mod script;
 pub mod slurm;
 pub mod status;
 pub mod store;
+pub mod subpath_exec;
 pub mod volumes;
 
 pub use config::SlurmConfig;

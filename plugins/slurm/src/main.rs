@@ -1,12 +1,19 @@
 //! `interlink-slurm`: the interLink plugin that runs each pod as one Slurm job.
 //! Flags: `--config FILE` (section `slurm:`), `--listen ADDR`, `--data-root DIR`, `--log FILTER`.
+//! `interlink-slurm subpath-exec ...` is the job scripts' subPath helper ([`subpath_exec`]).
 
 use std::sync::Arc;
 
 use interlink_plugin_kit::cli;
+use interlink_plugin_slurm::subpath_exec;
 use interlink_plugin_slurm::{SlurmConfig, SlurmProvider};
 
 fn main() -> anyhow::Result<()> {
+    // run by job scripts on compute nodes, in front of a container runtime
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == subpath_exec::SUBCOMMAND) {
+        std::process::exit(subpath_exec::run(&args[2..]));
+    }
     cli::run::<SlurmConfig, _, _, _>(
         cli::Info::new(
             "interlink-slurm",

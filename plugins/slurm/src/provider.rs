@@ -84,7 +84,8 @@ impl SlurmProvider {
             .clone()
             .unwrap_or_else(|| data_root.join("pods"));
         let pods_dir = std::path::absolute(&pods_dir)?;
-        std::fs::create_dir_all(&pods_dir)?;
+        // pod directories hold job scripts and volume files with Secrets
+        interlink_plugin_kit::private_fs::ensure_private_dir(&pods_dir)?;
         let store = Store::open(&data_root.join("state"))?;
         let pods = store.load_all()?;
         // pod directories nobody tracks any more (a delete cut short by a restart)
@@ -195,21 +196,24 @@ impl SlurmProvider {
             image_prefix: cfg.image_prefix.clone(),
             shell: cfg.shell.clone(),
             stamp_logs: cfg.log_timestamps,
+            subpath_helper: subpath_helper(cfg)?,
         };
         Ok((render(&script)?, plan.files, plan.dirs))
     }
 
+    /// Write the pod directory: 0700, job script 0700 (it exports the pod's env,
+    /// which can hold Secret values), volume files with the pod's modes.
     fn write_pod_dir(
         pod_dir: &Path,
         script: &str,
         files: &[volumes::PlannedFile],
         dirs: &[PathBuf],
     ) -> std::io::Result<PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
+        use interlink_plugin_kit::private_fs;
         if pod_dir.exists() {
             std::fs::remove_dir_all(pod_dir)?;
         }
-        std::fs::create_dir_all(pod_dir.join("containers"))?;
+        private_fs::create_dir_all(&pod_dir.join("containers"))?;
         volumes::write(
             &volumes::VolumePlan {
                 files: files.to_vec(),
@@ -219,8 +223,7 @@ impl SlurmProvider {
             pod_dir,
         )?;
         let path = pod_dir.join("job.sh");
-        std::fs::write(&path, script)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        private_fs::write_new(&path, script.as_bytes(), 0o700)?;
         Ok(path)
     }
 
@@ -634,6 +637,18 @@ impl SlurmProvider {
             taints: Vec::new(),
         })
     }
+}
+
+/// The helper binary the job scripts run for subPaths (see [`crate::subpath_exec`]).
+fn subpath_helper(cfg: &SlurmConfig) -> Result<String, String> {
+    let p = match &cfg.subpath_helper {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("finding the plugin's own binary for subpath_helper: {e}"))?,
+    };
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("subpath_helper {p:?} is not UTF-8"))
 }
 
 /// The configured runtime options plus the pod's `slurm-job.vk.io/singularity-options`

@@ -41,6 +41,9 @@ pub struct JobScript {
     pub shell: String,
     /// Prefix each log line with its time (needed for `Timestamps` and `Since*`).
     pub stamp_logs: bool,
+    /// The plugin's own binary as compute nodes see it: its `subpath-exec`
+    /// subcommand binds subPaths safely just before a container starts.
+    pub subpath_helper: String,
 }
 
 /// Quote a word for the shell.
@@ -96,9 +99,45 @@ fn image_ref(prefix: &str, image: &str) -> String {
     }
 }
 
+/// Where the `i`-th subPath mount of a container is bound: in the pod directory,
+/// outside every volume, so no container can replace it with a link.
+pub fn subpath_target(s: &JobScript, c: &ContainerRun, i: usize) -> PathBuf {
+    s.pod_dir.join("subpaths").join(&c.name).join(i.to_string())
+}
+
+/// The container's subPath mounts (with their index), for a container runtime.
+fn subpath_mounts<'a>(s: &JobScript, c: &'a ContainerRun) -> Vec<(usize, &'a Mount)> {
+    if s.runtime == ContainerRuntime::None {
+        return Vec::new();
+    }
+    c.mounts
+        .iter()
+        .filter(|m| m.sub_path.is_some())
+        .enumerate()
+        .collect()
+}
+
 /// The command line that runs a container (without `exec`), or why it cannot be built.
+///
+/// With subPath mounts the runtime runs under `<helper> subpath-exec`: in a mount
+/// namespace of its own, the helper opens each subPath beneath its volume without
+/// following links (after the init containers ran, at the moment of use), binds
+/// it onto the plugin's own mount point, then execs the runtime, which is given
+/// only those mount points. The binds vanish with the container.
 pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>, String> {
     let mut w: Vec<String> = Vec::new();
+    let subpaths = subpath_mounts(s, c);
+    if !subpaths.is_empty() {
+        w.push(s.subpath_helper.clone());
+        w.push("subpath-exec".into());
+        for (i, m) in &subpaths {
+            w.push(if m.create { "--bind-create" } else { "--bind" }.into());
+            w.push(m.host.display().to_string());
+            w.push(m.sub_path.clone().unwrap_or_default());
+            w.push(subpath_target(s, c, *i).display().to_string());
+        }
+        w.push("--".into());
+    }
     match s.runtime {
         ContainerRuntime::None => {
             if c.command.is_empty() && c.args.is_empty() {
@@ -114,7 +153,7 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
             w.push(s.runtime.as_str().into());
             w.push(if c.command.is_empty() { "run" } else { "exec" }.into());
             w.extend(s.runtime_options.iter().cloned());
-            push_mounts(&mut w, c, "--bind", "--pwd");
+            push_mounts(&mut w, s, c, "--bind", "--pwd");
             w.push(image_ref(&s.image_prefix, &c.image));
             w.extend(c.command.iter().cloned());
             w.extend(c.args.iter().cloned());
@@ -126,7 +165,7 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
                 w.push("-e".into());
                 w.push(k.clone());
             }
-            push_mounts(&mut w, c, "-v", "-w");
+            push_mounts(&mut w, s, c, "-v", "-w");
             let mut rest = c.command.iter();
             if let Some(ep) = rest.next() {
                 w.push("--entrypoint".into());
@@ -140,13 +179,27 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
     Ok(w)
 }
 
-/// `<mount_flag> host:path[:ro]` for every mount, then `<workdir_flag> dir` when the
+/// `<mount_flag> host:path[:ro]` for every mount (a subPath's host side is its
+/// mount point, see [`container_command`]), then `<workdir_flag> dir` when the
 /// container sets a working directory.
-fn push_mounts(w: &mut Vec<String>, c: &ContainerRun, mount_flag: &str, workdir_flag: &str) {
+fn push_mounts(
+    w: &mut Vec<String>,
+    s: &JobScript,
+    c: &ContainerRun,
+    mount_flag: &str,
+    workdir_flag: &str,
+) {
+    let mut sub = 0;
     for m in &c.mounts {
         let ro = if m.read_only { ":ro" } else { "" };
+        let host = if m.sub_path.is_some() {
+            sub += 1;
+            subpath_target(s, c, sub - 1)
+        } else {
+            m.host.clone()
+        };
         w.push(mount_flag.into());
-        w.push(format!("{}:{}{ro}", m.host.display(), m.path));
+        w.push(format!("{}:{}{ro}", host.display(), m.path));
     }
     if let Some(wd) = &c.working_dir {
         w.push(workdir_flag.into());
@@ -248,7 +301,7 @@ pub fn render(s: &JobScript) -> Result<String, String> {
                 out.push_str(&format!(
                     "    export {}={}\n",
                     volume_env_name(&m.volume),
-                    sh_quote(&m.host.display().to_string())
+                    sh_quote(&m.source().display().to_string())
                 ));
             }
             if let Some(wd) = &c.working_dir {
@@ -323,6 +376,7 @@ mod tests {
                     host: PathBuf::from("/data/pods/u1/volumes/cfg"),
                     path: "/etc/cfg".into(),
                     read_only: true,
+                    ..Default::default()
                 }],
             }],
             runtime,
@@ -330,6 +384,7 @@ mod tests {
             image_prefix: "docker://".into(),
             shell: "/bin/bash".into(),
             stamp_logs: true,
+            subpath_helper: "/opt/il/interlink-slurm".into(),
         }
     }
 
@@ -407,6 +462,53 @@ mod tests {
         let s = render(&base(ContainerRuntime::Podman)).unwrap();
         let want = "    exec podman run --rm --network=host --nv -e GREETING -v /data/pods/u1/volumes/cfg:/etc/cfg:ro -w /work --entrypoint python3 docker.io/library/alpine:3 -c 'print(\"it'\\''s\")'";
         assert!(s.contains(want), "{s}");
+    }
+
+    /// A subPath never reaches the runtime as a path under its volume: the
+    /// runtime binds the helper's mount point, and the helper opens the subPath.
+    #[test]
+    fn subpaths_go_through_the_helper() {
+        let with_subpaths = |rt| {
+            let mut b = base(rt);
+            b.containers[0].mounts.push(Mount {
+                volume: "data".into(),
+                host: PathBuf::from("/data/pods/u1/volumes/data"),
+                path: "/host".into(),
+                sub_path: Some("escape".into()),
+                create: true,
+                ..Default::default()
+            });
+            b.containers[0].mounts.push(Mount {
+                volume: "cfg".into(),
+                host: PathBuf::from("/data/pods/u1/volumes/cfg"),
+                path: "/etc/one".into(),
+                read_only: true,
+                sub_path: Some("a/one.conf".into()),
+                ..Default::default()
+            });
+            b
+        };
+        let helper = "exec /opt/il/interlink-slurm subpath-exec --bind-create /data/pods/u1/volumes/data escape /data/pods/u1/subpaths/main/0 --bind /data/pods/u1/volumes/cfg a/one.conf /data/pods/u1/subpaths/main/1 --";
+        let s = render(&with_subpaths(ContainerRuntime::Podman)).unwrap();
+        let want = format!(
+            "    {helper} podman run --rm --network=host --nv -e GREETING -v /data/pods/u1/volumes/cfg:/etc/cfg:ro -v /data/pods/u1/subpaths/main/0:/host -v /data/pods/u1/subpaths/main/1:/etc/one:ro -w /work"
+        );
+        assert!(s.contains(&want), "{s}");
+        assert!(!s.contains("volumes/data/escape"), "{s}");
+        let s = render(&with_subpaths(ContainerRuntime::Apptainer)).unwrap();
+        let want = format!(
+            "    {helper} apptainer exec --nv --bind /data/pods/u1/volumes/cfg:/etc/cfg:ro --bind /data/pods/u1/subpaths/main/0:/host --bind /data/pods/u1/subpaths/main/1:/etc/one:ro --pwd /work"
+        );
+        assert!(s.contains(&want), "{s}");
+        // init containers without subPaths are run directly
+        assert!(
+            s.contains("    exec apptainer exec --nv docker://busybox sh"),
+            "{s}"
+        );
+        // runtime none: no isolation to protect, the path is given as is
+        let s = render(&with_subpaths(ContainerRuntime::None)).unwrap();
+        assert!(!s.contains("subpath-exec"), "{s}");
+        assert!(s.contains("export INTERLINK_VOLUME_DATA=/data/pods/u1/volumes/data/escape"));
     }
 
     #[test]

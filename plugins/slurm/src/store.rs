@@ -57,7 +57,7 @@ pub fn valid_uid(uid: &str) -> bool {
 
 impl Store {
     pub fn open(dir: &Path) -> std::io::Result<Store> {
-        std::fs::create_dir_all(dir)?;
+        interlink_plugin_kit::private_fs::ensure_private_dir(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
         })
@@ -68,10 +68,8 @@ impl Store {
     }
 
     pub fn save(&self, r: &PodRecord) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(".{}.json.tmp", r.uid));
         let body = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, body)?;
-        std::fs::rename(&tmp, self.path(&r.uid))
+        interlink_plugin_kit::private_fs::write_atomic(&self.path(&r.uid), &body)
     }
 
     pub fn remove(&self, uid: &str) -> std::io::Result<()> {

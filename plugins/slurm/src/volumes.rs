@@ -16,14 +16,31 @@ pub struct PlannedFile {
 }
 
 /// A volume as a container sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mount {
     pub volume: String,
-    /// Where the data is on the node.
+    /// Where the volume is on the node.
     pub host: PathBuf,
     /// The container's mount path.
     pub path: String,
     pub read_only: bool,
+    /// The mount's `subPath` inside the volume. A container runtime never gets
+    /// `host/sub_path` as a path: the job opens it beneath `host` without following
+    /// links just before the container starts (see `script.rs`, `kit::subpath`).
+    pub sub_path: Option<String>,
+    /// Missing directories of the subPath may be made (a writable emptyDir).
+    pub create: bool,
+}
+
+impl Mount {
+    /// The mounted directory or file as a path (for runtime `none`, where the
+    /// command runs on the node with no isolation to protect).
+    pub fn source(&self) -> PathBuf {
+        match &self.sub_path {
+            Some(sp) => self.host.join(sp),
+            None => self.host.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -276,11 +293,12 @@ pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String
     let Some(spec) = &pod.spec else {
         return Ok(plan);
     };
-    let mut hosts: BTreeMap<String, Result<PathBuf, String>> = BTreeMap::new();
+    // each volume's directory on the node, and whether containers write it
+    let mut hosts: BTreeMap<String, Result<(PathBuf, bool), String>> = BTreeMap::new();
     for v in spec.volumes.iter().flatten() {
         safe_rel(&v.name).map_err(|_| format!("volume name {:?} is not a valid name", v.name))?;
         if let Some(hp) = &v.host_path {
-            hosts.insert(v.name.clone(), Ok(PathBuf::from(&hp.path)));
+            hosts.insert(v.name.clone(), Ok((PathBuf::from(&hp.path), false)));
             continue;
         }
         match volume_files(pod, v, refs)? {
@@ -288,7 +306,10 @@ pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String
                 plan.files.extend(files);
                 let rel = PathBuf::from("volumes").join(&v.name);
                 plan.dirs.push(rel.clone());
-                hosts.insert(v.name.clone(), Ok(pod_dir.join(rel)));
+                hosts.insert(
+                    v.name.clone(),
+                    Ok((pod_dir.join(rel), v.empty_dir.is_some())),
+                );
             }
             None => {
                 hosts.insert(
@@ -309,7 +330,7 @@ pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String
     for c in all {
         let mut mounts = Vec::new();
         for vm in c.volume_mounts.iter().flatten() {
-            let host = match hosts.get(&vm.name) {
+            let (host, writable) = match hosts.get(&vm.name) {
                 Some(Ok(h)) => h.clone(),
                 Some(Err(e)) => return Err(e.clone()),
                 None => {
@@ -319,11 +340,14 @@ pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String
                     ));
                 }
             };
-            let host = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            let sub_path = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 Some(sp) => {
-                    host.join(safe_rel(sp).map_err(|e| format!("subPath of {:?}: {e}", vm.name))?)
+                    interlink_plugin_kit::subpath::components(sp).map_err(|e| {
+                        format!("container {:?}: volumeMount {:?}: {e}", c.name, vm.name)
+                    })?;
+                    Some(sp.to_string())
                 }
-                None => host,
+                None => None,
             };
             if !vm.mount_path.starts_with('/') {
                 return Err(format!(
@@ -336,6 +360,8 @@ pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String
                 host,
                 path: vm.mount_path.clone(),
                 read_only: vm.read_only.unwrap_or(false),
+                create: writable && sub_path.is_some(),
+                sub_path,
             });
         }
         plan.mounts.insert(c.name.clone(), mounts);
@@ -343,19 +369,27 @@ pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String
     Ok(plan)
 }
 
-/// Write the planned files and directories under `pod_dir`.
+/// Write the planned files and directories under `pod_dir`. Volume directories
+/// are 0755 inside the private pod directory (a container running as another
+/// user reads them through its bind); each file has its planned mode from the
+/// moment it exists.
 pub fn write(plan: &VolumePlan, pod_dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::DirBuilderExt;
+    let mkdir = |p: &Path| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(p)
+    };
     for d in &plan.dirs {
-        std::fs::create_dir_all(pod_dir.join(d))?;
+        mkdir(&pod_dir.join(d))?;
     }
     for f in &plan.files {
         let p = pod_dir.join(&f.rel);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
+            mkdir(parent)?;
         }
-        std::fs::write(&p, &f.contents)?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode))?;
+        interlink_plugin_kit::private_fs::write_new(&p, &f.contents, f.mode)?;
     }
     Ok(())
 }
@@ -415,7 +449,10 @@ mod tests {
         let m = &p.mounts["main"];
         assert_eq!(m[0].host, Path::new("/pods/u1/volumes/cfg"));
         assert!(m[0].read_only);
-        assert_eq!(m[1].host, Path::new("/pods/u1/volumes/sec/key"));
+        assert_eq!(m[1].host, Path::new("/pods/u1/volumes/sec"));
+        assert_eq!(m[1].sub_path.as_deref(), Some("key"));
+        assert!(!m[1].create, "a Secret volume is not written by containers");
+        assert_eq!(m[1].source(), Path::new("/pods/u1/volumes/sec/key"));
         assert_eq!(m[5].host, Path::new("/srv/data"));
     }
 
