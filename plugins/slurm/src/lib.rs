@@ -1,7 +1,8 @@
 //! The Slurm plugin of interLink: each pod becomes one Slurm job.
 //!
 //! - [`config`]: the `slurm:` section of the config file.
-//! - [`resources`]: flavors and resources to `#SBATCH` flags.
+//! - [`resources`]: flavors and resources to `#SBATCH` flags; [`sbatch_flags`]:
+//!   sbatch's option syntax, for the flags pods may give.
 //! - [`refs`], [`volumes`], [`env`]: ConfigMaps/Secrets/projected maps as files and env.
 //! - [`script`]: the job script; [`files`]: what it writes for the plugin to read.
 //! - [`slurm`]: sbatch/squeue/scontrol/scancel; [`jobinfo`]: parsing their answers.
@@ -16,6 +17,7 @@ pub mod logs;
 pub mod provider;
 pub mod refs;
 pub mod resources;
+pub mod sbatch_flags;
 pub mod script;
 pub mod slurm;
 pub mod status;
