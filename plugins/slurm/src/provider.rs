@@ -869,10 +869,7 @@ mod tests {
         // an allowed directory that is itself a symlink still allows its contents
         let via = dir.path().join("via");
         std::os::unix::fs::symlink(&allowed, &via).unwrap();
-        volumes::check_host_paths(
-            &with_host_path(via.join("real").to_str().unwrap()),
-            &[via.clone()],
-        )
-        .unwrap();
+        volumes::check_host_paths(&with_host_path(via.join("real").to_str().unwrap()), &[via])
+            .unwrap();
     }
 }
