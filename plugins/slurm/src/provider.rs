@@ -103,6 +103,20 @@ impl SlurmProvider {
                 "container_runtime is 'none': commands run directly on the nodes, images are only recorded"
             );
         }
+        for (on, what) in [
+            (
+                cfg.allow_pre_exec_annotation,
+                "allow_pre_exec_annotation: every pod author may run shell on the nodes outside any container",
+            ),
+            (
+                cfg.allow_singularity_options_annotation,
+                "allow_singularity_options_annotation: every pod author may give container runtime options (binds of the node's files)",
+            ),
+        ] {
+            if on {
+                tracing::warn!("{what}");
+            }
+        }
         let cfg = Arc::new(cfg);
         Ok(SlurmProvider {
             inner: Arc::new(Inner {
