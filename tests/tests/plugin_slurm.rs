@@ -690,7 +690,8 @@ fn refused_pods_get_a_clear_error_and_status() {
     let p = start_plugin(
         &conf,
         dir.path(),
-        "  flavors:\n    small: { cpus: 1, memory_mib: 64 }\n",
+        // the admin lists the partition, so that sbatch is the one to refuse it
+        "  flavors:\n    small: { cpus: 1, memory_mib: 64 }\n  allowed_partitions: [nosuchpartition]\n",
     );
     let c = json!({"containers": [sh("c", "true")]});
 

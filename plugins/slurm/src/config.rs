@@ -50,6 +50,61 @@ pub struct Flavor {
     pub flags: Vec<String>,
 }
 
+/// The sbatch options pods may give by default: what the job needs and where it
+/// may run among the nodes its partition offers, never who it runs as, its
+/// environment, files, partition, account or QOS.
+pub const DEFAULT_POD_FLAGS: &[&str] = &[
+    "time",
+    "time-min",
+    "begin",
+    "deadline",
+    "hold",
+    "signal",
+    "requeue",
+    "no-requeue",
+    "comment",
+    "constraint",
+    "prefer",
+    "nodes",
+    "ntasks",
+    "ntasks-per-node",
+    "cpus-per-task",
+    "mincpus",
+    "mem",
+    "mem-per-cpu",
+    "tmp",
+    "gres",
+    "gres-flags",
+    "gpus",
+    "gpus-per-node",
+    "gpus-per-task",
+    "cpus-per-gpu",
+    "mem-per-gpu",
+    "hint",
+    "threads-per-core",
+    "nodelist",
+    "exclude",
+];
+
+/// Options a pod can take only from a list of values, and the config key of the list.
+pub const VALUE_LISTED: &[(&str, &str)] = &[
+    ("partition", "allowed_partitions"),
+    ("account", "allowed_accounts"),
+    ("qos", "allowed_qos"),
+];
+
+/// Options that stop sbatch from submitting (or from answering with a job id):
+/// never allowed in jobs' scripts.
+pub const NEVER_FLAGS: &[&str] = &[
+    "help",
+    "usage",
+    "version",
+    "parsable",
+    "test-only",
+    "wait",
+    "wrap",
+];
+
 /// Everything the Slurm plugin reads from its configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,15 +115,40 @@ pub struct SlurmConfig {
     pub account: String,
     /// `#SBATCH --time` (Slurm's formats: `MM`, `HH:MM:SS`, `D-HH`...); empty = partition default.
     pub time: String,
-    /// Flags added to every job.
+    /// Flags added to every job (the admin's: taken as written, one line each).
     pub extra_flags: Vec<String>,
+    /// The sbatch options pods may give in `slurm-job.vk.io/flags`, by long name
+    /// (`time`, `--gres`...); the default is [`DEFAULT_POD_FLAGS`]. Abbreviations
+    /// and short forms count as the option they stand for.
+    pub allowed_pod_flags: Vec<String>,
+    /// The partitions a pod may ask for with `--partition`/`-p` (and the config's
+    /// own `partition`); none by default. The plugin submits as root, so Slurm's
+    /// own access checks do not protect these.
+    pub allowed_partitions: Vec<String>,
+    /// The accounts a pod may charge with `--account`/`-A` (and the config's own).
+    pub allowed_accounts: Vec<String>,
+    /// The QOSes a pod may ask for with `--qos`/`-q`.
+    pub allowed_qos: Vec<String>,
+    /// Shell run by every job before its containers, on the node, as the job's
+    /// user (root): the admin's. Empty = none.
+    pub pre_exec: String,
+    /// Also run a pod's `slurm-job.vk.io/pre-exec` annotation (after `pre_exec`):
+    /// lets every pod author run shell on the nodes outside any container.
+    pub allow_pre_exec_annotation: bool,
+    /// Also take a pod's `slurm-job.vk.io/singularity-options` annotation (after
+    /// `runtime_options`): lets every pod author give apptainer/singularity options
+    /// such as `--bind /:/host`.
+    pub allow_singularity_options_annotation: bool,
+    /// Host directories under which pods may mount `hostPath` volumes (absolute;
+    /// the path is normalised before it is compared); none by default.
+    pub allowed_host_paths: Vec<PathBuf>,
     /// Named flavors.
     pub flavors: BTreeMap<String, Flavor>,
     /// The flavor used when the pod names none and its resources do not pick one.
     pub default_flavor: Option<String>,
     /// How images are run.
     pub container_runtime: ContainerRuntime,
-    /// Options put after `apptainer exec` / `singularity exec` / `podman run`.
+    /// Options put after `apptainer exec` / `singularity exec` / `podman run` (the admin's).
     pub runtime_options: Vec<String>,
     /// Prefix of images for apptainer/singularity (`docker://`); images that already
     /// hold a scheme (`docker://`, `oras://`, a path to a `.sif`) are used as given.
@@ -107,6 +187,14 @@ impl Default for SlurmConfig {
             account: String::new(),
             time: String::new(),
             extra_flags: Vec::new(),
+            allowed_pod_flags: DEFAULT_POD_FLAGS.iter().map(|s| s.to_string()).collect(),
+            allowed_partitions: Vec::new(),
+            allowed_accounts: Vec::new(),
+            allowed_qos: Vec::new(),
+            pre_exec: String::new(),
+            allow_pre_exec_annotation: false,
+            allow_singularity_options_annotation: false,
+            allowed_host_paths: Vec::new(),
             flavors: BTreeMap::new(),
             default_flavor: None,
             container_runtime: ContainerRuntime::Apptainer,
@@ -150,6 +238,47 @@ impl SlurmConfig {
             .chain(self.flavors.values().flat_map(|f| f.flags.iter()));
         for f in all {
             crate::resources::check_flag(f).map_err(ConfigError)?;
+        }
+        for f in &self.allowed_pod_flags {
+            let Some(o) = crate::sbatch_flags::lookup(f) else {
+                return Err(ConfigError(format!(
+                    "allowed_pod_flags: {f:?} is not an sbatch option (give its full long name, e.g. \"time\")"
+                )));
+            };
+            if let Some((_, key)) = VALUE_LISTED.iter().find(|(n, _)| *n == o.canonical) {
+                return Err(ConfigError(format!(
+                    "allowed_pod_flags: {f:?} grants access by its value: list the values pods may use in {key} instead"
+                )));
+            }
+            if NEVER_FLAGS.contains(&o.canonical) {
+                return Err(ConfigError(format!(
+                    "allowed_pod_flags: {f:?} would stop sbatch from submitting the job"
+                )));
+            }
+        }
+        for (key, list) in [
+            ("allowed_partitions", &self.allowed_partitions),
+            ("allowed_accounts", &self.allowed_accounts),
+            ("allowed_qos", &self.allowed_qos),
+        ] {
+            for v in list {
+                if v.is_empty()
+                    || v.contains(',')
+                    || v.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(ConfigError(format!(
+                        "{key}: {v:?} must be one name, without spaces or commas"
+                    )));
+                }
+            }
+        }
+        for p in &self.allowed_host_paths {
+            if !p.is_absolute() {
+                return Err(ConfigError(format!(
+                    "allowed_host_paths: {} must be an absolute path",
+                    p.display()
+                )));
+            }
         }
         for (what, v) in [
             ("partition", &self.partition),
@@ -226,5 +355,95 @@ squeue: /usr/bin/squeue
             ..Default::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn pod_policy_keys() {
+        let c: SlurmConfig = serde_yaml::from_str(
+            r#"
+allowed_pod_flags: [time, "--gres", exclusive]
+allowed_partitions: [gpu]
+allowed_accounts: [proj]
+allowed_qos: [normal]
+pre_exec: "module load apptainer"
+allow_pre_exec_annotation: true
+allow_singularity_options_annotation: true
+allowed_host_paths: [/scratch]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.allowed_host_paths, vec![PathBuf::from("/scratch")]);
+        // the defaults: a safe list of flags, nothing else
+        let d = SlurmConfig::default();
+        assert!(d.allowed_pod_flags.iter().any(|f| f == "time"));
+        assert!(d.allowed_pod_flags.iter().any(|f| f == "gres"));
+        assert!(d.allowed_pod_flags.iter().any(|f| f == "constraint"));
+        for f in &d.allowed_pod_flags {
+            let o = crate::sbatch_flags::lookup(f).unwrap();
+            assert!(
+                ![
+                    "uid",
+                    "gid",
+                    "export",
+                    "export-file",
+                    "output",
+                    "error",
+                    "input",
+                    "chdir",
+                    "get-user-env",
+                    "partition",
+                    "account",
+                    "qos",
+                    "nice",
+                    "priority"
+                ]
+                .contains(&o.canonical),
+                "{f}"
+            );
+        }
+        assert!(d.allowed_partitions.is_empty() && d.allowed_host_paths.is_empty());
+        assert!(!d.allow_pre_exec_annotation && !d.allow_singularity_options_annotation);
+        d.validate().unwrap();
+
+        let bad = |c: SlurmConfig, what: &str| {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        };
+        bad(
+            SlurmConfig {
+                allowed_pod_flags: vec!["tim".into()],
+                ..Default::default()
+            },
+            "\"tim\" is not an sbatch option",
+        );
+        bad(
+            SlurmConfig {
+                allowed_pod_flags: vec!["partition".into()],
+                ..Default::default()
+            },
+            "allowed_partitions",
+        );
+        bad(
+            SlurmConfig {
+                allowed_pod_flags: vec!["wait".into()],
+                ..Default::default()
+            },
+            "stop sbatch",
+        );
+        bad(
+            SlurmConfig {
+                allowed_qos: vec!["a,b".into()],
+                ..Default::default()
+            },
+            "allowed_qos",
+        );
+        bad(
+            SlurmConfig {
+                allowed_host_paths: vec!["scratch".into()],
+                ..Default::default()
+            },
+            "absolute",
+        );
     }
 }

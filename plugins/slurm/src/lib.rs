@@ -1,7 +1,8 @@
 //! The Slurm plugin of interLink: each pod becomes one Slurm job.
 //!
 //! - [`config`]: the `slurm:` section of the config file.
-//! - [`resources`]: flavors and resources to `#SBATCH` flags.
+//! - [`resources`]: flavors and resources to `#SBATCH` flags; [`sbatch_flags`]:
+//!   sbatch's option syntax, for the flags pods may give.
 //! - [`refs`], [`volumes`], [`env`]: ConfigMaps/Secrets/projected maps as files and env.
 //! - [`script`]: the job script; [`files`]: what it writes for the plugin to read.
 //! - [`subpath_exec`]: the job's helper that binds volume subPaths safely.
@@ -17,6 +18,7 @@ pub mod logs;
 pub mod provider;
 pub mod refs;
 pub mod resources;
+pub mod sbatch_flags;
 pub mod script;
 pub mod slurm;
 pub mod status;

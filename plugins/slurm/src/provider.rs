@@ -104,6 +104,20 @@ impl SlurmProvider {
                 "container_runtime is 'none': commands run directly on the nodes, images are only recorded"
             );
         }
+        for (on, what) in [
+            (
+                cfg.allow_pre_exec_annotation,
+                "allow_pre_exec_annotation: every pod author may run shell on the nodes outside any container",
+            ),
+            (
+                cfg.allow_singularity_options_annotation,
+                "allow_singularity_options_annotation: every pod author may give container runtime options (binds of the node's files)",
+            ),
+        ] {
+            if on {
+                tracing::warn!("{what}");
+            }
+        }
         let cfg = Arc::new(cfg);
         Ok(SlurmProvider {
             inner: Arc::new(Inner {
@@ -150,6 +164,7 @@ impl SlurmProvider {
         let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
         let res = job_resources(cfg, pod)?;
         let refs = Refs::from_request(data);
+        volumes::check_host_paths(pod, &cfg.allowed_host_paths)?;
         let plan = volumes::plan(pod, pod_dir, &refs)?;
         let run = |c: &Container| -> Result<ContainerRun, String> {
             Ok(ContainerRun {
@@ -183,12 +198,7 @@ impl SlurmProvider {
             ),
             job_name: job_name(interlink::pod_namespace(pod), interlink::pod_name(pod)),
             flags: res.flags,
-            pre_exec: pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(ANN_PRE_EXEC))
-                .cloned(),
+            pre_exec: pre_exec(cfg, pod)?,
             init,
             containers,
             runtime: cfg.container_runtime,
@@ -651,21 +661,69 @@ fn subpath_helper(cfg: &SlurmConfig) -> Result<String, String> {
         .ok_or_else(|| format!("subpath_helper {p:?} is not UTF-8"))
 }
 
-/// The configured runtime options plus the pod's `slurm-job.vk.io/singularity-options`
-/// (apptainer/singularity only).
-fn runtime_options(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
-    let mut opts = cfg.runtime_options.clone();
-    let ann = pod
-        .metadata
+/// A pod annotation's value, unless absent or blank.
+fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(ANN_SINGULARITY_OPTIONS));
-    if let Some(a) = ann
-        && matches!(
-            cfg.container_runtime,
-            ContainerRuntime::Apptainer | ContainerRuntime::Singularity
-        )
-    {
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Why a pod's annotation is refused: it would act outside the container, and
+/// only the site admin may allow that.
+fn not_allowed(key: &str, what: &str, switch: &str) -> String {
+    format!(
+        "annotation {key} is not allowed: it would {what} outside the container; \
+         the site admin can allow it with {switch}: true in the slurm plugin's config"
+    )
+}
+
+/// The job's pre-exec shell: the config's `pre_exec`, then the pod's
+/// `slurm-job.vk.io/pre-exec` when the admin allows it (refused otherwise).
+fn pre_exec(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<String>, String> {
+    let mut parts: Vec<&str> = Vec::new();
+    if !cfg.pre_exec.trim().is_empty() {
+        parts.push(&cfg.pre_exec);
+    }
+    if let Some(a) = annotation(pod, ANN_PRE_EXEC) {
+        if !cfg.allow_pre_exec_annotation {
+            return Err(not_allowed(
+                ANN_PRE_EXEC,
+                "run shell on the node",
+                "allow_pre_exec_annotation",
+            ));
+        }
+        parts.push(a);
+    }
+    Ok((!parts.is_empty()).then(|| {
+        parts
+            .iter()
+            .map(|p| p.trim_end_matches('\n'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }))
+}
+
+/// The configured runtime options plus the pod's `slurm-job.vk.io/singularity-options`
+/// (apptainer/singularity only) when the admin allows them (refused otherwise).
+fn runtime_options(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
+    let mut opts = cfg.runtime_options.clone();
+    let Some(a) = annotation(pod, ANN_SINGULARITY_OPTIONS) else {
+        return Ok(opts);
+    };
+    if !cfg.allow_singularity_options_annotation {
+        return Err(not_allowed(
+            ANN_SINGULARITY_OPTIONS,
+            "give the container runtime options (binds, devices, capabilities)",
+            "allow_singularity_options_annotation",
+        ));
+    }
+    if matches!(
+        cfg.container_runtime,
+        ContainerRuntime::Apptainer | ContainerRuntime::Singularity
+    ) {
         let words = crate::resources::split_flags(a)
             .map_err(|e| e.replace(crate::resources::ANN_FLAGS, ANN_SINGULARITY_OPTIONS))?;
         for w in words {
@@ -707,8 +765,24 @@ mod tests {
         let pod: Pod = serde_json::from_value(json!({"metadata": {"annotations": {
             "slurm-job.vk.io/singularity-options": "--nv --bind /scratch:/scratch"}}}))
         .unwrap();
+        // by default the annotation is refused, naming it and the switch
+        let strict = SlurmConfig {
+            runtime_options: vec!["--cleanenv".into()],
+            ..Default::default()
+        };
+        let e = runtime_options(&strict, &pod).unwrap_err();
+        assert!(
+            e.contains("singularity-options") && e.contains("allow_singularity_options_annotation"),
+            "{e}"
+        );
+        let plain: Pod = serde_json::from_value(json!({"metadata": {}})).unwrap();
+        assert_eq!(
+            runtime_options(&strict, &plain).unwrap(),
+            vec!["--cleanenv"]
+        );
         let cfg = SlurmConfig {
             runtime_options: vec!["--cleanenv".into()],
+            allow_singularity_options_annotation: true,
             ..Default::default()
         };
         assert_eq!(
@@ -717,6 +791,7 @@ mod tests {
         );
         let none = SlurmConfig {
             container_runtime: ContainerRuntime::None,
+            allow_singularity_options_annotation: true,
             ..Default::default()
         };
         assert!(runtime_options(&none, &pod).unwrap().is_empty());
@@ -725,5 +800,105 @@ mod tests {
         .unwrap();
         let e = runtime_options(&cfg, &bad).unwrap_err();
         assert!(e.contains("singularity-options"), "{e}");
+    }
+
+    #[test]
+    fn pre_exec_is_the_admins() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"annotations": {
+            "slurm-job.vk.io/pre-exec": "id > /tmp/owned"}}}))
+        .unwrap();
+        let plain: Pod = serde_json::from_value(json!({"metadata": {}})).unwrap();
+        let cfg = SlurmConfig {
+            pre_exec: "module load apptainer\n".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            pre_exec(&cfg, &plain).unwrap().as_deref(),
+            Some("module load apptainer")
+        );
+        let e = pre_exec(&cfg, &pod).unwrap_err();
+        assert!(
+            e.contains("slurm-job.vk.io/pre-exec") && e.contains("allow_pre_exec_annotation"),
+            "{e}"
+        );
+        assert_eq!(pre_exec(&SlurmConfig::default(), &plain).unwrap(), None);
+        let trusting = SlurmConfig {
+            allow_pre_exec_annotation: true,
+            ..cfg
+        };
+        assert_eq!(
+            pre_exec(&trusting, &pod).unwrap().as_deref(),
+            Some("module load apptainer\nid > /tmp/owned")
+        );
+    }
+
+    fn with_host_path(path: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {
+            "volumes": [{"name": "h", "hostPath": {"path": path}}],
+            "containers": [{"name": "c", "volumeMounts": [{"name": "h", "mountPath": "/h"}]}]}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn host_paths_are_the_admins() {
+        let check = |path: &str, allowed: &[&str]| {
+            let allowed: Vec<PathBuf> = allowed.iter().map(PathBuf::from).collect();
+            volumes::check_host_paths(&with_host_path(path), &allowed)
+        };
+        // none allowed by default
+        let e = check("/", &[]).unwrap_err();
+        assert!(
+            e.contains("\"/\"") && e.contains("allowed_host_paths") && e.contains("none"),
+            "{e}"
+        );
+        assert!(check("/srv/data", &[]).is_err());
+        // under an allowed prefix, compared normalised
+        check("/srv/data", &["/srv/data"]).unwrap();
+        check("/srv/data/set1/./x", &["/srv/data/"]).unwrap();
+        check("/srv/data/a/../b", &["/srv/data"]).unwrap();
+        for bad in [
+            "/srv/data/../../etc",
+            "/srv/data/..",
+            "/srv/database",
+            "/srv",
+            "//etc",
+        ] {
+            let e = check(bad, &["/srv/data"]).unwrap_err();
+            assert!(e.contains(bad) && e.contains("/srv/data"), "{bad}: {e}");
+        }
+        assert!(
+            check("/srv/data/../../etc", &["/srv/data"])
+                .unwrap_err()
+                .contains("(is /etc)")
+        );
+        assert!(check("data", &["/"]).unwrap_err().contains("absolute"));
+        // what is bound is the normalised path
+        let plan = volumes::plan(
+            &with_host_path("/srv/data/a/../b"),
+            Path::new("/pods/x"),
+            &Refs::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.mounts["c"][0].host, PathBuf::from("/srv/data/b"));
+    }
+
+    #[test]
+    fn host_path_symlinks_are_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("allowed");
+        std::fs::create_dir(&allowed).unwrap();
+        std::os::unix::fs::symlink("/", allowed.join("root")).unwrap();
+        std::fs::create_dir(allowed.join("real")).unwrap();
+        let a = [allowed.clone()];
+        let ok = allowed.join("real");
+        volumes::check_host_paths(&with_host_path(ok.to_str().unwrap()), &a).unwrap();
+        let link = allowed.join("root");
+        let e = volumes::check_host_paths(&with_host_path(link.to_str().unwrap()), &a).unwrap_err();
+        assert!(e.contains("resolves to /"), "{e}");
+        // an allowed directory that is itself a symlink still allows its contents
+        let via = dir.path().join("via");
+        std::os::unix::fs::symlink(&allowed, &via).unwrap();
+        volumes::check_host_paths(&with_host_path(via.join("real").to_str().unwrap()), &[via])
+            .unwrap();
     }
 }

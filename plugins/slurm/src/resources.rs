@@ -6,7 +6,8 @@ use interlink_plugin_kit::quantity::{InvalidQuantity, parse_scaled};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::config::{Flavor, SlurmConfig};
+use crate::config::{Flavor, SlurmConfig, VALUE_LISTED};
+use crate::sbatch_flags::{self, SbatchOpt};
 
 pub const ANN_FLAGS: &str = "slurm-job.vk.io/flags";
 pub const ANN_PRE_EXEC: &str = "slurm-job.vk.io/pre-exec";
@@ -153,8 +154,10 @@ pub fn check_flag(f: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Split the flags annotation into flags: words separated by blanks, quotes group
+/// Split an options line into flags: words separated by blanks, quotes group
 /// words; a word that is not a flag is the value of the flag before it (`-p debug`).
+/// For lines the admin trusts (`slurm-job.vk.io/singularity-options` when allowed);
+/// a pod's sbatch flags go through [`pod_flags`].
 pub fn split_flags(s: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
@@ -203,6 +206,83 @@ pub fn split_flags(s: &str) -> Result<Vec<String>, String> {
         check_flag(f).map_err(|e| format!("{ANN_FLAGS}: {e}"))?;
     }
     Ok(flags)
+}
+
+/// The values a pod may give to a value-listed option (`partition`, `account`,
+/// `qos`): the admin's list, plus the config's own default.
+fn allowed_values<'a>(cfg: &'a SlurmConfig, name: &str) -> Vec<&'a str> {
+    let (list, own) = match name {
+        "partition" => (&cfg.allowed_partitions, cfg.partition.as_str()),
+        "account" => (&cfg.allowed_accounts, cfg.account.as_str()),
+        _ => (&cfg.allowed_qos, ""),
+    };
+    list.iter()
+        .map(String::as_str)
+        .chain((!own.is_empty()).then_some(own))
+        .collect()
+}
+
+/// Whether the admin lets pods give this option (by its canonical long name).
+fn pod_may_give(cfg: &SlurmConfig, name: &str) -> bool {
+    cfg.allowed_pod_flags
+        .iter()
+        .filter_map(|f| sbatch_flags::lookup(f))
+        .any(|o| o.canonical == name)
+}
+
+/// Check one option a pod gives against the admin's policy.
+fn check_pod_flag(cfg: &SlurmConfig, o: &SbatchOpt) -> Result<(), String> {
+    if let Some((_, key)) = VALUE_LISTED.iter().find(|(n, _)| *n == o.name) {
+        let allowed = allowed_values(cfg, o.name);
+        let value = o.value.as_deref().unwrap_or_default();
+        for v in value.split(',') {
+            if !allowed.contains(&v) {
+                return Err(format!(
+                    "{ANN_FLAGS}: {}: {} {v:?} is not one pods may use (the site admin lists them in {key}: {})",
+                    o.describe(),
+                    o.name,
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ));
+            }
+        }
+        return Ok(());
+    }
+    if !pod_may_give(cfg, o.name) {
+        let mut allowed: Vec<String> = cfg
+            .allowed_pod_flags
+            .iter()
+            .map(|f| format!("--{}", f.trim_start_matches('-')))
+            .collect();
+        allowed.extend(
+            VALUE_LISTED
+                .iter()
+                .filter(|(n, _)| !allowed_values(cfg, n).is_empty())
+                .map(|(n, _)| format!("--{n} (listed values)")),
+        );
+        return Err(format!(
+            "{ANN_FLAGS}: sbatch option {} is not allowed for pods (the site admin allows: {}; config key allowed_pod_flags)",
+            o.describe(),
+            if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// The pod's `slurm-job.vk.io/flags`, read as sbatch reads options, each checked
+/// against the admin's policy and written back as one canonical `#SBATCH` argument.
+pub fn pod_flags(cfg: &SlurmConfig, annotation: &str) -> Result<Vec<String>, String> {
+    let opts = sbatch_flags::parse(annotation).map_err(|e| format!("{ANN_FLAGS}: {e}"))?;
+    opts.iter()
+        .map(|o| check_pod_flag(cfg, o).map(|()| o.directive()))
+        .collect()
 }
 
 /// Every `#SBATCH` flag of the pod's job (without output/job name, which the
@@ -267,7 +347,7 @@ pub fn job_resources(cfg: &SlurmConfig, pod: &Pod) -> Result<JobResources, Strin
         flags.extend(f.flags.iter().cloned());
     }
     if let Some(a) = get(ANN_FLAGS) {
-        flags.extend(split_flags(a)?);
+        flags.extend(pod_flags(cfg, a)?);
     }
     Ok(JobResources {
         flavor: flavor.map(|(k, _)| k.to_string()),
@@ -387,6 +467,7 @@ mod tests {
             extra_flags: vec!["--exclusive".into()],
             flavors: flavors(),
             default_flavor: Some("small".into()),
+            allowed_qos: vec!["urgent".into()],
             ..Default::default()
         };
         let p = pod(json!({"metadata": {"name": "p", "annotations": {
@@ -425,5 +506,110 @@ mod tests {
             ["--time=00:10:00", "--time=2"],
             "the pod's deadline comes last and wins"
         );
+    }
+
+    fn policy() -> SlurmConfig {
+        SlurmConfig {
+            partition: "debug".into(),
+            allowed_partitions: vec!["gpu".into(), "long".into()],
+            allowed_accounts: vec!["proj".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pods_get_only_allow_listed_flags() {
+        let cfg = policy();
+        assert_eq!(
+            pod_flags(&cfg, "--time=5 -C 'a|b' --gres gpu:1 -N1 --time-m=2").unwrap(),
+            [
+                "--time=5",
+                "--constraint=\"a|b\"",
+                "--gres=gpu:1",
+                "--nodes=1",
+                "--time-min=2"
+            ]
+        );
+        // the attacks of security issue 8, each refused naming the flag
+        for (flags, names) in [
+            ("--uid=0", "--uid=0"),
+            ("--ui=0", "--ui=0 (--uid)"),
+            ("--gid 0", "--gid 0"),
+            ("--export=ALL,BASH_ENV=/x/volumes/cm/env", "--export=ALL"),
+            ("--export-f=/x", "--export-f=/x (--export-file)"),
+            ("--export-file=/etc/x", "--export-file"),
+            ("--output=/etc/x", "--output=/etc/x"),
+            ("-o/etc/x", "-o/etc/x (--output)"),
+            ("--error /etc/x", "--error"),
+            ("-D /", "(--chdir)"),
+            ("--wrap='id'", "--wrap"),
+            ("--get-user-env", "--get-user-env"),
+            ("--nice=-1000", "--nice"),
+            ("--reservation=x", "--reservation"),
+            ("--time=5 -Hi/etc/shadow", "-i/etc/shadow (--input)"),
+        ] {
+            let e = pod_flags(&cfg, flags).unwrap_err();
+            assert!(
+                e.contains(names) && e.contains("not allowed") && e.contains("allowed_pod_flags"),
+                "{flags}: {e}"
+            );
+        }
+        // value-listed options: only the admin's values (and the config's own)
+        assert_eq!(
+            pod_flags(&cfg, "-pgpu --partition=debug --account=proj -p long,gpu").unwrap(),
+            [
+                "--partition=gpu",
+                "--partition=debug",
+                "--account=proj",
+                "--partition=long,gpu"
+            ]
+        );
+        for (flags, what) in [
+            ("-pX", "-pX (--partition): partition \"X\""),
+            ("--part=gpu,secret", "partition \"secret\""),
+            ("-A other", "account \"other\""),
+            ("--qos=high", "qos \"high\""),
+            ("--partition=", "partition \"\""),
+        ] {
+            let e = pod_flags(&cfg, flags).unwrap_err();
+            assert!(e.contains(what) && e.contains("allowed_"), "{flags}: {e}");
+        }
+        assert!(
+            pod_flags(&cfg, "--qos=high")
+                .unwrap_err()
+                .contains("allowed_qos: none")
+        );
+        // syntax errors and newlines, from the parser, name the annotation
+        let e = pod_flags(&cfg, "--time=5\n#SBATCH --uid=0").unwrap_err();
+        assert!(
+            e.contains(ANN_FLAGS) && e.contains("control character"),
+            "{e}"
+        );
+        let e = pod_flags(&cfg, "--time=5 debug").unwrap_err();
+        assert!(e.contains("not a flag"), "{e}");
+        let e = pod_flags(&cfg, "--exp=ALL,BASH_ENV=/x").unwrap_err();
+        assert!(e.contains("--exp=ALL") && e.contains("ambiguous"), "{e}");
+        let e = pod_flags(&cfg, "--nosuch=1").unwrap_err();
+        assert!(e.contains("--nosuch=1"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_decides_which_flags() {
+        let cfg = SlurmConfig {
+            allowed_pod_flags: vec!["--exclusive".into(), "tasks-per-node".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            pod_flags(&cfg, "--exclusive --ntasks-per-node=2").unwrap(),
+            ["--exclusive", "--ntasks-per-node=2"]
+        );
+        let e = pod_flags(&cfg, "--time=5").unwrap_err();
+        assert!(e.contains("--exclusive, --tasks-per-node"), "{e}");
+        let none = SlurmConfig {
+            allowed_pod_flags: vec![],
+            ..Default::default()
+        };
+        let e = pod_flags(&none, "--time=5").unwrap_err();
+        assert!(e.contains("allows: none"), "{e}");
     }
 }

@@ -287,6 +287,80 @@ fn volume_files(pod: &Pod, v: &Volume, refs: &Refs) -> Result<Option<Vec<Planned
     Ok(None)
 }
 
+/// A hostPath volume's path, absolute and lexically normalised (`.`, `..` and
+/// repeated `/` resolved), so what is checked is what is bound.
+pub fn normal_host_path(volume: &str, path: &str) -> Result<PathBuf, String> {
+    let p = Path::new(path);
+    if !p.is_absolute() || path.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "volume {volume:?}: hostPath {path:?} must be an absolute path"
+        ));
+    }
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Refuse every hostPath volume outside the admin's `allowed_host_paths` (none by
+/// default). Paths are compared normalised, and, when they exist on this host,
+/// with their symlinks resolved too.
+pub fn check_host_paths(pod: &Pod, allowed: &[PathBuf]) -> Result<(), String> {
+    let Some(spec) = &pod.spec else {
+        return Ok(());
+    };
+    let prefixes: Vec<PathBuf> = allowed
+        .iter()
+        .filter_map(|a| normal_host_path("", &a.to_string_lossy()).ok())
+        .collect();
+    // an allowed directory may itself be a symlink: its target is allowed too
+    let real_prefixes: Vec<PathBuf> = prefixes
+        .iter()
+        .filter_map(|a| std::fs::canonicalize(a).ok())
+        .collect();
+    let under = |p: &Path| {
+        prefixes
+            .iter()
+            .chain(&real_prefixes)
+            .any(|a| p.starts_with(a))
+    };
+    for v in spec.volumes.iter().flatten() {
+        let Some(hp) = &v.host_path else { continue };
+        let path = normal_host_path(&v.name, &hp.path)?;
+        let real = std::fs::canonicalize(&path).ok();
+        if !under(&path) || real.as_deref().is_some_and(|r| !under(r)) {
+            return Err(format!(
+                "volume {:?}: hostPath {:?}{} is not allowed: the site admin lists the host directories pods may mount in allowed_host_paths ({})",
+                v.name,
+                hp.path,
+                match &real {
+                    Some(r) if r != &path => format!(" (resolves to {})", r.display()),
+                    _ if path.as_os_str() != hp.path.as_str() =>
+                        format!(" (is {})", path.display()),
+                    _ => String::new(),
+                },
+                if prefixes.is_empty() {
+                    "none".to_string()
+                } else {
+                    prefixes
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Plan every volume of the pod: files to write and mounts per container.
 pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String> {
     let mut plan = VolumePlan::default();
@@ -298,7 +372,11 @@ pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String
     for v in spec.volumes.iter().flatten() {
         safe_rel(&v.name).map_err(|_| format!("volume name {:?} is not a valid name", v.name))?;
         if let Some(hp) = &v.host_path {
-            hosts.insert(v.name.clone(), Ok((PathBuf::from(&hp.path), false)));
+            // bound as normalised, the form check_host_paths allowed
+            hosts.insert(
+                v.name.clone(),
+                normal_host_path(&v.name, &hp.path).map(|p| (p, false)),
+            );
             continue;
         }
         match volume_files(pod, v, refs)? {
