@@ -2,7 +2,7 @@
 //!
 //! [`start_of_last_lines`] reads the file backwards, [`BLOCK`] bytes at a time,
 //! until it has seen enough lines, and answers where they start; the caller then
-//! reads forward from there ([`LineReader`]). Memory stays at about one block
+//! reads forward from there in pieces. Memory stays at about one block
 //! whatever the file's size: a `Tail: 1` on a 300 MB log reads 64 KiB.
 //!
 //! Each plugin says which lines count (a CRI log's partial `P` entries do not end
@@ -10,7 +10,7 @@
 //! that sees the first [`LINE_HEAD`] bytes of every line.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::FileExt;
 
 /// Bytes read at once, backwards or forwards.
@@ -92,6 +92,23 @@ pub fn start_of_last_lines(
     Ok(0)
 }
 
+/// The offset just past the last `\n` of `f[..end]` (the end of its last
+/// complete line), 0 when there is none; reads backwards a block at a time.
+pub fn end_of_last_line(f: &File, end: u64) -> io::Result<u64> {
+    let mut block = vec![0u8; BLOCK.min(end as usize)];
+    let mut pos = end;
+    while pos > 0 {
+        let start = pos.saturating_sub(BLOCK as u64);
+        let len = (pos - start) as usize;
+        f.read_exact_at(&mut block[..len], start)?;
+        if let Some(i) = block[..len].iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        pos = start;
+    }
+    Ok(0)
+}
+
 /// Ask `counts` about the line `[line_start, line_end)`, from the block in memory
 /// (which starts at file offset `block_start`) when it holds the line's head, else
 /// from the file.
@@ -112,69 +129,6 @@ fn counted(
     head.resize(want, 0);
     f.read_exact_at(head, line_start)?;
     Ok(counts(head))
-}
-
-/// Reads lines forward from an offset up to an end, a block at a time: the
-/// lines of a [`start_of_last_lines`] answer, or a whole file without holding it.
-pub struct LineReader {
-    file: File,
-    pos: u64,
-    end: u64,
-    buf: Vec<u8>,
-    /// Start of the unread part of `buf`.
-    at: usize,
-}
-
-impl LineReader {
-    /// Lines of `file` from `start` up to `end` (a last line without `\n` included).
-    pub fn new(mut file: File, start: u64, end: u64) -> io::Result<LineReader> {
-        file.seek(SeekFrom::Start(start))?;
-        Ok(LineReader {
-            file,
-            pos: start,
-            end,
-            buf: Vec::new(),
-            at: 0,
-        })
-    }
-
-    /// The offset just past what has been answered.
-    pub fn offset(&self) -> u64 {
-        self.pos - (self.buf.len() - self.at) as u64
-    }
-
-    /// The next line, without its `\n`; `None` at `end`. A line longer than a
-    /// block is answered whole (it is held in memory).
-    pub fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
-        loop {
-            if let Some(nl) = self.buf[self.at..].iter().position(|b| *b == b'\n') {
-                let s = self.at;
-                self.at += nl + 1;
-                return Ok(Some(&self.buf[s..s + nl]));
-            }
-            if self.pos >= self.end {
-                if self.at < self.buf.len() {
-                    let s = self.at;
-                    self.at = self.buf.len();
-                    return Ok(Some(&self.buf[s..]));
-                }
-                return Ok(None);
-            }
-            // keep the unfinished line, read the next block after it
-            self.buf.drain(..self.at);
-            self.at = 0;
-            let want = (self.end - self.pos).min(BLOCK as u64) as usize;
-            let have = self.buf.len();
-            self.buf.resize(have + want, 0);
-            let got = self.file.read(&mut self.buf[have..])?;
-            self.buf.truncate(have + got);
-            if got == 0 {
-                // the file is shorter than `end` (truncated meanwhile): stop there
-                self.end = self.pos;
-            }
-            self.pos += got as u64;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -300,35 +254,17 @@ mod tests {
     }
 
     #[test]
-    fn line_reader_reads_lines_across_blocks() {
-        let mut content = Vec::new();
-        for i in 0..30_000 {
-            content.extend_from_slice(format!("line {i}\n").as_bytes());
-        }
-        content.extend(std::iter::repeat_n(b'z', 2 * BLOCK));
-        content.extend_from_slice(b"\ntrailing");
-        let (_t, f) = file(&content);
-        let mut r = LineReader::new(f, 0, content.len() as u64).unwrap();
-        let mut n = 0;
-        let mut last = Vec::new();
-        while let Some(l) = r.next_line().unwrap() {
-            if n < 30_000 {
-                assert_eq!(l, format!("line {n}").as_bytes());
-            } else if n == 30_000 {
-                assert_eq!(l.len(), 2 * BLOCK);
-            }
-            last = l.to_vec();
-            n += 1;
-        }
-        assert_eq!(n, 30_002);
-        assert_eq!(last, b"trailing");
-        assert_eq!(r.offset(), content.len() as u64);
-        // from a middle offset to a middle end
-        let (_t, f) = file(b"a\nbb\nccc\ndddd\n");
-        let mut r = LineReader::new(f, 2, 9).unwrap();
-        assert_eq!(r.next_line().unwrap(), Some(&b"bb"[..]));
-        assert_eq!(r.offset(), 5);
-        assert_eq!(r.next_line().unwrap(), Some(&b"ccc"[..]));
-        assert_eq!(r.next_line().unwrap(), None);
+    fn end_of_the_last_complete_line() {
+        let end = |c: &[u8]| {
+            let (_t, f) = file(c);
+            end_of_last_line(&f, c.len() as u64).unwrap()
+        };
+        assert_eq!(end(b""), 0);
+        assert_eq!(end(b"partial"), 0);
+        assert_eq!(end(b"a\nb\n"), 4);
+        assert_eq!(end(b"a\nb\npart"), 4);
+        let mut big = b"x\n".to_vec();
+        big.extend(std::iter::repeat_n(b'p', 3 * BLOCK));
+        assert_eq!(end(&big), 2);
     }
 }
