@@ -52,6 +52,88 @@ pub fn is_safe_uid(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
+/// Longest `mountPath`, `subPath` or `workingDir` accepted (Linux's `PATH_MAX`).
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Why a path from a pod spec cannot reach the plugins' command lines and job
+/// scripts, if it cannot. Refused: `,` (it separates apptainer/singularity
+/// `--bind` entries: `/x,/etc:/hostetc` would add a bind of the host's `/etc`),
+/// `:` (it separates `host:container[:options]` in `--bind` and podman/docker
+/// `-v`; Kubernetes itself refuses it only on Windows nodes), control characters
+/// (a newline ends a job-script line), quotes and backslashes (shell quoting),
+/// and `..` components (a path outside the volume or the pod's directory).
+pub fn path_problem(s: &str) -> Option<String> {
+    if s.len() > MAX_PATH_LEN {
+        return Some(format!("is longer than {MAX_PATH_LEN} bytes"));
+    }
+    for c in s.chars() {
+        let why = match c {
+            ',' => "a comma (it separates apptainer/singularity --bind entries)",
+            ':' => "a colon (it separates the parts of a --bind or -v volume spec)",
+            '"' | '\'' => "a quote",
+            '\\' => "a backslash",
+            c if c.is_control() => "a control character (newline, tab, ...)",
+            _ => continue,
+        };
+        return Some(format!("must not contain {why}"));
+    }
+    if s.split('/').any(|p| p == "..") {
+        return Some("must not have a '..' component".into());
+    }
+    None
+}
+
+/// A container-side path (`mountPath`, `workingDir`): absolute, and free of
+/// what [`path_problem`] refuses.
+pub fn absolute_path_problem(s: &str) -> Option<String> {
+    if !s.starts_with('/') {
+        return Some("must be an absolute path (start with '/')".into());
+    }
+    path_problem(s)
+}
+
+/// A path inside a volume (`subPath`): relative, not empty, and free of what
+/// [`path_problem`] refuses.
+pub fn relative_path_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.starts_with('/') {
+        return Some("must be a relative path (not start with '/')".into());
+    }
+    path_problem(s)
+}
+
+/// The paths of one (init) container: every `volumeMounts[].mountPath` and
+/// `subPath`, and `workingDir`. Messages name the container and the field.
+pub fn check_container_paths(
+    kind: &str,
+    c: &k8s_openapi::api::core::v1::Container,
+) -> Result<(), String> {
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        if let Some(why) = absolute_path_problem(&m.mount_path) {
+            return Err(format!(
+                "{kind} {:?}: volumeMounts[{i}].mountPath {:?} {why}",
+                c.name, m.mount_path
+            ));
+        }
+        if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty())
+            && let Some(why) = relative_path_problem(sp)
+        {
+            return Err(format!(
+                "{kind} {:?}: volumeMounts[{i}].subPath {sp:?} {why}",
+                c.name
+            ));
+        }
+    }
+    if let Some(wd) = c.working_dir.as_deref().filter(|s| !s.is_empty())
+        && let Some(why) = absolute_path_problem(wd)
+    {
+        return Err(format!("{kind} {:?}: workingDir {wd:?} {why}", c.name));
+    }
+    Ok(())
+}
+
 /// The pod's UID is present and safe.
 pub fn check_pod_uid(pod: &Pod) -> Result<(), String> {
     check_uid_value(pod_uid(pod), "metadata.uid")
@@ -136,6 +218,15 @@ pub fn check_pod_for_create(pod: &Pod) -> Result<(), String> {
             return Err(format!(
                 "{field}: container name {:?} is used twice",
                 c.name
+            ));
+        }
+        check_container_paths(field, c)?;
+    }
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if !is_dns_label(&v.name) {
+            return Err(format!(
+                "spec.volumes[{i}]: name {:?} is not a valid DNS label",
+                v.name
             ));
         }
     }
@@ -254,6 +345,83 @@ mod tests {
             let err = check_pod_for_create(&pod(doc)).unwrap_err();
             assert!(err.contains(want), "{err} should contain {want}");
         }
+    }
+
+    #[test]
+    fn path_rules() {
+        for ok in ["/", "/etc/cfg", "/data/a..b/.x", "/a/./b", "/with space/é"] {
+            assert_eq!(absolute_path_problem(ok), None, "{ok}");
+        }
+        for (bad, want) in [
+            ("/x,/etc:/hostetc", "comma"),
+            ("/x:/etc", "colon"),
+            ("/x\n#SBATCH --uid=0", "control character"),
+            ("/x\ty", "control character"),
+            ("/x\u{7f}", "control character"),
+            ("/x\"y", "quote"),
+            ("/x'y", "quote"),
+            ("/x\\y", "backslash"),
+            ("/../../tmp/x", "'..'"),
+            ("/a/..", "'..'"),
+            ("relative", "absolute"),
+            ("", "absolute"),
+        ] {
+            let why = absolute_path_problem(bad).unwrap_or_else(|| panic!("{bad:?} passed"));
+            assert!(why.contains(want), "{bad:?}: {why}");
+        }
+        assert!(absolute_path_problem(&format!("/{}", "a".repeat(MAX_PATH_LEN))).is_some());
+        assert_eq!(relative_path_problem("a/b.txt"), None);
+        for bad in ["/a", "a/../../b", "..", "a,b", "a:b", "a\nb", ""] {
+            assert!(relative_path_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn create_refuses_unsafe_paths_and_volume_names() {
+        let pod = |c: serde_json::Value, vols: serde_json::Value| -> Pod {
+            serde_json::from_value(
+                json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"},
+                "spec": {"containers": [c], "volumes": vols}}),
+            )
+            .unwrap()
+        };
+        let v = json!([{"name": "v", "emptyDir": {}}]);
+        check_pod_for_create(&pod(
+            json!({"name": "c", "workingDir": "/w", "volumeMounts": [{"name": "v", "mountPath": "/m", "subPath": "s/t"}]}),
+            v.clone(),
+        ))
+        .unwrap();
+        for (c, want) in [
+            (
+                json!({"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/x,/etc:/hostetc"}]}),
+                "spec.containers \"c\": volumeMounts[0].mountPath \"/x,/etc:/hostetc\" must not contain a comma",
+            ),
+            (
+                json!({"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/m", "subPath": "../up"}]}),
+                "volumeMounts[0].subPath \"../up\"",
+            ),
+            (
+                json!({"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/m", "subPath": "/abs"}]}),
+                "must be a relative path",
+            ),
+            (
+                json!({"name": "c", "workingDir": "/../../../../tmp/x"}),
+                "workingDir \"/../../../../tmp/x\" must not have a '..' component",
+            ),
+            (
+                json!({"name": "c", "workingDir": "w"}),
+                "must be an absolute path",
+            ),
+        ] {
+            let err = check_pod_for_create(&pod(c, v.clone())).unwrap_err();
+            assert!(err.contains(want), "{err} should contain {want}");
+        }
+        let err = check_pod_for_create(&pod(
+            json!({"name": "c"}),
+            json!([{"name": "V_1", "emptyDir": {}}]),
+        ))
+        .unwrap_err();
+        assert!(err.contains("spec.volumes[0]: name \"V_1\""), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`provider`]: the trait a plugin implements.
 //! - [`mod@serve`]: the HTTP server (TCP or Unix socket) and its endpoints.
 //! - [`validate`]: checks on requests before a provider sees them.
+//! - [`log_tail`]: the last lines of a log file, read from its end with bounded memory.
 //! - [`http_error`]: errors as `{"error": message}` answers.
 //! - [`metrics`]: Prometheus metrics on `/metrics`.
 //! - [`private_fs`]: the plugin's own files and directories, private from the start.
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod http_error;
+pub mod log_tail;
 pub mod logging;
 pub mod metrics;
 pub mod private_fs;

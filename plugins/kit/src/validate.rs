@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use interlink::{LogStruct, RetrievedPodData};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 pub use interlink::validate::MAX_UID_LEN;
 
@@ -30,6 +30,15 @@ pub fn uid(s: &str) -> bool {
 /// not absolute, no `..` component, not empty.
 pub fn relative_path(s: &str) -> bool {
     !s.is_empty() && !s.starts_with('/') && s.split('/').all(|c| c != ".." && !c.contains('\0'))
+}
+
+/// The paths of a container that reach command lines and job scripts: every
+/// `mountPath` and `workingDir` absolute, every `subPath` relative, none with a
+/// `..` component, a `,` or `:` (separators of apptainer/singularity `--bind`
+/// and podman/docker `-v`), a quote, a backslash or a control character. See
+/// [`interlink::validate::path_problem`].
+pub fn container_paths(kind: &str, c: &Container) -> Result<(), String> {
+    interlink::validate::check_container_paths(kind, c)
 }
 
 fn check_uid(pod: &Pod, what: &str) -> Result<(), String> {
@@ -153,28 +162,14 @@ pub fn create_request(data: &RetrievedPodData) -> Result<(), String> {
                     c.name, m.name
                 ));
             }
-            if !m.mount_path.starts_with('/') || m.mount_path.split('/').any(|p| p == "..") {
-                return Err(format!(
-                    "{kind} {:?}: mountPath {:?} must be absolute without '..'",
-                    c.name, m.mount_path
-                ));
-            }
             if !mount_paths.insert(m.mount_path.trim_end_matches('/')) {
                 return Err(format!(
                     "{kind} {:?}: mountPath {:?} is used twice",
                     c.name, m.mount_path
                 ));
             }
-            if let Some(sp) = m.sub_path.as_deref()
-                && !sp.is_empty()
-                && !relative_path(sp)
-            {
-                return Err(format!(
-                    "{kind} {:?}: subPath {sp:?} must be relative without '..'",
-                    c.name
-                ));
-            }
         }
+        container_paths(kind, c)?;
     }
     for rc in &data.containers {
         if !names.contains(rc.name.as_str()) {
@@ -275,6 +270,14 @@ mod tests {
         );
         assert!(create_request(&no_uid).unwrap_err().contains("uid"));
 
+        let bad_vol = data(json!({"pod": {"metadata": {"name": "p", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [{"name": "Bad.Name", "emptyDir": {}}]}}}));
+        assert!(
+            create_request(&bad_vol)
+                .unwrap_err()
+                .contains("volume \"Bad.Name\": name is not a valid DNS label")
+        );
+
         let bad_name = data(
             json!({"pod": {"metadata": {"name": "P_Q", "uid": "u"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}),
         );
@@ -282,6 +285,93 @@ mod tests {
             create_request(&bad_name)
                 .unwrap_err()
                 .contains("metadata.name")
+        );
+    }
+
+    /// A pod with one container "main" mounting volume "v" at `mount`, with
+    /// `sub_path` and `working_dir` when given.
+    fn pod_with(
+        mount: &str,
+        sub_path: Option<&str>,
+        working_dir: Option<&str>,
+    ) -> RetrievedPodData {
+        let mut m = json!({"name": "v", "mountPath": mount});
+        if let Some(sp) = sub_path {
+            m["subPath"] = json!(sp);
+        }
+        let mut c = json!({"name": "main", "image": "busybox", "volumeMounts": [m]});
+        if let Some(wd) = working_dir {
+            c["workingDir"] = json!(wd);
+        }
+        data(
+            json!({"pod": {"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [c], "volumes": [{"name": "v", "emptyDir": {}}]}}}),
+        )
+    }
+
+    #[test]
+    fn paths_that_would_change_a_command_line_are_refused() {
+        create_request(&pod_with("/data", Some("sub/dir"), Some("/data/w"))).unwrap();
+        let cases = [
+            // an extra apptainer bind: --bind <dir>:/x,/etc:/hostetc
+            (
+                pod_with("/x,/etc:/hostetc", None, None),
+                "container \"main\": volumeMounts[0].mountPath \"/x,/etc:/hostetc\" must not contain a comma",
+            ),
+            // podman -v <dir>:/x:/etc would read as options
+            (
+                pod_with("/x:rw", None, None),
+                "mountPath \"/x:rw\" must not contain a colon",
+            ),
+            (
+                pod_with("/x\n#SBATCH --uid=0", None, None),
+                "control character",
+            ),
+            (pod_with("/x\ty", None, None), "control character"),
+            (pod_with("/x'y", None, None), "quote"),
+            (pod_with("/x\"y", None, None), "quote"),
+            (pod_with("/x\\y", None, None), "backslash"),
+            (pod_with("/a/../../etc", None, None), "'..'"),
+            (pod_with("rel", None, None), "must be an absolute path"),
+            (
+                pod_with("/d", Some("a,/etc:/e"), None),
+                "volumeMounts[0].subPath \"a,/etc:/e\" must not contain a comma",
+            ),
+            (
+                pod_with("/d", Some("../../etc"), None),
+                "subPath \"../../etc\" must not have a '..' component",
+            ),
+            (
+                pod_with("/d", Some("/etc"), None),
+                "subPath \"/etc\" must be a relative path",
+            ),
+            (pod_with("/d", Some("a:b"), None), "colon"),
+            (
+                pod_with("/d", None, Some("/../../../../tmp/x")),
+                "container \"main\": workingDir \"/../../../../tmp/x\" must not have a '..' component",
+            ),
+            (
+                pod_with("/d", None, Some("/w,x")),
+                "workingDir \"/w,x\" must not contain a comma",
+            ),
+            (pod_with("/d", None, Some("/w\nx")), "control character"),
+            (
+                pod_with("/d", None, Some("w")),
+                "workingDir \"w\" must be an absolute path",
+            ),
+        ];
+        for (pod, want) in cases {
+            let err = create_request(&pod).unwrap_err();
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+        // init containers are held to the same rules, and named as such
+        let init = data(json!({"pod": {"metadata": {"name": "p", "uid": "u1"},
+            "spec": {"initContainers": [{"name": "setup", "image": "i", "workingDir": "/a:b"}],
+                     "containers": [{"name": "c", "image": "i"}]}}}));
+        assert!(
+            create_request(&init)
+                .unwrap_err()
+                .starts_with("init container \"setup\": workingDir")
         );
     }
 }

@@ -21,7 +21,8 @@
 //!   stands for a literal `$` (a shell's `$$` is written `$$$$`).
 //! - **Working directory.** `<pod>/work`, shared by the pod's containers; a
 //!   `workingDir` inside a mount maps to the volume, any other `workingDir` to
-//!   `<pod>/work/<workingDir>` (created).
+//!   `<pod>/work/<workingDir>` (created). A `workingDir` with a `..` component is
+//!   refused: the directory made never lies outside those.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -208,6 +209,39 @@ pub fn find_program(program: &str, path_var: &str, cwd: &Path) -> Option<PathBuf
         .find(|p| executable(p))
 }
 
+/// Where a container's `workingDir` is on this host: in the directory of the
+/// mount that holds it (the longest mount path that is a whole-component prefix),
+/// else under `<pod>/work`. Built component by component from the normalised
+/// path, so it never leaves those directories: `.` and empty components are
+/// dropped, a `..` component or a relative path is refused.
+pub fn working_dir(work: &Path, w: &str, mounts: &[Mount]) -> Result<PathBuf, LaunchError> {
+    let parts: Vec<&str> = w
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if !w.starts_with('/') || parts.contains(&"..") {
+        return Err(config_error(format!(
+            "workingDir {w:?} must be an absolute path without '..' components"
+        )));
+    }
+    let (mut dir, rest) = mounts
+        .iter()
+        .filter(|m| m.path != "/")
+        .find_map(|m| {
+            let mp: Vec<&str> = m
+                .path
+                .split('/')
+                .filter(|p| !p.is_empty() && *p != ".")
+                .collect();
+            parts
+                .starts_with(&mp)
+                .then(|| (m.host.clone(), &parts[mp.len()..]))
+        })
+        .unwrap_or_else(|| (work.to_path_buf(), &parts[..]));
+    dir.extend(rest);
+    Ok(dir)
+}
+
 /// Resolve `c` of `pod` into a [`Launch`].
 pub fn resolve(
     pod_dir: &Path,
@@ -221,14 +255,7 @@ pub fn resolve(
     let work = pod_dir.join("work");
     let cwd = match c.working_dir.as_deref().filter(|w| !w.is_empty()) {
         None => work.clone(),
-        Some(w) => {
-            let r = rewrite(w, &mounts);
-            if r != w {
-                PathBuf::from(r)
-            } else {
-                work.join(w.trim_start_matches('/'))
-            }
-        }
+        Some(w) => working_dir(&work, w, &mounts)?,
     };
     std::fs::create_dir_all(&cwd).map_err(|e| {
         config_error(format!(
@@ -391,6 +418,41 @@ mod tests {
             rewrite("A=/etc/config;B='/etc/config/z'", &m),
             "A=/p/v/a;B='/p/v/a/z'"
         );
+    }
+
+    #[test]
+    fn working_dir_stays_in_the_pod_or_its_mounts() {
+        let m = vec![
+            Mount {
+                path: "/etc/config".into(),
+                host: "/p/v/a".into(),
+            },
+            Mount {
+                path: "/".into(),
+                host: "/p/v/root".into(),
+            },
+        ];
+        let work = Path::new("/p/work");
+        let wd = |w: &str| working_dir(work, w, &m);
+        assert_eq!(wd("/data/x").unwrap(), Path::new("/p/work/data/x"));
+        assert_eq!(wd("/").unwrap(), Path::new("/p/work"));
+        assert_eq!(wd("//a/./b/").unwrap(), Path::new("/p/work/a/b"));
+        assert_eq!(wd("/etc/config").unwrap(), Path::new("/p/v/a"));
+        assert_eq!(wd("/etc/config/./s").unwrap(), Path::new("/p/v/a/s"));
+        assert_eq!(
+            wd("/etc/configs").unwrap(),
+            Path::new("/p/work/etc/configs")
+        );
+        for bad in [
+            "/../../../../tmp/x",
+            "/etc/config/../../x",
+            "/a/..",
+            "relative/dir",
+        ] {
+            let e = wd(bad).unwrap_err();
+            assert_eq!(e.reason, "CreateContainerConfigError");
+            assert!(e.message.contains("without '..'"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -1,21 +1,26 @@
 //! Answering `/getLogs` from a container's log file (CRI format, one entry per
 //! line: `<RFC 3339 time> <stdout|stderr> <F|P> <text>`, `P` for a piece of a
 //! longer line): since-filter, tail, timestamps, byte limit, follow.
+//!
+//! The file is never read whole: the tail's start is found by reading backwards
+//! from the end ([`interlink_plugin_kit::log_tail`]) and the answer is streamed
+//! from there in [`CHUNK`]-sized pieces.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use interlink::ContainerLogOpts;
+use interlink_plugin_kit::log_tail;
 use jiff::Timestamp;
 
 /// How often a following reader looks for new output.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
-/// Largest chunk a following reader emits at once.
-const CHUNK: usize = 64 * 1024;
+/// Largest piece of the file read (and emitted) at once.
+pub const CHUNK: usize = 64 * 1024;
 
 struct Entry<'a> {
     ts: Timestamp,
@@ -81,157 +86,54 @@ fn render(data: &[u8], r: &Render, mid_line: &mut bool, out: &mut Vec<u8>) {
     }
 }
 
-/// The start offsets of the last `n` logical lines (an `F` entry ends one).
-fn tail_start(data: &[u8], n: usize) -> usize {
-    if n == 0 {
-        return 0;
-    }
-    // walk entries backwards; count F entries except the trailing incomplete line
-    let mut count = 0;
-    let mut end = data.len();
-    while end > 0 {
-        let start = data[..end - 1]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |p| p + 1);
-        if let Some(e) = parse(&data[start..end - 1])
-            && !e.partial
-        {
-            count += 1;
-            if count > n {
-                return end;
-            }
-        }
-        end = start;
-    }
-    0
-}
-
-/// Everything the file holds now, filtered by `opts` (no follow). Answers the
-/// bytes and the offset just past the last whole entry read.
-pub fn read_bounded(
-    path: &std::path::Path,
-    opts: &ContainerLogOpts,
-    r: &Render,
-) -> std::io::Result<(Vec<u8>, u64, bool)> {
-    let mut f = match std::fs::File::open(path) {
+/// Where the answer starts and, for a plain read, where it ends: the start of
+/// the last `Tail` logical lines kept by the since-filter (0 without `Tail`),
+/// and the end of the file's last whole entry. The file is read backwards from
+/// its end in blocks ([`interlink_plugin_kit::log_tail`]), never whole.
+pub fn range(path: &Path, opts: &ContainerLogOpts, r: &Render) -> std::io::Result<(u64, u64)> {
+    let f = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(e) => return Err(e),
     };
     let len = f.metadata()?.len();
-    if r.since.is_none() && opts.tail > 0 {
-        return read_tail(&mut f, len, opts, r);
-    }
-    if r.since.is_none() && opts.limit_bytes > 0 {
-        return read_head(&mut f, len, opts.limit_bytes as usize, r);
-    }
-    let mut data = Vec::new();
-    f.read_to_end(&mut data)?;
-    let whole = data.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-    let data = &data[..whole];
-    let start = if opts.tail > 0 {
-        tail_start(data, opts.tail as usize)
-    } else {
-        0
-    };
-    let mut out = Vec::new();
-    let mut mid = false;
-    // a since-filtered tail: filter first, as kubelet does, then take the tail
-    if r.since.is_some() && opts.tail > 0 {
-        let mut filtered = Vec::new();
-        for line in data.split_inclusive(|b| *b == b'\n') {
-            if parse(line.strip_suffix(b"\n").unwrap_or(line))
-                .is_some_and(|e| r.since.is_none_or(|s| e.ts >= s))
-            {
-                filtered.extend_from_slice(line);
-            }
-        }
-        let s = tail_start(&filtered, opts.tail as usize);
-        render(
-            &filtered[s..],
-            &Render {
-                since: None,
-                ..r.clone()
-            },
-            &mut mid,
-            &mut out,
-        );
-    } else {
-        render(&data[start..], r, &mut mid, &mut out);
-    }
-    if opts.limit_bytes > 0 && out.len() > opts.limit_bytes as usize {
-        out.truncate(opts.limit_bytes as usize);
-    }
-    Ok((out, whole as u64, mid))
+    let whole = log_tail::end_of_last_line(&f, len)?;
+    let tail = u64::try_from(opts.tail).unwrap_or(0);
+    // a logical line ends with an `F` entry; since-filtered first, as kubelet does
+    let start = log_tail::start_of_last_lines(&f, whole, tail, |head| {
+        parse(head).is_some_and(|e| !e.partial && r.since.is_none_or(|s| e.ts >= s))
+    })?;
+    Ok((start, whole))
 }
 
-fn read_range(f: &mut std::fs::File, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
-    f.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::with_capacity((end - start) as usize);
-    f.take(end - start).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
-/// The last `opts.tail` lines, reading only as much of the end of the file as needed.
-fn read_tail(
-    f: &mut std::fs::File,
-    len: u64,
+/// The answer to `/getLogs` for the log file at `path`: its entries from the
+/// start of the tail, since-filtered, with timestamps if asked and at most
+/// `LimitBytes`; streamed in pieces of at most [`CHUNK`] bytes. Without
+/// `finished` it stops at what the file holds now; with it, it follows the file
+/// until `finished()` says no more output can come.
+pub async fn stream(
+    path: PathBuf,
     opts: &ContainerLogOpts,
-    r: &Render,
-) -> std::io::Result<(Vec<u8>, u64, bool)> {
-    let tail = opts.tail as usize;
-    let mut window: u64 = 64 * 1024;
-    loop {
-        let start = len.saturating_sub(window);
-        let buf = read_range(f, start, len)?;
-        let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-        // a window that starts inside the file starts inside an entry: skip it
-        let skip = if start > 0 {
-            buf[..whole]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(whole, |p| p + 1)
-        } else {
-            0
-        };
-        let data = &buf[skip..whole];
-        let complete = data
-            .split(|b| *b == b'\n')
-            .filter(|l| parse(l).is_some_and(|e| !e.partial))
-            .count();
-        // more whole lines than asked: the first asked for starts inside the window
-        if start == 0 || complete > tail {
-            let s = tail_start(data, tail);
-            let (mut out, mut mid) = (Vec::new(), false);
-            render(&data[s..], r, &mut mid, &mut out);
-            if opts.limit_bytes > 0 {
-                out.truncate(opts.limit_bytes as usize);
-            }
-            return Ok((out, start + whole as u64, mid));
-        }
-        window = window.saturating_mul(4);
-    }
-}
-
-/// The first `limit` bytes, reading only as much of the file as needed.
-fn read_head(
-    f: &mut std::fs::File,
-    len: u64,
-    limit: usize,
-    r: &Render,
-) -> std::io::Result<(Vec<u8>, u64, bool)> {
-    let (mut out, mut mid, mut off) = (Vec::new(), false, 0u64);
-    while off < len && out.len() < limit {
-        let buf = read_range(f, off, (off + 256 * 1024).min(len))?;
-        let Some(last) = buf.iter().rposition(|b| *b == b'\n') else {
-            break;
-        };
-        render(&buf[..=last], r, &mut mid, &mut out);
-        off += last as u64 + 1;
-    }
-    out.truncate(limit);
-    Ok((out, off, mid))
+    now: Timestamp,
+    finished: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+) -> std::io::Result<interlink_plugin_kit::LogStream> {
+    let render = Render::new(opts, now);
+    let (p, o, r) = (path.clone(), opts.clone(), render.clone());
+    let (start, whole) = tokio::task::spawn_blocking(move || range(&p, &o, &r))
+        .await
+        .map_err(std::io::Error::other)??;
+    let end = finished.is_none().then_some(whole);
+    let f = Follower {
+        path,
+        offset: start,
+        render,
+        mid_line: false,
+        remaining: (opts.limit_bytes > 0)
+            .then(|| usize::try_from(opts.limit_bytes).unwrap_or(usize::MAX)),
+        finished: finished.unwrap_or_else(|| Arc::new(|| true)),
+        end,
+    };
+    Ok(f.into_stream(Vec::new()))
 }
 
 /// Reads new entries of a growing log file from `offset`.
@@ -324,6 +226,7 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     fn opts(tail: i64, bytes: i64, ts: bool) -> ContainerLogOpts {
         ContainerLogOpts {
@@ -334,8 +237,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tail_bytes_since_timestamps() {
+    /// What a plain (not following) `/getLogs` answers, and in how many pieces.
+    async fn read(p: &Path, o: &ContainerLogOpts, now: Timestamp) -> (String, usize) {
+        let mut s = stream(p.to_path_buf(), o, now, None).await.unwrap();
+        let (mut out, mut pieces) = (Vec::new(), 0);
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+            pieces += 1;
+        }
+        (String::from_utf8(out).unwrap(), pieces)
+    }
+
+    #[tokio::test]
+    async fn tail_bytes_since_timestamps() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.log");
         std::fs::write(
@@ -348,27 +262,37 @@ mod tests {
         )
         .unwrap();
         let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
-        let all = |o: &ContainerLogOpts| {
-            String::from_utf8(read_bounded(&p, o, &Render::new(o, now)).unwrap().0).unwrap()
-        };
-        assert_eq!(all(&opts(0, 0, false)), "one\ntwo\nthree\n");
-        assert_eq!(all(&opts(2, 0, false)), "two\nthree\n");
-        assert_eq!(all(&opts(1, 0, false)), "three\n");
-        assert_eq!(all(&opts(0, 6, false)), "one\ntw");
-        assert_eq!(all(&opts(1, 0, true)), "2026-01-01T00:00:03Z three\n");
+        let all = async |o: &ContainerLogOpts| read(&p, o, now).await.0;
+        assert_eq!(all(&opts(0, 0, false)).await, "one\ntwo\nthree\n");
+        assert_eq!(all(&opts(2, 0, false)).await, "two\nthree\n");
+        assert_eq!(all(&opts(1, 0, false)).await, "three\n");
+        assert_eq!(all(&opts(0, 6, false)).await, "one\ntw");
+        assert_eq!(all(&opts(1, 0, true)).await, "2026-01-01T00:00:03Z three\n");
         let mut since = opts(0, 0, false);
         since.since_seconds = 8; // from 00:00:02
-        assert_eq!(all(&since), "two\nthree\n");
+        assert_eq!(all(&since).await, "two\nthree\n");
         since.tail = 1;
-        assert_eq!(all(&since), "three\n");
+        assert_eq!(all(&since).await, "three\n");
         since.since_seconds = 0;
         since.since_time = Some("2026-01-01T00:00:03Z".parse().unwrap());
         since.tail = 0;
-        assert_eq!(all(&since), "three\n");
+        assert_eq!(all(&since).await, "three\n");
+        // a SinceSeconds before the earliest time there is: every line, no panic
+        for secs in [400_000_000_000, i64::MAX] {
+            let mut o = opts(0, 0, false);
+            o.since_seconds = secs;
+            assert_eq!(all(&o).await, "one\ntwo\nthree\n");
+        }
+        assert_eq!(
+            read(&dir.path().join("none"), &opts(1, 0, false), now)
+                .await
+                .0,
+            ""
+        );
     }
 
-    #[test]
-    fn large_files_tail_and_head() {
+    #[tokio::test]
+    async fn large_files_tail_and_head() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.log");
         let mut text = String::new();
@@ -381,31 +305,36 @@ mod tests {
         text.push_str("2026-01-01T00:00:02Z stdout P aaa\n2026-01-01T00:00:02Z stdout F bbb\n");
         std::fs::write(&p, &text).unwrap();
         let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
-        let read = |o: &ContainerLogOpts| {
-            let (b, off, _) = read_bounded(&p, o, &Render::new(o, now)).unwrap();
-            (String::from_utf8(b).unwrap(), off)
-        };
-        let (out, off) = read(&opts(2, 0, false));
+        let r = |o: &ContainerLogOpts| range(&p, o, &Render::new(o, now)).unwrap();
+        assert_eq!(r(&opts(0, 0, false)), (0, text.len() as u64));
+        let (start, _) = r(&opts(2, 0, false));
+        assert_eq!(
+            &text[start as usize..],
+            "2026-01-01T00:00:01Z stdout F line 19999 of the big log\n\
+             2026-01-01T00:00:02Z stdout P aaa\n2026-01-01T00:00:02Z stdout F bbb\n"
+        );
+        let (out, _) = read(&p, &opts(2, 0, false), now).await;
         assert_eq!(out, "line 19999 of the big log\naaabbb\n");
-        assert_eq!(off, text.len() as u64);
-        let (out, _) = read(&opts(15_000, 0, false));
+        let (out, pieces) = read(&p, &opts(15_000, 0, false), now).await;
         assert_eq!(out.lines().count(), 15_000);
         assert!(out.starts_with("line 05001 of"), "{}", &out[..40]);
-        let (out, _) = read(&opts(50_000, 0, false));
+        assert!(pieces > 1, "streamed in pieces");
+        let (out, _) = read(&p, &opts(50_000, 0, false), now).await;
         assert_eq!(out.lines().count(), 20_001);
-        let (out, off) = read(&opts(0, 30, false));
+        let (out, _) = read(&p, &opts(0, 30, false), now).await;
         assert_eq!(out, "line 00000 of the big log\nline");
-        assert!(off > 0 && off < text.len() as u64);
-        let (out, off) = read(&opts(0, 10_000_000, false));
+        let (out, _) = read(&p, &opts(0, 10_000_000, false), now).await;
         assert_eq!(out.lines().count(), 20_001);
-        assert_eq!(off, text.len() as u64);
+        // since-filtered tail: only entries from 00:00:02 on count
+        let mut o = opts(5, 0, false);
+        o.since_time = Some("2026-01-01T00:00:02Z".parse().unwrap());
+        assert_eq!(read(&p, &o, now).await.0, "aaabbb\n");
     }
 
-    /// A bounded Follower streams the file in chunks with what read_bounded
-    /// answers in one piece, and stops at `end` even when the file grows.
+    /// A plain read stops at what the file held when it was asked, even when
+    /// the file grows meanwhile; a follow goes on until the container ends.
     #[tokio::test]
-    async fn bounded_stream_matches_the_whole_read() {
-        use futures::StreamExt;
+    async fn plain_read_stops_at_the_asked_end_and_follow_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.log");
         let mut text = String::new();
@@ -415,43 +344,44 @@ mod tests {
                 "2026-01-01T00:00:{ts}Z stdout F line {i:05} of the big log\n"
             ));
         }
-        text.push_str("2026-01-01T00:00:06Z stdout P aaa\n2026-01-01T00:00:06Z stdout F bbb\n");
         std::fs::write(&p, &text).unwrap();
         let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
-        let mut since = opts(0, 0, true);
-        since.since_seconds = 6;
-        for o in [opts(0, 0, false), opts(0, 100_000, true), since] {
-            let r = Render::new(&o, now);
-            let whole = read_bounded(&p, &o, &r).unwrap().0;
-            let f = Follower {
-                path: p.clone(),
-                offset: 0,
-                render: r,
-                mid_line: false,
-                remaining: (o.limit_bytes > 0).then_some(o.limit_bytes as usize),
-                finished: Arc::new(|| true),
-                end: Some(text.len() as u64),
-            };
-            let mut s = f.into_stream(Vec::new());
-            let mut streamed = Vec::new();
-            let mut chunks = 0;
-            while let Some(c) = s.next().await {
-                streamed.extend_from_slice(&c.unwrap());
-                chunks += 1;
-                if chunks == 1 {
-                    // output written after the request is not part of the answer
-                    use std::io::Write;
-                    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
-                    f.write_all(b"2026-01-01T00:00:07Z stdout F late\n")
-                        .unwrap();
-                }
+        let mut s = stream(p.clone(), &opts(0, 0, false), now, None)
+            .await
+            .unwrap();
+        let mut streamed = Vec::new();
+        let mut chunks = 0;
+        while let Some(c) = s.next().await {
+            streamed.extend_from_slice(&c.unwrap());
+            chunks += 1;
+            if chunks == 1 {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+                f.write_all(b"2026-01-01T00:00:07Z stdout F late\n")
+                    .unwrap();
             }
-            assert!(chunks > 1, "streamed in chunks");
-            assert_eq!(
-                String::from_utf8(streamed).unwrap(),
-                String::from_utf8(whole).unwrap()
-            );
-            std::fs::write(&p, &text).unwrap();
         }
+        assert!(chunks > 1, "streamed in chunks");
+        let out = String::from_utf8(streamed).unwrap();
+        assert_eq!(out.lines().count(), 10_000);
+        assert!(!out.contains("late"));
+
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d2 = done.clone();
+        let finished: Arc<dyn Fn() -> bool + Send + Sync> =
+            Arc::new(move || d2.load(std::sync::atomic::Ordering::SeqCst));
+        let mut s = stream(p.clone(), &opts(1, 0, false), now, Some(finished))
+            .await
+            .unwrap();
+        assert_eq!(s.next().await.unwrap().unwrap().as_ref(), b"late\n");
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(b"2026-01-01T00:00:08Z stdout F later\n")
+                .unwrap();
+        }
+        assert_eq!(s.next().await.unwrap().unwrap().as_ref(), b"later\n");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(s.next().await.is_none());
     }
 }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::launch::{self, LaunchError};
-use crate::logfile::{Follower, Render, read_bounded};
+use crate::logfile;
 use crate::objects::Objects;
 use crate::options::{LocalOptions, Supervisor};
 use crate::state::{self, ContainerRecord, ContainerState, LOST_EXIT_CODE, PodRecord};
@@ -611,69 +611,33 @@ impl Provider for LocalProvider {
             ));
         }
         let path = e.log_path(&req.container_name);
-        let render = Render::new(&req.opts, Timestamp::now());
-        if !req.opts.follow && req.opts.tail == 0 {
-            // the whole log (maybe since a time, maybe up to a byte limit): streamed
-            // in chunks up to the size it has now, never held in memory at once
-            let end = tokio::fs::metadata(&path)
-                .await
-                .map(|m| m.len())
-                .unwrap_or(0);
-            let f = Follower {
-                path,
-                offset: 0,
-                render,
-                mid_line: false,
-                remaining: (req.opts.limit_bytes > 0).then_some(req.opts.limit_bytes as usize),
-                finished: Arc::new(|| true),
-                end: Some(end),
-            };
-            return Ok(f.into_stream(Vec::new()));
-        }
-        let p2 = path.clone();
-        let opts = req.opts.clone();
-        let r2 = render.clone();
-        let (first, offset, mid) =
-            tokio::task::spawn_blocking(move || read_bounded(&p2, &opts, &r2))
-                .await
-                .map_err(|err| PluginError::Internal(err.to_string()))?
-                .map_err(|err| io_internal("read", &path, err))?;
-        if !req.opts.follow {
-            let s = futures::stream::iter([Ok(bytes::Bytes::from(first))]);
-            return Ok(Box::pin(s));
-        }
-        let limit = (req.opts.limit_bytes > 0)
-            .then(|| (req.opts.limit_bytes as usize).saturating_sub(first.len()));
-        let name = req.container_name.clone();
-        let weak = Arc::downgrade(&e);
-        let finished = Arc::new(move || match weak.upgrade() {
-            None => true,
-            Some(e) => {
-                if e.deleting.is_cancelled() {
-                    return true;
+        let finished: Option<Arc<dyn Fn() -> bool + Send + Sync>> = if req.opts.follow {
+            let name = req.container_name.clone();
+            let weak = Arc::downgrade(&e);
+            Some(Arc::new(move || match weak.upgrade() {
+                None => true,
+                Some(e) => {
+                    if e.deleting.is_cancelled() {
+                        return true;
+                    }
+                    let rec = e.lock();
+                    let c = rec
+                        .init_containers
+                        .iter()
+                        .chain(rec.containers.iter())
+                        .find(|c| c.name == name);
+                    // a container that will never start (refused, blocked) is finished too
+                    rec.refused.is_some()
+                        || c.is_none_or(|c| c.state.is_terminated())
+                        || runner_done(&e)
                 }
-                let rec = e.lock();
-                let c = rec
-                    .init_containers
-                    .iter()
-                    .chain(rec.containers.iter())
-                    .find(|c| c.name == name);
-                // a container that will never start (refused, blocked) is finished too
-                rec.refused.is_some()
-                    || c.is_none_or(|c| c.state.is_terminated())
-                    || runner_done(&e)
-            }
-        });
-        let f = Follower {
-            path: e.log_path(&req.container_name),
-            offset,
-            render,
-            mid_line: mid,
-            remaining: limit,
-            finished,
-            end: None,
+            }))
+        } else {
+            None
         };
-        Ok(f.into_stream(first))
+        logfile::stream(path.clone(), &req.opts, Timestamp::now(), finished)
+            .await
+            .map_err(|err| io_internal("read", &path, err))
     }
 
     async fn ping(&self) -> Result<PingResponse, PluginError> {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use interlink::{
     CreateStruct, LogStruct, PingResources, PingResponse, PodStatus, RetrievedPodData,
 };
@@ -599,16 +598,7 @@ impl SlurmProvider {
         }
         let path = log_path(&rec.pod_dir, &req.container_name);
         if !req.opts.follow {
-            let opts = req.opts.clone();
-            let bytes = tokio::task::spawn_blocking(move || {
-                let stored = std::fs::read(&path).unwrap_or_default();
-                logs::render(&String::from_utf8_lossy(&stored), &opts, Timestamp::now())
-            })
-            .await
-            .map_err(|e| PluginError::Internal(e.to_string()))?;
-            return Ok(Box::pin(futures::stream::once(async move {
-                Ok(Bytes::from(bytes))
-            })));
+            return Ok(logs::read(&path, req.opts));
         }
         let inner = self.inner.clone();
         let (uid, name, dir) = (

@@ -1,0 +1,161 @@
+//! `/getLogs` with out-of-range numbers answers, and does not disturb other
+//! readers: a `SinceSeconds` reaching before the earliest representable time
+//! (`400000000000`, `i64::MAX`) used to panic the Slurm plugin's handler on an
+//! unchecked subtraction. Each plugin must answer every line (the whole log is
+//! "since then") while a follow stream opened before goes on to its end; and
+//! `Tail` answers the last lines.
+//!
+//! The Slurm part runs real jobs on the one-node cluster of scripts/slurm-start.sh
+//! (container runtime `none`); without a controller it prints why and passes,
+//! unless `INTERLINK_REQUIRE_BACKENDS=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use interlink_test_harness::plugin::{PluginClient, ReapLocalPods, random_uid, start_local};
+use interlink_test_harness::{Proc, backends_required, bin, free_port, wait_for_tcp};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+
+/// The pod: three lines, then (once `go` exists) a last one.
+fn pod(go: &Path) -> Value {
+    let script = format!(
+        "echo line 1; echo line 2; echo line 3; while [ ! -e {} ]; do sleep 0.1; done; echo after",
+        go.display()
+    );
+    json!({
+        "metadata": {"name": "huge-since", "namespace": "default", "uid": random_uid()},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "busybox:stable", "command": ["sh", "-c", script]}]}
+    })
+}
+
+fn log_body(pod: &Value, opts: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "Namespace": "default", "PodUID": pod["metadata"]["uid"],
+        "PodName": pod["metadata"]["name"], "ContainerName": "main", "Opts": opts,
+    }))
+    .unwrap()
+}
+
+fn logs(c: &PluginClient, pod: &Value, opts: Value) -> (u16, String) {
+    let r = c
+        .request("GET", "/getLogs", Some(&log_body(pod, opts)))
+        .unwrap();
+    (r.status, r.text())
+}
+
+/// The checks, the same for every plugin: `proc` is the plugin, `client` talks to it.
+fn huge_since_answers_and_follow_survives(proc: &mut Proc, client: &PluginClient, dir: &Path) {
+    let go = dir.join("go");
+    let pod = pod(&go);
+    let body = serde_json::to_vec(&json!({"pod": pod, "container": [{"name": "main"}]})).unwrap();
+    let r = client.request("POST", "/create", Some(&body)).unwrap();
+    assert_eq!(r.status, 200, "create: {}", r.text());
+
+    let mut follow = client
+        .stream(
+            "GET",
+            "/getLogs",
+            Some(&log_body(&pod, json!({"Follow": true}))),
+        )
+        .unwrap();
+    assert_eq!(follow.status, 200);
+    follow.wait_for("line 3\n", T).unwrap();
+
+    for secs in [400_000_000_000i64, i64::MAX] {
+        let (code, text) = logs(client, &pod, json!({"SinceSeconds": secs}));
+        assert_eq!(code, 200, "SinceSeconds {secs}: {text}");
+        assert_eq!(text, "line 1\nline 2\nline 3\n", "SinceSeconds {secs}");
+        let (code, text) = logs(client, &pod, json!({"SinceSeconds": secs, "Tail": 1}));
+        assert_eq!((code, text.as_str()), (200, "line 3\n"));
+    }
+    assert!(proc.alive(), "the plugin is still running");
+
+    // the follow stream opened before goes on to the container's end
+    std::fs::write(&go, "").unwrap();
+    follow.wait_for("after\n", T).unwrap();
+    follow.read_to_end(T).unwrap();
+    assert_eq!(follow.text(), "line 1\nline 2\nline 3\nafter\n");
+
+    let (code, text) = logs(client, &pod, json!({"Tail": 2}));
+    assert_eq!((code, text.as_str()), (200, "line 3\nafter\n"));
+    let (code, text) = logs(client, &pod, json!({"Tail": 1, "Timestamps": true}));
+    assert_eq!(code, 200);
+    assert!(
+        text.ends_with(" after\n") && text.len() > "after\n".len() + 20,
+        "{text:?}"
+    );
+    let body = serde_json::to_vec(&pod).unwrap();
+    let r = client.request("POST", "/delete", Some(&body)).unwrap();
+    assert!(r.status < 300, "delete: {}", r.text());
+}
+
+#[test]
+fn local_plugin_answers_a_huge_since_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
+    let (mut plugin, client) = start_local(dir.path()).unwrap();
+    huge_since_answers_and_follow_survives(&mut plugin, &client, dir.path());
+}
+
+fn slurm_conf() -> Option<PathBuf> {
+    let conf = std::env::var_os("SLURM_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
+    let up = conf.exists()
+        && Command::new("scontrol")
+            .arg("ping")
+            .env("SLURM_CONF", &conf)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"));
+    if up {
+        return Some(conf);
+    }
+    let why = format!("no Slurm controller answers for {}", conf.display());
+    if backends_required() {
+        panic!("Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}");
+    }
+    eprintln!("SKIP: Slurm part of the log test: {why}");
+    None
+}
+
+#[test]
+fn slurm_plugin_answers_a_huge_since_seconds() {
+    let Some(conf) = slurm_conf() else { return };
+    let dir = tempfile::Builder::new()
+        .prefix("il-slurm-logs-")
+        .tempdir()
+        .unwrap();
+    let cfg = dir.path().join("plugin.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n  container_runtime: none\n",
+            conf.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin("interlink-slurm"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-root")
+        .arg(dir.path().join("root"));
+    let mut plugin = Proc::spawn("interlink-slurm", cmd, &dir.path().join("plugin.log")).unwrap();
+    wait_for_tcp(port, Duration::from_secs(20)).unwrap();
+    let mut client = PluginClient::tcp(port);
+    client.timeout = Duration::from_secs(90);
+    let start = Instant::now();
+    huge_since_answers_and_follow_survives(&mut plugin, &client, dir.path());
+    assert!(
+        !plugin.output().contains("panicked"),
+        "the plugin panicked:\n{}",
+        plugin.output()
+    );
+    eprintln!("slurm part took {:?}", start.elapsed());
+}

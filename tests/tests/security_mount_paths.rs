@@ -1,0 +1,520 @@
+//! Pod paths that would change a plugin's command lines, or reach outside the
+//! pod, are refused by every plugin's `/create` with HTTP 400 and a JSON error
+//! naming the container and the field, before anything runs.
+//!
+//! The attack this guards against: a `mountPath` of `/x,/etc:/hostetc` becomes
+//! `--bind <dir>:/x,/etc:/hostetc` in the Slurm plugin's apptainer/singularity
+//! command line, that is a second bind of the host's `/etc`; a `:` does the same
+//! to podman's `-v`, a newline ends a job-script line, `..` climbs out of the pod.
+//! apptainer and singularity are not packaged for Debian 12, so for them this
+//! checks that no job (whose script would hold the command line) is submitted.
+//!
+//! - Slurm: the real `interlink-slurm` against the one-node cluster of
+//!   scripts/slurm-start.sh, once per container runtime (apptainer, singularity,
+//!   podman), with `sbatch` configured as a recorder that logs each call and then
+//!   runs the real `sbatch` (test double: a recording wrapper only).
+//! - local: the real `interlink-local`; nothing appears outside its data root.
+//! - docker: the real `interlink-docker` against podman's service (scripts/engine-setup.sh).
+//!
+//! Without Slurm or the engine those parts print why and pass, unless
+//! `INTERLINK_REQUIRE_BACKENDS=1`: then they fail.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use interlink::RetrievedPodData;
+use interlink_test_harness::plugin::{
+    PluginClient, ReapLocalPods, Response, random_uid, start_local,
+};
+use interlink_test_harness::{
+    Proc, backends_required, bin, free_port, wait_for_tcp, wait_for_unix_socket,
+};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+
+/// One refused pod: what it tries, the pod, what the error must say.
+struct Case {
+    what: &'static str,
+    pod: Value,
+    want: String,
+}
+
+/// A pod `name` whose container "main" mounts emptyDir volume "data" with
+/// `mount` (a volumeMount object) and has the `extra` container fields.
+fn pod(name: &str, mount: Value, extra: Value) -> Value {
+    let mut c = json!({"name": "main", "image": "busybox:stable", "command": ["true"],
+        "volumeMounts": [mount]});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    json!({
+        "metadata": {"name": name, "namespace": "default", "uid": random_uid()},
+        "spec": {"restartPolicy": "Never", "containers": [c],
+                 "volumes": [{"name": "data", "emptyDir": {}}]}
+    })
+}
+
+/// `escape` is where a `..` working directory would land if it were followed.
+fn cases(escape: &Path) -> Vec<Case> {
+    let ups = "/..".repeat(40);
+    let escape_wd = format!("{ups}{}", escape.display());
+    let m = |p: &str| json!({"name": "data", "mountPath": p});
+    let msp = |sp: &str| json!({"name": "data", "mountPath": "/data", "subPath": sp});
+    let none = json!({});
+    let case = |what, pod, want: &str| Case {
+        what,
+        pod,
+        want: want.to_string(),
+    };
+    vec![
+        case(
+            "a comma: a second apptainer/singularity bind of the host's /etc",
+            pod("comma-mount", m("/x,/etc:/hostetc"), none.clone()),
+            r#"container "main": volumeMounts[0].mountPath "/x,/etc:/hostetc" must not contain a comma"#,
+        ),
+        case(
+            "a colon: podman -v options / a second path",
+            pod("colon-mount", m("/data:/etc"), none.clone()),
+            r#"container "main": volumeMounts[0].mountPath "/data:/etc" must not contain a colon"#,
+        ),
+        case(
+            "a newline: a new line in the job script",
+            pod("newline-mount", m("/x\n#SBATCH --uid=0"), none.clone()),
+            r#"volumeMounts[0].mountPath "/x\n#SBATCH --uid=0" must not contain a control character"#,
+        ),
+        case(
+            "quotes: shell quoting of the job script",
+            pod("quote-mount", m("/x'\"y"), none.clone()),
+            "must not contain a quote",
+        ),
+        case(
+            "a backslash",
+            pod("backslash-mount", m("/x\\y"), none.clone()),
+            "must not contain a backslash",
+        ),
+        case(
+            "a comma in subPath: the host side of the bind",
+            pod("comma-subpath", msp("a,/etc:/hostetc"), none.clone()),
+            r#"container "main": volumeMounts[0].subPath "a,/etc:/hostetc" must not contain a comma"#,
+        ),
+        case(
+            "a subPath climbing out of the volume",
+            pod("up-subpath", msp("../../../../etc"), none.clone()),
+            r#"volumeMounts[0].subPath "../../../../etc" must not have a '..' component"#,
+        ),
+        case(
+            "an absolute subPath",
+            pod("abs-subpath", msp("/etc"), none.clone()),
+            r#"subPath "/etc" must be a relative path"#,
+        ),
+        case(
+            "a workingDir climbing out of the pod (the reported one)",
+            pod(
+                "up-workdir",
+                m("/data"),
+                json!({"workingDir": "/../../../../tmp/x"}),
+            ),
+            r#"container "main": workingDir "/../../../../tmp/x" must not have a '..' component"#,
+        ),
+        case(
+            "a workingDir climbing to a place this test watches",
+            pod(
+                "escape-workdir",
+                m("/data"),
+                json!({"workingDir": escape_wd}),
+            ),
+            "must not have a '..' component",
+        ),
+        case(
+            "a workingDir with a comma",
+            pod("comma-workdir", m("/data"), json!({"workingDir": "/w,x"})),
+            r#"workingDir "/w,x" must not contain a comma"#,
+        ),
+        case(
+            "a relative workingDir",
+            pod("rel-workdir", m("/data"), json!({"workingDir": "w"})),
+            r#"workingDir "w" must be an absolute path"#,
+        ),
+        case(
+            "a volume name that is not a DNS label (it names directories and variables)",
+            {
+                let mut p = pod(
+                    "bad-volume",
+                    json!({"name": "Da_ta", "mountPath": "/d"}),
+                    none,
+                );
+                p["spec"]["volumes"][0]["name"] = json!("Da_ta");
+                p
+            },
+            r#"volume "Da_ta": name is not a valid DNS label"#,
+        ),
+    ]
+}
+
+/// A safe pod: it is accepted, so a refusal above is about the path.
+fn good_pod() -> Value {
+    pod(
+        "safe-paths",
+        json!({"name": "data", "mountPath": "/data", "subPath": "sub"}),
+        json!({"workingDir": "/data"}),
+    )
+}
+
+fn create_body(pod: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"pod": pod, "container": [{"name": "main"}]})).unwrap()
+}
+
+/// POST every case to `/create`; each must be a 400 whose JSON error says why.
+fn assert_all_refused(client: &PluginClient, cases: &[Case], plugin: &str) {
+    for c in cases {
+        let r: Response = client
+            .request("POST", "/create", Some(&create_body(&c.pod)))
+            .unwrap_or_else(|e| panic!("{plugin}: {}: {e:#}", c.what));
+        assert_eq!(r.status, 400, "{plugin}: {}: {}", c.what, r.text());
+        let err = r
+            .error()
+            .unwrap_or_else(|| panic!("{plugin}: {}: no JSON error: {}", c.what, r.text()));
+        assert!(
+            err.contains(&c.want),
+            "{plugin}: {}: error {err:?} should contain {:?}",
+            c.what,
+            c.want
+        );
+    }
+}
+
+/// Every file and directory under `dir`.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+// ---------------------------------------------------------------- local
+
+#[test]
+fn local_plugin_refuses_unsafe_paths_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
+    let plugin_dir = dir.path().join("plugin");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    let (_plugin, client) = start_local(&plugin_dir).unwrap();
+    let escape = dir.path().join("escaped");
+    let before = tree(&plugin_dir.join("data"));
+
+    assert_all_refused(&client, &cases(&escape), "local");
+
+    assert!(!escape.exists(), "a directory was made outside the pod");
+    assert_eq!(
+        tree(&plugin_dir.join("data")),
+        before,
+        "a refused pod left files in the data root"
+    );
+
+    // the same pod with a safe workingDir runs, in its volume
+    let mut good = good_pod();
+    good["spec"]["containers"][0]["command"] = json!(["sh", "-c", "pwd"]);
+    let data: RetrievedPodData =
+        serde_json::from_slice(&create_body(&good)).expect("RetrievedPodData");
+    client.create_ok(&data).unwrap();
+    let st = client
+        .wait_status(&data.pod, T, "main to finish", |s| {
+            interlink_test_harness::plugin::all_terminated(s)
+        })
+        .unwrap();
+    assert_eq!(
+        interlink_test_harness::plugin::exit_code(&st, "main"),
+        Some(0)
+    );
+    let uid = interlink::pod_uid(&data.pod).to_string();
+    let r = client
+        .logs(&interlink_test_harness::plugin::log_req(
+            &data.pod,
+            "main",
+            Default::default(),
+        ))
+        .unwrap();
+    let pwd = r.text();
+    assert!(
+        Path::new(pwd.trim()).starts_with(plugin_dir.join("data")) && pwd.contains(&uid),
+        "the working directory {pwd:?} is inside the pod's directory"
+    );
+    client.delete(&data.pod).unwrap().ok().unwrap();
+}
+
+// ---------------------------------------------------------------- slurm
+
+/// The cluster's config, if a controller answers (see tests/tests/plugin_slurm.rs).
+fn slurm_conf() -> Option<PathBuf> {
+    let conf = std::env::var_os("SLURM_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
+    let why = if !conf.exists() {
+        format!("no Slurm config at {}", conf.display())
+    } else {
+        match Command::new("scontrol")
+            .arg("ping")
+            .env("SLURM_CONF", &conf)
+            .output()
+        {
+            Err(e) => format!("scontrol not runnable: {e}"),
+            Ok(o) if String::from_utf8_lossy(&o.stdout).contains("is UP") => return Some(conf),
+            Ok(o) => format!(
+                "slurmctld is not up: {}",
+                String::from_utf8_lossy(&o.stdout).trim()
+            ),
+        }
+    };
+    if backends_required() {
+        panic!("Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}");
+    }
+    eprintln!("SKIP: Slurm part of the mount path test: {why}");
+    None
+}
+
+/// Job names of the cluster's queue.
+fn queued_job_names(conf: &Path) -> Vec<String> {
+    let o = Command::new("squeue")
+        .args(["-h", "-o", "%j"])
+        .env("SLURM_CONF", conf)
+        .output()
+        .expect("squeue");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn slurm_plugin_refuses_unsafe_paths_before_submitting_a_job() {
+    let Some(conf) = slurm_conf() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let escape = dir.path().join("escaped");
+    let cases = cases(&escape);
+    // sbatch as a recorder: each call is logged, then the real sbatch runs
+    let calls = dir.path().join("sbatch.calls");
+    let sbatch = dir.path().join("sbatch");
+    std::fs::write(
+        &sbatch,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec sbatch \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sbatch, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    for runtime in ["apptainer", "singularity", "podman"] {
+        let data = dir.path().join(runtime);
+        std::fs::create_dir_all(&data).unwrap();
+        let cfg = data.join("plugin.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  container_runtime: {runtime}\n  sbatch: {}\n",
+                conf.display(),
+                sbatch.display()
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(bin("interlink-slurm"));
+        cmd.arg("--config")
+            .arg(&cfg)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-root")
+            .arg(data.join("root"));
+        let _plugin = Proc::spawn("interlink-slurm", cmd, &data.join("plugin.log")).unwrap();
+        wait_for_tcp(port, Duration::from_secs(20)).unwrap();
+        let client = PluginClient::tcp(port);
+
+        assert_all_refused(&client, &cases, &format!("slurm ({runtime})"));
+
+        assert!(
+            !calls.exists(),
+            "slurm ({runtime}): sbatch was called for a refused pod: {}",
+            std::fs::read_to_string(&calls).unwrap_or_default()
+        );
+        let pods = tree(&data.join("root/pods"));
+        assert!(
+            pods.is_empty(),
+            "slurm ({runtime}): a refused pod left {pods:?}"
+        );
+        let names = queued_job_names(&conf);
+        for c in &cases {
+            let job = format!("default-{}", c.pod["metadata"]["name"].as_str().unwrap());
+            assert!(
+                !names.contains(&job),
+                "slurm ({runtime}): job {job} is queued"
+            );
+        }
+        assert!(!escape.exists());
+    }
+
+    // the safe pod is submitted (the recorder sees one sbatch), its script binds
+    // the volume once, and it is deleted again
+    let data = dir.path().join("good");
+    std::fs::create_dir_all(&data).unwrap();
+    let cfg = data.join("plugin.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  container_runtime: apptainer\n  sbatch: {}\n",
+            conf.display(),
+            sbatch.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin("interlink-slurm"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-root")
+        .arg(data.join("root"));
+    let _plugin = Proc::spawn("interlink-slurm", cmd, &data.join("plugin.log")).unwrap();
+    wait_for_tcp(port, Duration::from_secs(20)).unwrap();
+    let mut client = PluginClient::tcp(port);
+    client.timeout = Duration::from_secs(90);
+    let good = good_pod();
+    let uid = good["metadata"]["uid"].as_str().unwrap().to_string();
+    let r = client
+        .request("POST", "/create", Some(&create_body(&good)))
+        .unwrap();
+    let deleted = || {
+        let body = serde_json::to_vec(&good).unwrap();
+        client.request("POST", "/delete", Some(&body)).ok()
+    };
+    assert_eq!(r.status, 200, "the safe pod: {}", r.text());
+    let script = std::fs::read_to_string(data.join("root/pods").join(&uid).join("job.sh"))
+        .expect("job.sh of the safe pod");
+    deleted();
+    assert_eq!(
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        1,
+        "one sbatch, for the safe pod"
+    );
+    let binds: Vec<&str> = script
+        .split_whitespace()
+        .filter(|w| *w == "--bind")
+        .collect();
+    assert_eq!(binds.len(), 1, "one --bind in:\n{script}");
+    assert!(
+        script.contains("/volumes/data/sub:/data") && script.contains("--pwd /data"),
+        "{script}"
+    );
+}
+
+// ---------------------------------------------------------------- docker
+
+/// The engine's environment from scripts/engine-setup.sh's env file.
+fn engine_env() -> Option<BTreeMap<String, String>> {
+    let dir = std::env::var("ENGINE_DIR").unwrap_or_else(|_| "/tmp/engine".into());
+    let file = Path::new(&dir).join("env.sh");
+    let why = match std::fs::read_to_string(&file) {
+        Err(e) => format!(
+            "no engine env file {} ({e}): run scripts/engine-setup.sh as root",
+            file.display()
+        ),
+        Ok(text) => {
+            let env: BTreeMap<String, String> = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("export ")?.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+                .collect();
+            match Command::new("podman").arg("--version").envs(&env).output() {
+                Ok(o) if o.status.success() => return Some(env),
+                Ok(o) => format!(
+                    "podman --version failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => format!("podman is not installed: {e}"),
+            }
+        }
+    };
+    if backends_required() {
+        panic!(
+            "the container engine is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}"
+        );
+    }
+    eprintln!("SKIP: docker part of the mount path test: {why}");
+    None
+}
+
+#[test]
+fn docker_plugin_refuses_unsafe_paths_and_starts_no_container() {
+    let Some(env) = engine_env() else { return };
+    let dir = tempfile::Builder::new()
+        .prefix("il-docker-paths-")
+        .tempdir()
+        .unwrap();
+    let engine_sock = dir.path().join("engine.sock");
+    let mut cmd = Command::new("podman");
+    cmd.envs(&env)
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", engine_sock.display()));
+    let _engine = Proc::spawn("podman-service", cmd, &dir.path().join("engine.log")).unwrap();
+    wait_for_unix_socket(&engine_sock, T).expect("podman service socket");
+    let image = env
+        .get("ENGINE_IMAGE")
+        .cloned()
+        .unwrap_or_else(|| "localhost/mini:latest".into());
+    let sock = dir.path().join("plugin.sock");
+    let cfg = dir.path().join("plugin.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: unix://{}\ndata_root: {}\ndocker:\n  docker_host: unix://{}\n  infra_image: {image}\n  infra_command: [sleep, \"2147483647\"]\n  image_pull_policy: IfNotPresent\n",
+            sock.display(),
+            dir.path().join("data").display(),
+            engine_sock.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin("interlink-docker"));
+    cmd.arg("--config").arg(&cfg);
+    let _plugin = Proc::spawn("interlink-docker", cmd, &dir.path().join("plugin.log")).unwrap();
+    wait_for_unix_socket(&sock, T).expect("plugin socket");
+    let client = PluginClient::unix(&sock);
+
+    let escape = dir.path().join("escaped");
+    let cases = cases(&escape);
+    assert_all_refused(&client, &cases, "docker");
+    assert!(!escape.exists());
+
+    // no container of any refused pod exists in the engine
+    for c in &cases {
+        let uid = c.pod["metadata"]["uid"].as_str().unwrap();
+        let o = Command::new("podman")
+            .envs(&env)
+            .args(["ps", "-a", "-q", "--filter"])
+            .arg(format!("label=interlink.pod-uid={uid}"))
+            .output()
+            .expect("podman ps");
+        assert!(o.status.success(), "podman ps failed");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "",
+            "docker: {}: a container exists",
+            c.what
+        );
+    }
+}
