@@ -412,14 +412,25 @@ fn slurm_plugin_refuses_unsafe_paths_before_submitting_a_job() {
         1,
         "one sbatch, for the safe pod"
     );
-    let binds: Vec<&str> = script
+    // the subPath goes through the plugin's helper (opened without following
+    // links when the container starts); apptainer binds only the helper's target
+    let line = script
+        .lines()
+        .find(|l| l.contains("apptainer exec"))
+        .unwrap_or_else(|| panic!("no apptainer line in:\n{script}"));
+    let (helper, runtime) = line.split_once(" -- ").expect("helper before the runtime");
+    assert!(
+        helper.contains("subpath-exec --bind-create") && helper.contains("/volumes/data sub "),
+        "{line}"
+    );
+    let binds: Vec<&str> = runtime
         .split_whitespace()
         .filter(|w| *w == "--bind")
         .collect();
-    assert_eq!(binds.len(), 1, "one --bind in:\n{script}");
+    assert_eq!(binds.len(), 1, "one --bind in:\n{line}");
     assert!(
-        script.contains("/volumes/data/sub:/data") && script.contains("--pwd /data"),
-        "{script}"
+        runtime.contains("/subpaths/") && runtime.contains(":/data --pwd /data"),
+        "{line}"
     );
 }
 
