@@ -255,6 +255,50 @@ fn local_plugin_refuses_unsafe_paths_and_creates_nothing() {
     client.delete(&data.pod).unwrap().ok().unwrap();
 }
 
+// ---------------------------------------------------------------- API server
+
+/// The `interlink` API server refuses the same pods itself (400, JSON error),
+/// before forwarding anything to its plugin.
+#[test]
+fn api_server_refuses_unsafe_paths_before_the_plugin_sees_them() {
+    use interlink_test_harness::apiserver::{Listen, start_interlink};
+    let dir = tempfile::tempdir().unwrap();
+    let _reap = ReapLocalPods(dir.path().to_path_buf());
+    let (_plugin, _) = start_local(dir.path()).unwrap();
+    let sidecar = format!("unix://{}", dir.path().join("plugin.sock").display());
+    let srv = start_interlink(dir.path(), "interlink", &Listen::Tcp, &sidecar, "").unwrap();
+    let raw = srv.raw();
+    let escape = dir.path().join("escaped");
+    for c in cases(&escape) {
+        let body = serde_json::to_vec(&json!({"pod": c.pod})).unwrap();
+        let r = raw.request("POST", "/create", Some(&body)).unwrap();
+        assert_eq!(r.status, 400, "api server: {}: {}", c.what, r.text());
+        let err = r.error().expect("JSON error");
+        // the server names fields by their place in the pod spec
+        let ok = match c.want.strip_prefix("volume ") {
+            Some(_) => err.contains("\"Da_ta\" is not a valid DNS label"),
+            None => err.contains(
+                c.want
+                    .strip_prefix("container \"main\": ")
+                    .unwrap_or(&c.want),
+            ),
+        };
+        assert!(ok, "api server: {}: {err:?} (want {:?})", c.what, c.want);
+        assert!(
+            err.contains("\"main\"") || err.contains("spec.volumes"),
+            "the error names the container: {err}"
+        );
+    }
+    assert!(!escape.exists());
+    let pods_dir = dir.path().join("data/pods");
+    assert!(
+        pods_dir.is_dir(),
+        "the plugin keeps its pods in {pods_dir:?}"
+    );
+    let pods = tree(&pods_dir);
+    assert!(pods.is_empty(), "the plugin saw a refused pod: {pods:?}");
+}
+
 // ---------------------------------------------------------------- slurm
 
 /// The cluster's config, if a controller answers (see tests/tests/plugin_slurm.rs).
