@@ -20,5 +20,5 @@ pub mod quantity;
 pub mod serve;
 pub mod validate;
 
-pub use provider::{LogStream, PluginError, Provider};
+pub use provider::{LogStream, PluginError, Provider, check_log_target};
 pub use serve::{Listen, serve};
