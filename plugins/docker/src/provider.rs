@@ -187,6 +187,7 @@ impl Inner {
                 )));
             }
         }
+        spec::check_host_access(pod, &self.config).map_err(PluginError::BadRequest)?;
         if let Some(rec) = lock(&self.pods).get(&uid)
             && rec.failure.is_none()
         {
