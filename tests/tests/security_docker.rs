@@ -292,6 +292,15 @@ fn allowed_host_settings_reach_the_engine_and_logs_check_names() {
             .with_container("main", |c| {
                 c.security_context = Some(SecurityContext {
                     privileged: Some(true),
+                    ..Default::default()
+                })
+            }),
+    );
+    let caps = w.pod(
+        PodBuilder::new("netadmin")
+            .container("main", &["sleep", "30"])
+            .with_container("main", |c| {
+                c.security_context = Some(SecurityContext {
                     capabilities: Some(Capabilities {
                         add: Some(vec!["CAP_NET_ADMIN".into()]),
                         drop: None,
@@ -300,20 +309,20 @@ fn allowed_host_settings_reach_the_engine_and_logs_check_names() {
                 })
             }),
     );
-    w.client.create_ok(&b.data()).unwrap();
-    w.client
-        .wait_status(&b.pod, T, "main running", |s| is_running(s, "main"))
-        .unwrap();
-    let ids = w.containers_of(b.uid(), "container");
-    assert_eq!(ids.len(), 1, "{ids:?}");
-    let inspect = w.podman(&[
-        "inspect",
-        "--format",
-        "{{.HostConfig.Privileged}} {{.HostConfig.CapAdd}}",
-        &ids[0],
-    ]);
-    assert!(inspect.starts_with("true"), "{inspect}");
-    assert!(inspect.contains("NET_ADMIN"), "{inspect}");
+    for (p, format, want) in [
+        (&b, "{{.HostConfig.Privileged}}", "true"),
+        (&caps, "{{.HostConfig.CapAdd}}", "NET_ADMIN"),
+    ] {
+        w.client.create_ok(&p.data()).unwrap();
+        w.client
+            .wait_status(&p.pod, T, "main running", |s| is_running(s, "main"))
+            .unwrap();
+        let ids = w.containers_of(p.uid(), "container");
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        let inspect = w.podman(&["inspect", "--format", format, &ids[0]]);
+        assert!(inspect.contains(want), "{format}: {inspect}");
+    }
+    w.client.delete(&caps.pod).unwrap().ok().unwrap();
     // a capability the admin did not list stays refused
     let other = w.pod(
         PodBuilder::new("other")
