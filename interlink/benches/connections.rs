@@ -62,10 +62,7 @@ fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
 }
 
 fn reaping(rt: &tokio::runtime::Runtime, n: usize) {
-    let (port, stop) = start(
-        rt,
-        "HeaderReadTimeoutSeconds: 1\nMaxConnections: 100000\n",
-    );
+    let (port, stop) = start(rt, "HeaderReadTimeoutSeconds: 1\nMaxConnections: 100000\n");
     let base = open_fds();
     let t = Instant::now();
     let mut socks: Vec<TcpStream> = (0..n).map(|_| connect(port)).collect();
@@ -96,7 +93,8 @@ fn slow_body(rt: &tokio::runtime::Runtime) {
         b"POST /create HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
     )
     .unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let t = Instant::now();
     let mut sent = 0;
     let mut buf = [0u8; 512];

@@ -88,7 +88,10 @@ fn drip_body(port: u16, path: &str, auth: bool, len: usize, every: Duration) -> 
 }
 
 fn assert_body_cut(answer: &str, sent: usize, len: usize, what: &str) {
-    assert!(sent < len, "{what}: the whole body was accepted ({sent} bytes)");
+    assert!(
+        sent < len,
+        "{what}: the whole body was accepted ({sent} bytes)"
+    );
     assert!(
         answer.starts_with("HTTP/1.1 408"),
         "{what}: expected a 408, got {answer:?}"
@@ -218,7 +221,10 @@ fn api_server_serves_clients_past_a_flood_of_idle_sockets() {
     let fds = std::fs::read_dir(format!("/proc/{}/fd", srv.proc.pid()))
         .unwrap()
         .count();
-    assert!(fds < 300, "{fds} descriptors open for a limit of 256 connections");
+    assert!(
+        fds < 300,
+        "{fds} descriptors open for a limit of 256 connections"
+    );
     drop((flood, half));
 }
 
@@ -326,7 +332,11 @@ fn plugin_serves_clients_past_a_flood_of_idle_sockets() {
     );
     let p = PodBuilder::new("ticker").container(
         "main",
-        &["sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done",
+        ],
     );
     c.create_ok(&p.data()).unwrap();
     let mut follow = c
@@ -339,7 +349,9 @@ fn plugin_serves_clients_past_a_flood_of_idle_sockets() {
             },
         ))
         .unwrap();
-    follow.wait_for("tick-1\n", Duration::from_secs(20)).unwrap();
+    follow
+        .wait_for("tick-1\n", Duration::from_secs(20))
+        .unwrap();
 
     let flood: Vec<TcpStream> = (0..200).map(|_| connect(port)).collect();
     for _ in 0..5 {
@@ -350,7 +362,9 @@ fn plugin_serves_clients_past_a_flood_of_idle_sockets() {
         );
     }
     // the stream in flight was never taken for room
-    let seen = String::from_utf8_lossy(&follow.body).matches("tick-").count();
+    let seen = String::from_utf8_lossy(&follow.body)
+        .matches("tick-")
+        .count();
     follow
         .wait_for(&format!("tick-{}\n", seen + 5), Duration::from_secs(20))
         .unwrap();

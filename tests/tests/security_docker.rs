@@ -54,7 +54,9 @@ fn engine_env() -> Option<(BTreeMap<String, String>, String)> {
         }
     };
     if backends_required() {
-        panic!("the container engine is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}");
+        panic!(
+            "the container engine is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}"
+        );
     }
     eprintln!("SKIP: docker security test: {why}");
     None
@@ -281,9 +283,8 @@ fn host_reaching_settings_are_refused_unless_the_admin_allows_them() {
 
 #[test]
 fn allowed_host_settings_reach_the_engine_and_logs_check_names() {
-    let Some(mut w) = World::new(
-        "  allow_privileged: true\n  allowed_capabilities: [NET_ADMIN]\n",
-    ) else {
+    let Some(mut w) = World::new("  allow_privileged: true\n  allowed_capabilities: [NET_ADMIN]\n")
+    else {
         return;
     };
     let b = w.pod(

@@ -103,7 +103,10 @@ fn a_module_leaking_host_resources_traps_with_a_clear_error() {
         "no clear error: {lines:?}"
     );
     // a fresh instance serves the next pod
-    assert_eq!(mark(&ext.map_resources(&resource_input("good-1"))), Some("7"));
+    assert_eq!(
+        mark(&ext.map_resources(&resource_input("good-1"))),
+        Some("7")
+    );
 }
 
 #[test]
@@ -133,13 +136,7 @@ fn host_resources_are_bounded_per_call_not_per_module_lifetime() {
 #[test]
 fn a_module_importing_sockets_loads_and_traps_when_it_uses_them() {
     let dir = tempfile::tempdir().unwrap();
-    install(
-        dir.path(),
-        "resources",
-        "net.wasm",
-        "socket_import",
-        None,
-    );
+    install(dir.path(), "resources", "net.wasm", "socket_import", None);
     let ext = start(dir.path());
     assert_eq!(loaded(&ext), vec!["net.wasm"], "{:?}", ext.rejections());
     assert_eq!(

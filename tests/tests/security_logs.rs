@@ -17,8 +17,13 @@ fn get_logs_checks_namespace_and_pod_name_against_the_uid() {
     let (_plugin, c) = start_local(dir.path()).unwrap();
     let p = PodBuilder::new("owner").container("main", &["sh", "-c", "echo private-output"]);
     c.create_ok(&p.data()).unwrap();
-    c.wait_status(&p.pod, Duration::from_secs(20), "main to finish", all_terminated)
-        .unwrap();
+    c.wait_status(
+        &p.pod,
+        Duration::from_secs(20),
+        "main to finish",
+        all_terminated,
+    )
+    .unwrap();
 
     let good = log_req(&p.pod, "main", ContainerLogOpts::default());
     let r = c.logs(&good).unwrap();
@@ -37,7 +42,9 @@ fn get_logs_checks_namespace_and_pod_name_against_the_uid() {
         req.pod_name = name.into();
         let r = c.logs(&req).unwrap();
         assert_eq!(r.status, 404, "{case}: {}", r.text());
-        let msg = r.error().unwrap_or_else(|| panic!("{case}: no JSON error: {}", r.text()));
+        let msg = r
+            .error()
+            .unwrap_or_else(|| panic!("{case}: no JSON error: {}", r.text()));
         assert!(msg.contains(p.uid()), "{case}: {msg}");
         assert!(
             !r.text().contains("private-output"),

@@ -252,8 +252,7 @@ fn link_imports(
                 ComponentItem::Resource(_) => {
                     // a resource another interface defines (`use wasi:io/poll.{pollable}`)
                     // must keep that interface's type, or the module does not link
-                    let ty = shared_resource(item)
-                        .unwrap_or_else(ResourceType::host::<()>);
+                    let ty = shared_resource(item).unwrap_or_else(ResourceType::host::<()>);
                     li.resource(item, ty, |_, _| Ok(())).map_err(stub)?;
                 }
                 _ => {}

@@ -11,9 +11,7 @@ use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::{self, StringMap, admission, annotations, resources, state, wit};
 use super::metrics::ModuleMetrics;
-use super::sandbox::{
-    Budget, KEPT_HOST_RESOURCES, MAX_HOST_RESOURCES, StoreState, enforce_budget,
-};
+use super::sandbox::{Budget, KEPT_HOST_RESOURCES, MAX_HOST_RESOURCES, StoreState, enforce_budget};
 
 /// The four hooks, in the order of their folders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

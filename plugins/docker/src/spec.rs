@@ -93,7 +93,10 @@ pub fn check_host_access(pod: &Pod, config: &Config) -> Result<(), String> {
         }
     }
     let all = [
-        ("initContainers", spec.init_containers.as_deref().unwrap_or_default()),
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
         ("containers", spec.containers.as_slice()),
     ];
     for (list, containers) in all {
@@ -338,7 +341,10 @@ mod tests {
                     "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}]}),
                 "spec.initContainers[0] (\"i\").securityContext.capabilities.add",
             ),
-            (json!({"containers": [], "hostNetwork": true}), "spec.hostNetwork"),
+            (
+                json!({"containers": [], "hostNetwork": true}),
+                "spec.hostNetwork",
+            ),
             (json!({"containers": [], "hostPID": true}), "spec.hostPID"),
             (json!({"containers": [], "hostIPC": true}), "spec.hostIPC"),
         ];
@@ -356,8 +362,10 @@ mod tests {
             check_host_access(&pod(spec.clone()), &open).unwrap();
         }
         // allowed settings reach the engine
-        let p = pod(json!({"hostNetwork": true, "hostPID": true, "containers": [{"name": "c", "image": "i",
-            "securityContext": {"privileged": true, "capabilities": {"add": ["CAP_NET_ADMIN"], "drop": ["ALL"]}}}]}));
+        let p = pod(
+            json!({"hostNetwork": true, "hostPID": true, "containers": [{"name": "c", "image": "i",
+            "securityContext": {"privileged": true, "capabilities": {"add": ["CAP_NET_ADMIN"], "drop": ["ALL"]}}}]}),
+        );
         let c = &p.spec.as_ref().unwrap().containers[0];
         let hc = container(&p, c, Role::Regular, "INF", &[], vec![])
             .unwrap()

@@ -61,11 +61,7 @@ pub trait Provider: Send + Sync + 'static {
 /// `/create`, after any mapping the caller did): a request that names another
 /// pod is answered 404, as if the UID were unknown, so a UID alone does not
 /// reach a pod's logs under another name.
-pub fn check_log_target(
-    req: &LogStruct,
-    namespace: &str,
-    name: &str,
-) -> Result<(), PluginError> {
+pub fn check_log_target(req: &LogStruct, namespace: &str, name: &str) -> Result<(), PluginError> {
     if req.namespace == namespace && req.pod_name == name {
         return Ok(());
     }
