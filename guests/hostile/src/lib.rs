@@ -8,7 +8,9 @@
 //! - `mode`: `none` (behave: add the marker), `loop` (spin forever), `bomb`
 //!   (allocate until memory runs out), `trap` (panic), `huge` (return a result of
 //!   several MiB), `sleep` (block on a clock), `print` (write to stdout/stderr,
-//!   then behave), `deny` (admission: deny).
+//!   then behave), `deny` (admission: deny), `leak` (create host pollables
+//!   and never drop them, without end), `leak-some` (leak 100 pollables, then
+//!   behave).
 //! - `trigger`: misbehave only for pods whose name starts with this (default:
 //!   every pod, which makes the module fail its smoke call at load).
 //! - `mark`: the marker a well-behaved call leaves: resource `example.com/mark`,
@@ -83,8 +85,24 @@ fn misbehave(pod_name: &str) -> Option<String> {
         }
         "huge" => Some("x".repeat(4 << 20)),
         "deny" => Some("denied by the hostile test module".into()),
+        "leak" => loop {
+            leak_pollable();
+        },
+        "leak-some" => {
+            for _ in 0..100 {
+                leak_pollable();
+            }
+            None
+        }
         _ => None,
     }
+}
+
+/// A host pollable (a clock timer) the module never drops: host memory the
+/// module's own memory bound does not see.
+fn leak_pollable() {
+    let p = wasip2::clocks::monotonic_clock::subscribe_duration(1_000_000_000);
+    std::mem::forget(p);
 }
 
 fn mark() -> String {

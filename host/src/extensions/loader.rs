@@ -211,8 +211,12 @@ const PROVIDED: &[&str] = &[
 ];
 
 /// Check the module's imports, and give the linker a trapping stub for each
-/// WASI interface the sandbox withholds (sockets...): calling one traps.
-/// Imports from outside WASI and this package make the module fail to link.
+/// WASI interface the sandbox withholds (sockets...): the module loads, and
+/// calling one of those functions traps ("... is not available to interlink
+/// extensions"). Their resources are stubs too, except those they share with
+/// the interfaces the host does provide (`wasi:io` pollables and streams),
+/// which keep the host's types so the module links. Imports from outside WASI
+/// and this package make the module fail to link.
 fn link_imports(
     engine: &Engine,
     component: &Component,
@@ -246,14 +250,28 @@ fn link_imports(
                     .map_err(stub)?;
                 }
                 ComponentItem::Resource(_) => {
-                    li.resource(item, ResourceType::host::<()>(), |_, _| Ok(()))
-                        .map_err(stub)?;
+                    // a resource another interface defines (`use wasi:io/poll.{pollable}`)
+                    // must keep that interface's type, or the module does not link
+                    let ty = shared_resource(item).unwrap_or_else(ResourceType::host::<()>);
+                    li.resource(item, ty, |_, _| Ok(())).map_err(stub)?;
                 }
                 _ => {}
             }
         }
     }
     Ok(())
+}
+
+/// The host's type of a `wasi:io` resource that withheld interfaces use.
+fn shared_resource(item: &str) -> Option<wasmtime::component::ResourceType> {
+    use wasmtime::component::ResourceType;
+    Some(match item {
+        "pollable" => ResourceType::host::<wasmtime_wasi_io::poll::DynPollable>(),
+        "input-stream" => ResourceType::host::<wasmtime_wasi_io::streams::DynInputStream>(),
+        "output-stream" => ResourceType::host::<wasmtime_wasi_io::streams::DynOutputStream>(),
+        "error" => ResourceType::host::<wasmtime_wasi_io::streams::Error>(),
+        _ => return None,
+    })
 }
 
 /// Compile, link, and smoke-call a module.

@@ -16,11 +16,21 @@
 //! is rejected with a logged reason and the previous version keeps serving.
 //!
 //! Every call is bounded in time (CPU time of the calling thread, checked at
-//! each epoch tick, with a wall-clock backstop) and memory; a module that
+//! each epoch tick, with a wall-clock backstop), memory, and host resources
+//! (pollables, streams: at most 1024 held at once, and an instance still
+//! holding more than 64 after a call is replaced by a fresh one, so each call
+//! is bounded on its own); a module that
 //! traps, times out, exhausts memory or answers nonsense is logged with its
 //! name, counted in the metrics, and skipped (the previous stage's result
 //! stands). Admission is the exception: a failing policy denies the pod unless
 //! [`ExtensionSettings::admission_fail_open`].
+//!
+//! WASI gives a module clocks, randomness, an empty environment, stdout/stderr
+//! into the log and non-blocking streams; no file and no network. A module that
+//! imports another WASI interface (`wasi:sockets/*`, ...) still loads: each of
+//! those functions traps when called ("... is not available to interlink
+//! extensions"). Imports from outside WASI and `interlink:extensions` make the
+//! module fail to link.
 
 mod bindings;
 mod loader;

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::InstancePre;
+use wasmtime::component::{InstancePre, ResourceTableError};
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::{self, StringMap, admission, annotations, resources, state, wit};
 use super::metrics::ModuleMetrics;
-use super::sandbox::{Budget, StoreState, enforce_budget};
+use super::sandbox::{Budget, KEPT_HOST_RESOURCES, MAX_HOST_RESOURCES, StoreState, enforce_budget};
 
 /// The four hooks, in the order of their folders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -184,6 +184,17 @@ fn classify(e: wasmtime::Error) -> CallError {
             || t.contains("memory growth failure")
             || t.contains("memory limit")
     }) || trap == Some(Trap::AllocationTooLarge);
+    let table_full = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        return CallError::Memory(format!(
+            "the module holds more than {MAX_HOST_RESOURCES} host resources (pollables, streams) at once"
+        ));
+    }
     let text = match trap {
         Some(t) => t.to_string(),
         None => e.root_cause().to_string(),
@@ -276,10 +287,21 @@ impl Module {
         }));
         self.metrics.latency.observe(start.elapsed().as_secs_f64());
         match outcome {
-            Ok(Ok((r, inst))) => {
-                let mut pool = lock(&self.pool);
-                if pool.len() < POOL_MAX {
-                    pool.push(inst);
+            Ok(Ok((r, mut inst))) => {
+                // an instance that kept what its calls created is not reused:
+                // host resources are not in its memory bound
+                let held = inst.store.data_mut().host_resources();
+                if held > KEPT_HOST_RESOURCES {
+                    tracing::info!(
+                        module = self.label(),
+                        held,
+                        "extension instance holds too many host resources; starting a fresh one"
+                    );
+                } else {
+                    let mut pool = lock(&self.pool);
+                    if pool.len() < POOL_MAX {
+                        pool.push(inst);
+                    }
                 }
                 Ok(r)
             }

@@ -26,6 +26,15 @@ use super::bindings::host;
 const LOG_LINES_PER_CALL: u32 = 32;
 /// Longest log message / field value kept (bytes).
 const LOG_TEXT_MAX: usize = 1024;
+/// Host resources (pollables, streams, ...) one instance may hold at once.
+/// They live in the host, outside the module's memory bound: a module that
+/// would create more traps ("resource table has no free keys").
+pub(crate) const MAX_HOST_RESOURCES: usize = 1024;
+/// An instance still holding more host resources than this after a call is
+/// dropped instead of reused, and what it leaked with it: each call starts
+/// with at most this many, so each call may create at most
+/// `MAX_HOST_RESOURCES - KEPT_HOST_RESOURCES` of its own.
+pub(crate) const KEPT_HOST_RESOURCES: usize = 64;
 /// Epoch tick: the granularity of call deadlines.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 
@@ -150,6 +159,11 @@ impl StoreState {
         self.budget = budget;
     }
 
+    /// Host resources the instance holds now.
+    pub(crate) fn host_resources(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+
     pub(crate) fn new(module: Arc<str>, config: Arc<str>, memory_limit: usize) -> StoreState {
         // nothing preopened, no environment, no arguments, no network
         let wasi = WasiCtx::builder()
@@ -157,9 +171,11 @@ impl StoreState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         StoreState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_limit)
                 .table_elements(100_000)
@@ -238,9 +254,11 @@ impl host::Host for StoreState {
 
 /// The linker every module is linked with: our `host` interface, clocks,
 /// random, cli (empty environment, closed stdin, stdout/stderr into the log),
-/// no preopened directory, and non-blocking I/O streams. Anything else a module
-/// imports from `wasi:` (sockets...) traps when called; imports from anywhere
-/// else make the module fail to link.
+/// no preopened directory, and non-blocking I/O streams. The loader adds a
+/// stub for each other `wasi:` interface a module imports (sockets...), so
+/// such a module loads and each of those functions traps when called
+/// (`loader::link_imports`); imports from outside WASI and this package make
+/// the module fail to link.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
     use wasmtime_wasi::random::WasiRandom;

@@ -10,6 +10,9 @@ use super::error::ApiError;
 /// The body's bytes, at most `limit` of them.
 pub async fn read(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if let Some(t) = super::connections::body_read_timeout(&e) {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, t.to_string());
+        }
         let too_big = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");

@@ -3,8 +3,14 @@
 //! that name the key.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use super::connections::{
+    ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    default_max_connections,
+};
 
 /// Largest accepted value of a setting in seconds (about 31 years).
 const MAX_SECONDS: f64 = 1e9;
@@ -48,6 +54,21 @@ pub struct ServerConfig {
     /// How long shutdown waits for requests in flight.
     #[serde(rename = "ShutdownGraceSeconds")]
     pub shutdown_grace_seconds: f64,
+    /// Time for a request head to arrive on a new connection (or from the first
+    /// byte of a later request); a connection that sends nothing is closed then.
+    #[serde(rename = "HeaderReadTimeoutSeconds")]
+    pub header_read_timeout_seconds: f64,
+    /// Time for a whole request body to arrive after its head (408 after it).
+    /// Responses, such as followed logs, are not bounded.
+    #[serde(rename = "BodyReadTimeoutSeconds")]
+    pub body_read_timeout_seconds: f64,
+    /// Time a kept-alive connection may wait for its next request.
+    #[serde(rename = "IdleTimeoutSeconds")]
+    pub idle_timeout_seconds: f64,
+    /// Connections open at once; at the limit the longest idle one is closed
+    /// to make room, or new ones wait. 0: half the file descriptor limit.
+    #[serde(rename = "MaxConnections")]
+    pub max_connections: usize,
 }
 
 /// `TLS:` — serve HTTPS, optionally verifying client certificates.
@@ -131,6 +152,10 @@ impl Default for ServerConfig {
             max_body_bytes: 32 * 1024 * 1024,
             plugin_timeout_seconds: 30.0,
             shutdown_grace_seconds: 10.0,
+            header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64(),
+            body_read_timeout_seconds: DEFAULT_BODY_READ_TIMEOUT.as_secs_f64(),
+            idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT.as_secs_f64(),
+            max_connections: 0,
         }
     }
 }
@@ -248,6 +273,17 @@ impl ServerConfig {
                 "ShutdownGraceSeconds must be between 0 and {MAX_SECONDS}"
             )));
         }
+        for (key, v) in [
+            ("HeaderReadTimeoutSeconds", self.header_read_timeout_seconds),
+            ("BodyReadTimeoutSeconds", self.body_read_timeout_seconds),
+            ("IdleTimeoutSeconds", self.idle_timeout_seconds),
+        ] {
+            if v.is_nan() || v <= 0.0 || v > MAX_SECONDS {
+                return Err(ConfigError(format!(
+                    "{key} must be a positive number of at most {MAX_SECONDS}"
+                )));
+            }
+        }
         if let Some(o) = &self.auth.oidc {
             if o.issuer.is_empty() {
                 return Err(ConfigError("Auth.OIDC.Issuer is required".into()));
@@ -259,6 +295,19 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The bounds on client connections (after [`ServerConfig::check`]).
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs_f64(self.header_read_timeout_seconds),
+            body_read_timeout: Duration::from_secs_f64(self.body_read_timeout_seconds),
+            idle_timeout: Duration::from_secs_f64(self.idle_timeout_seconds),
+            max_connections: match self.max_connections {
+                0 => default_max_connections(),
+                n => n,
+            },
+        }
     }
 
     /// Is any authentication configured?
@@ -365,6 +414,9 @@ Auth:
             ("ShutdownGraceSeconds", "1e30"),
             ("ShutdownGraceSeconds", "-1"),
             ("ShutdownGraceSeconds", ".nan"),
+            ("HeaderReadTimeoutSeconds", "0"),
+            ("BodyReadTimeoutSeconds", "-2"),
+            ("IdleTimeoutSeconds", ".inf"),
         ] {
             let cfg = ServerConfig::from_yaml_str(&format!("{key}: {bad}\n")).unwrap();
             let err = cfg.check().unwrap_err();
@@ -372,6 +424,26 @@ Auth:
         }
         let cfg = ServerConfig::from_yaml_str("PluginTimeoutSeconds: 3600\n").unwrap();
         cfg.check().unwrap();
+    }
+
+    #[test]
+    fn connection_limits() {
+        let d = ServerConfig::default().connection_limits();
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.body_read_timeout, Duration::from_secs(60));
+        assert!(d.max_connections >= 16);
+        let cfg = ServerConfig::from_yaml_str(
+            "HeaderReadTimeoutSeconds: 0.5\nBodyReadTimeoutSeconds: 2\nIdleTimeoutSeconds: 30\nMaxConnections: 64\n",
+        )
+        .unwrap();
+        cfg.check().unwrap();
+        let l = cfg.connection_limits();
+        assert_eq!(l.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(l.body_read_timeout, Duration::from_secs(2));
+        assert_eq!(l.idle_timeout, Duration::from_secs(30));
+        assert_eq!(l.max_connections, 64);
+        let err = ServerConfig::from_yaml_str("MaxConnection: 3\n").unwrap_err();
+        assert!(err.0.contains("MaxConnection"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod auth;
 mod body;
 mod cache;
 pub mod config;
+pub mod connections;
 mod create;
 mod delete;
 mod error;
@@ -66,6 +67,7 @@ pub struct Server {
     bound: listen::Bound,
     app: Router,
     grace: Duration,
+    conns: connections::Connections,
 }
 
 fn router(state: state::AppState, auth: Option<Arc<auth::Authenticator>>) -> Router {
@@ -131,6 +133,7 @@ impl Server {
             bound,
             app,
             grace: Duration::from_secs_f64(cfg.shutdown_grace_seconds),
+            conns: connections::Connections::new(cfg.connection_limits()),
         })
     }
 
@@ -145,6 +148,6 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        serve::run(self.bound, self.app, shutdown, self.grace).await
+        serve::run(self.bound, self.app, self.conns, shutdown, self.grace).await
     }
 }

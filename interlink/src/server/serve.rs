@@ -1,56 +1,38 @@
 //! The accept loop: one task per connection (TLS handshake in the task, so a
-//! slow client cannot stall accepting), HTTP/1.1 and HTTP/2, and a graceful
-//! shutdown that stops accepting and lets requests in flight finish.
+//! slow client cannot stall accepting), HTTP/1.1 and HTTP/2 under the
+//! connection bounds of [`super::connections`], and a graceful shutdown that
+//! stops accepting and lets requests in flight finish.
 
 use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::ServerError;
+use super::connections::{Connections, Slot};
 use super::listen::Bound;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn serve_io<I>(io: I, app: Router, watcher: Watcher)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // a client that never finishes its request head is dropped (slowloris)
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        let conn =
-            builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(app));
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
-            tracing::debug!("connection ended: {e}");
-        }
-    });
-}
 
 /// Serve `app` on `bound` until `shutdown` resolves, then wait up to `grace`
 /// for connections to finish their requests.
 pub async fn run(
     bound: Bound,
     app: Router,
+    conns: Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> Result<(), ServerError> {
-    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        // room first, then accept: clients beyond the limit wait in the kernel's queue
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            s = conns.slot() => s,
+        };
         let accepted: std::io::Result<()> = tokio::select! {
             _ = &mut shutdown => break,
-            r = accept_one(&bound, &app, &graceful) => r,
+            r = accept_one(&bound, &app, &conns, slot) => r,
         };
         if let Err(e) = accepted {
             // EMFILE and friends: back off a little instead of spinning
@@ -66,13 +48,13 @@ pub async fn run(
     if let Some(p) = socket {
         let _ = std::fs::remove_file(p);
     }
-    let open = graceful.count();
     tracing::info!(
-        connections = open,
+        connections = conns.open(),
         "shutting down; finishing requests in flight"
     );
+    conns.shutdown();
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = conns.drained() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace of {grace:?} over; dropping open connections"),
     }
     Ok(())
@@ -81,27 +63,28 @@ pub async fn run(
 async fn accept_one(
     bound: &Bound,
     app: &Router,
-    graceful: &GracefulShutdown,
+    conns: &Connections,
+    slot: Slot,
 ) -> std::io::Result<()> {
     match bound {
         Bound::Tcp(l) => {
             let (s, _) = l.accept().await?;
             let _ = s.set_nodelay(true);
-            serve_io(s, app.clone(), graceful.watcher());
+            conns.serve(slot, s, app.clone());
         }
         Bound::Unix(l, _) => {
             let (s, _) = l.accept().await?;
-            serve_io(s, app.clone(), graceful.watcher());
+            conns.serve(slot, s, app.clone());
         }
         Bound::Tls(l, acceptor) => {
             let (s, peer) = l.accept().await?;
             let _ = s.set_nodelay(true);
             let acceptor = acceptor.clone();
             let app = app.clone();
-            let watcher = graceful.watcher();
+            let conns = conns.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
-                    Ok(Ok(tls)) => serve_io(tls, app, watcher),
+                    Ok(Ok(tls)) => conns.serve(slot, tls, app),
                     Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
                     Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
                 }

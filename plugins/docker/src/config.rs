@@ -8,6 +8,10 @@
 //!   infra_image: localhost/mini:latest
 //!   infra_command: [sleep, "2147483647"]
 //!   image_pull_policy: IfNotPresent
+//!   # host-reaching pod settings, refused (400 naming the field) unless allowed:
+//!   allow_privileged: false         # securityContext.privileged
+//!   allowed_capabilities: []        # securityContext.capabilities.add (names, or ALL)
+//!   allow_host_namespaces: false    # hostNetwork, hostPID, hostIPC
 //! ```
 
 use interlink_plugin_kit::config::PluginSettings;
@@ -44,6 +48,15 @@ pub struct Config {
     pub request_timeout_seconds: u64,
     /// Pods this plugin accepts, reported by ping.
     pub max_pods: Option<u64>,
+    /// Let pods run privileged containers (`securityContext.privileged: true`),
+    /// which own the host. Off: such a pod is refused with a 400.
+    pub allow_privileged: bool,
+    /// Capabilities a container may add (`securityContext.capabilities.add`),
+    /// without the `CAP_` prefix; `ALL` allows any. Others are refused with a 400.
+    pub allowed_capabilities: Vec<String>,
+    /// Let pods use the host's network, process or IPC namespace
+    /// (`hostNetwork`, `hostPID`, `hostIPC`). Off: refused with a 400.
+    pub allow_host_namespaces: bool,
 }
 
 impl Default for Config {
@@ -58,6 +71,9 @@ impl Default for Config {
             pull_timeout_seconds: 300,
             request_timeout_seconds: 60,
             max_pods: None,
+            allow_privileged: false,
+            allowed_capabilities: vec![],
+            allow_host_namespaces: false,
         }
     }
 }
@@ -99,6 +115,15 @@ impl Config {
         check_host(&self.engine_host())
     }
 
+    /// May a container add capability `cap` (`NET_ADMIN` or `CAP_NET_ADMIN`)?
+    pub fn capability_allowed(&self, cap: &str) -> bool {
+        let want = capability_name(cap);
+        self.allowed_capabilities
+            .iter()
+            .map(|c| capability_name(c))
+            .any(|c| c == "ALL" || c == want)
+    }
+
     /// The engine address: config, then `DOCKER_HOST`, then the default socket.
     pub fn engine_host(&self) -> String {
         self.docker_host
@@ -106,6 +131,12 @@ impl Config {
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string())
     }
+}
+
+/// A capability's name as the engine takes it: upper case, no `CAP_` prefix.
+pub fn capability_name(cap: &str) -> String {
+    let c = cap.trim().to_ascii_uppercase();
+    c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c)
 }
 
 /// `"1.41"` -> `(1, 41)`.
@@ -145,6 +176,14 @@ mod tests {
         assert_eq!(c.infra_command, vec!["sleep", "100"]);
         let c = Config::parse("DockerHost: tcp://h:2375\n").unwrap();
         assert_eq!(c.engine_host(), "tcp://h:2375");
+        assert!(!c.allow_privileged && !c.allow_host_namespaces);
+        assert!(!c.capability_allowed("NET_ADMIN"));
+        let c = Config::parse("allowed_capabilities: [cap_net_admin, SYS_TIME]\n").unwrap();
+        assert!(c.capability_allowed("NET_ADMIN"));
+        assert!(c.capability_allowed("CAP_SYS_TIME"));
+        assert!(!c.capability_allowed("SYS_ADMIN"));
+        let c = Config::parse("allowed_capabilities: [ALL]\n").unwrap();
+        assert!(c.capability_allowed("SYS_ADMIN"));
     }
 
     #[test]

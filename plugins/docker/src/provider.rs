@@ -208,6 +208,7 @@ impl Inner {
                 )));
             }
         }
+        spec::check_host_access(pod, &self.config).map_err(PluginError::BadRequest)?;
         if let Some(rec) = lock(&self.pods).get(&uid)
             && rec.failure.is_none()
         {
@@ -853,6 +854,7 @@ impl Inner {
         let rec = lock(&self.pods).get(&req.pod_uid).cloned().ok_or_else(|| {
             PluginError::NotFound(format!("pod {} is not known to this plugin", req.pod_uid))
         })?;
+        interlink_plugin_kit::check_log_target(&req, &rec.namespace, &rec.name)?;
         let c = rec.find(&req.container_name).cloned().ok_or_else(|| {
             PluginError::NotFound(format!(
                 "pod {}/{} has no container {:?}",

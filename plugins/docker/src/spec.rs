@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::config::Config;
+use crate::config::{Config, capability_name};
 use crate::quantity;
 
 pub const LABEL_POD_UID: &str = "interlink.pod-uid";
@@ -70,6 +70,62 @@ pub fn hostname(pod: &Pod) -> String {
         .unwrap_or_else(|| "pod".into());
     let h: String = h.chars().take(63).collect();
     h.trim_end_matches(['-', '.']).to_string()
+}
+
+/// Refuse what reaches the host unless the site allows it in the config:
+/// privileged containers, added capabilities, the host's network, PID and IPC
+/// namespaces. The message names the field and the config key.
+pub fn check_host_access(pod: &Pod, config: &Config) -> Result<(), String> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(());
+    };
+    if !config.allow_host_namespaces {
+        for (field, on) in [
+            ("hostNetwork", spec.host_network),
+            ("hostPID", spec.host_pid),
+            ("hostIPC", spec.host_ipc),
+        ] {
+            if on == Some(true) {
+                return Err(format!(
+                    "spec.{field}: the host's namespaces are not allowed on this site (docker.allow_host_namespaces)"
+                ));
+            }
+        }
+    }
+    let all = [
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
+        ("containers", spec.containers.as_slice()),
+    ];
+    for (list, containers) in all {
+        for (i, c) in containers.iter().enumerate() {
+            let Some(sc) = &c.security_context else {
+                continue;
+            };
+            let at = format!("spec.{list}[{i}] ({:?}).securityContext", c.name);
+            if sc.privileged == Some(true) && !config.allow_privileged {
+                return Err(format!(
+                    "{at}.privileged: privileged containers are not allowed on this site (docker.allow_privileged)"
+                ));
+            }
+            for cap in sc
+                .capabilities
+                .as_ref()
+                .and_then(|c| c.add.as_ref())
+                .into_iter()
+                .flatten()
+            {
+                if !config.capability_allowed(cap) {
+                    return Err(format!(
+                        "{at}.capabilities.add: capability {cap:?} is not allowed on this site (docker.allowed_capabilities)"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The infra container: sleeps forever, owns the pod's namespaces.
@@ -144,8 +200,29 @@ pub fn container(
                 None => uid.to_string(),
             });
         }
+        // allowed by the site, or refused at create (check_host_access)
         hc.privileged = sc.privileged;
         hc.readonly_rootfs = sc.read_only_root_filesystem;
+        if let Some(caps) = &sc.capabilities {
+            let names = |v: &Option<Vec<String>>| {
+                v.as_ref()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.iter().map(|c| capability_name(c)).collect::<Vec<_>>())
+            };
+            hc.cap_add = names(&caps.add);
+            hc.cap_drop = names(&caps.drop);
+        }
+    }
+    if let Some(s) = pod.spec.as_ref() {
+        if s.host_network == Some(true) {
+            hc.network_mode = Some("host".into());
+        }
+        if s.host_ipc == Some(true) {
+            hc.ipc_mode = Some("host".into());
+        }
+        if s.host_pid == Some(true) {
+            hc.pid_mode = Some("host".into());
+        }
     }
     let vars: Vec<(String, String)> = env.to_vec();
     let expand = |v: &Vec<String>| {
@@ -242,6 +319,63 @@ mod tests {
                 .unwrap_err()
                 .contains("limits.memory")
         );
+    }
+
+    #[test]
+    fn host_access_needs_the_admin() {
+        let pod = |spec: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"}, "spec": spec}))
+                .unwrap()
+        };
+        let plain = pod(json!({"containers": [{"name": "c", "image": "i",
+            "securityContext": {"capabilities": {"drop": ["ALL"]}}}]}));
+        let strict = Config::default();
+        check_host_access(&plain, &strict).unwrap();
+        let cases = [
+            (
+                json!({"containers": [{"name": "c", "image": "i", "securityContext": {"privileged": true}}]}),
+                "spec.containers[0] (\"c\").securityContext.privileged",
+            ),
+            (
+                json!({"containers": [], "initContainers": [{"name": "i", "image": "i",
+                    "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}]}),
+                "spec.initContainers[0] (\"i\").securityContext.capabilities.add",
+            ),
+            (
+                json!({"containers": [], "hostNetwork": true}),
+                "spec.hostNetwork",
+            ),
+            (json!({"containers": [], "hostPID": true}), "spec.hostPID"),
+            (json!({"containers": [], "hostIPC": true}), "spec.hostIPC"),
+        ];
+        for (spec, field) in &cases {
+            let e = check_host_access(&pod(spec.clone()), &strict).unwrap_err();
+            assert!(e.starts_with(field), "{field}: {e}");
+        }
+        let open = Config {
+            allow_privileged: true,
+            allowed_capabilities: vec!["NET_ADMIN".into()],
+            allow_host_namespaces: true,
+            ..Config::default()
+        };
+        for (spec, _) in &cases {
+            check_host_access(&pod(spec.clone()), &open).unwrap();
+        }
+        // allowed settings reach the engine
+        let p = pod(
+            json!({"hostNetwork": true, "hostPID": true, "containers": [{"name": "c", "image": "i",
+            "securityContext": {"privileged": true, "capabilities": {"add": ["CAP_NET_ADMIN"], "drop": ["ALL"]}}}]}),
+        );
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let hc = container(&p, c, Role::Regular, "INF", &[], vec![])
+            .unwrap()
+            .host_config
+            .unwrap();
+        assert_eq!(hc.privileged, Some(true));
+        assert_eq!(hc.cap_add, Some(vec!["NET_ADMIN".to_string()]));
+        assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(hc.network_mode.as_deref(), Some("host"));
+        assert_eq!(hc.pid_mode.as_deref(), Some("host"));
     }
 
     #[test]

@@ -178,7 +178,10 @@ where
     rt.block_on(async move {
         std::fs::create_dir_all(&settings.data_root)
             .with_context(|| format!("create data root {}", settings.data_root.display()))?;
-        let mut opts = ServeOptions::default();
+        let mut opts = ServeOptions {
+            limits: settings.common.connection_limits()?,
+            ..ServeOptions::default()
+        };
         if let Some(b) = settings.common.max_body_bytes {
             opts.max_body_bytes = b;
         }

@@ -9,6 +9,10 @@
 //! log_format: text                            # or json
 //! max_body_bytes: 33554432
 //! drain_timeout_seconds: 10
+//! header_read_timeout_seconds: 10             # a request head must arrive in time
+//! body_read_timeout_seconds: 60               # a whole request body must arrive in time (408)
+//! idle_timeout_seconds: 90                    # kept-alive connection without a request
+//! max_connections: 0                          # 0: half the file descriptor limit
 //! slurm:                                      # the plugin's section
 //!   partition: debug
 //! ```
@@ -17,6 +21,9 @@
 //! (`INTERLINK_PLUGIN_*`), this file, defaults (see [`crate::cli`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use interlink::server::connections::ConnectionLimits;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -59,6 +66,54 @@ pub struct CommonConfig {
     pub log_format: LogFormat,
     pub max_body_bytes: Option<usize>,
     pub drain_timeout_seconds: Option<u64>,
+    /// Time for a request head to arrive on a new connection (or from the first
+    /// byte of a later request); a connection that sends nothing is closed then.
+    pub header_read_timeout_seconds: Option<f64>,
+    /// Time for a whole request body to arrive after its head (408 after it).
+    pub body_read_timeout_seconds: Option<f64>,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout_seconds: Option<f64>,
+    /// Connections open at once (0: half the file descriptor limit).
+    pub max_connections: Option<usize>,
+}
+
+impl CommonConfig {
+    /// The connection bounds set here, over the defaults; a key that is not a
+    /// positive number of seconds is an error naming it.
+    pub fn connection_limits(&self) -> Result<ConnectionLimits, ConfigError> {
+        let mut l = ConnectionLimits::default();
+        let secs = |key: &str, v: Option<f64>, into: &mut Duration| {
+            if let Some(v) = v {
+                if !(v > 0.0 && v <= 1e9) {
+                    return Err(ConfigError::Invalid {
+                        origin: "common keys".into(),
+                        message: format!("{key} must be a positive number of seconds, got {v}"),
+                    });
+                }
+                *into = Duration::from_secs_f64(v);
+            }
+            Ok(())
+        };
+        secs(
+            "header_read_timeout_seconds",
+            self.header_read_timeout_seconds,
+            &mut l.header_read_timeout,
+        )?;
+        secs(
+            "body_read_timeout_seconds",
+            self.body_read_timeout_seconds,
+            &mut l.body_read_timeout,
+        )?;
+        secs(
+            "idle_timeout_seconds",
+            self.idle_timeout_seconds,
+            &mut l.idle_timeout,
+        )?;
+        if let Some(n) = self.max_connections.filter(|n| *n > 0) {
+            l.max_connections = n;
+        }
+        Ok(l)
+    }
 }
 
 /// A loaded config file.
@@ -159,5 +214,27 @@ mod tests {
         assert_eq!(empty.plugin, Demo::default());
         let json: Config<Demo> = parse("log_format: json\n", "t").unwrap();
         assert_eq!(json.common.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn connection_limits() {
+        let c: Config<Demo> = parse(
+            "header_read_timeout_seconds: 0.5\nbody_read_timeout_seconds: 3\nidle_timeout_seconds: 7\nmax_connections: 12\n",
+            "t",
+        )
+        .unwrap();
+        let l = c.common.connection_limits().unwrap();
+        assert_eq!(l.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(l.body_read_timeout, Duration::from_secs(3));
+        assert_eq!(l.idle_timeout, Duration::from_secs(7));
+        assert_eq!(l.max_connections, 12);
+        let d: Config<Demo> = parse("", "t").unwrap();
+        assert_eq!(
+            d.common.connection_limits().unwrap(),
+            ConnectionLimits::default()
+        );
+        let bad: Config<Demo> = parse("body_read_timeout_seconds: 0\n", "t").unwrap();
+        let e = bad.common.connection_limits().unwrap_err().to_string();
+        assert!(e.contains("body_read_timeout_seconds"), "{e}");
     }
 }

@@ -26,5 +26,5 @@ pub mod serve;
 pub mod subpath;
 pub mod validate;
 
-pub use provider::{LogStream, PluginError, Provider};
+pub use provider::{LogStream, PluginError, Provider, check_log_target};
 pub use serve::{Listen, serve};

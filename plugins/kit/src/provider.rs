@@ -55,3 +55,42 @@ pub trait Provider: Send + Sync + 'static {
     /// Liveness and, where known, free resources.
     fn ping(&self) -> impl Future<Output = Result<PingResponse, PluginError>> + Send;
 }
+
+/// Check that a log request's `Namespace` and `PodName` are those of the pod
+/// registered under its `PodUID` (the names as the plugin received them at
+/// `/create`, after any mapping the caller did): a request that names another
+/// pod is answered 404, as if the UID were unknown, so a UID alone does not
+/// reach a pod's logs under another name.
+pub fn check_log_target(req: &LogStruct, namespace: &str, name: &str) -> Result<(), PluginError> {
+    if req.namespace == namespace && req.pod_name == name {
+        return Ok(());
+    }
+    Err(PluginError::NotFound(format!(
+        "no pod {}/{} with UID {}",
+        req.namespace, req.pod_name, req.pod_uid
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_target_names_must_match() {
+        let req = LogStruct {
+            namespace: "team-a".into(),
+            pod_uid: "7f0c1f5e-2a9d-4c4e-9a43-8f3c0e2d1b6a".into(),
+            pod_name: "web".into(),
+            container_name: "main".into(),
+            opts: Default::default(),
+        };
+        check_log_target(&req, "team-a", "web").unwrap();
+        for (ns, name) in [("team-b", "web"), ("team-a", "db"), ("", "")] {
+            let e = check_log_target(&req, ns, name).unwrap_err();
+            assert!(
+                matches!(&e, PluginError::NotFound(m) if m.contains("team-a/web")),
+                "{e}"
+            );
+        }
+    }
+}

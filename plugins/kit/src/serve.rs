@@ -13,11 +13,13 @@
 //! | `/metrics` | GET | none | Prometheus text format |
 //!
 //! Every failure is a JSON `{"error": message}` with a 4xx/5xx status. Bodies
-//! larger than [`ServeOptions::max_body_bytes`] get a 413. Request bodies are
-//! never logged (they carry Secrets).
+//! larger than [`ServeOptions::max_body_bytes`] get a 413, bodies slower than
+//! the connection bounds ([`ServeOptions::limits`], the same as the API
+//! server's: request head, request body, keep-alive idle time and connection
+//! count) a 408. Request bodies are never logged (they carry Secrets).
 
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -33,6 +35,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use interlink::server::connections::{ConnectionLimits, Connections};
 use interlink::{LogStruct, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
 use serde::de::DeserializeOwned;
@@ -136,6 +139,9 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// File mode of a Unix socket.
     pub socket_mode: u32,
+    /// Bounds on client connections: request head and body times, keep-alive
+    /// idle time, connections at once.
+    pub limits: ConnectionLimits,
 }
 
 impl Default for ServeOptions {
@@ -144,6 +150,7 @@ impl Default for ServeOptions {
             max_body_bytes: 32 << 20,
             drain_timeout: Duration::from_secs(10),
             socket_mode: 0o660,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -236,42 +243,62 @@ pub async fn serve_bound<P: Provider>(
 ) -> std::io::Result<()> {
     let cancel = CancellationToken::new();
     let app = router(provider, &opts, metrics, cancel.clone());
-    let trigger = cancel.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        trigger.cancel();
-    });
+    let conns = Connections::new(opts.limits.clone());
+    tracing::info!(
+        listen = %bound.local,
+        max_connections = opts.limits.max_connections,
+        "plugin API listening"
+    );
+    tokio::pin!(shutdown);
+    loop {
+        // room first, then accept: clients beyond the limit wait in the kernel's queue
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            s = conns.slot() => s,
+        };
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            r = accept(&bound.inner) => r,
+        };
+        match accepted {
+            Ok(Accepted::Tcp(s)) => {
+                let _ = s.set_nodelay(true);
+                conns.serve(slot, s, app.clone());
+            }
+            Ok(Accepted::Unix(s)) => conns.serve(slot, s, app.clone()),
+            Err(e) => {
+                // EMFILE and friends: back off a little instead of spinning
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // log streams end now; other requests may finish within the drain time
+    cancel.cancel();
+    drop(bound.inner);
+    if let Listen::Unix(p) = &bound.local {
+        let _ = std::fs::remove_file(p);
+    }
+    conns.shutdown();
     let drain = opts.drain_timeout;
-    let deadline = {
-        let cancel = cancel.clone();
-        async move {
-            cancel.cancelled().await;
-            tokio::time::sleep(drain).await;
-        }
-    };
-    tracing::info!(listen = %bound.local, "plugin API listening");
-    let result = match bound.inner {
-        BoundInner::Tcp(l) => {
-            let srv = axum::serve(l, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-            tokio::select! {
-                r = srv.into_future() => r,
-                _ = deadline => { tracing::warn!("requests still in flight after {drain:?}; stopping anyway"); Ok(()) }
-            }
-        }
-        BoundInner::Unix(l) => {
-            let srv = axum::serve(l, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-            let r = tokio::select! {
-                r = srv.into_future() => r,
-                _ = deadline => { tracing::warn!("requests still in flight after {drain:?}; stopping anyway"); Ok(()) }
-            };
-            if let Listen::Unix(p) = &bound.local {
-                let _ = std::fs::remove_file(p);
-            }
-            r
-        }
-    };
+    tokio::select! {
+        _ = conns.drained() => {}
+        _ = tokio::time::sleep(drain) => tracing::warn!("requests still in flight after {drain:?}; stopping anyway"),
+    }
     tracing::info!("plugin API stopped");
-    result
+    Ok(())
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(l: &BoundInner) -> std::io::Result<Accepted> {
+    Ok(match l {
+        BoundInner::Tcp(l) => Accepted::Tcp(l.accept().await?.0),
+        BoundInner::Unix(l) => Accepted::Unix(l.accept().await?.0),
+    })
 }
 
 struct Shared<P> {
@@ -363,6 +390,9 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 /// The request body, with a JSON error when it is too large or unreadable.
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
+        if let Some(t) = interlink::server::connections::body_read_timeout(&r) {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, t.to_string());
+        }
         let status = r.status();
         let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "request body is too large".to_string()

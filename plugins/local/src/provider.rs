@@ -594,6 +594,7 @@ impl Provider for LocalProvider {
         };
         let known = {
             let rec = e.lock();
+            interlink_plugin_kit::check_log_target(&req, &rec.namespace, &rec.name)?;
             rec.init_containers
                 .iter()
                 .chain(rec.containers.iter())

@@ -581,6 +581,7 @@ impl SlurmProvider {
         let rec = self.pods().get(&req.pod_uid).cloned().ok_or_else(|| {
             PluginError::NotFound(format!("pod {} is not known to this plugin", req.pod_uid))
         })?;
+        interlink_plugin_kit::check_log_target(&req, &rec.namespace, &rec.name)?;
         let known = rec
             .init_containers
             .iter()
