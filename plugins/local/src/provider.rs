@@ -116,6 +116,10 @@ impl LocalProvider {
             std::fs::set_permissions(&pods_dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(io)?;
         }
+        tracing::warn!(
+            "local plugin: containers run as plain processes of this host, as this plugin's user, \
+             with no image or filesystem isolation: for development and single-tenant use only"
+        );
         let supervisor = opts.supervisor();
         let path_var = opts.path.clone().unwrap_or_else(|| {
             std::env::var("PATH").unwrap_or_else(|_| {
