@@ -208,9 +208,11 @@ pub fn convert_container(
         .as_ref()
         .map(|m| m.name.clone())
         .unwrap_or_default();
+    let remote_name = crate::names::dns_label(&name);
+    let namespace = crate::names::dns_label(&md.namespace);
     let mut out = Converted::default();
     let mut c = k8s::Container {
-        name: name.clone(),
+        name: remote_name.clone(),
         image: Some(image.to_string()),
         ..Default::default()
     };
@@ -246,7 +248,7 @@ pub fn convert_container(
             VolumeKind::ConfigMap(n) => {
                 out.configmaps.push(config_map(
                     n,
-                    &md.namespace,
+                    &namespace,
                     read_volume_dir(Path::new(&m.host_path)),
                 ));
                 (
@@ -266,7 +268,7 @@ pub fn convert_container(
                 out.secrets.push(k8s::Secret {
                     metadata: ObjectMeta {
                         name: Some(n.into()),
-                        namespace: Some(md.namespace.clone()),
+                        namespace: Some(namespace.clone()),
                         ..Default::default()
                     },
                     data: Some(files.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
@@ -287,7 +289,7 @@ pub fn convert_container(
             VolumeKind::Projected(n) => {
                 out.projected.push(config_map(
                     n,
-                    &md.namespace,
+                    &namespace,
                     read_volume_dir(Path::new(&m.host_path)),
                 ));
                 (
@@ -312,7 +314,7 @@ pub fn convert_container(
             ),
             VolumeKind::EmptyDir(n) => (n.to_string(), host_path_volume(n, &m.host_path)),
             VolumeKind::Host => {
-                let n = format!("host-{name}-{i}");
+                let n = crate::names::dns_label(&format!("host-{remote_name}-{i}"));
                 (n.clone(), host_path_volume(&n, &m.host_path))
             }
         };
@@ -543,12 +545,15 @@ pub fn minimal_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod
 }
 
 impl Container {
+    /// The container's name in its remote pod (its CRI name mapped to a DNS label).
     pub fn name(&self) -> String {
-        self.config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default()
+        crate::names::dns_label(
+            self.config
+                .metadata
+                .as_ref()
+                .map(|m| m.name.as_str())
+                .unwrap_or_default(),
+        )
     }
     pub fn attempt(&self) -> u32 {
         self.config
