@@ -212,11 +212,15 @@ async fn the_names_kubelet_and_critest_send_run() -> anyhow::Result<()> {
     let (mut rt, _) = env.connect().await?;
     let long = format!("job-{}", "x".repeat(64)); // 68 characters, valid in Kubernetes
     assert_eq!(long.len(), 68);
-    for name in [
+    for (i, name) in [
         "create-PodSandbox-for-container-0c1f6a62-3e0a-4a0c-9d63-0b2f3c4d5e6f".to_string(),
         long,
-    ] {
-        let mut sb = env.pod("names");
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // its own log directory
+        let mut sb = env.pod(&format!("names-{i}"));
         sb.metadata.as_mut().unwrap().name = name.clone();
         sb.metadata.as_mut().unwrap().namespace = "cri-test-Namespace".into();
         sb.metadata.as_mut().unwrap().uid = uuid_like(&name);
