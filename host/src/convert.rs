@@ -133,9 +133,13 @@ fn volume_kind(host_path: &str) -> VolumeKind<'_> {
             }
         }
     }
-    if host_path.starts_with("/var/lib/kubelet/pods/")
-        && (host_path.ends_with("/etc-hosts") || host_path.contains("/containers/"))
-    {
+    // `<kubelet root>/pods/<uid>/etc-hosts` and the termination-log files
+    // `<kubelet root>/pods/<uid>/containers/<name>/<id>`, whatever kubelet's --root-dir
+    let parts: Vec<&str> = host_path.split('/').collect();
+    let node_file = parts.windows(3).any(|w| {
+        w[0] == "pods" && !w[1].is_empty() && (w[2] == "etc-hosts" || w[2] == "containers")
+    });
+    if node_file {
         return VolumeKind::NodeFile;
     }
     VolumeKind::Host
@@ -633,6 +637,16 @@ mod tests {
             VolumeKind::NodeFile
         );
         assert_eq!(volume_kind("/data"), VolumeKind::Host);
+        // kubelet with another --root-dir
+        assert_eq!(
+            volume_kind("/srv/kubelet/pods/u/etc-hosts"),
+            VolumeKind::NodeFile
+        );
+        assert_eq!(
+            volume_kind("/srv/kubelet/pods/u/containers/main/1a2b"),
+            VolumeKind::NodeFile
+        );
+        assert_eq!(volume_kind("/data/pods"), VolumeKind::Host);
     }
 
     #[test]
