@@ -484,8 +484,9 @@ pub fn build_create(
                 Some(volumes)
             },
             restart_policy: Some("Never".into()),
+            // a pod's hostname is a DNS label in Kubernetes (plugins may check it)
             hostname: (!sandbox.config.hostname.is_empty())
-                .then(|| sandbox.config.hostname.clone()),
+                .then(|| crate::names::dns_label(&sandbox.config.hostname)),
             termination_grace_period_seconds: remote.grace_seconds,
             ..Default::default()
         }),

@@ -346,7 +346,9 @@ async fn the_log_file_exists_when_start_returns() -> anyhow::Result<()> {
     assert!(file.exists(), "no log file right after StartContainer");
     assert_eq!(std::fs::read_to_string(&file)?, "");
     // container output may hold secrets: not world-readable (kubelet reads as root)
-    assert_eq!(mode(&file), 0o640);
+    let m = mode(&file);
+    assert_eq!(m & 0o007, 0, "log file mode {m:o}");
+    assert_eq!(m & 0o600, 0o600, "log file mode {m:o}");
     wait_file(&file, "later", T).await?;
     Ok(())
 }
@@ -475,6 +477,10 @@ async fn healthz_and_metrics_over_http1_on_the_cri_socket() -> anyhow::Result<()
     let log = std::fs::read_to_string(dir.path().join("log"))?;
     assert!(log.contains("interlink-cri ready"), "{log}");
     assert!(!log.contains('\u{1b}'), "ANSI codes in a log file:\n{log}");
+    // the embedded API server's and plugin's data, and the state: private
+    for d in ["embedded", "state"] {
+        assert_eq!(mode(&dir.path().join("data").join(d)), 0o700, "{d}");
+    }
     Ok(())
 }
 
