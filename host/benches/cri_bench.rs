@@ -180,6 +180,7 @@ fn populate(store: &Store, n: usize) -> Vec<String> {
                     uid: uid.clone(),
                     batches: 0,
                     main_used: true,
+                    ip: String::new(),
                 },
             );
             st.containers.insert(

@@ -74,8 +74,14 @@ pub struct Config {
     /// emptyDir volumes: `emptyDir` (the plugin's own, per remote pod) or
     /// `hostPath` (kubelet's directory, for plugins on this machine or a shared
     /// filesystem: keeps data between init containers and the main containers).
-    #[serde(default = "default_empty_dir_mode")]
-    pub empty_dir_mode: String,
+    /// Unset: `hostPath` on the embedded default (its plugin runs on this
+    /// machine), `emptyDir` with a remote API server.
+    #[serde(default)]
+    pub empty_dir_mode: Option<String>,
+    /// Pod IPs come from this IPv4 range when kubelet sends no pod CIDR
+    /// (`UpdateRuntimeConfig`); unset: `network::DEFAULT_POD_CIDR`.
+    #[serde(default, rename = "PodCIDR")]
+    pub pod_cidr: Option<String>,
     /// Prometheus `/metrics` and `/healthz` on this TCP address (off when unset).
     #[serde(default)]
     pub metrics_address: Option<SocketAddr>,
@@ -155,9 +161,6 @@ fn default_data_root() -> PathBuf {
 }
 fn default_cgroup_driver() -> String {
     "cgroupfs".into()
-}
-fn default_empty_dir_mode() -> String {
-    "emptyDir".into()
 }
 fn default_mem() -> usize {
     16 << 20
@@ -244,10 +247,11 @@ impl Config {
                 self.cgroup_driver
             )));
         }
-        if !matches!(self.empty_dir_mode.as_str(), "emptyDir" | "hostPath") {
+        if let Some(m) = &self.empty_dir_mode
+            && !matches!(m.as_str(), "emptyDir" | "hostPath")
+        {
             return Err(ConfigError::Invalid(format!(
-                "EmptyDirMode must be emptyDir or hostPath, not {:?}",
-                self.empty_dir_mode
+                "EmptyDirMode must be emptyDir or hostPath, not {m:?}"
             )));
         }
         if self.cri.runtime_handler.is_empty() {
@@ -267,6 +271,10 @@ impl Config {
                 "InterlinkAddress must start with http://, https:// or unix://, not {a:?}"
             )));
         }
+        if let Some(c) = &self.pod_cidr {
+            crate::network::Cidr::parse(c)
+                .map_err(|e| ConfigError::Invalid(format!("PodCIDR: {e}")))?;
+        }
         if self.tls.enabled && (self.tls.cert_file.is_some() != self.tls.key_file.is_some()) {
             return Err(ConfigError::Invalid(
                 "TLS.CertFile and TLS.KeyFile go together".into(),
@@ -283,6 +291,14 @@ impl Config {
             .strip_prefix("unix://")
             .unwrap_or(&self.cri.socket_path);
         PathBuf::from(s)
+    }
+
+    /// Do emptyDir volumes map to kubelet's own directory (`hostPath`)?
+    pub fn empty_dir_host_path(&self) -> bool {
+        match self.empty_dir_mode.as_deref() {
+            Some(m) => m == "hostPath",
+            None => self.embedded(),
+        }
     }
 
     /// Does the host run its embedded API server and local plugin?
@@ -342,10 +358,26 @@ PluginConfig:
     fn defaults_and_bad_values() {
         let c = Config::from_yaml("", "t").unwrap();
         assert!(c.embedded());
+        // the embedded local plugin runs here: init -> main data through emptyDir works
+        assert!(c.empty_dir_host_path());
+        let remote = Config::from_yaml("InterlinkAddress: http://x\n", "t").unwrap();
+        assert!(!remote.empty_dir_host_path());
+        let forced =
+            Config::from_yaml("InterlinkAddress: http://x\nEmptyDirMode: hostPath\n", "t").unwrap();
+        assert!(forced.empty_dir_host_path());
+        assert!(Config::from_yaml("EmptyDirMode: tmpfs\n", "t").is_err());
         assert_eq!(c.status_interval, Duration::from_secs(1));
         assert_eq!(c.cri.runtime_handler, "interlink");
         assert!(Config::from_yaml("StatusInterval: soon\n", "t").is_err());
         assert!(Config::from_yaml("CgroupDriver: x\n", "t").is_err());
         assert!(Config::from_yaml("InterlinkAddress: ftp://x\n", "t").is_err());
+        assert!(Config::from_yaml("PodCIDR: 10.0.0.0\n", "t").is_err());
+        assert_eq!(
+            Config::from_yaml("PodCIDR: 10.9.0.0/24\n", "t")
+                .unwrap()
+                .pod_cidr
+                .as_deref(),
+            Some("10.9.0.0/24")
+        );
     }
 }

@@ -133,9 +133,13 @@ fn volume_kind(host_path: &str) -> VolumeKind<'_> {
             }
         }
     }
-    if host_path.starts_with("/var/lib/kubelet/pods/")
-        && (host_path.ends_with("/etc-hosts") || host_path.contains("/containers/"))
-    {
+    // `<kubelet root>/pods/<uid>/etc-hosts` and the termination-log files
+    // `<kubelet root>/pods/<uid>/containers/<name>/<id>`, whatever kubelet's --root-dir
+    let parts: Vec<&str> = host_path.split('/').collect();
+    let node_file = parts.windows(3).any(|w| {
+        w[0] == "pods" && !w[1].is_empty() && (w[2] == "etc-hosts" || w[2] == "containers")
+    });
+    if node_file {
         return VolumeKind::NodeFile;
     }
     VolumeKind::Host
@@ -208,9 +212,11 @@ pub fn convert_container(
         .as_ref()
         .map(|m| m.name.clone())
         .unwrap_or_default();
+    let remote_name = crate::names::dns_label(&name);
+    let namespace = crate::names::dns_label(&md.namespace);
     let mut out = Converted::default();
     let mut c = k8s::Container {
-        name: name.clone(),
+        name: remote_name.clone(),
         image: Some(image.to_string()),
         ..Default::default()
     };
@@ -246,7 +252,7 @@ pub fn convert_container(
             VolumeKind::ConfigMap(n) => {
                 out.configmaps.push(config_map(
                     n,
-                    &md.namespace,
+                    &namespace,
                     read_volume_dir(Path::new(&m.host_path)),
                 ));
                 (
@@ -266,7 +272,7 @@ pub fn convert_container(
                 out.secrets.push(k8s::Secret {
                     metadata: ObjectMeta {
                         name: Some(n.into()),
-                        namespace: Some(md.namespace.clone()),
+                        namespace: Some(namespace.clone()),
                         ..Default::default()
                     },
                     data: Some(files.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
@@ -287,7 +293,7 @@ pub fn convert_container(
             VolumeKind::Projected(n) => {
                 out.projected.push(config_map(
                     n,
-                    &md.namespace,
+                    &namespace,
                     read_volume_dir(Path::new(&m.host_path)),
                 ));
                 (
@@ -312,7 +318,7 @@ pub fn convert_container(
             ),
             VolumeKind::EmptyDir(n) => (n.to_string(), host_path_volume(n, &m.host_path)),
             VolumeKind::Host => {
-                let n = format!("host-{name}-{i}");
+                let n = crate::names::dns_label(&format!("host-{remote_name}-{i}"));
                 (n.clone(), host_path_volume(&n, &m.host_path))
             }
         };
@@ -478,8 +484,9 @@ pub fn build_create(
                 Some(volumes)
             },
             restart_policy: Some("Never".into()),
+            // a pod's hostname is a DNS label in Kubernetes (plugins may check it)
             hostname: (!sandbox.config.hostname.is_empty())
-                .then(|| sandbox.config.hostname.clone()),
+                .then(|| crate::names::dns_label(&sandbox.config.hostname)),
             termination_grace_period_seconds: remote.grace_seconds,
             ..Default::default()
         }),
@@ -543,12 +550,15 @@ pub fn minimal_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod
 }
 
 impl Container {
+    /// The container's name in its remote pod (its CRI name mapped to a DNS label).
     pub fn name(&self) -> String {
-        self.config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default()
+        crate::names::dns_label(
+            self.config
+                .metadata
+                .as_ref()
+                .map(|m| m.name.as_str())
+                .unwrap_or_default(),
+        )
     }
     pub fn attempt(&self) -> u32 {
         self.config
@@ -628,6 +638,16 @@ mod tests {
             VolumeKind::NodeFile
         );
         assert_eq!(volume_kind("/data"), VolumeKind::Host);
+        // kubelet with another --root-dir
+        assert_eq!(
+            volume_kind("/srv/kubelet/pods/u/etc-hosts"),
+            VolumeKind::NodeFile
+        );
+        assert_eq!(
+            volume_kind("/srv/kubelet/pods/u/containers/main/1a2b"),
+            VolumeKind::NodeFile
+        );
+        assert_eq!(volume_kind("/data/pods"), VolumeKind::Host);
     }
 
     #[test]

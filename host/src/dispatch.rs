@@ -65,11 +65,10 @@ pub fn enqueue(rt: &Runtime, st: &mut Inner, container_id: &str) -> Result<Strin
     } else {
         let (uid, name) = if kind == Kind::Regular && !sb.main_used {
             sb.main_used = true;
-            (sb.uid.clone(), md.name.clone())
+            (sb.uid.clone(), crate::names::pod_name(&md.name))
         } else {
             sb.batches += 1;
-            let mut name = format!("{}-{}", md.name, sb.batches);
-            name.truncate(253);
+            let name = crate::names::pod_name(&format!("{}-{}", md.name, sb.batches));
             (derived_uid(&sb.uid, sb.batches), name)
         };
         st.remotes.insert(
@@ -78,7 +77,7 @@ pub fn enqueue(rt: &Runtime, st: &mut Inner, container_id: &str) -> Result<Strin
                 uid: uid.clone(),
                 sandbox_id: sandbox_id.clone(),
                 name,
-                namespace: md.namespace.clone(),
+                namespace: crate::names::dns_label(&md.namespace),
                 kind,
                 containers: vec![container_id.to_string()],
                 phase: Phase::Collecting,

@@ -18,7 +18,8 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// Start the plugin and the API server; returns the API server's socket.
 pub async fn start(data_root: &Path, stop: watch::Receiver<bool>) -> Result<PathBuf> {
     let dir = data_root.join("embedded");
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    // the API server's and the plugin's data (pod specs, Secrets): this process's only
+    crate::store::private_dir(&dir).with_context(|| format!("create {}", dir.display()))?;
     let plugin_sock = dir.join("plugin.sock");
     let api_sock = dir.join("interlink.sock");
 

@@ -19,6 +19,8 @@ pub mod ids;
 pub mod images;
 pub mod logs;
 pub mod metrics;
+pub mod names;
+pub mod network;
 pub mod remote;
 pub mod runtime;
 pub mod server;

@@ -102,15 +102,30 @@ impl CriLogWriter {
         if out.is_empty() {
             return Ok(());
         }
-        if let Some(parent) = self.path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let mut f = open_append(&self.path)?;
         f.write_all(out)
     }
+}
+
+/// Mode of the CRI log files: kubelet reads them as root; the container's
+/// output may hold secrets, so others get nothing.
+pub const LOG_FILE_MODE: u32 = 0o640;
+
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(LOG_FILE_MODE)
+        .open(path)
+}
+
+/// Create a container's (empty) CRI log file, keeping what it has.
+pub fn create_file(path: &Path) -> std::io::Result<()> {
+    open_append(path).map(|_| ())
 }
 
 /// Start following a container's remote log, unless already followed.

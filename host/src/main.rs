@@ -41,8 +41,11 @@ Config file (YAML, every key optional, an unknown key is an error):
   CreateRetryFor      how long an unreachable /create is retried (60s)
   CgroupDriver        cgroupfs | systemd, reported by RuntimeConfig
   PluginConfig        map offered to the annotation step
-  EmptyDirMode        emptyDir | hostPath (kubelet's directory; keeps init data)
-  MetricsAddress      host:port for /metrics and /healthz (off when unset)
+  EmptyDirMode        emptyDir | hostPath (kubelet's directory; keeps init data);
+                      default hostPath on the embedded default, else emptyDir
+  PodCIDR             IPv4 range of pod IPs when kubelet sends none (10.234.0.0/16)
+  MetricsAddress      host:port for /metrics and /healthz (off when unset; both are
+                      also answered over HTTP/1.1 on the CRI socket)
   Extensions:         WebAssembly hooks
     Dir, CallTimeout, MemoryLimitBytes, AdmissionFailOpen
 
@@ -115,6 +118,11 @@ fn init_logging(cfg: &Config, debug: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // colour only on a terminal (log files and journald get plain text)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
 }
 

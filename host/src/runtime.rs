@@ -112,6 +112,17 @@ impl Runtime {
         });
     }
 
+    /// The range pod IPs come from: kubelet's, else `PodCIDR`, else the default.
+    pub fn pod_cidr(&self) -> crate::network::Cidr {
+        let node = self.store.read().node_pod_cidr.clone();
+        node.as_deref()
+            .or(self.cfg.pod_cidr.as_deref())
+            .and_then(|c| crate::network::Cidr::parse(c).ok())
+            .unwrap_or_else(|| {
+                crate::network::Cidr::parse(crate::network::DEFAULT_POD_CIDR).expect("valid")
+            })
+    }
+
     /// `Ok` when the API server answered `/pinglink` recently enough.
     pub fn runtime_ready(&self) -> Result<(), String> {
         let last = self.last_ping_ok.load(Ordering::Relaxed);

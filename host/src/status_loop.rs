@@ -124,11 +124,12 @@ pub fn apply(rt: &Arc<Runtime>, list: &[PodStatus]) -> usize {
                     .as_ref()
                     .map(|m| m.name.as_str())
                     .unwrap_or("");
+                let remote_name = crate::names::dns_label(name);
                 let remote = ps
                     .containers
                     .iter()
                     .chain(ps.init_containers.iter())
-                    .find(|s| s.name == name);
+                    .find(|s| s.name == remote_name);
                 let v = state_map::view(remote);
                 // the same answer as last round: nothing to decide
                 let fp = fingerprint(&v, &ps.job_id);

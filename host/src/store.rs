@@ -34,6 +34,9 @@ pub struct Sandbox {
     pub batches: u32,
     /// Has the first regular batch (which uses `uid`) been opened?
     pub main_used: bool,
+    /// The pod IP (IPv4) allocated from the pod CIDR; empty for host-network pods.
+    #[serde(default)]
+    pub ip: String,
 }
 
 /// A container as converted for the remote pod, kept until its `/create` succeeded.
@@ -111,10 +114,17 @@ pub struct RemotePod {
     pub finished: bool,
 }
 
+/// An image as this runtime knows it: references (normalised) sharing one ID.
+/// References pinned to one digest are one image (see [`crate::images`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Image {
     pub id: String,
+    /// The first reference recorded: what the remote side is sent when a
+    /// container names the image by its ID only.
     pub reference: String,
+    /// Further references of the same image (other tags of one digest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<String>,
     pub pinned: bool,
     pub recorded_at: i64,
 }
@@ -125,6 +135,14 @@ pub struct Inner {
     pub containers: HashMap<String, Container>,
     pub images: HashMap<String, Image>,
     pub remotes: HashMap<String, RemotePod>,
+    /// The node's pod CIDR as kubelet sent it (`UpdateRuntimeConfig`).
+    pub node_pod_cidr: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Network {
+    #[serde(rename = "podCIDR", default)]
+    pod_cidr: Option<String>,
 }
 
 /// What a mutation touched, so [`Store::update`] persists exactly that.
@@ -135,6 +153,7 @@ pub struct Dirty {
     images: BTreeSet<String>,
     remotes: BTreeSet<String>,
     sync: bool,
+    network: bool,
 }
 
 impl Dirty {
@@ -150,6 +169,9 @@ impl Dirty {
     pub fn remote(&mut self, uid: &str) {
         self.remotes.insert(uid.to_string());
     }
+    pub fn network(&mut self) {
+        self.network = true;
+    }
     /// fsync the files (write-ahead of a remote side effect).
     pub fn durable(&mut self) {
         self.sync = true;
@@ -158,6 +180,7 @@ impl Dirty {
         self.sandboxes.is_empty()
             && self.containers.is_empty()
             && self.images.is_empty()
+            && !self.network
             && self.remotes.is_empty()
     }
 }
@@ -174,6 +197,7 @@ const SANDBOXES: &str = "sandboxes";
 const CONTAINERS: &str = "containers";
 const IMAGES: &str = "images";
 const REMOTES: &str = "remote-pods";
+const NETWORK: &str = "network.json";
 
 impl Store {
     /// A store that persists nothing (benchmarks, unit tests).
@@ -189,8 +213,9 @@ impl Store {
     /// Open (and load) the store under `dir`.
     pub fn open(dir: &Path) -> std::io::Result<Store> {
         let mut inner = Inner::default();
+        private_dir(dir)?;
         for sub in [SANDBOXES, CONTAINERS, IMAGES, REMOTES] {
-            std::fs::create_dir_all(dir.join(sub))?;
+            private_dir(&dir.join(sub))?;
         }
         for (k, v) in load::<Sandbox>(&dir.join(SANDBOXES))? {
             inner.sandboxes.insert(k, v);
@@ -203,6 +228,16 @@ impl Store {
         }
         for (k, v) in load::<RemotePod>(&dir.join(REMOTES))? {
             inner.remotes.insert(k, v);
+        }
+        match std::fs::read(dir.join(NETWORK)) {
+            Ok(b) => match serde_json::from_slice::<Network>(&b) {
+                Ok(n) => inner.node_pod_cidr = n.pod_cidr,
+                Err(e) => {
+                    tracing::error!(error = %e, "unreadable {NETWORK} ignored")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         Ok(Store {
             remotes_gen: Default::default(),
@@ -255,6 +290,14 @@ impl Store {
                     inner.images.get(id).map(to_json),
                 ));
             }
+            if dirty.network {
+                files.push((
+                    dir.join(NETWORK),
+                    Some(to_json(&Network {
+                        pod_cidr: inner.node_pod_cidr.clone(),
+                    })),
+                ));
+            }
             for id in &dirty.remotes {
                 files.push((
                     dir.join(REMOTES).join(file_name(id)),
@@ -297,11 +340,39 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-/// Write `body` to `path` through a temp file and a rename.
+/// Mode of the state files: a container's record holds its env, with the values
+/// kubelet resolved from Secrets.
+pub const STATE_FILE_MODE: u32 = 0o600;
+/// Mode of the state directories.
+pub const STATE_DIR_MODE: u32 = 0o700;
+
+/// Create `dir` (and missing parents) as [`STATE_DIR_MODE`]; an existing one is
+/// narrowed to it.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != STATE_DIR_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(STATE_DIR_MODE))?;
+    }
+    Ok(())
+}
+
+/// Write `body` to `path` through a temp file (created [`STATE_FILE_MODE`]) and
+/// a rename.
 pub fn write_atomic(path: &Path, body: &[u8], sync: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("json.tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(STATE_FILE_MODE)
+            .open(&tmp)?;
         f.write_all(body)?;
         if sync {
             f.sync_all()?;
@@ -385,6 +456,7 @@ mod tests {
                     uid: "u".into(),
                     batches: 0,
                     main_used: false,
+                    ip: String::new(),
                 },
             );
             d.sandbox("s1");
@@ -397,5 +469,32 @@ mod tests {
         });
         let s3 = Store::open(dir.path()).unwrap();
         assert!(s3.read().sandboxes.is_empty());
+    }
+
+    #[test]
+    fn state_files_are_private_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        // an old, wider directory is narrowed
+        std::fs::create_dir_all(state.join(CONTAINERS)).unwrap();
+        std::fs::set_permissions(
+            state.join(CONTAINERS),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        // a umask that would leave new files world-readable
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o002));
+        let s = Store::open(&state).unwrap();
+        nix::sys::stat::umask(old);
+        for sub in ["", SANDBOXES, CONTAINERS, IMAGES, REMOTES] {
+            assert_eq!(mode(&state.join(sub)), 0o700, "{sub}");
+        }
+        let tmp = state.join(CONTAINERS).join("c.json.tmp");
+        std::fs::write(&tmp, "left over").unwrap();
+        write_atomic(&state.join(CONTAINERS).join("c.json"), b"{}", true).unwrap();
+        assert_eq!(mode(&state.join(CONTAINERS).join("c.json")), 0o600);
+        drop(s);
     }
 }

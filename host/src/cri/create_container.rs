@@ -15,6 +15,41 @@ use crate::store::{Container, Kind, Phase, RemotePod};
 /// are batched alone anyway: kubelet waits for each to exit before the next).
 pub const ANN_INIT: &str = "interlink.eu/init-container";
 
+/// The reference the remote side is sent for the container's image. kubelet
+/// names the image by the ID `PullImage` answered, with the user's reference in
+/// `user_specified_image`: an ID is resolved through the image records to the
+/// reference the user wrote, never sent as an image name.
+fn resolve_image(rt: &Runtime, spec: Option<&cri::ImageSpec>) -> Result<String> {
+    let image = spec.map(|i| i.image.as_str()).unwrap_or("");
+    let user = spec.map(|i| i.user_specified_image.as_str()).unwrap_or("");
+    if image.is_empty() {
+        return Err(Status::invalid_argument("config.image.image is required"));
+    }
+    let user_ref = (!user.is_empty())
+        .then(|| crate::images::normalize(user))
+        .transpose()
+        .map_err(|e| Status::invalid_argument(format!("user_specified_image: {e}")))?;
+    let st = rt.store.read();
+    if crate::images::is_id(image) {
+        return match (crate::images::find(&st, image), user_ref) {
+            (Some(img), Some(u)) if img.matches(&u) => Ok(u),
+            (Some(img), _) => Ok(img.reference.clone()),
+            (None, Some(u)) => Ok(u),
+            (None, None) => Err(Status::not_found(format!(
+                "image {image:?} is not known here: pull it by reference first"
+            ))),
+        };
+    }
+    match crate::images::normalize(image) {
+        Ok(r) => Ok(r),
+        // an ID prefix, as typed into crictl
+        Err(e) => match crate::images::find(&st, image) {
+            Some(img) => Ok(img.reference.clone()),
+            None => Err(Status::invalid_argument(e)),
+        },
+    }
+}
+
 pub fn create_container(
     rt: &Runtime,
     req: cri::CreateContainerRequest,
@@ -27,12 +62,8 @@ pub fn create_container(
         .metadata
         .clone()
         .ok_or_else(|| Status::invalid_argument("config.metadata is required"))?;
-    validate::dns_label("config.metadata.name", &md.name)?;
-    let image = cfg.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
-    if image.is_empty() {
-        return Err(Status::invalid_argument("config.image.image is required"));
-    }
-    let image_ref = crate::images::normalize(image).map_err(Status::invalid_argument)?;
+    validate::name("config.metadata.name", &md.name)?;
+    let image_ref = resolve_image(rt, cfg.image.as_ref())?;
     validate::metadata_size("container", &cfg.labels, &cfg.annotations)?;
     let process: usize = cfg
         .command
@@ -50,6 +81,15 @@ pub fn create_container(
             "command, args and env are {process} bytes (max {})",
             validate::MAX_PROCESS_BYTES
         )));
+    }
+    if let Some(sc) = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref())
+        && sc.run_as_group.is_some()
+        && sc.run_as_user.is_none()
+        && sc.run_as_username.is_empty()
+    {
+        return Err(Status::invalid_argument(
+            "security_context.run_as_group is set without run_as_user: a group needs a user",
+        ));
     }
     validate::field("working_dir", &cfg.working_dir)?;
     validate::field("log_path", &cfg.log_path)?;
@@ -90,7 +130,7 @@ pub fn create_container(
         sb_for_convert,
         &cfg,
         &image_ref,
-        rt.cfg.empty_dir_mode == "hostPath",
+        rt.cfg.empty_dir_host_path(),
         rt.hooks.as_ref(),
     );
     let kind = if cfg.annotations.get(ANN_INIT).is_some_and(|v| v == "true") {
@@ -101,7 +141,7 @@ pub fn create_container(
     let log_file = (!sandbox_cfg.log_directory.is_empty() && !cfg.log_path.is_empty())
         .then(|| PathBuf::from(&sandbox_cfg.log_directory).join(&cfg.log_path));
     let id = crate::ids::new_id();
-    let c = Container {
+    let mut c = Container {
         id: id.clone(),
         sandbox_id: sandbox_id.clone(),
         kind,
@@ -127,16 +167,20 @@ pub fn create_container(
     let trial = RemotePod {
         uid: sb_snapshot.uid.clone(),
         sandbox_id: sandbox_id.clone(),
-        name: sandbox_cfg
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default(),
-        namespace: sandbox_cfg
-            .metadata
-            .as_ref()
-            .map(|m| m.namespace.clone())
-            .unwrap_or_default(),
+        name: crate::names::pod_name(
+            sandbox_cfg
+                .metadata
+                .as_ref()
+                .map(|m| m.name.as_str())
+                .unwrap_or_default(),
+        ),
+        namespace: crate::names::dns_label(
+            sandbox_cfg
+                .metadata
+                .as_ref()
+                .map(|m| m.namespace.as_str())
+                .unwrap_or_default(),
+        ),
         kind,
         containers: vec![id.clone()],
         phase: Phase::Collecting,
@@ -178,19 +222,8 @@ pub fn create_container(
                 "pod sandbox {sandbox_id} is not ready (stopped)"
             )));
         }
-        let img = c.image_id.clone();
-        if !st.images.contains_key(&img) {
-            st.images.insert(
-                img.clone(),
-                crate::store::Image {
-                    id: img.clone(),
-                    reference: c.image_ref.clone(),
-                    pinned: false,
-                    recorded_at: crate::now_ns(),
-                },
-            );
-            d.image(&img);
-        }
+        // the ID PullImage answered for this image (ContainerStatus.image_ref)
+        c.image_id = crate::images::record(st, d, &c.image_ref);
         st.containers.insert(id.clone(), c);
         d.container(&id);
         Ok(())

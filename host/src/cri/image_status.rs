@@ -1,4 +1,6 @@
 //! `ImageStatus`: an unknown image is an empty answer, not an error (CRI rule).
+//! `size` is the bytes this runtime keeps for the image (its record, never 0:
+//! cri-client refuses 0); the image itself is pulled and stored by the backend.
 
 use super::Result;
 use crate::proto::runtime::v1 as cri;
@@ -6,20 +8,11 @@ use crate::runtime::Runtime;
 use crate::store::{Image, Inner};
 
 pub fn to_cri(i: &Image) -> cri::Image {
-    let repo_digests = match i.reference.split_once('@') {
-        Some((_, d)) => vec![format!("{}@{d}", crate::images::repository(&i.reference))],
-        None => vec![],
-    };
-    let repo_tags = if i.reference.contains('@') {
-        vec![]
-    } else {
-        vec![i.reference.clone()]
-    };
     cri::Image {
         id: i.id.clone(),
-        repo_tags,
-        repo_digests,
-        size: 0,
+        repo_tags: i.repo_tags(),
+        repo_digests: i.repo_digests(),
+        size: i.size(),
         uid: None,
         username: String::new(),
         spec: Some(cri::ImageSpec {
@@ -32,20 +25,7 @@ pub fn to_cri(i: &Image) -> cri::Image {
 
 /// Find an image by reference (normalised), full ID or unique ID prefix.
 pub fn find<'a>(st: &'a Inner, image: &str) -> Option<&'a Image> {
-    if let Ok(r) = crate::images::normalize(image) {
-        let id = crate::images::image_id(&r);
-        if let Some(i) = st.images.get(&id) {
-            return Some(i);
-        }
-    }
-    let key = image.strip_prefix("sha256:").unwrap_or(image);
-    if key.len() >= 6 && key.chars().all(|c| c.is_ascii_hexdigit()) {
-        let full = format!("sha256:{key}");
-        if let Ok(id) = crate::ids::resolve(&st.images, &full) {
-            return st.images.get(id);
-        }
-    }
-    None
+    crate::images::find(st, image)
 }
 
 pub fn image_status(

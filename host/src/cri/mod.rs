@@ -368,10 +368,11 @@ impl RuntimeService for Cri {
         &self,
         _r: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Result<Response<cri::ListMetricDescriptorsResponse>> {
+        // no metrics are collected: Unimplemented tells kubelet and critest so
         timed(&self.rt, "ListMetricDescriptors", async {
-            Ok(cri::ListMetricDescriptorsResponse {
-                descriptors: vec![],
-            })
+            Err::<cri::ListMetricDescriptorsResponse, _>(Status::unimplemented(
+                "ListMetricDescriptors: interlink-cri collects no container metrics",
+            ))
         })
         .await
     }

@@ -43,7 +43,7 @@ pub fn pod_sandbox_status(
             },
             created_at: sb.created_at,
             network: Some(cri::PodSandboxNetworkStatus {
-                ip: String::new(),
+                ip: sb.ip.clone(),
                 additional_ips: vec![],
             }),
             linux: Some(cri::LinuxPodSandboxStatus {

@@ -7,26 +7,28 @@ use tonic::Status;
 use super::Result;
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
-use crate::store::Image;
 
 pub fn pull_image(rt: &Runtime, req: cri::PullImageRequest) -> Result<cri::PullImageResponse> {
     let image = req.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
     if image.is_empty() {
         return Err(Status::invalid_argument("image.image is required"));
     }
+    if crate::images::is_id(image) {
+        // an ID names an image this runtime has; it cannot be fetched by ID
+        let st = rt.store.read();
+        return match crate::images::find(&st, image) {
+            Some(i) => Ok(cri::PullImageResponse {
+                image_ref: i.id.clone(),
+            }),
+            None => Err(Status::not_found(format!(
+                "image ID {image:?} is not known here; pull the image by reference"
+            ))),
+        };
+    }
     let reference = crate::images::normalize(image).map_err(Status::invalid_argument)?;
-    let id = crate::images::image_id(&reference);
-    rt.store.update(|st, d| {
-        st.images.entry(id.clone()).or_insert_with(|| {
-            d.image(&id);
-            Image {
-                id: id.clone(),
-                reference: reference.clone(),
-                pinned: false,
-                recorded_at: crate::now_ns(),
-            }
-        });
-    });
+    let id = rt
+        .store
+        .update(|st, d| crate::images::record(st, d, &reference));
     tracing::info!(image = %reference, "image recorded (pulled remotely)");
     Ok(cri::PullImageResponse { image_ref: id })
 }

@@ -30,14 +30,7 @@ pub fn reopen_container_log(
         )));
     }
     if let Some(f) = file {
-        if let Some(p) = f.parent() {
-            std::fs::create_dir_all(p)
-                .map_err(|e| Status::internal(format!("log directory {}: {e}", p.display())))?;
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&f)
+        crate::logs::create_file(&f)
             .map_err(|e| Status::internal(format!("reopen {}: {e}", f.display())))?;
     }
     Ok(cri::ReopenContainerLogResponse {})

@@ -28,8 +28,8 @@ pub fn run_pod_sandbox(
         .metadata
         .clone()
         .ok_or_else(|| Status::invalid_argument("config.metadata is required"))?;
-    validate::dns_subdomain("metadata.name", &md.name)?;
-    validate::dns_label("metadata.namespace", &md.namespace)?;
+    validate::name("metadata.name", &md.name)?;
+    validate::name("metadata.namespace", &md.namespace)?;
     validate::uid("metadata.uid", &md.uid)?;
     validate::metadata_size("pod sandbox", &config.labels, &config.annotations)?;
     validate::field("hostname", &config.hostname)?;
@@ -45,6 +45,13 @@ pub fn run_pod_sandbox(
             rt.cfg.cri.runtime_handler
         )));
     }
+    let host_network = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network == cri::NamespaceMode::Node as i32);
+    let cidr = (!host_network).then(|| rt.pod_cidr());
     let id = crate::ids::new_id();
     rt.store.update(|st, d| {
         if let Some(other) = st.sandboxes.values().find(|s| {
@@ -60,9 +67,28 @@ pub fn run_pod_sandbox(
                 md.namespace, md.name, md.uid, md.attempt, other.id
             )));
         }
+        let ip = match cidr {
+            Some(c) => {
+                let used: std::collections::HashSet<std::net::Ipv4Addr> = st
+                    .sandboxes
+                    .values()
+                    .filter_map(|s| s.ip.parse().ok())
+                    .collect();
+                c.allocate(&used)
+                    .ok_or_else(|| {
+                        Status::resource_exhausted(format!(
+                            "no free pod IP left in {c} ({} sandboxes hold one)",
+                            used.len()
+                        ))
+                    })?
+                    .to_string()
+            }
+            None => String::new(),
+        };
         st.sandboxes.insert(
             id.clone(),
             Sandbox {
+                ip,
                 id: id.clone(),
                 uid: remote_uid(&md.uid),
                 config,

@@ -1,5 +1,6 @@
 //! `StartContainer`: puts the container in its sandbox's open batch and returns at
-//! once; the batch is sent (`/create`) when the batch window closes. From here on
+//! once, with its CRI log file created; the batch is sent (`/create`) when the
+//! batch window closes. From here on
 //! the container is RUNNING (never CREATED again) until the remote side says it
 //! exited.
 
@@ -14,7 +15,7 @@ pub fn start_container(
     req: cri::StartContainerRequest,
 ) -> Result<cri::StartContainerResponse> {
     let id = resolve_container(rt, &req.container_id)?;
-    let sandbox = rt.store.update(|st, d| {
+    let (sandbox, log_file) = rt.store.update(|st, d| {
         let c = st
             .containers
             .get(&id)
@@ -37,8 +38,17 @@ pub fn start_container(
         d.container(&id);
         d.remote(&uid);
         d.sandbox(&sandbox_id);
-        Ok(sandbox_id)
+        Ok((
+            sandbox_id,
+            st.containers.get(&id).and_then(|c| c.log_file.clone()),
+        ))
     })?;
+    // kubelet and critest open the log file as soon as this call returns
+    if let Some(f) = log_file
+        && let Err(e) = crate::logs::create_file(&f)
+    {
+        tracing::warn!(container = %id, file = %f.display(), error = %e, "creating the container log file failed");
+    }
     rt.dispatch_wake.notify_one();
     rt.emit(
         &id,

@@ -52,13 +52,17 @@ pub fn status(rt: &Runtime, req: cri::StatusRequest) -> Result<cri::StatusRespon
             conditions: vec![runtime, network],
         }),
         info,
-        runtime_handlers: vec![cri::RuntimeHandler {
-            name: rt.cfg.cri.runtime_handler.clone(),
-            features: Some(cri::RuntimeHandlerFeatures {
-                recursive_read_only_mounts: false,
-                user_namespaces: false,
-            }),
-        }],
+        // "" is the default handler kubelet asks for; it is the configured one
+        runtime_handlers: ["", rt.cfg.cri.runtime_handler.as_str()]
+            .into_iter()
+            .map(|name| cri::RuntimeHandler {
+                name: name.to_string(),
+                features: Some(cri::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+            })
+            .collect(),
         features: Some(cri::RuntimeFeatures {
             supplemental_groups_policy: false,
             user_namespaces_host_network: false,
@@ -82,10 +86,33 @@ pub fn runtime_config(
     })
 }
 
+/// kubelet sends the node's pod CIDR: pod IPs of new sandboxes come from it
+/// (persisted: kubelet does not send it again after a restart of this runtime).
 pub fn update_runtime_config(
-    _rt: &Runtime,
-    _req: cri::UpdateRuntimeConfigRequest,
+    rt: &Runtime,
+    req: cri::UpdateRuntimeConfigRequest,
 ) -> Result<cri::UpdateRuntimeConfigResponse> {
-    // the pod CIDR does not matter: pods get their network remotely
+    let cidr = req
+        .runtime_config
+        .and_then(|c| c.network_config)
+        .map(|n| n.pod_cidr)
+        .unwrap_or_default();
+    if cidr.trim().is_empty() {
+        return Ok(cri::UpdateRuntimeConfigResponse {});
+    }
+    let parsed = crate::network::Cidr::parse(&cidr)
+        .map_err(|e| tonic::Status::invalid_argument(format!("network_config.pod_cidr: {e}")))?;
+    let changed = rt.store.update(|st, d| {
+        if st.node_pod_cidr.as_deref() == Some(cidr.as_str()) {
+            return false;
+        }
+        st.node_pod_cidr = Some(cidr.clone());
+        d.network();
+        d.durable();
+        true
+    });
+    if changed {
+        tracing::info!(pod_cidr = %parsed, "pod CIDR from kubelet");
+    }
     Ok(cri::UpdateRuntimeConfigResponse {})
 }

@@ -1,6 +1,7 @@
-//! Request validation shared by the RPCs: names as Kubernetes (and the interLink
-//! API server) require them, and size bounds, each failure an `InvalidArgument`
-//! that names the field.
+//! Request validation shared by the RPCs: metadata names as containerd accepts
+//! them (CRI metadata is not a DNS name; [`crate::names`] maps them for the remote
+//! side), UIDs, and size bounds, each failure an `InvalidArgument` that names the
+//! field.
 
 use std::collections::HashMap;
 
@@ -13,37 +14,26 @@ pub const MAX_PROCESS_BYTES: usize = 1024 * 1024;
 /// Bound on any single path or string field.
 pub const MAX_FIELD: usize = 4096;
 
-/// A DNS label: `^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`, at most 63 characters.
-pub fn dns_label(field: &str, v: &str) -> Result<(), Status> {
-    let ok = !v.is_empty()
-        && v.len() <= 63
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !v.starts_with('-')
-        && !v.ends_with('-');
-    if ok {
-        Ok(())
-    } else if v.is_empty() {
-        Err(Status::invalid_argument(format!(
-            "{field} must not be empty"
-        )))
-    } else {
-        Err(Status::invalid_argument(format!(
-            "{field} {v:?} is not a valid name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
-        )))
-    }
-}
+/// Bound on a metadata name (pod, namespace, container).
+pub const MAX_NAME: usize = 1024;
 
-/// A DNS subdomain: dot-separated labels, at most 253 characters.
-pub fn dns_subdomain(field: &str, v: &str) -> Result<(), Status> {
+/// A CRI metadata name: not empty, at most [`MAX_NAME`] bytes, no control
+/// characters. Case, length within the bound and punctuation are the caller's.
+pub fn name(field: &str, v: &str) -> Result<(), Status> {
     if v.is_empty() {
         return Err(Status::invalid_argument(format!(
             "{field} must not be empty"
         )));
     }
-    if v.len() > 253 || v.split('.').any(|l| dns_label(field, l).is_err()) {
+    if v.len() > MAX_NAME {
         return Err(Status::invalid_argument(format!(
-            "{field} {:?} is not a valid name: at most 253 lowercase letters, digits, '-' and '.'",
+            "{field} is {} bytes long (max {MAX_NAME})",
+            v.len()
+        )));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(Status::invalid_argument(format!(
+            "{field} {:?} contains control characters",
             truncate(v)
         )));
     }
@@ -115,13 +105,13 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(dns_label("n", "web-1").is_ok());
-        assert!(dns_label("n", "Web").is_err());
-        assert!(dns_label("n", "-a").is_err());
-        assert!(dns_label("n", &"a".repeat(64)).is_err());
-        assert!(dns_subdomain("n", "a.b-c").is_ok());
-        assert!(dns_subdomain("n", "a..b").is_err());
         assert!(uid("u", "0c6b9ab4-8d43-4b4e-9a1c-6a2f0e8f2b11").is_ok());
         assert!(uid("u", "a b").is_err());
+        // what kubelet and critest send
+        assert!(name("n", "create-PodSandbox-for-container-1").is_ok());
+        assert!(name("n", &"a".repeat(68)).is_ok());
+        assert!(name("n", "").is_err());
+        assert!(name("n", "a\nb").is_err());
+        assert!(name("n", &"a".repeat(MAX_NAME + 1)).is_err());
     }
 }
