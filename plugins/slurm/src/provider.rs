@@ -634,7 +634,7 @@ impl SlurmProvider {
                 pods: None,
                 accelerators: Vec::new(),
             }),
-            taints: Vec::new(),
+            taints: None,
         })
     }
 }
