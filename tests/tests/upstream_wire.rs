@@ -473,6 +473,127 @@ fn upstream_api_server_requests_accepted_by_the_local_plugin() {
     }
 }
 
+/// Where the one-node Slurm cluster of scripts/slurm-start.sh is, if its
+/// controller answers (else the Slurm replay is skipped, or fails under
+/// INTERLINK_REQUIRE_BACKENDS=1).
+fn slurm_conf() -> Option<PathBuf> {
+    let conf = std::env::var_os("SLURM_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
+    let up = conf.exists()
+        && std::process::Command::new("scontrol")
+            .arg("ping")
+            .env("SLURM_CONF", &conf)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"));
+    if up {
+        return Some(conf);
+    }
+    assert!(
+        !interlink_test_harness::backends_required(),
+        "Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but not up at {}",
+        conf.display()
+    );
+    eprintln!(
+        "SKIP: no Slurm controller up at {} (run scripts/slurm-start.sh)",
+        conf.display()
+    );
+    None
+}
+
+/// Every request upstream's API server sent to our Slurm plugin is accepted
+/// again by the real `interlink-slurm` submitting real jobs: creates, status
+/// rounds (each a list of statuses), logs (or 404 for a pod gone), deletes.
+/// The plugin runs with the original README's `SBATCHPATH`/`SCANCELPATH` set,
+/// and uses them.
+#[test]
+fn upstream_api_server_requests_accepted_by_the_slurm_plugin() {
+    let Some(conf) = slurm_conf() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut wrappers = Vec::new();
+    let cfg = dir.path().join("slurm.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n  container_runtime: none\n",
+            conf.display()
+        ),
+    )
+    .unwrap();
+    // the original README's $SBATCHPATH/$SCANCELPATH: wrappers that record their use
+    let used = dir.path().join("used");
+    for (var, real) in [("SBATCHPATH", "sbatch"), ("SCANCELPATH", "scancel")] {
+        let w = dir.path().join(format!("{real}-wrapper"));
+        std::fs::write(
+            &w,
+            format!(
+                "#!/bin/sh\necho {real} >> {}\nexec {real} \"$@\"\n",
+                used.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&w, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        wrappers.push((var, w));
+    }
+    let sock = dir.path().join("slurm.sock");
+    let mut cmd = std::process::Command::new(interlink_test_harness::bin("interlink-slurm"));
+    cmd.envs(wrappers.iter().map(|(k, v)| (*k, v.as_os_str())));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--listen")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("--data-root")
+        .arg(dir.path().join("root"))
+        .env("SLURM_CONF", &conf)
+        .env("RUST_LOG", "info");
+    let mut proc =
+        interlink_test_harness::Proc::spawn("interlink-slurm", cmd, &dir.path().join("plugin.log"))
+            .unwrap();
+    interlink_test_harness::wait_for_unix_socket(&sock, Duration::from_secs(20)).unwrap();
+    let target = Target::Unix(sock);
+    let exs = load("wire-c-upapi-to-rustslurm.log");
+    let mut creates = 0;
+    for ex in &exs {
+        if ex.status.is_none() {
+            continue;
+        }
+        let got = replay(&target, ex);
+        let ctx = format!(
+            "line {} {} {}: {} {}",
+            ex.line,
+            ex.method,
+            ex.path,
+            got.status,
+            got.text()
+        );
+        match ex.path.as_str() {
+            "/create" => {
+                assert_eq!(got.status, 200, "{ctx}");
+                creates += 1;
+            }
+            "/status" => {
+                assert_eq!(got.status, 200, "{ctx}");
+                let _: Vec<PodStatus> = serde_json::from_slice(&got.body).expect(&ctx);
+            }
+            "/getLogs" => assert!(got.status == 200 || got.status == 404, "{ctx}"),
+            _ => assert!((200..300).contains(&got.status), "{ctx}"),
+        }
+    }
+    assert!(creates > 0);
+    let used = std::fs::read_to_string(&used).unwrap_or_default();
+    assert!(
+        used.contains("sbatch") && used.contains("scancel"),
+        "SBATCHPATH/SCANCELPATH were not used: {used:?}"
+    );
+    proc.stop(Duration::from_secs(10));
+    let log = std::fs::read_to_string(dir.path().join("plugin.log")).unwrap();
+    let sessions = sessions_of(&exs, "Request-");
+    assert!(
+        sessions.iter().any(|s| log.contains(s.as_str())),
+        "the plugin logs upstream's sessions"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // upstream's virtual kubelet -> our API server
 
