@@ -498,7 +498,10 @@ pub fn build_create(
     req
 }
 
-/// The pod as one `/status` round sends it: identity and container names only.
+/// The pod as one `/status` round sends it: identity, container names and
+/// `status.phase: Running` (only pods created and not finished are polled).
+/// Upstream's API server asks its plugin again only for pods whose phase is
+/// Running/Pending; without a phase it would answer its cache for ever.
 pub fn status_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod {
     k8s::Pod {
         metadata: ObjectMeta {
@@ -517,7 +520,10 @@ pub fn status_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod 
                 .collect(),
             ..Default::default()
         }),
-        status: None,
+        status: Some(k8s::PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        }),
     }
 }
 

@@ -12,8 +12,10 @@ use interlink::server::{Server, ServerConfig};
 /// Configuration: upstream's InterLinkConfig.yaml keys (InterlinkAddress,
 /// InterlinkPort, SidecarURL, SidecarPort, VerboseLogging, ErrorsOnlyLogging,
 /// DataRootFolder, TLS.*) plus Auth.*, MaxBodyBytes, PluginTimeoutSeconds,
-/// ShutdownGraceSeconds. Environment overrides: INTERLINKURL, INTERLINKPORT,
-/// SIDECARURL, SIDECARPORT, INTERLINK_VERBOSE_LOGGING,
+/// ShutdownGraceSeconds; sites' older keys (SidecarService, VKTokenFile,
+/// ExportPodData, Pprof, JobScriptTemplate) load too, see the README.
+/// Environment overrides: INTERLINKURL, INTERLINKPORT, SIDECARURL,
+/// SIDECARSERVICE (docker: port 4000, slurm: 4001), SIDECARPORT, INTERLINK_VERBOSE_LOGGING,
 /// INTERLINK_ERRORS_ONLY_LOGGING, INTERLINK_DATA_ROOT_FOLDER,
 /// INTERLINK_TOKENS_FILE, INTERLINK_MAX_BODY_BYTES,
 /// INTERLINK_PLUGIN_TIMEOUT_SECONDS. RUST_LOG overrides the log level.

@@ -114,12 +114,10 @@ pub struct PingResponse {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<PingResources>,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
-    pub taints: Vec<Taint>,
+    /// As upstream's `*[]TaintResponse`: `None` (absent) leaves the node's
+    /// taints alone, `Some(vec![])` (`[]`) clears them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taints: Option<Vec<Taint>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,6 +160,8 @@ pub struct RetrievedPodData {
     pub pod: Pod,
     #[serde(rename = "container", default, deserialize_with = "null_as_default")]
     pub containers: Vec<RetrievedContainer>,
+    /// Upstream's `ScriptBuildConfig`; Go always writes it (zero values when the
+    /// server has none configured), and so does our server.
     #[serde(rename = "jobConfig", default, skip_serializing_if = "Option::is_none")]
     pub job_config: Option<serde_json::Value>,
     #[serde(
@@ -189,7 +189,14 @@ pub struct RetrievedContainer {
     pub projected_volume_maps: Vec<ConfigMap>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub secrets: Vec<Secret>,
-    #[serde(rename = "emptyDirs", default, deserialize_with = "null_as_default")]
+    /// Deprecated upstream (plugins lay out emptyDirs themselves); written as
+    /// `null` when empty, as upstream's API server always does.
+    #[serde(
+        rename = "emptyDirs",
+        default,
+        serialize_with = "empty_as_null",
+        deserialize_with = "null_as_default"
+    )]
     pub empty_dirs: Vec<String>,
 }
 
@@ -214,6 +221,14 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn empty_as_null<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        v.serialize(s)
+    }
 }
 
 /// Go's zero `time.Time`, which upstream writes for an unset `SinceTime`.
@@ -326,6 +341,10 @@ mod tests {
         );
         let back = serde_json::to_value(&d).unwrap();
         assert_eq!(keys(&back), vec!["container", "jobScript", "pod"]);
+        assert_eq!(
+            back["container"][0]["emptyDirs"],
+            json!(["/data/u/emptyDirs/scratch"])
+        );
         assert_eq!(keys(&back["container"][0]), keys(&doc["container"][0]));
     }
 
@@ -366,5 +385,23 @@ mod tests {
         assert_eq!(p.resources.as_ref().unwrap().accelerators[0].available, "4");
         let empty: PingResponse = serde_json::from_str("{}").unwrap();
         assert_eq!(serde_json::to_string(&empty).unwrap(), "{}");
+        // Go's *[]TaintResponse: [] clears the node's taints, absent leaves them
+        let clear: PingResponse = serde_json::from_str(r#"{"status":"ok","taints":[]}"#).unwrap();
+        assert_eq!(clear.taints, Some(vec![]));
+        assert_eq!(
+            serde_json::to_string(&clear).unwrap(),
+            r#"{"status":"ok","taints":[]}"#
+        );
+        let absent: PingResponse = serde_json::from_str(r#"{"status":"ok"}"#).unwrap();
+        assert_eq!(absent.taints, None);
+    }
+
+    #[test]
+    fn empty_dirs_written_as_null() {
+        let c = RetrievedContainer {
+            name: "c".into(),
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_value(&c).unwrap()["emptyDirs"], Value::Null);
     }
 }

@@ -64,7 +64,8 @@ async fn bad_requests_are_4xx_with_a_message() {
         ("POST", "/create", big.clone(), 413, "exceeds the limit of 65536 bytes"),
         ("GET", "/status", big, 413, "exceeds the limit"),
         ("POST", "/create", bad_ns_pod, 400, "metadata.namespace \"Bad_NS\""),
-        ("POST", "/create", missing_cm, 400, "ConfigMap \"app-config\""),
+        // as upstream, the server passes a pod lacking a referenced object on; the plugin refuses it
+        ("POST", "/create", missing_cm, 422, "configMap \"app-config\" was not sent"),
         ("POST", "/create", serde_json::to_vec(&json!({"pod": {"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": {"containers": []}}})).unwrap(), 400, "spec.containers must not be empty"),
         ("GET", "/status", b"{\"not\": \"a list\"}".to_vec(), 400, "JSON array of Pod"),
         ("GET", "/status", serde_json::to_vec(&json!([{"metadata": {"name": "p"}}])).unwrap(), 400, "pod [0]: metadata.uid is required"),

@@ -77,7 +77,14 @@ fn error_message(body: &[u8]) -> String {
     {
         return m.to_string();
     }
-    let text = String::from_utf8_lossy(body);
+    // upstream's server answers errors as HTML-escaped text
+    // ("... call exit status: 500. Body: {&#34;error&#34;: ...}")
+    let text = String::from_utf8_lossy(body)
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
     let text = text.trim();
     if text.chars().count() > 512 {
         let short: String = text.chars().take(512).collect();

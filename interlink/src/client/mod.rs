@@ -207,8 +207,12 @@ impl Client {
     }
 
     /// `GET /status` with a body: the status of many pods in one request.
+    /// Upstream's server answers `null` when it knows none of them: an empty list.
     pub async fn status(&self, pods: &[Pod]) -> Result<Vec<PodStatus>, ClientError> {
-        self.call_json(Method::GET, "/status", encode(&pods)?).await
+        let statuses: Option<Vec<PodStatus>> = self
+            .call_json(Method::GET, "/status", encode(&pods)?)
+            .await?;
+        Ok(statuses.unwrap_or_default())
     }
 
     /// `GET /getLogs` with a body: the logs as they are now, at most `max_bytes`

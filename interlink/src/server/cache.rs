@@ -135,6 +135,16 @@ impl StatusCache {
         Ok(n)
     }
 
+    /// Every status a plugin reported, as it sent it.
+    pub fn statuses(&self) -> Vec<Box<RawValue>> {
+        self.pods
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|p| p.status_json.clone())
+            .collect()
+    }
+
     pub fn get(&self, uid: &str) -> Option<CachedPod> {
         self.pods
             .read()
@@ -179,6 +189,7 @@ mod tests {
                 .running
                 .is_some()
         );
+        assert_eq!(cache.statuses().len(), 1);
         let bad: Vec<&RawValue> = serde_json::from_str(r#"[{"UID": 5}]"#).unwrap();
         assert!(cache.record(&bad).unwrap_err().contains("status [0]"));
     }

@@ -43,6 +43,34 @@ pub struct ServerConfig {
     /// Upstream's job script settings, handed to the plugin as `jobConfig`.
     #[serde(rename = "JobScriptBuildConfig")]
     pub job_script_build_config: Option<serde_yaml::Value>,
+    // Keys existing sites still set in their InterLinkConfig.yaml (upstream's
+    // current file, and the original README's file shared with the virtual
+    // kubelet and the sidecars): each is taken with its documented meaning or
+    // refused by `check` naming what replaced it.
+    /// `docker` or `slurm`: the plugin's port is 4000 or 4001 when
+    /// `SidecarPort` is not given (env `SIDECARSERVICE`).
+    #[serde(rename = "SidecarService")]
+    pub sidecar_service: Option<String>,
+    /// The virtual kubelet's token file: not the server's business, ignored
+    /// (`interlink-cri` reads `TokenFile`, env `VK_TOKEN_FILE`/`VKTOKENFILE`).
+    #[serde(rename = "VKTokenFile")]
+    pub vk_token_file: Option<String>,
+    /// Export ConfigMaps and Secrets to the plugin: always done; `false` is refused.
+    #[serde(rename = "ExportPodData")]
+    pub export_pod_data: Option<bool>,
+    /// Upstream's pprof server: accepted, not served (`Enabled: true` is logged).
+    #[serde(rename = "Pprof")]
+    pub pprof: Option<serde_yaml::Value>,
+    /// Upstream's Go-template job script: not supported here; an empty value is accepted.
+    #[serde(rename = "JobScriptTemplate")]
+    pub job_script_template: Option<String>,
+    /// Sidecar keys of the original shared file, refused with their replacement.
+    #[serde(rename = "SbatchPath")]
+    pub sbatch_path: Option<serde_yaml::Value>,
+    #[serde(rename = "ScancelPath")]
+    pub scancel_path: Option<serde_yaml::Value>,
+    #[serde(rename = "CommandPrefix")]
+    pub command_prefix: Option<serde_yaml::Value>,
     #[serde(rename = "Auth")]
     pub auth: AuthConfig,
     /// Largest request body accepted (413 above it).
@@ -69,6 +97,65 @@ pub struct ServerConfig {
     /// to make room, or new ones wait. 0: half the file descriptor limit.
     #[serde(rename = "MaxConnections")]
     pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The plugin port a `SidecarService` implies.
+    pub fn sidecar_service_port(service: &str) -> Result<u16, ConfigError> {
+        match service.trim().to_ascii_lowercase().as_str() {
+            "docker" => Ok(4000),
+            "slurm" => Ok(4001),
+            other => Err(ConfigError(format!(
+                "SidecarService {other:?}: only \"docker\" (port 4000) or \"slurm\" (port 4001); \
+                 or set SidecarPort"
+            ))),
+        }
+    }
+
+    /// Refuse legacy keys that have no meaning here, naming what replaced them.
+    fn check_legacy(&self) -> Result<(), ConfigError> {
+        let moved = |key: &str, instead: &str| {
+            ConfigError(format!(
+                "{key} is a Slurm sidecar setting of the original interLink config; \
+                 it belongs to interlink-slurm's config file now: {instead}"
+            ))
+        };
+        if self.sbatch_path.is_some() {
+            return Err(moved("SbatchPath", "`sbatch: /path/to/sbatch`"));
+        }
+        if self.scancel_path.is_some() {
+            return Err(moved("ScancelPath", "`scancel: /path/to/scancel`"));
+        }
+        if self.command_prefix.is_some() {
+            return Err(moved(
+                "CommandPrefix",
+                "no shell prefix is run outside the container; use `extra_flags` for \
+                 #SBATCH flags or the container's own command",
+            ));
+        }
+        if self.export_pod_data == Some(false) {
+            return Err(ConfigError(
+                "ExportPodData: false is not supported: ConfigMaps and Secrets a pod \
+                 references are always handed to the plugin (remove the key)"
+                    .into(),
+            ));
+        }
+        if self
+            .job_script_template
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty())
+        {
+            return Err(ConfigError(
+                "JobScriptTemplate is not supported by this server: the Slurm plugin \
+                 writes the job script (see interlink-slurm's config); remove the key"
+                    .into(),
+            ));
+        }
+        if let Some(s) = &self.sidecar_service {
+            Self::sidecar_service_port(s)?;
+        }
+        Ok(())
+    }
 }
 
 /// `TLS:` — serve HTTPS, optionally verifying client certificates.
@@ -148,6 +235,14 @@ impl Default for ServerConfig {
             data_root_folder: "/var/lib/interlink".into(),
             tls: TlsConfig::default(),
             job_script_build_config: None,
+            sidecar_service: None,
+            vk_token_file: None,
+            export_pod_data: None,
+            pprof: None,
+            job_script_template: None,
+            sbatch_path: None,
+            scancel_path: None,
+            command_prefix: None,
             auth: AuthConfig::default(),
             max_body_bytes: 32 * 1024 * 1024,
             plugin_timeout_seconds: 30.0,
@@ -179,7 +274,17 @@ impl ServerConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        let mut cfg: ServerConfig =
+            serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        // SidecarService picks the port only when SidecarPort is not given
+        if let Some(service) = &cfg.sidecar_service {
+            let raw: serde_yaml::Value =
+                serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+            if raw.get("SidecarPort").is_none() {
+                cfg.sidecar_port = Self::sidecar_service_port(service)?;
+            }
+        }
+        Ok(cfg)
     }
 
     /// Apply the environment overrides (see [`ServerConfig::apply_env_from`]).
@@ -215,6 +320,11 @@ impl ServerConfig {
         if let Some(v) = get("SIDECARURL") {
             self.sidecar_url = v;
         }
+        if let Some(v) = get("SIDECARSERVICE") {
+            // the original README: the service's port unless SIDECARPORT is set
+            self.sidecar_port = Self::sidecar_service_port(&v)?;
+            self.sidecar_service = Some(v);
+        }
         if let Some(v) = get("SIDECARPORT") {
             self.sidecar_port = parse_port("SIDECARPORT", v)?;
         }
@@ -247,6 +357,7 @@ impl ServerConfig {
 
     /// Check what serde cannot: consistent TLS, auth and limits.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.check_legacy()?;
         let https = self.interlink_address.starts_with("https://");
         if (self.tls.enabled || https)
             && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
@@ -326,6 +437,8 @@ fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     }
     let n = match P::deserialize(d)? {
         P::N(n) => n,
+        // upstream's unix-socket examples write `InterlinkPort: ""`
+        P::S(s) if s.trim().is_empty() => 0,
         P::S(s) => s
             .trim()
             .parse::<u64>()

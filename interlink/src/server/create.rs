@@ -15,8 +15,16 @@ pub async fn create(State(st): State<AppState>, req: Body) -> Result<Json<Create
     let req: PodCreateRequests = body::json(req, st.max_body, "a PodCreateRequests object").await?;
     validate::check_pod_for_create(&req.pod)
         .map_err(|e| ApiError::bad_request(format!("pod: {e}")))?;
-    let data = super::retrieve::build(&req, &st.data_root, st.job_config.as_ref())
-        .map_err(ApiError::bad_request)?;
+    if !req.job_script_url.is_empty() {
+        // upstream's server would fetch a job script there; a URL in a request is
+        // not fetched here (the plugin writes the job script)
+        tracing::warn!(
+            pod = %pod_uid(&req.pod),
+            "jobscriptURL is set but this server calls no job-script builder; ignored"
+        );
+    }
+    let data =
+        super::retrieve::build(&req, st.job_config.as_ref()).map_err(ApiError::bad_request)?;
     let uid = pod_uid(&req.pod).to_string();
     let mut created = st.plugin.create(&data).await.map_err(|e| {
         let err = e.into_api(st.plugin.target());

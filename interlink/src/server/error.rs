@@ -34,10 +34,14 @@ impl IntoResponse for ApiError {
 /// A JSON error response.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
-    (
+    let mut resp = (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
     )
-        .into_response()
+        .into_response();
+    // for the request log (see `session::track`)
+    resp.extensions_mut()
+        .insert(super::session::ErrorMessage(message.to_string()));
+    resp
 }

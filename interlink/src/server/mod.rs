@@ -28,6 +28,7 @@ mod ping;
 mod plugin_client;
 mod retrieve;
 mod serve;
+mod session;
 mod state;
 mod status;
 mod update_cache;
@@ -88,6 +89,7 @@ fn router(state: state::AppState, auth: Option<Arc<auth::Authenticator>>) -> Rou
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(|| async { error::json_error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn(session::track))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(state)
 }
@@ -105,6 +107,15 @@ impl Server {
         )
         .map_err(ServerError::Config)?;
         let auth = auth::Authenticator::from_config(&cfg.auth).map_err(ServerError::Config)?;
+        if cfg
+            .pprof
+            .as_ref()
+            .and_then(|p| p.get("Enabled"))
+            .and_then(|e| e.as_bool())
+            == Some(true)
+        {
+            tracing::warn!("Pprof.Enabled: this server has no pprof endpoint; ignored");
+        }
         let job_config = match &cfg.job_script_build_config {
             Some(v) => Some(
                 serde_json::to_value(v)
@@ -117,7 +128,6 @@ impl Server {
             cache: Arc::new(cache::StatusCache::default()),
             metrics,
             max_body: cfg.max_body_bytes,
-            data_root: cfg.data_root_folder.clone(),
             job_config,
         };
         let app = router(state, auth);

@@ -1,5 +1,6 @@
 //! `POST /pinglink` (GET accepted): 200 with the plugin's answer when it is
-//! alive, 503 with a message when it is not.
+//! alive, 503 with a JSON message when it is not (upstream answers the text
+//! `503`; its virtual kubelet reads only the status code).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use super::state::AppState;
 pub async fn ping(State(st): State<AppState>) -> Response {
     match st.plugin.ping(Duration::from_secs(5)).await {
         Ok(body) => {
-            let json = body.trim_ascii_start().first() == Some(&b'{');
+            let json = matches!(body.trim_ascii_start().first(), Some(b'{' | b'['));
             let ct = if json {
                 "application/json"
             } else {

@@ -1,8 +1,11 @@
 //! Calls to the plugin (`SidecarURL`/`SidecarPort`, `http://` or `unix://`),
 //! with the methods upstream uses, a timeout, and errors mapped to what the
 //! API server answers: plugin 4xx passed on, plugin 5xx or garbage -> 502,
-//! unreachable -> 502, timeout -> 504.
+//! unreachable -> 502, timeout -> 504. Each call carries the request's
+//! `InterLink-Http-Session` (see `session`), as upstream's server sends it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -29,7 +32,13 @@ pub struct PluginClient {
     target: String,
     timeout: Duration,
     metrics: Metrics,
+    /// Whether the plugin serves `/pinglink` (see [`PluginClient::ping`]).
+    pinglink: Arc<AtomicU8>,
 }
+
+const PINGLINK_UNKNOWN: u8 = 0;
+const PINGLINK_YES: u8 = 1;
+const PINGLINK_NO: u8 = 2;
 
 /// Why a plugin call failed.
 #[derive(Debug)]
@@ -132,6 +141,7 @@ impl PluginClient {
             target,
             timeout,
             metrics,
+            pinglink: Arc::new(AtomicU8::new(PINGLINK_UNKNOWN)),
         })
     }
 
@@ -154,11 +164,15 @@ impl PluginClient {
         if let Some(t) = timeout {
             rb = rb.timeout(t);
         }
+        if let Some(session) = super::session::current() {
+            rb = rb.header(super::session::HEADER, session);
+        }
         if let Some(b) = body {
             rb = rb
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b);
         }
+        tracing::debug!(endpoint, "calling the plugin");
         let result = rb.send().await;
         let outcome = match &result {
             Ok(r) if r.status().is_success() => "ok",
@@ -244,24 +258,37 @@ impl PluginClient {
             .await
     }
 
-    /// Liveness: the plugin's `/pinglink` when it has one, else `GET /status`
-    /// with `[]` as upstream does. Answers the plugin's body.
+    /// Liveness as upstream checks it: `GET /status` with `[]`. A plugin
+    /// answering an object there (upstream's Slurm plugin: status, resources,
+    /// taints) has said everything; one answering a list (ours) is asked its
+    /// `/pinglink` for its resources, unless it answered 404/405 there once
+    /// already. Answers the body to hand to the client.
     pub async fn ping(&self, timeout: Duration) -> Result<Bytes, PluginFailure> {
+        let resp = self
+            .call(
+                "/status",
+                Method::GET,
+                Some(Bytes::from_static(b"[]")),
+                Some(timeout),
+            )
+            .await?;
+        let status_body = self.body_of(resp).await?;
+        if status_body.trim_ascii_start().first() == Some(&b'{')
+            || self.pinglink.load(Ordering::Relaxed) == PINGLINK_NO
+        {
+            return Ok(status_body);
+        }
         match self
             .call("/pinglink", Method::POST, None, Some(timeout))
             .await
         {
-            Ok(resp) => self.body_of(resp).await,
-            Err(PluginFailure::Status(404 | 405, _)) => {
-                let resp = self
-                    .call(
-                        "/status",
-                        Method::GET,
-                        Some(Bytes::from_static(b"[]")),
-                        Some(timeout),
-                    )
-                    .await?;
+            Ok(resp) => {
+                self.pinglink.store(PINGLINK_YES, Ordering::Relaxed);
                 self.body_of(resp).await
+            }
+            Err(PluginFailure::Status(404 | 405, _)) => {
+                self.pinglink.store(PINGLINK_NO, Ordering::Relaxed);
+                Ok(status_body)
             }
             Err(e) => Err(e),
         }

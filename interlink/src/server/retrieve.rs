@@ -1,12 +1,20 @@
 //! Building the plugin's `RetrievedPodData` from a `PodCreateRequests`: per
 //! container, the ConfigMaps, Secrets and projected maps its volume mounts and
-//! env reference, and the paths of its emptyDirs.
+//! env reference.
+//!
+//! As upstream's API server: a referenced object missing from the request is
+//! logged and skipped, not refused (the plugin decides what a pod lacking it
+//! means). Upstream's virtual kubelet renders a projected volume (the
+//! service-account token, `kube-root-ca.crt`, the downward API) into one map in
+//! `projectedvolumesmaps` and does not send its ConfigMap/Secret sources apart.
+//! `emptyDirs` is left empty (`null` on the wire), as upstream now does: the
+//! plugin lays emptyDirs out itself.
 
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Volume};
 
-use crate::types::{PodCreateRequests, RetrievedContainer, RetrievedPodData, pod_uid};
+use crate::types::{PodCreateRequests, RetrievedContainer, RetrievedPodData};
 
 /// Collects one container's references, each object once.
 struct Refs<'a> {
@@ -40,10 +48,13 @@ impl<'a> Refs<'a> {
                 Ok(())
             }
             None if optional == Some(true) => Ok(()),
-            None => Err(format!(
-                "container {:?}: ConfigMap {name:?} ({via}) is not in the request's configmaps",
-                self.container
-            )),
+            None => {
+                tracing::warn!(
+                    container = %self.container,
+                    "ConfigMap {name:?} ({via}) is not in the request's configmaps; going on without it"
+                );
+                Ok(())
+            }
         }
     }
 
@@ -58,14 +69,17 @@ impl<'a> Refs<'a> {
                 Ok(())
             }
             None if optional == Some(true) => Ok(()),
-            None => Err(format!(
-                "container {:?}: Secret {name:?} ({via}) is not in the request's secrets",
-                self.container
-            )),
+            None => {
+                tracing::warn!(
+                    container = %self.container,
+                    "Secret {name:?} ({via}) is not in the request's secrets; going on without it"
+                );
+                Ok(())
+            }
         }
     }
 
-    fn volume(&mut self, v: &Volume, data_root: &str, uid: &str) -> Result<(), String> {
+    fn volume(&mut self, v: &Volume) -> Result<(), String> {
         let via = format!("volume {:?}", v.name);
         if let Some(cm) = &v.config_map {
             self.config_map(&cm.name, cm.optional, &via)?;
@@ -78,11 +92,13 @@ impl<'a> Refs<'a> {
             self.secret(name, s.optional, &via)?;
         }
         if let Some(p) = &v.projected {
-            // the client renders each projected volume as a ConfigMap named after it
-            if let Some(m) = find_cm(&self.req.projected_volumes_maps, &v.name)
-                && self.seen_projected.insert(v.name.clone())
-            {
-                self.out.projected_volume_maps.push(m.clone());
+            // the client renders each projected volume as a ConfigMap named after it;
+            // its sources are then in that map already
+            if let Some(m) = find_cm(&self.req.projected_volumes_maps, &v.name) {
+                if self.seen_projected.insert(v.name.clone()) {
+                    self.out.projected_volume_maps.push(m.clone());
+                }
+                return Ok(());
             }
             for src in p.sources.iter().flatten() {
                 if let Some(cm) = &src.config_map {
@@ -91,13 +107,6 @@ impl<'a> Refs<'a> {
                 if let Some(s) = &src.secret {
                     self.secret(&s.name, s.optional, &via)?;
                 }
-            }
-        }
-        if v.empty_dir.is_some() {
-            let root = data_root.trim_end_matches('/');
-            let path = format!("{root}/{uid}/emptyDirs/{}", v.name);
-            if !self.out.empty_dirs.contains(&path) {
-                self.out.empty_dirs.push(path);
             }
         }
         Ok(())
@@ -130,7 +139,6 @@ fn container_data(
     req: &PodCreateRequests,
     pod: &Pod,
     c: &Container,
-    data_root: &str,
 ) -> Result<RetrievedContainer, String> {
     let mut refs = Refs {
         req,
@@ -151,16 +159,17 @@ fn container_data(
                 c.name, m.name
             ));
         };
-        refs.volume(v, data_root, pod_uid(pod))?;
+        refs.volume(v)?;
     }
     refs.env(c)?;
     Ok(refs.out)
 }
 
-/// The plugin's view of a pod to create. Errors name a missing reference.
+/// The plugin's view of a pod to create. Errors name a volumeMount without
+/// its volume. `job_config` is sent as `jobConfig`; `None` sends upstream's
+/// zero `ScriptBuildConfig`, as Go always writes one.
 pub fn build(
     req: &PodCreateRequests,
-    data_root: &str,
     job_config: Option<&serde_json::Value>,
 ) -> Result<RetrievedPodData, String> {
     let pod = &req.pod;
@@ -172,13 +181,26 @@ pub fn build(
         .flatten()
         .chain(spec.containers.iter())
     {
-        containers.push(container_data(req, pod, c, data_root)?);
+        containers.push(container_data(req, pod, c)?);
     }
     Ok(RetrievedPodData {
         pod: pod.clone(),
         containers,
-        job_config: job_config.cloned(),
+        job_config: Some(job_config.cloned().unwrap_or_else(zero_script_build_config)),
         job_script: String::new(),
+    })
+}
+
+/// Go's zero `ScriptBuildConfig`, as upstream's API server sends it when none
+/// is configured.
+pub fn zero_script_build_config() -> serde_json::Value {
+    serde_json::json!({
+        "SingularityHubProxy": {"server": "", "master_token": "", "cache_validity_seconds": 0},
+        "ApptainerOptions": {"executable": "", "fakeroot": false, "containall": false,
+            "fuseMode": "", "noInit": false, "noHome": false, "noPrivs": false,
+            "nvidiaSupport": false, "cleanenv": false, "unsquash": false},
+        "Volumes": {"scratch_area": "", "apptainer_cachedir": "", "image_dir": "",
+            "additional_directories_in_path": null, "fuse_sleep_seconds": 0}
     })
 }
 
@@ -217,12 +239,13 @@ mod tests {
             "secrets": [{"metadata": {"name": "db"}, "stringData": {"pw": "s"}}],
             "projectedvolumesmaps": [{"metadata": {"name": "kube-api-access-x"}, "data": {"token": "t"}}]
         }));
-        let d = build(&r, "/data/", None).unwrap();
+        let d = build(&r, None).unwrap();
         assert_eq!(d.containers.len(), 2);
         let init = &d.containers[0];
         assert_eq!(init.name, "init");
-        assert_eq!(init.empty_dirs, vec!["/data/u1/emptyDirs/scratch"]);
+        assert!(init.empty_dirs.is_empty());
         assert!(init.config_maps.is_empty() && init.secrets.is_empty());
+        assert_eq!(d.job_config, Some(zero_script_build_config()));
         let main = &d.containers[1];
         let names: Vec<_> = main
             .config_maps
@@ -232,25 +255,34 @@ mod tests {
         assert_eq!(names, vec!["app-config", "env-cm"]);
         assert_eq!(main.secrets.len(), 1);
         assert_eq!(main.projected_volume_maps.len(), 1);
-        assert_eq!(main.empty_dirs, vec!["/data/u1/emptyDirs/scratch"]);
+        assert!(main.empty_dirs.is_empty());
     }
 
     #[test]
-    fn missing_reference_is_named() {
+    fn missing_references_are_skipped_as_upstream_does() {
+        // a projected volume rendered into projectedvolumesmaps needs none of its sources
+        // apart; a missing env ConfigMap is left for the plugin to judge
         let r = req(json!({
             "pod": {"metadata": {"name": "p", "namespace": "d", "uid": "u1"}, "spec": {
-                "volumes": [{"name": "cfg", "configMap": {"name": "app-config"}}],
-                "containers": [{"name": "main", "volumeMounts": [{"name": "cfg", "mountPath": "/c"}]}]}}
+                "volumes": [{"name": "cfg", "configMap": {"name": "app-config"}},
+                    {"name": "kube-api-access-x", "projected": {"sources": [
+                        {"serviceAccountToken": {"path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt"}}]}}],
+                "containers": [{"name": "main",
+                    "volumeMounts": [{"name": "cfg", "mountPath": "/c"},
+                                     {"name": "kube-api-access-x", "mountPath": "/var/run/secrets"}],
+                    "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "other-cm", "key": "k"}}}]}]}},
+            "projectedvolumesmaps": [{"metadata": {"name": "kube-api-access-x"},
+                "data": {"token": "t", "ca.crt": "pem"}}]
         }));
-        let err = build(&r, "/data", None).unwrap_err();
-        assert!(
-            err.contains("\"app-config\"") && err.contains("volume \"cfg\""),
-            "{err}"
-        );
+        let d = build(&r, None).unwrap();
+        assert!(d.containers[0].config_maps.is_empty());
+        assert_eq!(d.containers[0].projected_volume_maps.len(), 1);
+        // a volumeMount naming no volume of the pod is still an error
         let r = req(json!({
             "pod": {"metadata": {"name": "p", "namespace": "d", "uid": "u1"}, "spec": {
                 "containers": [{"name": "main", "volumeMounts": [{"name": "nope", "mountPath": "/c"}]}]}}
         }));
-        assert!(build(&r, "/data", None).unwrap_err().contains("\"nope\""));
+        assert!(build(&r, None).unwrap_err().contains("\"nope\""));
     }
 }

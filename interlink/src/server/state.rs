@@ -12,6 +12,5 @@ pub struct AppState {
     pub cache: Arc<StatusCache>,
     pub metrics: Metrics,
     pub max_body: usize,
-    pub data_root: String,
     pub job_config: Option<serde_json::Value>,
 }

@@ -1,5 +1,8 @@
 //! `GET /status` with a body (POST accepted): one request for many pods,
 //! passed to the plugin as is; the answers refresh the status cache.
+//! `[]` (or an empty body) answers every cached status without asking the
+//! plugin, as upstream's server does (upstream's plugins answer `[]` with
+//! their ping map, not statuses).
 //!
 //! Only what is checked is decoded (each pod's metadata, each status' ids),
 //! so a request for 10,000 pods costs little more than moving its bytes.
@@ -33,7 +36,20 @@ struct MetaRef {
 
 pub async fn status(State(st): State<AppState>, req: Body) -> Result<Response, ApiError> {
     let bytes = body::read(req, st.max_body).await?;
-    let pods: Vec<PodRef> = body::parse(&bytes, "a JSON array of Pod objects")?;
+    let pods: Vec<PodRef> = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        // Go reads `null` as an empty list
+        body::parse::<Option<Vec<PodRef>>>(&bytes, "a JSON array of Pod objects")?
+            .unwrap_or_default()
+    };
+    if pods.is_empty() {
+        let all = st.cache.statuses();
+        let body = serde_json::to_vec(&all).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding: {e}"))
+        })?;
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
     for (i, p) in pods.iter().enumerate() {
         let m = &p.metadata;
         validate::check_pod_ref_fields(

@@ -937,7 +937,7 @@ impl Inner {
                 pods: self.config.max_pods.map(|p| p.to_string()),
                 accelerators: vec![],
             }),
-            taints: vec![],
+            taints: None,
         })
     }
 }

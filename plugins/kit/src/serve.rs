@@ -351,6 +351,19 @@ async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Resp
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // upstream's API server (and ours) send the client's session for correlation
+    let session: String = req
+        .headers()
+        .get("InterLink-Http-Session")
+        .map(|v| {
+            v.as_bytes()
+                .iter()
+                .filter(|b| b.is_ascii_graphic())
+                .take(128)
+                .map(|b| *b as char)
+                .collect()
+        })
+        .unwrap_or_default();
     let endpoint = ENDPOINTS
         .iter()
         .find(|e| **e == path)
@@ -362,13 +375,13 @@ async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Resp
     metrics.observe(endpoint, code, secs);
     let ms = secs * 1000.0;
     if code >= 500 {
-        tracing::error!(%method, path, code, ms, "request failed");
+        tracing::error!(%method, path, code, ms, session, "request failed");
     } else if code >= 400 {
-        tracing::warn!(%method, path, code, ms, "request refused");
+        tracing::warn!(%method, path, code, ms, session, "request refused");
     } else if matches!(endpoint, "/create" | "/delete") {
-        tracing::info!(%method, path, code, ms, "request");
+        tracing::info!(%method, path, code, ms, session, "request");
     } else {
-        tracing::debug!(%method, path, code, ms, "request");
+        tracing::debug!(%method, path, code, ms, session, "request");
     }
     resp
 }

@@ -649,17 +649,15 @@ impl Provider for LocalProvider {
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
+        // capacity, not what is free now: upstream's virtual kubelet writes these
+        // into the node's capacity, which must not drift from one ping to the next
         let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
             m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
+                .find(|l| l.starts_with("MemTotal:"))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .map(|kb| format!("{kb}Ki"))
         });
-        let pods = self
-            .inner
-            .opts
-            .max_pods
-            .map(|m| m.saturating_sub(self.pod_count()).to_string());
+        let pods = self.inner.opts.max_pods.map(|m| m.to_string());
         Ok(PingResponse {
             status: Some("ok".into()),
             resources: Some(PingResources {
@@ -668,7 +666,7 @@ impl Provider for LocalProvider {
                 pods,
                 accelerators: Vec::new(),
             }),
-            taints: Vec::new(),
+            taints: None,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `interlink-slurm`: the interLink plugin that runs each pod as one Slurm job.
 //! Flags: `--config FILE` (section `slurm:`), `--listen ADDR`, `--data-root DIR`, `--log FILTER`.
+//! `SBATCHPATH`/`SCANCELPATH` (the original interLink's variables) override `sbatch`/`scancel`.
 //! `interlink-slurm subpath-exec ...` is the job scripts' subPath helper ([`subpath_exec`]).
 
 use std::sync::Arc;
@@ -20,7 +21,15 @@ fn main() -> anyhow::Result<()> {
             "interLink plugin: each pod runs as one Slurm job",
         ),
         |settings| async move {
-            let provider = SlurmProvider::new(settings.plugin, &settings.data_root)?;
+            let mut plugin = settings.plugin;
+            // the original interLink README's variables, still set by sites
+            if let Some(p) = std::env::var_os("SBATCHPATH") {
+                plugin.sbatch = p.to_string_lossy().into_owned();
+            }
+            if let Some(p) = std::env::var_os("SCANCELPATH") {
+                plugin.scancel = p.to_string_lossy().into_owned();
+            }
+            let provider = SlurmProvider::new(plugin, &settings.data_root)?;
             provider.resume_deletes();
             {
                 let reg = settings.metrics.registry();

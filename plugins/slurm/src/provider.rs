@@ -635,7 +635,7 @@ impl SlurmProvider {
                 pods: None,
                 accelerators: Vec::new(),
             }),
-            taints: Vec::new(),
+            taints: None,
         })
     }
 }
