@@ -50,7 +50,7 @@ Config file (YAML, every key optional, an unknown key is an error):
     Dir, CallTimeout, MemoryLimitBytes, AdmissionFailOpen
 
 Environment: INTERLINK_CRI_CONFIG (config path), INTERLINK_CRI_DEBUG=true (debug
-logs), VK_TOKEN_FILE (token file), RUST_LOG (log filter, overrides the rest).";
+logs), VK_TOKEN_FILE or VKTOKENFILE (token file), RUST_LOG (log filter, overrides the rest).";
 
 #[derive(Parser, Debug)]
 #[command(name = "interlink-cri", version, about = "CRI runtime offloading every pod through interLink", long_about = LONG_ABOUT)]
@@ -93,8 +93,11 @@ fn main() -> Result<()> {
     if let Some(m) = cli.metrics_address {
         cfg.metrics_address = Some(m);
     }
-    if let Ok(t) = std::env::var("VK_TOKEN_FILE")
-        && !t.is_empty()
+    // VKTOKENFILE: the original interLink README's spelling
+    if let Some(t) = ["VK_TOKEN_FILE", "VKTOKENFILE"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|t| !t.is_empty())
     {
         cfg.token_file = Some(PathBuf::from(t));
     }
