@@ -366,3 +366,44 @@ fn allowed_host_settings_reach_the_engine_and_logs_check_names() {
     }
     w.client.delete(&b.pod).unwrap().ok().unwrap();
 }
+
+#[test]
+fn allowed_host_namespaces_reach_the_engine() {
+    let Some(mut w) = World::new("  allow_host_namespaces: true\n") else {
+        return;
+    };
+    let mut b = PodBuilder::new("hostns").container(
+        "main",
+        &[
+            "sh",
+            "-c",
+            "for n in net pid ipc; do echo $n=$(readlink /proc/self/ns/$n); done; sleep 30",
+        ],
+    );
+    {
+        let spec = b.pod.spec.as_mut().unwrap();
+        spec.host_network = Some(true);
+        spec.host_pid = Some(true);
+        spec.host_ipc = Some(true);
+    }
+    let b = w.pod(b);
+    w.client.create_ok(&b.data()).unwrap();
+    w.client
+        .wait_status(&b.pod, T, "main running", |s| is_running(s, "main"))
+        .unwrap();
+    let req = log_req(&b.pod, "main", ContainerLogOpts::default());
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = w.client.logs(&req).unwrap().text();
+        if text.contains("ipc=") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for ns in ["net", "pid", "ipc"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        let want = format!("{ns}={}", host.display());
+        assert!(text.contains(&want), "{ns}: want {want:?} in {text:?}");
+    }
+    w.client.delete(&b.pod).unwrap().ok().unwrap();
+}

@@ -77,6 +77,18 @@ fn loaded(ext: &Extensions) -> Vec<String> {
         .collect()
 }
 
+/// Resident memory of this process (the host side), for the record.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn mark(out: &ResourceRequirements) -> Option<&str> {
     out.limits.get("example.com/mark").map(String::as_str)
 }
@@ -95,7 +107,12 @@ fn a_module_leaking_host_resources_traps_with_a_clear_error() {
     assert_eq!(loaded(&ext), vec!["leak.wasm"], "{:?}", ext.rejections());
 
     // without a bound the call would fill the host's memory with pollables
+    let before = rss_kib();
     let out = ext.map_resources(&resource_input("evil-1"));
+    println!(
+        "host RSS around the leaking call: {before} KiB -> {} KiB",
+        rss_kib()
+    );
     assert_eq!(out, default_requirements(), "the failed stage is skipped");
     let lines = log_lines(&["resources/leak.wasm", "evil-1", "kind=\"memory\""]);
     assert!(
@@ -123,10 +140,15 @@ fn host_resources_are_bounded_per_call_not_per_module_lifetime() {
     );
     let ext = start(dir.path());
     assert_eq!(loaded(&ext), vec!["drip.wasm"], "{:?}", ext.rejections());
+    let before = rss_kib();
     for i in 0..30 {
         let out = ext.map_resources(&resource_input(&format!("drip-{i}")));
         assert_eq!(mark(&out), Some("5"), "call {i}: {out:?}");
     }
+    println!(
+        "host RSS around 30 calls leaking 100 pollables each: {before} KiB -> {} KiB",
+        rss_kib()
+    );
     assert!(
         !log_lines(&["resources/drip.wasm", "too many host resources"]).is_empty(),
         "the leaking instance was reused"

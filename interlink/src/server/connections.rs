@@ -455,15 +455,15 @@ impl Connections {
     }
 
     /// Room for the next connection: at once below the limit; at the limit,
-    /// after closing the connection idle the longest (never-used ones first),
-    /// or, when all are busy, once one ends. Accept only after this resolves,
+    /// after closing idle connections (never-used ones first, see
+    /// [`Connections::make_room`]), or, when all are busy, once one ends. Accept only after this resolves,
     /// so waiting clients stay in the kernel's queue and use no descriptor here.
     pub async fn slot(&self) -> Slot {
         loop {
             if let Ok(p) = self.inner.slots.clone().try_acquire_owned() {
                 return Slot(p);
             }
-            self.evict_one();
+            self.make_room();
             tokio::select! {
                 p = self.inner.slots.clone().acquire_owned() => {
                     if let Ok(p) = p {
@@ -475,13 +475,25 @@ impl Connections {
         }
     }
 
-    fn evict_one(&self) {
-        let victim = {
+    /// Close idle connections to make room: up to 1/16 of the limit of those
+    /// that never sent a request (oldest first), else the one kept alive the
+    /// longest. Connections with a request in flight are never chosen.
+    fn make_room(&self) {
+        let batch = (self.inner.limits.max_connections / 16).max(1);
+        let victims: Vec<Arc<Conn>> = {
             let open = self.open_map();
-            open.values()
+            let mut idle: Vec<(bool, Instant, Arc<Conn>)> = open
+                .values()
                 .filter(|c| c.idle() && !c.evict.load(Ordering::Acquire))
-                .min_by_key(|c| (c.served.load(Ordering::Acquire) > 0, c.times().idle_since))
-                .cloned()
+                .map(|c| {
+                    let used = c.served.load(Ordering::Acquire) > 0;
+                    (used, c.times().idle_since, c.clone())
+                })
+                .collect();
+            idle.sort_by_key(|(used, since, _)| (*used, *since));
+            let unused = idle.iter().take_while(|(used, _, _)| !used).count();
+            let n = if unused > 0 { unused.min(batch) } else { 1 };
+            idle.into_iter().take(n).map(|(_, _, c)| c).collect()
         };
         let now = Instant::now();
         {
@@ -498,7 +510,7 @@ impl Connections {
                 );
             }
         }
-        if let Some(c) = victim {
+        for c in victims {
             c.evict.store(true, Ordering::Release);
             c.wake.notify_one();
         }

@@ -140,6 +140,28 @@ fn clear_stale_socket(path: &Path) -> Result<(), ServerError> {
     })
 }
 
+/// Pending connections the kernel queues for us (capped by `somaxconn`):
+/// while the connection limit makes clients wait, a short queue would drop
+/// their SYNs and cost them a retransmission (a second or more).
+pub(crate) const ACCEPT_BACKLOG: u32 = 1024;
+
+async fn bind_tcp(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(ACCEPT_BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("resolves to no address")))
+}
+
 pub async fn bind(cfg: &ServerConfig) -> Result<Bound, ServerError> {
     match target(cfg)? {
         Target::Unix(path) => {
@@ -168,7 +190,7 @@ pub async fn bind(cfg: &ServerConfig) -> Result<Bound, ServerError> {
                 },
                 cfg.interlink_port
             );
-            let l = TcpListener::bind(&addr)
+            let l = bind_tcp(&addr)
                 .await
                 .map_err(|e| ServerError::Bind(format!("{addr}: {e}")))?;
             Ok(match acceptor {

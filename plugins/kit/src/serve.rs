@@ -178,7 +178,16 @@ impl Bound {
 pub async fn bind(listen: &Listen, opts: &ServeOptions) -> std::io::Result<Bound> {
     match listen {
         Listen::Tcp(addr) => {
-            let l = tokio::net::TcpListener::bind(addr).await?;
+            // a long accept queue: clients waiting for a connection slot keep
+            // their place instead of losing SYNs (capped by `somaxconn`)
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(*addr)?;
+            let l = socket.listen(1024)?;
             let local = Listen::Tcp(l.local_addr()?);
             Ok(Bound {
                 inner: BoundInner::Tcp(l),
