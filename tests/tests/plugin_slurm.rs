@@ -1,5 +1,6 @@
 //! The Slurm plugin (`interlink-slurm`) through its HTTP API, running real jobs on
-//! the one-node cluster of scripts/slurm-start.sh (container runtime `none`).
+//! the one-node cluster of scripts/slurm-start.sh (container runtime `none`; the
+//! podman runtime tests also use the engine of scripts/engine-setup.sh).
 //!
 //! Without a reachable slurmctld these tests print why and pass, unless
 //! `INTERLINK_REQUIRE_BACKENDS=1` (scripts/test.sh sets it when it started Slurm):
