@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::plugin::PodBuilder;
 use crate::{Proc, backends_required, wait_for_unix_socket};
 
 /// The engine's environment and the image its setup made.
@@ -27,6 +28,62 @@ impl Engine {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+}
+
+/// Run `podman <args>` with the engine's `env`; its stdout, trimmed.
+pub fn podman(env: &BTreeMap<String, String>, args: &[&str]) -> String {
+    let o = Command::new("podman")
+        .envs(env)
+        .args(args)
+        .output()
+        .expect("podman");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Ids of the engine's containers (any state) of the pod `uid` with the
+/// `interlink.role` label `role` (`init`, `container` or `infra`).
+pub fn containers_of(env: &BTreeMap<String, String>, uid: &str, role: &str) -> Vec<String> {
+    podman(
+        env,
+        &[
+            "ps",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label=interlink.pod-uid={uid}"),
+            "--filter",
+            &format!("label=interlink.role={role}"),
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Remove every container of the pod `uid`, whatever its state: those joined
+/// to an infra container first, then the infra container.
+pub fn remove_pod_containers(env: &BTreeMap<String, String>, uid: &str) {
+    for role in ["init", "container", "infra"] {
+        let ids = containers_of(env, uid, role);
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-t", "0"];
+            args.extend(ids.iter().map(String::as_str));
+            podman(env, &args);
+        }
+    }
+}
+
+/// Make every container and init container of `b` use `image`.
+pub fn use_image(b: &mut PodBuilder, image: &str) {
+    let spec = b.pod.spec.as_mut().unwrap();
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        c.image = Some(image.to_string());
     }
 }
 

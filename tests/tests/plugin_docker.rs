@@ -15,7 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use interlink::ContainerLogOpts;
-use interlink_test_harness::engine::{Engine, docker_plugin_config, engine, start_service};
+use interlink_test_harness::engine::{
+    Engine, docker_plugin_config, engine, podman, remove_pod_containers, start_service, use_image,
+};
 use interlink_test_harness::plugin::{
     PluginClient, PodBuilder, all_terminated, container_status, exit_code, is_running, log_req,
     message, reason,
@@ -103,27 +105,14 @@ impl World {
     }
 
     /// A pod whose containers all use the engine's image.
-    fn pod(&mut self, b: PodBuilder) -> PodBuilder {
-        let mut b = b;
-        let spec = b.pod.spec.as_mut().unwrap();
-        for c in spec
-            .containers
-            .iter_mut()
-            .chain(spec.init_containers.iter_mut().flatten())
-        {
-            c.image = Some(self.image.clone());
-        }
+    fn pod(&mut self, mut b: PodBuilder) -> PodBuilder {
+        use_image(&mut b, &self.image);
         self.uids.push(b.uid().to_string());
         b
     }
 
     fn podman(&self, args: &[&str]) -> String {
-        let o = Command::new("podman")
-            .envs(&self.env)
-            .args(args)
-            .output()
-            .expect("podman");
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
+        podman(&self.env, args)
     }
 
     /// Engine container ids of a pod (all states).
@@ -156,26 +145,7 @@ impl Drop for World {
         // remove every container of this test's pods, whatever happened: those
         // joined to an infra container first, then the infra containers
         for uid in &self.uids {
-            for role in ["init", "container", "infra"] {
-                let ids: Vec<String> = self
-                    .podman(&[
-                        "ps",
-                        "-a",
-                        "-q",
-                        "--filter",
-                        &format!("label=interlink.pod-uid={uid}"),
-                        "--filter",
-                        &format!("label=interlink.role={role}"),
-                    ])
-                    .lines()
-                    .map(str::to_string)
-                    .collect();
-                if !ids.is_empty() {
-                    let mut args = vec!["rm", "-f", "-t", "0"];
-                    args.extend(ids.iter().map(|s| s.as_str()));
-                    self.podman(&args);
-                }
-            }
+            remove_pod_containers(&self.env, uid);
         }
         // a failed test leaves its pods: their subPath binds must not outlive it
         let _ = interlink_plugin_kit::subpath::unmount_under(self.dir.path());

@@ -15,7 +15,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use interlink::ContainerLogOpts;
-use interlink_test_harness::engine::{Engine, docker_plugin_config, engine, start_service};
+use interlink_test_harness::engine::{
+    Engine, containers_of, docker_plugin_config, engine, podman, remove_pod_containers,
+    start_service, use_image,
+};
 use interlink_test_harness::plugin::{PluginClient, PodBuilder, is_running, log_req};
 use interlink_test_harness::{Proc, bin, wait_for_unix_socket};
 use k8s_openapi::api::core::v1::{Capabilities, SecurityContext};
@@ -76,41 +79,17 @@ impl World {
     }
 
     fn pod(&mut self, mut b: PodBuilder) -> PodBuilder {
-        let spec = b.pod.spec.as_mut().unwrap();
-        for c in spec
-            .containers
-            .iter_mut()
-            .chain(spec.init_containers.iter_mut().flatten())
-        {
-            c.image = Some(self.image.clone());
-        }
+        use_image(&mut b, &self.image);
         self.uids.push(b.uid().to_string());
         b
     }
 
     fn podman(&self, args: &[&str]) -> String {
-        let o = Command::new("podman")
-            .envs(&self.env)
-            .args(args)
-            .output()
-            .expect("podman");
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
+        podman(&self.env, args)
     }
 
     fn containers_of(&self, uid: &str, role: &str) -> Vec<String> {
-        self.podman(&[
-            "ps",
-            "-a",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &format!("label=interlink.pod-uid={uid}"),
-            "--filter",
-            &format!("label=interlink.role={role}"),
-        ])
-        .lines()
-        .map(str::to_string)
-        .collect()
+        containers_of(&self.env, uid, role)
     }
 }
 
@@ -120,14 +99,7 @@ impl Drop for World {
             p.stop(Duration::from_secs(5));
         }
         for uid in &self.uids {
-            for role in ["init", "container", "infra"] {
-                let ids = self.containers_of(uid, role);
-                if !ids.is_empty() {
-                    let mut args = vec!["rm", "-f", "-t", "0"];
-                    args.extend(ids.iter().map(String::as_str));
-                    self.podman(&args);
-                }
-            }
+            remove_pod_containers(&self.env, uid);
         }
         if std::thread::panicking() {
             let p: PathBuf = self.dir.path().join("plugin.log");
