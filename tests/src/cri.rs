@@ -96,10 +96,7 @@ impl CriEnv {
             let cfg = self.path("slurm.yaml");
             std::fs::write(
                 &cfg,
-                format!(
-                    "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n  container_runtime: none\n",
-                    conf.display()
-                ),
+                crate::slurm::plugin_config(&conf, "  container_runtime: none\n"),
             )?;
             let mut cmd = Command::new(bin("interlink-slurm"));
             cmd.arg("--config")

@@ -169,5 +169,7 @@ pub fn backends_required() -> bool {
 
 pub mod apiserver;
 pub mod cri;
+pub mod engine;
 pub mod extensions;
 pub mod plugin;
+pub mod slurm;

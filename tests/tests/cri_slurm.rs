@@ -3,41 +3,17 @@
 //! (`container_runtime: none`: commands run directly on the node). Skipped when
 //! no Slurm controller answers, unless INTERLINK_REQUIRE_BACKENDS=1.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use interlink_test_harness::backends_required;
 use interlink_test_harness::cri::*;
+use interlink_test_harness::slurm::slurm_conf;
 
 const T: Duration = Duration::from_secs(90);
 
-fn slurm_conf() -> Option<PathBuf> {
-    let conf = std::env::var_os("SLURM_CONF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
-    let up = conf.exists()
-        && Command::new("scontrol")
-            .arg("ping")
-            .env("SLURM_CONF", &conf)
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"));
-    if up {
-        return Some(conf);
-    }
-    if backends_required() {
-        panic!(
-            "Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but no controller answers at {}",
-            conf.display()
-        );
-    }
-    eprintln!("SKIP: CRI on Slurm: no Slurm controller (run scripts/slurm-start.sh)");
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_on_slurm() -> anyhow::Result<()> {
-    let Some(conf) = slurm_conf() else {
+    let Some(conf) = slurm_conf("CRI on Slurm") else {
         return Ok(());
     };
     let env = CriEnv::start_slurm(&conf, "StatusInterval: 500ms\n")?;

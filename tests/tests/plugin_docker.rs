@@ -15,61 +15,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use interlink::ContainerLogOpts;
+use interlink_test_harness::engine::{
+    Engine, docker_plugin_config, engine, podman, remove_pod_containers, start_service, use_image,
+};
 use interlink_test_harness::plugin::{
     PluginClient, PodBuilder, all_terminated, container_status, exit_code, is_running, log_req,
     message, reason,
 };
-use interlink_test_harness::{Proc, backends_required, bin, wait_for_unix_socket, wait_until};
+use interlink_test_harness::{Proc, bin, wait_for_unix_socket, wait_until};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 const T: Duration = Duration::from_secs(30);
-
-/// The engine's environment (`CONTAINERS_CONF`, ...) and image from the env
-/// file of scripts/engine-setup.sh; `None` (after printing why) to skip.
-fn engine_env() -> Option<(BTreeMap<String, String>, String)> {
-    let dir = std::env::var("ENGINE_DIR").unwrap_or_else(|_| "/tmp/engine".into());
-    let file = Path::new(&dir).join("env.sh");
-    let why = match std::fs::read_to_string(&file) {
-        Err(e) => format!(
-            "no engine env file {} ({e}): run scripts/engine-setup.sh as root",
-            file.display()
-        ),
-        Ok(text) => {
-            let mut env = BTreeMap::new();
-            for line in text.lines() {
-                if let Some((k, v)) = line
-                    .trim()
-                    .strip_prefix("export ")
-                    .and_then(|l| l.split_once('='))
-                {
-                    env.insert(k.to_string(), v.trim_matches('"').to_string());
-                }
-            }
-            match Command::new("podman").arg("--version").envs(&env).output() {
-                Ok(o) if o.status.success() => {
-                    let image = env
-                        .get("ENGINE_IMAGE")
-                        .cloned()
-                        .unwrap_or_else(|| "localhost/mini:latest".into());
-                    return Some((env, image));
-                }
-                Ok(o) => format!(
-                    "podman --version failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-                Err(e) => format!("podman is not installed: {e}"),
-            }
-        }
-    };
-    if backends_required() {
-        panic!(
-            "the container engine is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}"
-        );
-    }
-    eprintln!("SKIP: docker plugin test: {why}");
-    None
-}
 
 /// One test's world: a podman service, the plugin, and the pods to clean up.
 struct World {
@@ -90,7 +47,7 @@ impl World {
 
     /// A world whose plugin config has `extra` (lines indented under `docker:`).
     fn with_docker_settings(extra: &str) -> Option<World> {
-        let (env, image) = engine_env()?;
+        let Engine { env, image } = engine("docker plugin test")?;
         let dir = tempfile::Builder::new()
             .prefix("il-docker-")
             .tempdir()
@@ -111,12 +68,12 @@ impl World {
         let cfg = w.dir.path().join("plugin.yaml");
         std::fs::write(
             &cfg,
-            format!(
-                "listen: unix://{}\ndata_root: {}\ndocker:\n  docker_host: unix://{}\n  infra_image: {}\n  infra_command: [sleep, \"2147483647\"]\n  image_pull_policy: IfNotPresent\n{extra}",
-                w.dir.path().join("plugin.sock").display(),
-                w.dir.path().join("data").display(),
-                w.engine_sock.display(),
-                w.image,
+            docker_plugin_config(
+                &w.dir.path().join("plugin.sock"),
+                &w.dir.path().join("data"),
+                &w.engine_sock,
+                &w.image,
+                extra,
             ),
         )
         .unwrap();
@@ -125,13 +82,8 @@ impl World {
     }
 
     fn start_engine(&mut self) {
-        let mut cmd = Command::new("podman");
-        cmd.envs(&self.env)
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", self.engine_sock.display()));
-        let p = Proc::spawn("podman-service", cmd, &self.dir.path().join("engine.log")).unwrap();
-        self.engine = Some(p);
-        wait_for_unix_socket(&self.engine_sock, T).expect("podman service socket");
+        let log = self.dir.path().join("engine.log");
+        self.engine = Some(start_service(&self.env, &self.engine_sock, &log, T).unwrap());
     }
 
     fn stop_engine(&mut self) {
@@ -153,27 +105,14 @@ impl World {
     }
 
     /// A pod whose containers all use the engine's image.
-    fn pod(&mut self, b: PodBuilder) -> PodBuilder {
-        let mut b = b;
-        let spec = b.pod.spec.as_mut().unwrap();
-        for c in spec
-            .containers
-            .iter_mut()
-            .chain(spec.init_containers.iter_mut().flatten())
-        {
-            c.image = Some(self.image.clone());
-        }
+    fn pod(&mut self, mut b: PodBuilder) -> PodBuilder {
+        use_image(&mut b, &self.image);
         self.uids.push(b.uid().to_string());
         b
     }
 
     fn podman(&self, args: &[&str]) -> String {
-        let o = Command::new("podman")
-            .envs(&self.env)
-            .args(args)
-            .output()
-            .expect("podman");
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
+        podman(&self.env, args)
     }
 
     /// Engine container ids of a pod (all states).
@@ -206,26 +145,7 @@ impl Drop for World {
         // remove every container of this test's pods, whatever happened: those
         // joined to an infra container first, then the infra containers
         for uid in &self.uids {
-            for role in ["init", "container", "infra"] {
-                let ids: Vec<String> = self
-                    .podman(&[
-                        "ps",
-                        "-a",
-                        "-q",
-                        "--filter",
-                        &format!("label=interlink.pod-uid={uid}"),
-                        "--filter",
-                        &format!("label=interlink.role={role}"),
-                    ])
-                    .lines()
-                    .map(str::to_string)
-                    .collect();
-                if !ids.is_empty() {
-                    let mut args = vec!["rm", "-f", "-t", "0"];
-                    args.extend(ids.iter().map(|s| s.as_str()));
-                    self.podman(&args);
-                }
-            }
+            remove_pod_containers(&self.env, uid);
         }
         // a failed test leaves its pods: their subPath binds must not outlive it
         let _ = interlink_plugin_kit::subpath::unmount_under(self.dir.path());

@@ -1,5 +1,6 @@
 //! The Slurm plugin (`interlink-slurm`) through its HTTP API, running real jobs on
-//! the one-node cluster of scripts/slurm-start.sh (container runtime `none`).
+//! the one-node cluster of scripts/slurm-start.sh (container runtime `none`; the
+//! podman runtime tests also use the engine of scripts/engine-setup.sh).
 //!
 //! Without a reachable slurmctld these tests print why and pass, unless
 //! `INTERLINK_REQUIRE_BACKENDS=1` (scripts/test.sh sets it when it started Slurm):
@@ -13,42 +14,13 @@ use std::process::Command;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use interlink_test_harness::engine::engine;
 use interlink_test_harness::plugin::{PluginClient, Response, Streaming, random_uid};
-use interlink_test_harness::{Proc, backends_required, bin, free_port, repo_root, wait_for_tcp};
+use interlink_test_harness::slurm::{self, SlurmPlugin, slurm_conf};
+use interlink_test_harness::{Proc, backends_required, repo_root};
 use serde_json::{Value, json};
 
 static CONTROLLER: RwLock<()> = RwLock::new(());
-
-/// Where the cluster's config is, if a controller answers.
-fn slurm_conf() -> Option<PathBuf> {
-    let conf = std::env::var_os("SLURM_CONF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
-    let why = if !conf.exists() {
-        format!(
-            "no Slurm config at {} (run scripts/slurm-start.sh)",
-            conf.display()
-        )
-    } else {
-        match Command::new("scontrol")
-            .arg("ping")
-            .env("SLURM_CONF", &conf)
-            .output()
-        {
-            Err(e) => format!("scontrol not runnable: {e}"),
-            Ok(o) if String::from_utf8_lossy(&o.stdout).contains("is UP") => return Some(conf),
-            Ok(o) => format!(
-                "slurmctld is not up: {}",
-                String::from_utf8_lossy(&o.stdout).trim()
-            ),
-        }
-    };
-    if backends_required() {
-        panic!("Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}");
-    }
-    eprintln!("SKIP: Slurm plugin test: {why}");
-    None
-}
 
 // ---------------------------------------------------------------- HTTP
 
@@ -80,28 +52,7 @@ fn start_plugin(conf: &Path, data: &Path, extra: &str) -> Plugin {
 }
 
 fn start_plugin_env(conf: &Path, data: &Path, extra: &str, env: &[(String, String)]) -> Plugin {
-    std::fs::create_dir_all(data).unwrap();
-    let cfg = data.join("plugin.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n{extra}",
-            conf.display()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(bin("interlink-slurm"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-root")
-        .arg(data.join("root"));
-    cmd.env("RUST_LOG", "info,interlink_plugin_slurm=debug");
-    cmd.envs(env.iter().cloned());
-    let proc = Proc::spawn("interlink-slurm", cmd, &data.join("plugin.log")).unwrap();
-    wait_for_tcp(port, Duration::from_secs(20)).unwrap();
+    let SlurmPlugin { proc, port } = slurm::start_plugin(conf, data, extra, env).unwrap();
     Plugin {
         proc,
         port,
@@ -296,7 +247,9 @@ fn tmp(name: &str) -> tempfile::TempDir {
 
 #[test]
 fn single_container_runs_as_a_slurm_job() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("single");
     let p = start_plugin(&conf, dir.path(), "");
@@ -364,7 +317,9 @@ fn pod_named_unknown() -> Value {
 
 #[test]
 fn several_containers_run_together_with_env_and_configmap() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("several");
     let p = start_plugin(&conf, dir.path(), "");
@@ -410,7 +365,9 @@ fn several_containers_run_together_with_env_and_configmap() {
 
 #[test]
 fn init_containers_run_in_order_before_the_others() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("init");
     let p = start_plugin(&conf, dir.path(), "");
@@ -461,7 +418,9 @@ fn init_containers_run_in_order_before_the_others() {
 
 #[test]
 fn failing_container_reports_its_own_exit_code() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("exit");
     let p = start_plugin(&conf, dir.path(), "");
@@ -490,7 +449,9 @@ fn failing_container_reports_its_own_exit_code() {
 
 #[test]
 fn delete_cancels_a_running_pod_and_cleans_up() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("delete");
     let p = start_plugin(&conf, dir.path(), "");
@@ -534,7 +495,9 @@ fn delete_cancels_a_running_pod_and_cleans_up() {
 
 #[test]
 fn delete_sends_term_and_the_container_ends_by_itself() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("term");
     let p = start_plugin(&conf, dir.path(), "");
@@ -585,7 +548,9 @@ fn delete_sends_term_and_the_container_ends_by_itself() {
 
 #[test]
 fn delete_kills_a_pod_that_outlives_its_grace_period_even_across_a_restart() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("kill");
     let mut p = start_plugin(&conf, dir.path(), "");
@@ -627,7 +592,9 @@ fn delete_kills_a_pod_that_outlives_its_grace_period_even_across_a_restart() {
 
 #[test]
 fn logs_follow_while_the_container_runs() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("follow");
     let p = start_plugin(&conf, dir.path(), "");
@@ -656,7 +623,9 @@ fn logs_follow_while_the_container_runs() {
 
 #[test]
 fn plugin_restart_keeps_tracking_a_running_pod() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("restart");
     let mut p = start_plugin(&conf, dir.path(), "");
@@ -684,7 +653,9 @@ fn plugin_restart_keeps_tracking_a_running_pod() {
 
 #[test]
 fn refused_pods_get_a_clear_error_and_status() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("refused");
     let p = start_plugin(
@@ -781,7 +752,9 @@ fn refused_pods_get_a_clear_error_and_status() {
 
 #[test]
 fn pending_jobs_wait_with_slurms_reason_and_status_is_one_squeue() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("pending");
     // a long cache window: concurrent requests share one squeue answer
@@ -857,7 +830,9 @@ impl Drop for RestartController {
 
 #[test]
 fn slurmctld_down_is_reported_and_recovered_from() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         assert!(
@@ -969,47 +944,15 @@ fn slurmctld_down_is_reported_and_recovered_from() {
     assert_eq!(p.delete(&held), 200);
 }
 
-/// The container engine prepared by scripts/engine-setup.sh: its env.sh and image.
-fn engine() -> Option<(Vec<(String, String)>, String)> {
-    let dir = std::env::var("ENGINE_DIR").unwrap_or_else(|_| "/tmp/engine".into());
-    let env_sh = Path::new(&dir).join("env.sh");
-    let why = match std::fs::read_to_string(&env_sh) {
-        Err(e) => format!("no {} ({e}; run scripts/engine-setup.sh)", env_sh.display()),
-        Ok(text) => {
-            let vars: Vec<(String, String)> = text
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("export "))
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-                .collect();
-            let image = vars
-                .iter()
-                .find(|(k, _)| k == "ENGINE_IMAGE")
-                .map(|(_, v)| v.clone());
-            let ok = Command::new("podman")
-                .args(["image", "exists", image.as_deref().unwrap_or("-")])
-                .envs(vars.iter().cloned())
-                .status()
-                .is_ok_and(|s| s.success());
-            match (image, ok) {
-                (Some(i), true) => return Some((vars, i)),
-                (i, _) => format!("podman has no image {i:?}"),
-            }
-        }
-    };
-    if backends_required() {
-        panic!(
-            "the container engine is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}"
-        );
-    }
-    eprintln!("SKIP: Slurm plugin podman test: {why}");
-    None
-}
-
 #[test]
 fn podman_runtime_binds_volumes_at_their_mount_paths() {
-    let Some(conf) = slurm_conf() else { return };
-    let Some((env, image)) = engine() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
+    let Some(engine) = engine("Slurm plugin podman test") else {
+        return;
+    };
+    let (env, image) = (engine.env_pairs(), engine.image);
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("podman");
     let p = start_plugin_env(&conf, dir.path(), "  container_runtime: podman\n", &env);
@@ -1057,8 +1000,13 @@ fn podman_runtime_binds_volumes_at_their_mount_paths() {
 /// reason in its log) and the host is untouched. A real subdirectory works.
 #[test]
 fn security_subpath_symlink_escape_fails_safely_under_podman() {
-    let Some(conf) = slurm_conf() else { return };
-    let Some((env, image)) = engine() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
+    let Some(engine) = engine("Slurm plugin podman test") else {
+        return;
+    };
+    let (env, image) = (engine.env_pairs(), engine.image);
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("subpath");
     let p = start_plugin_env(&conf, dir.path(), "  container_runtime: podman\n", &env);
@@ -1113,7 +1061,9 @@ fn security_subpath_symlink_escape_fails_safely_under_podman() {
 #[test]
 fn security_pod_files_holding_secrets_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm plugin test") else {
+        return;
+    };
     let _g = CONTROLLER.read().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("modes");
     let p = start_plugin(&conf, dir.path(), "");

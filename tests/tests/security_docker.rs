@@ -10,57 +10,20 @@
 //! `INTERLINK_REQUIRE_BACKENDS=1` (scripts/test.sh sets it when the setup ran).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use interlink::ContainerLogOpts;
+use interlink_test_harness::engine::{
+    Engine, containers_of, docker_plugin_config, engine, podman, remove_pod_containers,
+    start_service, use_image,
+};
 use interlink_test_harness::plugin::{PluginClient, PodBuilder, is_running, log_req};
-use interlink_test_harness::{Proc, backends_required, bin, wait_for_unix_socket};
+use interlink_test_harness::{Proc, bin, wait_for_unix_socket};
 use k8s_openapi::api::core::v1::{Capabilities, SecurityContext};
 
 const T: Duration = Duration::from_secs(30);
-
-/// The engine's environment and image from scripts/engine-setup.sh's env
-/// file; `None` (after printing why) to skip.
-fn engine_env() -> Option<(BTreeMap<String, String>, String)> {
-    let dir = std::env::var("ENGINE_DIR").unwrap_or_else(|_| "/tmp/engine".into());
-    let file = Path::new(&dir).join("env.sh");
-    let why = match std::fs::read_to_string(&file) {
-        Err(e) => format!(
-            "no engine env file {} ({e}): run scripts/engine-setup.sh as root",
-            file.display()
-        ),
-        Ok(text) => {
-            let env: BTreeMap<String, String> = text
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("export ")?.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-                .collect();
-            match Command::new("podman").arg("--version").envs(&env).output() {
-                Ok(o) if o.status.success() => {
-                    let image = env
-                        .get("ENGINE_IMAGE")
-                        .cloned()
-                        .unwrap_or_else(|| "localhost/mini:latest".into());
-                    return Some((env, image));
-                }
-                Ok(o) => format!(
-                    "podman --version failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-                Err(e) => format!("podman is not installed: {e}"),
-            }
-        }
-    };
-    if backends_required() {
-        panic!(
-            "the container engine is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}"
-        );
-    }
-    eprintln!("SKIP: docker security test: {why}");
-    None
-}
 
 /// A podman service on a private socket, the plugin, and the pods to remove.
 struct World {
@@ -76,18 +39,14 @@ struct World {
 impl World {
     /// `extra`: lines indented under `docker:`.
     fn new(extra: &str) -> Option<World> {
-        let (env, image) = engine_env()?;
+        let Engine { env, image } = engine("docker security test")?;
         let dir = tempfile::Builder::new()
             .prefix("il-docker-sec-")
             .tempdir()
             .unwrap();
         let engine_sock = dir.path().join("engine.sock");
         let plugin_sock = dir.path().join("plugin.sock");
-        let mut cmd = Command::new("podman");
-        cmd.envs(&env)
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", engine_sock.display()));
-        let engine = Proc::spawn("podman-service", cmd, &dir.path().join("engine.log")).unwrap();
+        let engine = start_service(&env, &engine_sock, &dir.path().join("engine.log"), T).unwrap();
         let mut w = World {
             client: PluginClient::unix(&plugin_sock),
             dir,
@@ -97,16 +56,15 @@ impl World {
             plugin: None,
             uids: vec![],
         };
-        wait_for_unix_socket(&engine_sock, T).expect("podman service socket");
         let cfg = w.dir.path().join("plugin.yaml");
         std::fs::write(
             &cfg,
-            format!(
-                "listen: unix://{}\ndata_root: {}\ndocker:\n  docker_host: unix://{}\n  infra_image: {}\n  infra_command: [sleep, \"2147483647\"]\n  image_pull_policy: IfNotPresent\n{extra}",
-                plugin_sock.display(),
-                w.dir.path().join("data").display(),
-                engine_sock.display(),
-                w.image,
+            docker_plugin_config(
+                &plugin_sock,
+                &w.dir.path().join("data"),
+                &engine_sock,
+                &w.image,
+                extra,
             ),
         )
         .unwrap();
@@ -121,41 +79,17 @@ impl World {
     }
 
     fn pod(&mut self, mut b: PodBuilder) -> PodBuilder {
-        let spec = b.pod.spec.as_mut().unwrap();
-        for c in spec
-            .containers
-            .iter_mut()
-            .chain(spec.init_containers.iter_mut().flatten())
-        {
-            c.image = Some(self.image.clone());
-        }
+        use_image(&mut b, &self.image);
         self.uids.push(b.uid().to_string());
         b
     }
 
     fn podman(&self, args: &[&str]) -> String {
-        let o = Command::new("podman")
-            .envs(&self.env)
-            .args(args)
-            .output()
-            .expect("podman");
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
+        podman(&self.env, args)
     }
 
     fn containers_of(&self, uid: &str, role: &str) -> Vec<String> {
-        self.podman(&[
-            "ps",
-            "-a",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &format!("label=interlink.pod-uid={uid}"),
-            "--filter",
-            &format!("label=interlink.role={role}"),
-        ])
-        .lines()
-        .map(str::to_string)
-        .collect()
+        containers_of(&self.env, uid, role)
     }
 }
 
@@ -165,14 +99,7 @@ impl Drop for World {
             p.stop(Duration::from_secs(5));
         }
         for uid in &self.uids {
-            for role in ["init", "container", "infra"] {
-                let ids = self.containers_of(uid, role);
-                if !ids.is_empty() {
-                    let mut args = vec!["rm", "-f", "-t", "0"];
-                    args.extend(ids.iter().map(String::as_str));
-                    self.podman(&args);
-                }
-            }
+            remove_pod_containers(&self.env, uid);
         }
         if std::thread::panicking() {
             let p: PathBuf = self.dir.path().join("plugin.log");

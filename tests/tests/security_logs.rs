@@ -14,15 +14,15 @@
 //! names it got at `/create`); otherwise a 404 with a JSON message, as for an
 //! unknown UID, so knowing a UID does not reach its logs under another name.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use interlink::ContainerLogOpts;
+use interlink_test_harness::Proc;
 use interlink_test_harness::plugin::{
     PluginClient, PodBuilder, ReapLocalPods, all_terminated, log_req, random_uid, start_local,
 };
-use interlink_test_harness::{Proc, backends_required, bin, free_port, wait_for_tcp};
+use interlink_test_harness::slurm::{self, SlurmPlugin, slurm_conf};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(60);
@@ -109,53 +109,19 @@ fn local_plugin_answers_a_huge_since_seconds() {
     huge_since_answers_and_follow_survives(&mut plugin, &client, dir.path());
 }
 
-fn slurm_conf() -> Option<PathBuf> {
-    let conf = std::env::var_os("SLURM_CONF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
-    let up = conf.exists()
-        && Command::new("scontrol")
-            .arg("ping")
-            .env("SLURM_CONF", &conf)
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"));
-    if up {
-        return Some(conf);
-    }
-    let why = format!("no Slurm controller answers for {}", conf.display());
-    if backends_required() {
-        panic!("Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}");
-    }
-    eprintln!("SKIP: Slurm part of the log test: {why}");
-    None
-}
-
 #[test]
 fn slurm_plugin_answers_a_huge_since_seconds() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm part of the log test") else {
+        return;
+    };
     let dir = tempfile::Builder::new()
         .prefix("il-slurm-logs-")
         .tempdir()
         .unwrap();
-    let cfg = dir.path().join("plugin.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n  container_runtime: none\n",
-            conf.display()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(bin("interlink-slurm"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-root")
-        .arg(dir.path().join("root"));
-    let mut plugin = Proc::spawn("interlink-slurm", cmd, &dir.path().join("plugin.log")).unwrap();
-    wait_for_tcp(port, Duration::from_secs(20)).unwrap();
+    let SlurmPlugin {
+        proc: mut plugin,
+        port,
+    } = slurm::start_plugin(&conf, dir.path(), "  container_runtime: none\n", &[]).unwrap();
     let mut client = PluginClient::tcp(port);
     client.timeout = Duration::from_secs(90);
     let start = Instant::now();

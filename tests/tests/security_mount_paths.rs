@@ -19,18 +19,17 @@
 //! Without Slurm or the engine those parts print why and pass, unless
 //! `INTERLINK_REQUIRE_BACKENDS=1`: then they fail.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use interlink::RetrievedPodData;
+use interlink_test_harness::engine::{Engine, docker_plugin_config, engine, start_service};
 use interlink_test_harness::plugin::{
     PluginClient, ReapLocalPods, Response, random_uid, start_local,
 };
-use interlink_test_harness::{
-    Proc, backends_required, bin, free_port, wait_for_tcp, wait_for_unix_socket,
-};
+use interlink_test_harness::slurm::{self, slurm_conf};
+use interlink_test_harness::{Proc, bin, wait_for_unix_socket};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
@@ -301,34 +300,6 @@ fn api_server_refuses_unsafe_paths_before_the_plugin_sees_them() {
 
 // ---------------------------------------------------------------- slurm
 
-/// The cluster's config, if a controller answers (see tests/tests/plugin_slurm.rs).
-fn slurm_conf() -> Option<PathBuf> {
-    let conf = std::env::var_os("SLURM_CONF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
-    let why = if !conf.exists() {
-        format!("no Slurm config at {}", conf.display())
-    } else {
-        match Command::new("scontrol")
-            .arg("ping")
-            .env("SLURM_CONF", &conf)
-            .output()
-        {
-            Err(e) => format!("scontrol not runnable: {e}"),
-            Ok(o) if String::from_utf8_lossy(&o.stdout).contains("is UP") => return Some(conf),
-            Ok(o) => format!(
-                "slurmctld is not up: {}",
-                String::from_utf8_lossy(&o.stdout).trim()
-            ),
-        }
-    };
-    if backends_required() {
-        panic!("Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}");
-    }
-    eprintln!("SKIP: Slurm part of the mount path test: {why}");
-    None
-}
-
 /// Job names of the cluster's queue.
 fn queued_job_names(conf: &Path) -> Vec<String> {
     let o = Command::new("squeue")
@@ -344,7 +315,9 @@ fn queued_job_names(conf: &Path) -> Vec<String> {
 
 #[test]
 fn slurm_plugin_refuses_unsafe_paths_before_submitting_a_job() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm part of the mount path test") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let escape = dir.path().join("escaped");
     let cases = cases(&escape);
@@ -363,28 +336,17 @@ fn slurm_plugin_refuses_unsafe_paths_before_submitting_a_job() {
 
     for runtime in ["apptainer", "singularity", "podman"] {
         let data = dir.path().join(runtime);
-        std::fs::create_dir_all(&data).unwrap();
-        let cfg = data.join("plugin.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  container_runtime: {runtime}\n  sbatch: {}\n",
-                conf.display(),
+        let plugin = slurm::start_plugin(
+            &conf,
+            &data,
+            &format!(
+                "  container_runtime: {runtime}\n  sbatch: {}\n",
                 sbatch.display()
             ),
+            &[],
         )
         .unwrap();
-        let port = free_port();
-        let mut cmd = Command::new(bin("interlink-slurm"));
-        cmd.arg("--config")
-            .arg(&cfg)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-root")
-            .arg(data.join("root"));
-        let _plugin = Proc::spawn("interlink-slurm", cmd, &data.join("plugin.log")).unwrap();
-        wait_for_tcp(port, Duration::from_secs(20)).unwrap();
-        let client = PluginClient::tcp(port);
+        let client = PluginClient::tcp(plugin.port);
 
         assert_all_refused(&client, &cases, &format!("slurm ({runtime})"));
 
@@ -412,28 +374,17 @@ fn slurm_plugin_refuses_unsafe_paths_before_submitting_a_job() {
     // the safe pod is submitted (the recorder sees one sbatch), its script binds
     // the volume once, and it is deleted again
     let data = dir.path().join("good");
-    std::fs::create_dir_all(&data).unwrap();
-    let cfg = data.join("plugin.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  container_runtime: apptainer\n  sbatch: {}\n",
-            conf.display(),
+    let plugin = slurm::start_plugin(
+        &conf,
+        &data,
+        &format!(
+            "  container_runtime: apptainer\n  sbatch: {}\n",
             sbatch.display()
         ),
+        &[],
     )
     .unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(bin("interlink-slurm"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-root")
-        .arg(data.join("root"));
-    let _plugin = Proc::spawn("interlink-slurm", cmd, &data.join("plugin.log")).unwrap();
-    wait_for_tcp(port, Duration::from_secs(20)).unwrap();
-    let mut client = PluginClient::tcp(port);
+    let mut client = PluginClient::tcp(plugin.port);
     client.timeout = Duration::from_secs(90);
     let good = good_pod();
     let uid = good["metadata"]["uid"].as_str().unwrap().to_string();
@@ -472,68 +423,22 @@ fn slurm_plugin_refuses_unsafe_paths_before_submitting_a_job() {
 
 // ---------------------------------------------------------------- docker
 
-/// The engine's environment from scripts/engine-setup.sh's env file.
-fn engine_env() -> Option<BTreeMap<String, String>> {
-    let dir = std::env::var("ENGINE_DIR").unwrap_or_else(|_| "/tmp/engine".into());
-    let file = Path::new(&dir).join("env.sh");
-    let why = match std::fs::read_to_string(&file) {
-        Err(e) => format!(
-            "no engine env file {} ({e}): run scripts/engine-setup.sh as root",
-            file.display()
-        ),
-        Ok(text) => {
-            let env: BTreeMap<String, String> = text
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("export ")?.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-                .collect();
-            match Command::new("podman").arg("--version").envs(&env).output() {
-                Ok(o) if o.status.success() => return Some(env),
-                Ok(o) => format!(
-                    "podman --version failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-                Err(e) => format!("podman is not installed: {e}"),
-            }
-        }
-    };
-    if backends_required() {
-        panic!(
-            "the container engine is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}"
-        );
-    }
-    eprintln!("SKIP: docker part of the mount path test: {why}");
-    None
-}
-
 #[test]
 fn docker_plugin_refuses_unsafe_paths_and_starts_no_container() {
-    let Some(env) = engine_env() else { return };
+    let Some(Engine { env, image }) = engine("docker part of the mount path test") else {
+        return;
+    };
     let dir = tempfile::Builder::new()
         .prefix("il-docker-paths-")
         .tempdir()
         .unwrap();
     let engine_sock = dir.path().join("engine.sock");
-    let mut cmd = Command::new("podman");
-    cmd.envs(&env)
-        .args(["system", "service", "--time=0"])
-        .arg(format!("unix://{}", engine_sock.display()));
-    let _engine = Proc::spawn("podman-service", cmd, &dir.path().join("engine.log")).unwrap();
-    wait_for_unix_socket(&engine_sock, T).expect("podman service socket");
-    let image = env
-        .get("ENGINE_IMAGE")
-        .cloned()
-        .unwrap_or_else(|| "localhost/mini:latest".into());
+    let _engine = start_service(&env, &engine_sock, &dir.path().join("engine.log"), T).unwrap();
     let sock = dir.path().join("plugin.sock");
     let cfg = dir.path().join("plugin.yaml");
     std::fs::write(
         &cfg,
-        format!(
-            "listen: unix://{}\ndata_root: {}\ndocker:\n  docker_host: unix://{}\n  infra_image: {image}\n  infra_command: [sleep, \"2147483647\"]\n  image_pull_policy: IfNotPresent\n",
-            sock.display(),
-            dir.path().join("data").display(),
-            engine_sock.display(),
-        ),
+        docker_plugin_config(&sock, &dir.path().join("data"), &engine_sock, &image, ""),
     )
     .unwrap();
     let mut cmd = Command::new(bin("interlink-docker"));

@@ -18,39 +18,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use interlink_test_harness::plugin::{PluginClient, random_uid};
-use interlink_test_harness::{Proc, backends_required, bin, free_port, wait_for_tcp, wait_until};
+use interlink_test_harness::slurm::{self, SlurmPlugin, slurm_conf};
+use interlink_test_harness::{Proc, wait_until};
 use serde_json::{Value, json};
-
-/// Where the cluster's config is, if a controller answers.
-fn slurm_conf() -> Option<PathBuf> {
-    let conf = std::env::var_os("SLURM_CONF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
-    let why = if !conf.exists() {
-        format!(
-            "no Slurm config at {} (run scripts/slurm-start.sh)",
-            conf.display()
-        )
-    } else {
-        match Command::new("scontrol")
-            .arg("ping")
-            .env("SLURM_CONF", &conf)
-            .output()
-        {
-            Err(e) => format!("scontrol not runnable: {e}"),
-            Ok(o) if String::from_utf8_lossy(&o.stdout).contains("is UP") => return Some(conf),
-            Ok(o) => format!(
-                "slurmctld is not up: {}",
-                String::from_utf8_lossy(&o.stdout).trim()
-            ),
-        }
-    };
-    if backends_required() {
-        panic!("Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but unavailable: {why}");
-    }
-    eprintln!("SKIP: Slurm security test: {why}");
-    None
-}
 
 struct Plugin {
     proc: Proc,
@@ -60,31 +30,17 @@ struct Plugin {
 }
 
 fn start_plugin(conf: &Path, dir: &Path, policy: &str) -> Plugin {
-    let cfg = dir.join("plugin.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "slurm:\n  slurm_conf: {}\n  container_runtime: none\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n{policy}",
-            conf.display()
-        ),
+    let SlurmPlugin { proc, port } = slurm::start_plugin(
+        conf,
+        dir,
+        &format!("  container_runtime: none\n{policy}"),
+        &[],
     )
     .unwrap();
-    let port = free_port();
-    let root = dir.join("root");
-    let mut cmd = Command::new(bin("interlink-slurm"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-root")
-        .arg(&root)
-        .env("RUST_LOG", "info");
-    let proc = Proc::spawn("interlink-slurm", cmd, &dir.join("plugin.log")).unwrap();
-    wait_for_tcp(port, Duration::from_secs(20)).unwrap();
     Plugin {
         proc,
         port,
-        root,
+        root: dir.join("root"),
         conf: conf.to_path_buf(),
     }
 }
@@ -211,7 +167,9 @@ fn scontrol_job(conf: &Path, jid: &str) -> String {
 
 #[test]
 fn pod_authors_cannot_leave_their_containers() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm security test") else {
+        return;
+    };
     let dir = tempfile::Builder::new()
         .prefix("il-sec-slurm-")
         .tempdir()
@@ -368,7 +326,9 @@ fn pod_authors_cannot_leave_their_containers() {
 
 #[test]
 fn the_admin_can_trust_the_annotations() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = slurm_conf("Slurm security test") else {
+        return;
+    };
     let dir = tempfile::Builder::new()
         .prefix("il-sec-slurm-trust-")
         .tempdir()

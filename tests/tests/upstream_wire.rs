@@ -473,34 +473,6 @@ fn upstream_api_server_requests_accepted_by_the_local_plugin() {
     }
 }
 
-/// Where the one-node Slurm cluster of scripts/slurm-start.sh is, if its
-/// controller answers (else the Slurm replay is skipped, or fails under
-/// INTERLINK_REQUIRE_BACKENDS=1).
-fn slurm_conf() -> Option<PathBuf> {
-    let conf = std::env::var_os("SLURM_CONF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
-    let up = conf.exists()
-        && std::process::Command::new("scontrol")
-            .arg("ping")
-            .env("SLURM_CONF", &conf)
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"));
-    if up {
-        return Some(conf);
-    }
-    assert!(
-        !interlink_test_harness::backends_required(),
-        "Slurm is required (INTERLINK_REQUIRE_BACKENDS=1) but not up at {}",
-        conf.display()
-    );
-    eprintln!(
-        "SKIP: no Slurm controller up at {} (run scripts/slurm-start.sh)",
-        conf.display()
-    );
-    None
-}
-
 /// Every request upstream's API server sent to our Slurm plugin is accepted
 /// again by the real `interlink-slurm` submitting real jobs: creates, status
 /// rounds (each a list of statuses), logs (or 404 for a pod gone), deletes.
@@ -508,16 +480,15 @@ fn slurm_conf() -> Option<PathBuf> {
 /// and uses them.
 #[test]
 fn upstream_api_server_requests_accepted_by_the_slurm_plugin() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(conf) = interlink_test_harness::slurm::slurm_conf("upstream replay on Slurm") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut wrappers = Vec::new();
     let cfg = dir.path().join("slurm.yaml");
     std::fs::write(
         &cfg,
-        format!(
-            "slurm:\n  slurm_conf: {}\n  partition: debug\n  time: \"00:05:00\"\n  log_poll_ms: 100\n  container_runtime: none\n",
-            conf.display()
-        ),
+        interlink_test_harness::slurm::plugin_config(&conf, "  container_runtime: none\n"),
     )
     .unwrap();
     // the original README's $SBATCHPATH/$SCANCELPATH: wrappers that record their use

@@ -10,92 +10,14 @@
 //!
 //! `cargo bench -p interlink-plugin-slurm --bench logs_tail`
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Send a request; answers the status and the body's length, and the body
-/// itself when it is at most `keep` bytes (the rest is read and dropped).
-fn request(port: u16, method: &str, path: &str, body: &Value, keep: usize) -> (u16, u64, Vec<u8>) {
-    let body = serde_json::to_vec(body).unwrap();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(&body).unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let code = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut chunked = false;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        if h.trim().is_empty() {
-            break;
-        }
-        if h.to_ascii_lowercase().starts_with("transfer-encoding:") && h.contains("chunked") {
-            chunked = true;
-        }
-    }
-    let (mut out, mut total) = (Vec::new(), 0u64);
-    let mut take = |b: &[u8]| {
-        total += b.len() as u64;
-        if out.len() + b.len() <= keep {
-            out.extend_from_slice(b);
-        }
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    if chunked {
-        loop {
-            let mut sz = String::new();
-            r.read_line(&mut sz).unwrap();
-            let mut n = usize::from_str_radix(sz.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            while n > 0 {
-                let got = r.read(&mut buf[..n.min(64 * 1024)]).unwrap();
-                assert!(got > 0, "connection closed in a chunk");
-                take(&buf[..got]);
-                n -= got;
-            }
-            let mut crlf = [0u8; 2];
-            r.read_exact(&mut crlf).unwrap();
-        }
-    } else {
-        loop {
-            let got = r.read(&mut buf).unwrap();
-            if got == 0 {
-                break;
-            }
-            take(&buf[..got]);
-        }
-    }
-    (code, total, out)
-}
-
-/// The plugin process, killed when dropped.
-struct Plugin(std::process::Child);
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::request;
 
 /// `VmRSS` and `VmHWM` of a process, in KiB.
 fn memory(pid: u32) -> (u64, u64) {
@@ -114,21 +36,9 @@ fn mib(kib: u64) -> f64 {
 }
 
 fn main() {
-    let conf = std::env::var_os("SLURM_CONF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
-    let up = Command::new("scontrol")
-        .arg("ping")
-        .env("SLURM_CONF", &conf)
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"));
-    if !conf.exists() || !up {
-        println!(
-            "SKIP: no Slurm controller answers with SLURM_CONF={} (run scripts/slurm-start.sh)",
-            conf.display()
-        );
+    let Some(conf) = common::slurm_conf() else {
         return;
-    }
+    };
     let log_mb: u64 = std::env::var("BENCH_LOG_MB")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -137,38 +47,8 @@ fn main() {
         .prefix("il-slurm-logbench-")
         .tempdir()
         .unwrap();
-    let cfg = dir.path().join("plugin.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "slurm:\n  container_runtime: none\n  slurm_conf: {}\n  status_cache_ms: 0\n",
-            conf.display()
-        ),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_interlink-slurm"));
-    cmd.args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ])
-    .arg("--data-root")
-    .arg(dir.path().join("root"))
-    .env("RUST_LOG", "warn")
-    .stdin(std::process::Stdio::null());
-    let plugin = Plugin(cmd.spawn().expect("start interlink-slurm"));
+    let (plugin, port) = common::start_plugin(&conf, dir.path());
     let pid = plugin.0.id();
-    let end = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "the plugin did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 
     let uid = format!("{:08x}-be4c-4000-8000-000000000001", std::process::id());
     let pod = json!({"metadata": {"name": "logbench", "namespace": "bench", "uid": uid},

@@ -7,87 +7,17 @@
 //!
 //! `cargo bench -p interlink-plugin-slurm --bench slurm` (BENCH_PODS=N to change 1,000).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+
 fn request(port: u16, method: &str, path: &str, body: &Value) -> (u16, Vec<u8>) {
-    let body = serde_json::to_vec(body).unwrap();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(&body).unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let code = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut chunked = false;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        if h.trim().is_empty() {
-            break;
-        }
-        if h.to_ascii_lowercase().starts_with("transfer-encoding:") && h.contains("chunked") {
-            chunked = true;
-        }
-    }
-    let mut out = Vec::new();
-    if chunked {
-        loop {
-            let mut sz = String::new();
-            r.read_line(&mut sz).unwrap();
-            let n = usize::from_str_radix(sz.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            let mut buf = vec![0; n + 2];
-            r.read_exact(&mut buf).unwrap();
-            out.extend_from_slice(&buf[..n]);
-        }
-    } else {
-        r.read_to_end(&mut out).unwrap();
-    }
-    (code, out)
-}
-
-/// The plugin process, killed when dropped.
-struct Plugin(std::process::Child);
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_tcp(port: u16) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "the plugin did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (code, _, body) = common::request(port, method, path, body, usize::MAX);
+    (code, body)
 }
 
 fn uid(i: usize) -> String {
@@ -142,21 +72,9 @@ fn par<T: Sync>(items: &[T], threads: usize, f: impl Fn(&T) + Sync) {
 }
 
 fn main() {
-    let conf = std::env::var_os("SLURM_CONF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/slurm-local/cluster/etc/slurm.conf"));
-    let up = Command::new("scontrol")
-        .arg("ping")
-        .env("SLURM_CONF", &conf)
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"));
-    if !conf.exists() || !up {
-        println!(
-            "SKIP: no Slurm controller answers with SLURM_CONF={} (run scripts/slurm-start.sh)",
-            conf.display()
-        );
+    let Some(conf) = common::slurm_conf() else {
         return;
-    }
+    };
     let n_pods: usize = std::env::var("BENCH_PODS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -165,29 +83,7 @@ fn main() {
         .prefix("il-slurm-bench-")
         .tempdir()
         .unwrap();
-    let cfg = dir.path().join("plugin.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "slurm:\n  container_runtime: none\n  slurm_conf: {}\n  status_cache_ms: 0\n",
-            conf.display()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_interlink-slurm"));
-    cmd.args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ])
-    .arg("--data-root")
-    .arg(dir.path().join("root"))
-    .env("RUST_LOG", "warn")
-    .stdin(std::process::Stdio::null());
-    let _plugin = Plugin(cmd.spawn().expect("start interlink-slurm"));
-    wait_for_tcp(port);
+    let (_plugin, port) = common::start_plugin(&conf, dir.path());
     bench_latency(port);
     bench_status(port, n_pods, &conf);
 }
