@@ -41,7 +41,11 @@ async fn stop_and_check_last_line(rt: &mut Rt, sb: &cri::PodSandboxConfig) -> an
     };
     let lines = log_lines(&content)?;
     // the shell may also report its TERM-ed `sleep` ("Terminated") before the trap runs
-    assert_eq!(lines.first().map(String::as_str), Some("ready"), "{lines:?}");
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("ready"),
+        "{lines:?}"
+    );
     assert_eq!(
         lines[lines.len().saturating_sub(2)..],
         ["closing", "bye"],

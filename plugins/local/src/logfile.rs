@@ -395,4 +395,30 @@ mod tests {
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(s.next().await.is_none());
     }
+
+    /// What the container wrote before it ended is delivered even when its
+    /// log file is removed (the pod deleted) before the follower read it.
+    #[tokio::test]
+    async fn follow_drains_what_was_written_before_the_end_even_if_the_file_goes() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        std::fs::write(&p, "2026-01-01T00:00:01Z stdout F ready\n").unwrap();
+        let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d2 = done.clone();
+        let finished: Arc<dyn Fn() -> bool + Send + Sync> =
+            Arc::new(move || d2.load(std::sync::atomic::Ordering::SeqCst));
+        let mut s = stream(p.clone(), &opts(0, 0, false), now, Some(finished))
+            .await
+            .unwrap();
+        assert_eq!(s.next().await.unwrap().unwrap().as_ref(), b"ready\n");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"2026-01-01T00:00:02Z stdout F bye\n").unwrap();
+        drop(f);
+        std::fs::remove_file(&p).unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(s.next().await.unwrap().unwrap().as_ref(), b"bye\n");
+        assert!(s.next().await.is_none());
+    }
 }
