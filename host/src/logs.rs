@@ -196,12 +196,15 @@ async fn follow(rt: &Arc<Runtime>, id: &str) {
     while let Some(t) = target(rt, id) {
         let w = writer.get_or_insert_with(|| CriLogWriter::new(&t.file));
         match t.phase {
-            Phase::Created => {}
+            // while a stopped pod is being deleted its containers still run (TERM,
+            // the grace period) and write their last output: follow on until the
+            // delete is confirmed (which marks the log done)
+            Phase::Created | Phase::Deleting => {}
             Phase::Collecting | Phase::Sending => {
                 tokio::time::sleep(backoff).await;
                 continue;
             }
-            Phase::Failed | Phase::Deleting => break,
+            Phase::Failed => break,
         }
         if t.exited {
             // the tail after exit: one bounded fetch, then done

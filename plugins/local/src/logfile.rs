@@ -132,6 +132,7 @@ pub async fn stream(
             .then(|| usize::try_from(opts.limit_bytes).unwrap_or(usize::MAX)),
         finished: finished.unwrap_or_else(|| Arc::new(|| true)),
         end,
+        file: None,
     };
     Ok(f.into_stream(Vec::new()))
 }
@@ -148,15 +149,23 @@ pub struct Follower {
     pub finished: Arc<dyn Fn() -> bool + Send + Sync>,
     /// Read no further than this offset (`None`: follow the file as it grows).
     pub end: Option<u64>,
+    /// The log file, kept open once it exists: what the container wrote before
+    /// it ended is read even after the pod's directory has been removed.
+    pub file: Option<std::fs::File>,
 }
 
 impl Follower {
     /// New whole entries, rendered; empty when there are none yet.
     fn read_new(&mut self) -> std::io::Result<Vec<u8>> {
-        let mut f = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        if self.file.is_none() {
+            match std::fs::File::open(&self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(f) = self.file.as_mut() else {
+            return Ok(Vec::new());
         };
         let want = match self.end {
             Some(end) => end.saturating_sub(self.offset).min(CHUNK as u64),
@@ -167,7 +176,7 @@ impl Follower {
         }
         f.seek(SeekFrom::Start(self.offset))?;
         let mut buf = Vec::new();
-        f.take(want).read_to_end(&mut buf)?;
+        f.by_ref().take(want).read_to_end(&mut buf)?;
         let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
             if buf.len() >= CHUNK {
                 // one entry larger than a chunk cannot happen (entries are at most 16 KiB)
@@ -182,7 +191,9 @@ impl Follower {
     }
 
     /// The log as a stream: whatever comes, until the container ends (and its
-    /// last output is sent) or the byte limit is reached.
+    /// last output is sent) or the byte limit is reached. `finished` is asked
+    /// before each read, so once it says the container ended, the file is read
+    /// to its end (everything written before the end) before the stream ends.
     pub fn into_stream(self, first: Vec<u8>) -> interlink_plugin_kit::LogStream {
         let state = (self, Some(first));
         Box::pin(futures::stream::unfold(
@@ -382,6 +393,32 @@ mod tests {
         }
         assert_eq!(s.next().await.unwrap().unwrap().as_ref(), b"later\n");
         done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(s.next().await.is_none());
+    }
+
+    /// What the container wrote before it ended is delivered even when its
+    /// log file is removed (the pod deleted) before the follower read it.
+    #[tokio::test]
+    async fn follow_drains_what_was_written_before_the_end_even_if_the_file_goes() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        std::fs::write(&p, "2026-01-01T00:00:01Z stdout F ready\n").unwrap();
+        let now: Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d2 = done.clone();
+        let finished: Arc<dyn Fn() -> bool + Send + Sync> =
+            Arc::new(move || d2.load(std::sync::atomic::Ordering::SeqCst));
+        let mut s = stream(p.clone(), &opts(0, 0, false), now, Some(finished))
+            .await
+            .unwrap();
+        assert_eq!(s.next().await.unwrap().unwrap().as_ref(), b"ready\n");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"2026-01-01T00:00:02Z stdout F bye\n").unwrap();
+        drop(f);
+        std::fs::remove_file(&p).unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(s.next().await.unwrap().unwrap().as_ref(), b"bye\n");
         assert!(s.next().await.is_none());
     }
 }

@@ -619,12 +619,12 @@ impl Provider for LocalProvider {
         let finished: Option<Arc<dyn Fn() -> bool + Send + Sync>> = if req.opts.follow {
             let name = req.container_name.clone();
             let weak = Arc::downgrade(&e);
+            // A pod being deleted is not finished: its processes get TERM and may
+            // still write (a trap's last words) until they end, which the record
+            // shows once they have. The entry goes only after they all ended.
             Some(Arc::new(move || match weak.upgrade() {
                 None => true,
                 Some(e) => {
-                    if e.deleting.is_cancelled() {
-                        return true;
-                    }
                     let rec = e.lock();
                     let c = rec
                         .init_containers
