@@ -39,14 +39,21 @@ impl Client {
             Err(ClientError::BadRequest { status, .. }) => Extensions::from_answer(status, b""),
             Err(e) => return Err(e),
         };
-        *self.inner.extensions.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((found.clone(), Instant::now()));
+        *self
+            .inner
+            .extensions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((found.clone(), Instant::now()));
         Ok(found)
     }
 
     /// Forget the cached answer: the next [`Client::extensions`] asks again.
     pub fn forget_extensions(&self) {
-        *self.inner.extensions.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .inner
+            .extensions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn cached_extensions(&self) -> Option<(Extensions, Instant)> {

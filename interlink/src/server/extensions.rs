@@ -43,10 +43,7 @@ impl PluginExtensions {
                 e
             }
             Err(e) => {
-                tracing::warn!(
-                    "cannot ask the plugin for its extensions: {}",
-                    describe(&e)
-                );
+                tracing::warn!("cannot ask the plugin for its extensions: {}", describe(&e));
                 Extensions::none()
             }
         }

@@ -256,7 +256,12 @@ impl PluginClient {
     pub async fn extensions(&self) -> Result<crate::extensions::Extensions, PluginFailure> {
         use crate::extensions::Extensions;
         match self
-            .call(crate::extensions::PATH, Method::GET, None, Some(self.timeout))
+            .call(
+                crate::extensions::PATH,
+                Method::GET,
+                None,
+                Some(self.timeout),
+            )
             .await
         {
             Ok(resp) => {

@@ -510,7 +510,9 @@ async fn stats<P: Provider>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     if !s.provider.extensions().has(interlink::extensions::STATS) {
-        return Err(crate::PluginError::NotFound("this plugin has no stats extension".into()).into());
+        return Err(
+            crate::PluginError::NotFound("this plugin has no stats extension".into()).into(),
+        );
     }
     let body = body_bytes(body)?;
     let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {

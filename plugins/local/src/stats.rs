@@ -91,9 +91,7 @@ pub fn container_stats(name: &str, usage: GroupUsage, now: Timestamp) -> Contain
     ContainerStats {
         name: name.to_string(),
         timestamp: now,
-        cpu_usage_core_nano_seconds: Some(
-            usage.cpu_ticks.saturating_mul(1_000_000_000) / ticks,
-        ),
+        cpu_usage_core_nano_seconds: Some(usage.cpu_ticks.saturating_mul(1_000_000_000) / ticks),
         memory_working_set_bytes: Some(rss),
         memory_usage_bytes: Some(rss),
     }
