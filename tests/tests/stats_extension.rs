@@ -411,3 +411,154 @@ async fn cri_host_leaves_usage_unset_without_the_extension() {
     assert!(!a.iter().any(|p| p.ends_with("/stats")), "{a:?}");
     host.stop(Duration::from_secs(5));
 }
+
+/// The podman service, the Docker plugin and the pod's containers of one test;
+/// all stopped or removed when dropped, whatever happened.
+struct DockerWorld {
+    dir: tempfile::TempDir,
+    env: std::collections::BTreeMap<String, String>,
+    engine: Option<Proc>,
+    plugin: Option<Proc>,
+    uid: String,
+}
+
+impl DockerWorld {
+    /// `None` (after saying why) when scripts/engine-setup.sh has not run,
+    /// unless backends are required.
+    fn start(uid: &str) -> Option<DockerWorld> {
+        let dir = std::env::var("ENGINE_DIR").unwrap_or_else(|_| "/tmp/engine".into());
+        let text = match std::fs::read_to_string(Path::new(&dir).join("env.sh")) {
+            Ok(t) => t,
+            Err(e) => {
+                assert!(
+                    !interlink_test_harness::backends_required(),
+                    "the container engine is required but unavailable: {e}"
+                );
+                eprintln!("SKIP: no engine env file in {dir} ({e}): run scripts/engine-setup.sh");
+                return None;
+            }
+        };
+        let env: std::collections::BTreeMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        let image = env
+            .get("ENGINE_IMAGE")
+            .cloned()
+            .unwrap_or_else(|| "localhost/mini:latest".into());
+        let dir = tempfile::Builder::new()
+            .prefix("il-stats-")
+            .tempdir()
+            .unwrap();
+        let mut w = DockerWorld {
+            dir,
+            env,
+            engine: None,
+            plugin: None,
+            uid: uid.to_string(),
+        };
+        let d = w.dir.path().to_path_buf();
+        let mut cmd = std::process::Command::new("podman");
+        cmd.envs(&w.env)
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", d.join("engine.sock").display()));
+        w.engine = Some(Proc::spawn("podman-service", cmd, &d.join("engine.log")).unwrap());
+        wait_for_unix_socket(&d.join("engine.sock"), T).unwrap();
+        std::fs::write(
+            d.join("plugin.yaml"),
+            format!(
+                "listen: unix://{}\ndata_root: {}\ndocker:\n  docker_host: unix://{}\n  infra_image: {image}\n  infra_command: [sleep, \"2147483647\"]\n  image_pull_policy: IfNotPresent\n",
+                d.join("plugin.sock").display(),
+                d.join("data").display(),
+                d.join("engine.sock").display(),
+            ),
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new(bin("interlink-docker"));
+        cmd.arg("--config").arg(d.join("plugin.yaml"));
+        w.plugin = Some(Proc::spawn("interlink-docker", cmd, &d.join("plugin.log")).unwrap());
+        wait_for_unix_socket(&d.join("plugin.sock"), T).unwrap();
+        Some(w)
+    }
+
+    fn image(&self) -> String {
+        self.env
+            .get("ENGINE_IMAGE")
+            .cloned()
+            .unwrap_or_else(|| "localhost/mini:latest".into())
+    }
+}
+
+impl Drop for DockerWorld {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.plugin.take() {
+            p.stop(Duration::from_secs(5));
+        }
+        let podman = |args: &[&str]| {
+            std::process::Command::new("podman")
+                .envs(&self.env)
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let ids = podman(&[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=interlink.pod-uid={}", self.uid),
+        ]);
+        for id in ids.split_whitespace() {
+            podman(&["rm", "-f", "-t", "0", id]);
+        }
+        if let Some(mut p) = self.engine.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+/// The Docker plugin against real podman: `stats` is listed, and a running
+/// container's CPU and memory come from the engine's stats.
+#[test]
+fn docker_plugin_reports_the_engines_usage() {
+    let b = PodBuilder::new("busy-docker");
+    let Some(w) = DockerWorld::start(b.uid()) else {
+        return;
+    };
+    let image = w.image();
+    let b = b
+        .container(
+            "spin",
+            &[
+                "sh",
+                "-c",
+                "end=$(($(date +%s)+60)); while [ \"$(date +%s)\" -lt \"$end\" ]; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; done",
+            ],
+        )
+        .with_container("spin", |c| c.image = Some(image));
+    let plugin =
+        interlink_test_harness::plugin::PluginClient::unix(&w.dir.path().join("plugin.sock"));
+    assert!(extensions_of(&plugin).has(STATS));
+    plugin.create_ok(&b.data()).unwrap();
+    let body = serde_json::to_vec(&[&b.pod]).unwrap();
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = plugin.request("POST", "/stats", Some(&body)).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let stats: Vec<interlink::extensions::PodStats> = r.json().unwrap();
+        if let Some(c) = stats
+            .iter()
+            .flat_map(|p| p.containers.iter())
+            .find(|c| c.name == "spin")
+            && c.cpu_usage_core_nano_seconds.is_some_and(|v| v > 0)
+            && c.memory_working_set_bytes.is_some_and(|v| v > 0)
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "no usage from the engine: {stats:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = plugin.delete(&b.pod);
+}
