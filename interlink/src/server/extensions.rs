@@ -1,8 +1,8 @@
 //! `GET /extensions`: the extensions of the upstream contract this server
 //! offers (see [`crate::extensions`]). The server proxies an extension only
-//! when its plugin has it too, so it asks the plugin (on the first need, then
-//! again after [`REASK`] or after the plugin could not be reached) and caches
-//! the plugin's answer.
+//! when its plugin has it too, so it asks the plugin (at start, then again on
+//! the first need after [`REASK`] or after the plugin failed a call of an
+//! extension or could not be reached) and caches the plugin's answer.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

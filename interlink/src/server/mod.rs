@@ -135,6 +135,13 @@ impl Server {
             job_config,
             plugin_extensions: Arc::default(),
         };
+        {
+            // ask the plugin for its extensions now, so the first answer is ready
+            let st = state.clone();
+            tokio::spawn(async move {
+                st.plugin_extensions.get(&st).await;
+            });
+        }
         let app = router(state, auth);
         let bound = listen::bind(&cfg).await?;
         tracing::info!(
