@@ -623,12 +623,13 @@ impl Provider for LocalProvider {
                 wanted.push((rec.uid.clone(), running));
             }
         }
+        let skip_leaders = matches!(self.inner.supervisor, Supervisor::Shim(_));
         tokio::task::spawn_blocking(move || {
             let groups: Vec<i32> = wanted
                 .iter()
                 .flat_map(|(_, cs)| cs.iter().map(|(_, pid)| *pid))
                 .collect();
-            let usage = crate::stats::read_groups(&groups);
+            let usage = crate::stats::read_groups(&groups, skip_leaders);
             let now = Timestamp::now();
             wanted
                 .into_iter()

@@ -1,6 +1,7 @@
 //! Usage of running containers (extension `stats`), read from `/proc`: each
 //! container is its own process group (led by its shim or command), so its
-//! usage is the sum over the live processes of that group: CPU as
+//! usage is the sum over the live processes of that group, the shim excepted
+//! (supervision, as conmon is not counted in a container's cgroup): CPU as
 //! `utime + stime` (clock ticks → nanoseconds), memory as the resident set
 //! (reported as the working set; the plugin has no cgroup to tell page cache
 //! apart). Processes that left the group (`setsid`) are not counted, and the
@@ -19,7 +20,9 @@ pub struct GroupUsage {
 }
 
 /// One pass over `/proc`: usage per process group id, for the groups asked.
-pub fn read_groups(groups: &[i32]) -> HashMap<i32, GroupUsage> {
+/// With `skip_leaders`, a group's leader (the supervising shim, not part of
+/// the container) is not counted.
+pub fn read_groups(groups: &[i32], skip_leaders: bool) -> HashMap<i32, GroupUsage> {
     let mut out: HashMap<i32, GroupUsage> = HashMap::new();
     if groups.is_empty() {
         return out;
@@ -39,6 +42,9 @@ pub fn read_groups(groups: &[i32]) -> HashMap<i32, GroupUsage> {
             && groups.contains(&pgrp)
         {
             let g = out.entry(pgrp).or_default();
+            if skip_leaders && pid == pgrp {
+                continue;
+            }
             g.cpu_ticks += usage.cpu_ticks;
             g.rss_pages += usage.rss_pages;
         }
@@ -120,7 +126,7 @@ mod tests {
             x = x.wrapping_add(std::hint::black_box(1));
         }
         assert!(x > 0);
-        let g = read_groups(&[me]);
+        let g = read_groups(&[me], false);
         let u = g.get(&me).copied().unwrap_or_default();
         assert!(u.rss_pages > 0, "{u:?}");
         let s = container_stats("c", u, Timestamp::now());
