@@ -1,4 +1,4 @@
-//! The host's view of the interLink API server: the seven calls it makes. The
+//! The host's view of the interLink API server: the calls it makes. The
 //! production implementation is [`interlink::client::Client`] (see
 //! [`InterlinkRemote`]); the trait keeps the rest of the host independent of the
 //! transport.
@@ -42,6 +42,15 @@ pub trait Remote: Send + Sync + 'static {
     ) -> BoxFuture<'_, RemoteResult<BoxStream<'static, RemoteResult<Bytes>>>>;
     fn ping(&self) -> BoxFuture<'_, RemoteResult<()>>;
     fn update_cache(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>>;
+    /// Usage of these pods (extension `stats`); `None` when the server does
+    /// not have the extension (usage unknown, not zero).
+    fn stats(
+        &self,
+        pods: Arc<Vec<Pod>>,
+    ) -> BoxFuture<'_, RemoteResult<Option<Vec<interlink::extensions::PodStats>>>> {
+        let _ = pods;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// [`Remote`] over the interLink client (HTTP, HTTPS with mTLS, or a Unix socket).
@@ -116,6 +125,29 @@ impl Remote for InterlinkRemote {
         );
         Box::pin(tracing::Instrument::instrument(
             async move { self.client.update_cache(&pod).await.map_err(map_err) },
+            span,
+        ))
+    }
+    fn stats(
+        &self,
+        pods: Arc<Vec<Pod>>,
+    ) -> BoxFuture<'_, RemoteResult<Option<Vec<interlink::extensions::PodStats>>>> {
+        let span = tracing::debug_span!("interlink", call = "stats", pods = pods.len());
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let ext = self.client.extensions().await.map_err(map_err)?;
+                if !ext.has(interlink::extensions::STATS) {
+                    return Ok(None);
+                }
+                match self.client.stats(&pods).await {
+                    Ok(list) => Ok(Some(list)),
+                    Err(e) => {
+                        // the server may have changed (restarted, replaced): ask again
+                        self.client.forget_extensions();
+                        Err(map_err(e))
+                    }
+                }
+            },
             span,
         ))
     }

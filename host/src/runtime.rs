@@ -36,6 +36,8 @@ pub struct Runtime {
     pub inflight: Mutex<std::collections::HashSet<String>>,
     /// The last `/status` request body and the store generation it was built at.
     pub poll_cache: Mutex<Option<(u64, Arc<Vec<k8s_openapi::api::core::v1::Pod>>)>>,
+    /// CPU and memory usage of running containers (see `usage`).
+    pub usage: crate::usage::UsageCache,
 }
 
 impl Runtime {
@@ -68,6 +70,7 @@ impl Runtime {
             probe_before_send: Mutex::new(probe),
             inflight: Mutex::new(Default::default()),
             poll_cache: Mutex::new(None),
+            usage: Default::default(),
         })
     }
 
@@ -76,6 +79,7 @@ impl Runtime {
     pub fn start_background(self: &Arc<Self>) {
         tokio::spawn(crate::dispatch::run(self.clone()));
         tokio::spawn(crate::status_loop::run(self.clone()));
+        tokio::spawn(crate::usage::run(self.clone()));
         tokio::spawn(ping_loop(self.clone()));
         tokio::spawn(crate::dispatch::recover(self.clone()));
     }

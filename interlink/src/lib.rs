@@ -7,6 +7,7 @@
 
 pub mod client;
 mod error_chain;
+pub mod extensions;
 pub mod server;
 mod tls;
 pub mod types;

@@ -5,7 +5,7 @@
 //! ID kubelet sends back resolved to the user's reference, tags of one image
 //! listed and removed together, the names kubelet and critest send, the log file
 //! right after `StartContainer`, the default handler `""`, `ListMetricDescriptors`
-//! `Unimplemented`, `RunAsGroup` without `RunAsUser` refused, the image
+//! listing the metrics reported, `RunAsGroup` without `RunAsUser` refused, the image
 //! filesystem, `/healthz` over HTTP/1.1 on the CRI socket, and private state.
 
 use std::io::{Read, Write};
@@ -378,11 +378,18 @@ async fn handlers_metrics_security_context_and_image_fs() -> anyhow::Result<()> 
     })
     .await?;
 
-    let err = rt
+    // the metrics ListPodSandboxMetrics reports (the interLink stats extension)
+    let descriptors = rt
         .list_metric_descriptors(cri::ListMetricDescriptorsRequest {})
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+        .await?
+        .into_inner()
+        .descriptors;
+    assert!(
+        descriptors
+            .iter()
+            .any(|d| d.name == "container_memory_working_set_bytes"),
+        "{descriptors:?}"
+    );
 
     let sb = env.pod("handlers");
     let mut c = sh("group-only", "true");

@@ -1,32 +1,40 @@
-//! `ContainerStats`, `ListContainerStats`, `StreamContainerStats`: interLink
-//! reports no usage figures, so each entry has its timestamps and zero usage.
+//! `ContainerStats`, `ListContainerStats`, `StreamContainerStats`: CPU and
+//! memory usage from the usage cache (the interLink `stats` extension, see
+//! [`crate::usage`]); a figure the backend did not report is left unset, not zero.
 
 use super::{Result, labels_match, resolve_container};
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use crate::store::Container;
+use crate::usage::Usage;
 
-/// CPU usage with its timestamp and zero figures (interLink reports none).
-pub fn zero_cpu(now: i64) -> cri::CpuUsage {
+fn value(v: Option<u64>) -> Option<cri::UInt64Value> {
+    v.map(|value| cri::UInt64Value { value })
+}
+
+/// CPU usage with its timestamp; figures only where known.
+pub fn cpu(u: Option<&Usage>, now: i64) -> cri::CpuUsage {
     cri::CpuUsage {
-        timestamp: now,
-        usage_core_nano_seconds: Some(cri::UInt64Value { value: 0 }),
-        usage_nano_cores: Some(cri::UInt64Value { value: 0 }),
+        timestamp: u.map_or(now, |u| u.timestamp),
+        usage_core_nano_seconds: value(u.and_then(|u| u.cpu_core_ns)),
+        usage_nano_cores: value(u.and_then(|u| u.nano_cores)),
         psi: None,
     }
 }
 
-/// Memory usage with its timestamp and zero figures (interLink reports none).
-pub fn zero_memory(now: i64) -> cri::MemoryUsage {
+/// Memory usage with its timestamp; figures only where known.
+pub fn memory(u: Option<&Usage>, now: i64) -> cri::MemoryUsage {
     cri::MemoryUsage {
-        timestamp: now,
-        working_set_bytes: Some(cri::UInt64Value { value: 0 }),
+        timestamp: u.map_or(now, |u| u.timestamp),
+        working_set_bytes: value(u.and_then(|u| u.working_set_bytes)),
+        usage_bytes: value(u.and_then(|u| u.usage_bytes)),
         ..Default::default()
     }
 }
 
 pub fn stats_of(rt: &Runtime, c: &Container, now: i64) -> cri::ContainerStats {
     let zero = || Some(cri::UInt64Value { value: 0 });
+    let usage = rt.usage.get(&c.id);
     cri::ContainerStats {
         attributes: Some(cri::ContainerAttributes {
             id: c.id.clone(),
@@ -34,8 +42,8 @@ pub fn stats_of(rt: &Runtime, c: &Container, now: i64) -> cri::ContainerStats {
             labels: c.config.labels.clone(),
             annotations: c.config.annotations.clone(),
         }),
-        cpu: Some(zero_cpu(now)),
-        memory: Some(zero_memory(now)),
+        cpu: Some(cpu(usage.as_ref(), now)),
+        memory: Some(memory(usage.as_ref(), now)),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: now,
             fs_id: Some(cri::FilesystemIdentifier {

@@ -368,11 +368,11 @@ impl RuntimeService for Cri {
         &self,
         _r: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Result<Response<cri::ListMetricDescriptorsResponse>> {
-        // no metrics are collected: Unimplemented tells kubelet and critest so
+        // the metrics ListPodSandboxMetrics reports (from the interLink stats extension)
         timed(&self.rt, "ListMetricDescriptors", async {
-            Err::<cri::ListMetricDescriptorsResponse, _>(Status::unimplemented(
-                "ListMetricDescriptors: interlink-cri collects no container metrics",
-            ))
+            Ok(cri::ListMetricDescriptorsResponse {
+                descriptors: pod_sandbox_stats::descriptors(),
+            })
         })
         .await
     }

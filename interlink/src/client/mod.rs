@@ -12,6 +12,7 @@
 
 mod config;
 mod error;
+mod extensions;
 mod tls;
 mod token;
 
@@ -45,6 +46,8 @@ struct Inner {
     base: String,
     token: Option<TokenFile>,
     request_timeout: Duration,
+    /// The server's extensions and when they were asked (see `extensions`).
+    extensions: std::sync::Mutex<Option<(crate::extensions::Extensions, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -125,6 +128,7 @@ impl Client {
                 base,
                 token: cfg.token_file.map(TokenFile::new),
                 request_timeout: cfg.request_timeout,
+                extensions: std::sync::Mutex::new(None),
             }),
         })
     }

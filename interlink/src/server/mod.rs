@@ -20,6 +20,7 @@ pub mod connections;
 mod create;
 mod delete;
 mod error;
+mod extensions;
 mod health;
 mod listen;
 mod logs;
@@ -30,6 +31,7 @@ mod retrieve;
 mod serve;
 mod session;
 mod state;
+mod stats;
 mod status;
 mod update_cache;
 
@@ -78,7 +80,9 @@ fn router(state: state::AppState, auth: Option<Arc<auth::Authenticator>>) -> Rou
         .route("/status", get(status::status).post(status::status))
         .route("/getLogs", get(logs::logs).post(logs::logs))
         .route("/pinglink", post(ping::ping).get(ping::ping))
-        .route("/updateCache", post(update_cache::update_cache));
+        .route("/updateCache", post(update_cache::update_cache))
+        .route(crate::extensions::PATH, get(extensions::extensions))
+        .route(crate::extensions::STATS_PATH, post(stats::stats));
     let api = match auth {
         Some(a) => api.route_layer(middleware::from_fn_with_state(a, auth::require)),
         None => api,
@@ -129,7 +133,15 @@ impl Server {
             metrics,
             max_body: cfg.max_body_bytes,
             job_config,
+            plugin_extensions: Arc::default(),
         };
+        {
+            // ask the plugin for its extensions now, so the first answer is ready
+            let st = state.clone();
+            tokio::spawn(async move {
+                st.plugin_extensions.get(&st).await;
+            });
+        }
         let app = router(state, auth);
         let bound = listen::bind(&cfg).await?;
         tracing::info!(

@@ -250,6 +250,43 @@ impl PluginClient {
         self.body_of(resp).await
     }
 
+    /// `GET /extensions`: the plugin's extensions. An error status or a body
+    /// that is not the extensions object (an upstream plugin) is "none"; only a
+    /// plugin that cannot be reached is an error (ask again later).
+    pub async fn extensions(&self) -> Result<crate::extensions::Extensions, PluginFailure> {
+        use crate::extensions::Extensions;
+        match self
+            .call(
+                crate::extensions::PATH,
+                Method::GET,
+                None,
+                Some(self.timeout),
+            )
+            .await
+        {
+            Ok(resp) => {
+                let bytes = self.body_of(resp).await?;
+                Ok(Extensions::from_answer(200, &bytes))
+            }
+            Err(PluginFailure::Status(s, _)) => Ok(Extensions::from_answer(s, b"")),
+            Err(PluginFailure::Garbage(_)) => Ok(Extensions::none()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /stats` with the request's JSON array of pods, passed on as is.
+    pub async fn stats(&self, pods_json: Bytes) -> Result<Bytes, PluginFailure> {
+        let resp = self
+            .call(
+                crate::extensions::STATS_PATH,
+                Method::POST,
+                Some(pods_json),
+                Some(self.timeout),
+            )
+            .await?;
+        self.body_of(resp).await
+    }
+
     /// `GET /getLogs` with a body; the response streams (no overall timeout on follow).
     pub async fn logs(&self, req: &LogStruct) -> Result<reqwest::Response, PluginFailure> {
         let body = serde_json::to_vec(req).map_err(|e| PluginFailure::Garbage(e.to_string()))?;

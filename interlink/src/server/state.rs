@@ -13,4 +13,6 @@ pub struct AppState {
     pub metrics: Metrics,
     pub max_body: usize,
     pub job_config: Option<serde_json::Value>,
+    /// The plugin's extensions, asked and cached (see `extensions`).
+    pub plugin_extensions: Arc<super::extensions::PluginExtensions>,
 }

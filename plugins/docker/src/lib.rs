@@ -17,6 +17,7 @@ pub mod provider;
 pub mod quantity;
 pub mod spec;
 pub mod state;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 

@@ -1097,6 +1097,38 @@ impl Provider for DockerProvider {
         self.inner.status(pods).await
     }
 
+    fn extensions(&self) -> interlink::extensions::Extensions {
+        interlink::extensions::Extensions::none().with(
+            interlink::extensions::STATS,
+            interlink::extensions::STATS_VERSION,
+        )
+    }
+
+    async fn stats(
+        &self,
+        pods: Vec<Pod>,
+    ) -> Result<Vec<interlink::extensions::PodStats>, PluginError> {
+        let wanted: Vec<(String, Vec<(String, String)>)> = {
+            let known = lock(&self.inner.pods);
+            pods.iter()
+                .filter_map(|p| known.get(pod_uid(p)))
+                .map(|r| {
+                    let containers = if r.failure.is_some() {
+                        Vec::new()
+                    } else {
+                        r.init_containers
+                            .iter()
+                            .chain(&r.containers)
+                            .map(|c| (c.name.clone(), c.id.clone()))
+                            .collect()
+                    };
+                    (r.uid.clone(), containers)
+                })
+                .collect()
+        };
+        Ok(crate::stats::read(self.inner.engine.raw(), wanted).await)
+    }
+
     async fn logs(&self, req: LogStruct) -> Result<LogStream, PluginError> {
         self.inner.logs(req).await
     }

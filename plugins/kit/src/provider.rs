@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::Stream;
+use interlink::extensions::{Extensions, PodStats};
 use interlink::{CreateStruct, LogStruct, PingResponse, PodStatus, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
 
@@ -54,6 +55,29 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Liveness and, where known, free resources.
     fn ping(&self) -> impl Future<Output = Result<PingResponse, PluginError>> + Send;
+
+    /// The extensions of the upstream contract this provider implements, as
+    /// the kit answers them at `GET /extensions` (see [`interlink::extensions`]).
+    /// None by default; a provider that implements [`Provider::stats`] lists
+    /// `stats` here.
+    fn extensions(&self) -> Extensions {
+        Extensions::none()
+    }
+
+    /// Usage of many pods (extension `stats`): per running container, the
+    /// figures the backend knows, each absent when unknown. Unknown pods are
+    /// left out. The default answers that the provider has no such extension.
+    fn stats(
+        &self,
+        pods: Vec<Pod>,
+    ) -> impl Future<Output = Result<Vec<PodStats>, PluginError>> + Send {
+        let _ = pods;
+        async {
+            Err(PluginError::NotFound(
+                "this plugin has no stats extension".to_string(),
+            ))
+        }
+    }
 }
 
 /// Check that a log request's `Namespace` and `PodName` are those of the pod

@@ -337,6 +337,8 @@ pub fn router<P: Provider>(
         .route("/status", get(status::<P>).post(status::<P>))
         .route("/getLogs", get(logs::<P>).post(logs::<P>))
         .route("/pinglink", get(ping::<P>).post(ping::<P>))
+        .route(interlink::extensions::PATH, get(extensions::<P>))
+        .route(interlink::extensions::STATS_PATH, post(stats::<P>))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text::<P>))
         .fallback(not_found)
@@ -346,12 +348,14 @@ pub fn router<P: Provider>(
         .layer(axum::middleware::from_fn_with_state(metrics, track))
 }
 
-const ENDPOINTS: [&str; 7] = [
+const ENDPOINTS: [&str; 9] = [
     "/create",
     "/delete",
     "/status",
     "/getLogs",
     "/pinglink",
+    "/extensions",
+    "/stats",
     "/healthz",
     "/metrics",
 ];
@@ -494,6 +498,32 @@ async fn status<P: Provider>(
         validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
     }
     let answer = s.provider.status(pods).await?;
+    Ok(axum::Json(answer).into_response())
+}
+
+async fn extensions<P: Provider>(State(s): St<P>) -> Response {
+    axum::Json(s.provider.extensions()).into_response()
+}
+
+async fn stats<P: Provider>(
+    State(s): St<P>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !s.provider.extensions().has(interlink::extensions::STATS) {
+        return Err(
+            crate::PluginError::NotFound("this plugin has no stats extension".into()).into(),
+        );
+    }
+    let body = body_bytes(body)?;
+    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        parse_json(&body, "JSON array of v1.Pod")?
+    };
+    for (i, p) in pods.iter().enumerate() {
+        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
+    }
+    let answer = s.provider.stats(pods).await?;
     Ok(axum::Json(answer).into_response())
 }
 

@@ -54,6 +54,7 @@ pub mod process;
 mod provider;
 mod runner;
 pub mod state;
+pub mod stats;
 pub mod supervise;
 pub mod volumes;
 

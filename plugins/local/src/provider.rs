@@ -588,6 +588,68 @@ impl Provider for LocalProvider {
             .collect())
     }
 
+    fn extensions(&self) -> interlink::extensions::Extensions {
+        interlink::extensions::Extensions::none().with(
+            interlink::extensions::STATS,
+            interlink::extensions::STATS_VERSION,
+        )
+    }
+
+    async fn stats(
+        &self,
+        pods: Vec<Pod>,
+    ) -> Result<Vec<interlink::extensions::PodStats>, PluginError> {
+        self.ensure_started();
+        // (pod uid, [(container, group leader pid)]) of the running containers
+        let mut wanted: Vec<(String, Vec<(String, i32)>)> = Vec::new();
+        {
+            let map = self.inner.pods();
+            for p in &pods {
+                let Some(e) = map.get(interlink::pod_uid(p)) else {
+                    continue;
+                };
+                let rec = e.lock();
+                let running = rec
+                    .init_containers
+                    .iter()
+                    .chain(rec.containers.iter())
+                    .filter_map(|c| match c.state {
+                        ContainerState::Running {
+                            pid, start_ticks, ..
+                        } if process::alive(pid, start_ticks) => Some((c.name.clone(), pid)),
+                        _ => None,
+                    })
+                    .collect();
+                wanted.push((rec.uid.clone(), running));
+            }
+        }
+        let skip_leaders = matches!(self.inner.supervisor, Supervisor::Shim(_));
+        tokio::task::spawn_blocking(move || {
+            let groups: Vec<i32> = wanted
+                .iter()
+                .flat_map(|(_, cs)| cs.iter().map(|(_, pid)| *pid))
+                .collect();
+            let usage = crate::stats::read_groups(&groups, skip_leaders);
+            let now = Timestamp::now();
+            wanted
+                .into_iter()
+                .map(|(uid, cs)| interlink::extensions::PodStats {
+                    pod_uid: uid,
+                    containers: cs
+                        .into_iter()
+                        .filter_map(|(name, pid)| {
+                            usage
+                                .get(&pid)
+                                .map(|u| crate::stats::container_stats(&name, *u, now))
+                        })
+                        .collect(),
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| PluginError::Internal(format!("reading usage: {e}")))
+    }
+
     async fn logs(&self, req: LogStruct) -> Result<LogStream, PluginError> {
         self.ensure_started();
         let Some(e) = self.entry(&req.pod_uid) else {
