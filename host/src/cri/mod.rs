@@ -368,11 +368,15 @@ impl RuntimeService for Cri {
         &self,
         _r: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Result<Response<cri::ListMetricDescriptorsResponse>> {
-        // the metrics ListPodSandboxMetrics reports (from the interLink stats extension)
+        // critest and kubelet read a descriptor list as the promise of cAdvisor's
+        // whole set (blkio, fs, network...), which a remote pod cannot give:
+        // Unimplemented makes them skip these metrics; usage reaches them through
+        // ContainerStats / PodSandboxStats
         timed(&self.rt, "ListMetricDescriptors", async {
-            Ok(cri::ListMetricDescriptorsResponse {
-                descriptors: pod_sandbox_stats::descriptors(),
-            })
+            Err(Status::unimplemented(
+                "ListMetricDescriptors: this runtime reports CPU and memory usage through \
+                 ContainerStats and PodSandboxStats, not cAdvisor's metric set",
+            ))
         })
         .await
     }

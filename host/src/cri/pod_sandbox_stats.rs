@@ -100,18 +100,6 @@ pub fn list(rt: &Runtime, f: Option<&cri::PodSandboxStatsFilter>) -> Vec<cri::Po
         .collect()
 }
 
-/// The metrics [`metrics`] reports, as `ListMetricDescriptors` lists them.
-pub fn descriptors() -> Vec<cri::MetricDescriptor> {
-    METRICS
-        .iter()
-        .map(|(name, help, _)| cri::MetricDescriptor {
-            name: name.to_string(),
-            help: help.to_string(),
-            label_keys: vec!["container".to_string()],
-        })
-        .collect()
-}
-
 type Pick = fn(&Usage) -> Option<u64>;
 
 /// Name, help and figure of each metric (all gauges, in bytes).
