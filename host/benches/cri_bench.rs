@@ -195,7 +195,7 @@ fn populate(store: &Store, n: usize) -> Vec<String> {
                     created_at: 1,
                     started_at: 2,
                     finished_at: 0,
-                    state: cri::ContainerState::ContainerRunning as i32,
+                    state: interlink_cri::states::ContainerState::Running,
                     exit_code: 0,
                     reason: String::new(),
                     message: String::new(),
@@ -206,6 +206,8 @@ fn populate(store: &Store, n: usize) -> Vec<String> {
                     log_done: true,
                     stop_requested: false,
                     remote_seen: 0,
+                    rev: 0,
+                    admitted: None,
                 },
             );
             ids.push(cid);
@@ -354,7 +356,7 @@ async fn status_loop_cpu() {
     let n = 10_000;
     populate(&rt.store, n);
     // the answer a plugin gives: every pod running
-    let pods = interlink_cri::status_loop::polled_pods(&rt);
+    let pods = rt.polled.get(&rt.store);
     let answer: Vec<PodStatus> = pods
         .iter()
         .map(|p| PodStatus {
@@ -382,7 +384,7 @@ async fn status_loop_cpu() {
     let (mut t_build, mut t_remote, mut t_apply) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {
         let t = Instant::now();
-        let pods = interlink_cri::status_loop::polled_pods(&rt);
+        let pods = rt.polled.get(&rt.store);
         t_build += t.elapsed();
         let t = Instant::now();
         let list = rt.remote.status(pods).await.unwrap();
@@ -431,7 +433,7 @@ async fn lifecycle() {
         Arc::new(NoHooks),
         Arc::new(interlink_cri::remote::InterlinkRemote { client }),
     );
-    rt.start_background();
+    interlink_cri::background::start(&rt);
     let sock = dir.path().join("cri.sock");
     let l = interlink_cri::server::bind(&sock).unwrap();
     tokio::spawn(interlink_cri::server::serve(
