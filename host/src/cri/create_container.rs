@@ -46,7 +46,7 @@ fn resolve_image(rt: &Runtime, spec: Option<&cri::ImageSpec>) -> Result<String> 
         // an ID prefix, as typed into crictl
         Err(e) => match crate::images::find(&st, image) {
             Some(img) => Ok(img.reference.clone()),
-            None => Err(Status::invalid_argument(e)),
+            None => Err(Status::invalid_argument(e.to_string())),
         },
     }
 }
