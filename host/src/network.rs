@@ -25,6 +25,12 @@ pub const DEFAULT_POD_CIDR: &str = "10.234.0.0/16";
 #[error("{0}")]
 pub struct CidrError(pub String);
 
+impl From<String> for CidrError {
+    fn from(s: String) -> CidrError {
+        CidrError(s)
+    }
+}
+
 /// The range pod IPs come from: the node's (kubelet's), else the configured
 /// one, else [`DEFAULT_POD_CIDR`]; one that does not parse is skipped.
 pub fn choose_cidr(node: Option<&str>, configured: Option<&str>) -> Cidr {
@@ -57,7 +63,7 @@ impl Cidr {
             }
             match Self::parse_v4(one) {
                 Ok(c) => return Ok(c),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.0),
             }
         }
         Err(CidrError(if errors.is_empty() {
@@ -67,7 +73,7 @@ impl Cidr {
         }))
     }
 
-    fn parse_v4(s: &str) -> Result<Cidr, String> {
+    fn parse_v4(s: &str) -> Result<Cidr, CidrError> {
         let (ip, len) = s
             .split_once('/')
             .ok_or_else(|| format!("pod CIDR {s:?} is not ADDRESS/PREFIX"))?;
