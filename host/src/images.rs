@@ -24,7 +24,9 @@ pub fn normalize(image: &str) -> Result<String, InvalidImageRef> {
         )));
     }
     if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(InvalidImageRef(format!("image reference {image:?} contains whitespace")));
+        return Err(InvalidImageRef(format!(
+            "image reference {image:?} contains whitespace"
+        )));
     }
     let (name, digest) = match image.split_once('@') {
         Some((n, d)) => (n, Some(d)),
@@ -35,7 +37,9 @@ pub fn normalize(image: &str) -> Result<String, InvalidImageRef> {
             !alg.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_alphanumeric())
         });
         if !ok {
-            return Err(InvalidImageRef(format!("image reference {image:?} has an invalid digest")));
+            return Err(InvalidImageRef(format!(
+                "image reference {image:?} has an invalid digest"
+            )));
         }
     }
     // split a tag off the last path component
@@ -44,7 +48,9 @@ pub fn normalize(image: &str) -> Result<String, InvalidImageRef> {
         _ => (name, None),
     };
     if path.is_empty() || path.starts_with('/') || path.ends_with('/') || path.contains("//") {
-        return Err(InvalidImageRef(format!("image reference {image:?} has an invalid name")));
+        return Err(InvalidImageRef(format!(
+            "image reference {image:?} has an invalid name"
+        )));
     }
     if let Some(t) = tag
         && (t.is_empty()
@@ -53,7 +59,9 @@ pub fn normalize(image: &str) -> Result<String, InvalidImageRef> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
     {
-        return Err(InvalidImageRef(format!("image reference {image:?} has an invalid tag")));
+        return Err(InvalidImageRef(format!(
+            "image reference {image:?} has an invalid tag"
+        )));
     }
     let first = path.split('/').next().unwrap_or("");
     let has_registry =

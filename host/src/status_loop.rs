@@ -167,8 +167,7 @@ fn snapshot(rt: &Runtime, list: &[PodStatus]) -> Vec<PodRound> {
             && r.containers
                 .iter()
                 .all(|id| st.containers.get(id).is_none_or(|c| c.state.is_exited()));
-        if !seen.is_empty() || all_exited_now || (!ps.job_id.is_empty() && r.job_id != ps.job_id)
-        {
+        if !seen.is_empty() || all_exited_now || (!ps.job_id.is_empty() && r.job_id != ps.job_id) {
             rounds.push(PodRound {
                 uid: r.uid.clone(),
                 name: r.name.clone(),

@@ -258,7 +258,12 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn phases(f: &Fixture) -> Vec<Phase> {
-    f.rt.store.read().remotes.values().map(|r| r.phase).collect()
+    f.rt.store
+        .read()
+        .remotes
+        .values()
+        .map(|r| r.phase)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +276,10 @@ async fn containers_started_together_go_in_one_create() {
     f.hooks.admit_calls.store(0, Ordering::SeqCst);
     start(&f, &a);
     start(&f, &b);
-    assert_eq!(status(&f, &a).state, pb::ContainerState::ContainerRunning as i32);
+    assert_eq!(
+        status(&f, &a).state,
+        pb::ContainerState::ContainerRunning as i32
+    );
     until("the batch is sent", || phases(&f) == vec![Phase::Created]).await;
     let creates = f.remote.creates.lock().unwrap();
     assert_eq!(creates.len(), 1);
@@ -331,7 +339,10 @@ async fn an_unanswered_create_is_looked_up_before_it_is_sent_again() {
     // the first /create arrived though its answer was lost: never sent twice
     assert_eq!(f.remote.creates.lock().unwrap().len(), 1);
     assert!(f.remote.status_calls.load(Ordering::SeqCst) >= 1);
-    assert_eq!(f.rt.store.read().remotes.values().next().unwrap().job_id, "job-1");
+    assert_eq!(
+        f.rt.store.read().remotes.values().next().unwrap().job_id,
+        "job-1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,5 +416,8 @@ async fn the_state_step_runs_with_no_store_lock_held() {
         f.hooks.state_step_saw_free_store.load(Ordering::SeqCst)
     })
     .await;
-    assert_eq!(status(&f, &a).state, pb::ContainerState::ContainerRunning as i32);
+    assert_eq!(
+        status(&f, &a).state,
+        pb::ContainerState::ContainerRunning as i32
+    );
 }

@@ -89,7 +89,14 @@ fn no_import_cycle_among_host_modules() {
 #[test]
 fn the_lifecycle_talks_to_nothing_outside_the_state() {
     let g = graph();
-    for forbidden in ["runtime", "remote", "dispatch", "status_loop", "logs", "cri"] {
+    for forbidden in [
+        "runtime",
+        "remote",
+        "dispatch",
+        "status_loop",
+        "logs",
+        "cri",
+    ] {
         assert!(
             !g["lifecycle"].contains(forbidden),
             "lifecycle uses {forbidden}: state changes must not reach the network or tasks"

@@ -19,7 +19,10 @@ pub fn start_container(
     let (res, fx) = crate::lifecycle::change(&rt.store, |ch| {
         ch.start_container(&id, window)?;
         Ok::<_, crate::lifecycle::LifecycleError>(
-            ch.state().containers.get(&id).and_then(|c| c.log_file.clone()),
+            ch.state()
+                .containers
+                .get(&id)
+                .and_then(|c| c.log_file.clone()),
         )
     });
     let log_file = res?;

@@ -35,7 +35,8 @@ impl Change<'_> {
         c.state = ContainerState::Created;
         // the ID PullImage answered for this image (ContainerStatus.image_ref)
         c.image_id = crate::images::record(self.st, self.dirty, &c.image_ref);
-        self.fx.event(&c, cri::ContainerEventType::ContainerCreatedEvent);
+        self.fx
+            .event(&c, cri::ContainerEventType::ContainerCreatedEvent);
         self.dirty.container(&c.id);
         self.st.containers.insert(c.id.clone(), c);
         Ok(())
@@ -68,7 +69,8 @@ impl Change<'_> {
         c.rev += 1;
         c.started_at = now;
         let c = c.clone();
-        self.fx.event(&c, cri::ContainerEventType::ContainerStartedEvent);
+        self.fx
+            .event(&c, cri::ContainerEventType::ContainerStartedEvent);
         self.fx.wake_dispatcher = true;
         Ok(uid)
     }
@@ -118,7 +120,8 @@ impl Change<'_> {
             return false;
         };
         self.dirty.container(id);
-        self.fx.event(&c, cri::ContainerEventType::ContainerDeletedEvent);
+        self.fx
+            .event(&c, cri::ContainerEventType::ContainerDeletedEvent);
         if let Some(uid) = &c.remote_uid
             && let Some(r) = self.st.remotes.get(uid)
         {
@@ -183,11 +186,17 @@ mod tests {
         let (ub, _) = change(&store, |ch| ch.start_container("b", WINDOW).unwrap());
         assert!(fx.wake_dispatcher);
         assert_eq!(ua, ub, "regular containers share the open batch");
-        assert_eq!(ua, "0c6b9ab4-8d43-4b4e-9a1c-6a2f0e8f2b11", "first batch: pod UID");
+        assert_eq!(
+            ua, "0c6b9ab4-8d43-4b4e-9a1c-6a2f0e8f2b11",
+            "first batch: pod UID"
+        );
         assert_ne!(init_uid, ua);
         let st = store.read();
         assert_eq!(st.remotes[&ua].containers, vec!["a", "b"]);
-        assert_eq!(st.remotes[&init_uid].send_after, st.containers["i"].started_at);
+        assert_eq!(
+            st.remotes[&init_uid].send_after,
+            st.containers["i"].started_at
+        );
         assert_eq!(st.containers["a"].state, ContainerState::Running);
         drop(st);
         // started once only

@@ -170,7 +170,16 @@ mod tests {
     }
 
     /// (cause, started?, log file?, code, reason, message contains, log done, follower)
-    type Case = (ExitCause, bool, bool, i32, &'static str, &'static str, bool, bool);
+    type Case = (
+        ExitCause,
+        bool,
+        bool,
+        i32,
+        &'static str,
+        &'static str,
+        bool,
+        bool,
+    );
 
     #[test]
     fn every_cause_has_one_outcome() {

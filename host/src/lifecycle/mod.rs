@@ -43,9 +43,7 @@ pub enum LifecycleError {
         sandbox: String,
         id: String,
     },
-    #[error(
-        "pod sandbox {namespace}/{name} (uid {uid}, attempt {attempt}) already exists as {id}"
-    )]
+    #[error("pod sandbox {namespace}/{name} (uid {uid}, attempt {attempt}) already exists as {id}")]
     SandboxExists {
         namespace: String,
         name: String,

@@ -325,7 +325,11 @@ mod tests {
         change(&store, |ch| ch.begin_send(&uid, &["a".into()]));
         change(&store, |ch| ch.created(&uid, ""));
         change(&store, |ch| ch.deleted(&uid));
-        assert_eq!(phase(&store, &uid), Some(Phase::Created), "not Deleting: kept");
+        assert_eq!(
+            phase(&store, &uid),
+            Some(Phase::Created),
+            "not Deleting: kept"
+        );
         change(&store, |ch| ch.mark_deleting(&uid, Some(7)));
         assert_eq!(store.read().remotes[&uid].grace_seconds, Some(7));
         change(&store, |ch| ch.delete_pending(&uid, "unreachable"));

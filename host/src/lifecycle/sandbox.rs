@@ -145,8 +145,9 @@ mod tests {
         let store = store_with(&["created", "collecting", "sent"]);
         let (sent_uid, _) = change(&store, |ch| ch.start_container("sent", 0).unwrap());
         store.update(|st, _| st.remotes.get_mut(&sent_uid).unwrap().phase = Phase::Created);
-        let (collecting_uid, _) =
-            change(&store, |ch| ch.start_container("collecting", 1 << 40).unwrap());
+        let (collecting_uid, _) = change(&store, |ch| {
+            ch.start_container("collecting", 1 << 40).unwrap()
+        });
         assert_ne!(sent_uid, collecting_uid);
         let (delete, fx) = change(&store, |ch| ch.stop_sandbox("s"));
         assert_eq!(delete, vec![sent_uid.clone()]);
