@@ -11,7 +11,7 @@ use interlink_cri::hooks::{Hooks, NoHooks};
 use interlink_cri::remote::{InterlinkRemote, Remote};
 use interlink_cri::runtime::Runtime;
 use interlink_cri::store::Store;
-use interlink_cri::{embedded, extensions, metrics, server};
+use interlink_cri::{embedded, extensions, metrics_server, server};
 
 const LONG_ABOUT: &str = "\
 A CRI v1 runtime (RuntimeService + ImageService on a Unix socket) that runs every
@@ -212,11 +212,11 @@ async fn run(cfg: Config) -> Result<()> {
             containers = st.containers.len(), remote_pods = st.remotes.len(), "interlink-cri ready"
         );
     }
-    rt.start_background();
+    interlink_cri::background::start(&rt);
     if let Some(addr) = cfg.metrics_address {
         let rt = rt.clone();
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, rt).await {
+            if let Err(e) = metrics_server::serve(addr, rt).await {
                 tracing::error!(error = %e, "metrics listener failed");
             }
         });
