@@ -133,20 +133,11 @@ async fn run(cfg: Config) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_root_folder)
         .with_context(|| format!("data root {}", cfg.data_root_folder.display()))?;
     // one host per data root: a second one would corrupt the state
-    let lock_path = cfg.data_root_folder.join("lock");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("open {}", lock_path.display()))?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| {
-            anyhow::anyhow!(
-                "data root {} is in use by another interlink-cri ({e})",
-                cfg.data_root_folder.display()
-            )
-        })?;
+    let root = cfg.data_root_folder.clone();
+    let _lock = tokio::task::spawn_blocking(move || {
+        interlink_cri::data_root_lock::lock(&root, interlink_cri::data_root_lock::DEFAULT_WAIT)
+    })
+    .await??;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_rx_embedded = stop_rx.clone();
     let shutdown = move || {
