@@ -17,6 +17,7 @@ pub mod claims;
 pub mod config;
 pub mod convert;
 pub mod cri;
+pub mod data_root_lock;
 pub mod dispatch;
 pub mod effects;
 pub mod embedded;

@@ -35,7 +35,7 @@ Config file (YAML, every key optional, an unknown key is an error):
   VerboseLogging      debug logs          ErrorsOnlyLogging   errors only
   DataRootFolder      state and embedded backend data (default /var/lib/interlink-cri)
   StatusInterval      one /status for all pods per interval (default 1s)
-  BatchWindow         quiet time after the last StartContainer before /create (300ms)
+  BatchWindow         quiet time after the last StartContainer before /create (100ms)
   PingInterval        /pinglink period (default 5s)
   PingTimeout         RuntimeReady false after this long without /pinglink (30s)
   CreateRetryFor      how long an unreachable /create is retried (60s)
@@ -133,20 +133,11 @@ async fn run(cfg: Config) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_root_folder)
         .with_context(|| format!("data root {}", cfg.data_root_folder.display()))?;
     // one host per data root: a second one would corrupt the state
-    let lock_path = cfg.data_root_folder.join("lock");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("open {}", lock_path.display()))?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| {
-            anyhow::anyhow!(
-                "data root {} is in use by another interlink-cri ({e})",
-                cfg.data_root_folder.display()
-            )
-        })?;
+    let root = cfg.data_root_folder.clone();
+    let _lock = tokio::task::spawn_blocking(move || {
+        interlink_cri::data_root_lock::lock(&root, interlink_cri::data_root_lock::DEFAULT_WAIT)
+    })
+    .await??;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_rx_embedded = stop_rx.clone();
     let shutdown = move || {

@@ -208,6 +208,7 @@ pub fn create_container(
     }
     // sent alone in this very pod, it is not judged again (see `dispatch`)
     c.admitted = Some(crate::dispatch::admission_fingerprint(&pod));
-    crate::effects::change(rt, |ch| ch.create_container(c))?;
+    let window = rt.cfg.batch_window.as_nanos() as i64;
+    crate::effects::change(rt, |ch| ch.create_container(c, window))?;
     Ok(cri::CreateContainerResponse { container_id: id })
 }

@@ -17,7 +17,8 @@ pub fn start_container(
     let id = resolve_container(rt, &req.container_id)?;
     let window = rt.cfg.batch_window.as_nanos() as i64;
     let (res, fx) = crate::lifecycle::change(&rt.store, |ch| {
-        ch.start_container(&id, window)?;
+        let batch = ch.start_container(&id, window)?;
+        tracing::debug!(container = %id, %batch, "started: in its batch");
         Ok::<_, crate::lifecycle::LifecycleError>(
             ch.state()
                 .containers

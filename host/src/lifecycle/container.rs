@@ -7,8 +7,15 @@ use crate::states::{ContainerState, Phase};
 use crate::store::Container;
 
 impl Change<'_> {
-    /// Record a new container (CREATED) in its sandbox.
-    pub fn create_container(&mut self, mut c: Container) -> Result<(), LifecycleError> {
+    /// Record a new container (CREATED) in its sandbox. kubelet creates each
+    /// container just before it starts it: a regular one created while its
+    /// sandbox's batch is collecting will join it, so the batch waits another
+    /// `window_ns` for its start.
+    pub fn create_container(
+        &mut self,
+        mut c: Container,
+        window_ns: i64,
+    ) -> Result<(), LifecycleError> {
         let md = c.config.metadata.clone().unwrap_or_default();
         if let Some(o) = self.st.containers.values().find(|o| {
             o.sandbox_id == c.sandbox_id
@@ -33,6 +40,18 @@ impl Change<'_> {
             return Err(LifecycleError::SandboxNotReady(c.sandbox_id.clone()));
         }
         c.state = ContainerState::Created;
+        if c.kind == crate::store::Kind::Regular {
+            let open = self.st.remotes.values().find(|r| {
+                r.sandbox_id == c.sandbox_id
+                    && r.kind == crate::store::Kind::Regular
+                    && r.phase == Phase::Collecting
+            });
+            if let Some(uid) = open.map(|r| r.uid.clone()) {
+                let now = self.now;
+                let r = self.remote_mut(&uid).expect("found above");
+                r.send_after = r.send_after.max(now + window_ns);
+            }
+        }
         // the ID PullImage answered for this image (ContainerStatus.image_ref)
         c.image_id = crate::images::record(self.st, self.dirty, &c.image_ref);
         self.fx
@@ -159,19 +178,39 @@ mod tests {
     fn create_refuses_duplicates_and_stopped_sandboxes() {
         let store = store_with(&["a"]);
         let (r, fx) = change(&store, |ch| {
-            ch.create_container(container("a2", "s", Kind::Regular))
+            ch.create_container(container("a2", "s", Kind::Regular), WINDOW)
         });
         assert_eq!(r, Ok(()));
         assert_eq!(fx.events.len(), 1);
         let mut dup = container("a3", "s", Kind::Regular);
         dup.config.metadata.as_mut().unwrap().name = "a".into();
-        let (r, _) = change(&store, |ch| ch.create_container(dup));
+        let (r, _) = change(&store, |ch| ch.create_container(dup, WINDOW));
         assert!(matches!(r, Err(LifecycleError::ContainerExists { .. })));
         store.update(|st, _| st.sandboxes.get_mut("s").unwrap().ready = false);
         let (r, _) = change(&store, |ch| {
-            ch.create_container(container("b", "s", Kind::Regular))
+            ch.create_container(container("b", "s", Kind::Regular), WINDOW)
         });
         assert_eq!(r, Err(LifecycleError::SandboxNotReady("s".into())));
+    }
+
+    #[test]
+    fn a_container_created_while_its_pods_batch_collects_holds_the_batch() {
+        let store = store_with(&["a"]);
+        let (uid, _) = change(&store, |ch| ch.start_container("a", WINDOW).unwrap());
+        let before = store.read().remotes[&uid].send_after;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        change(&store, |ch| {
+            ch.create_container(container("b", "s", Kind::Regular), WINDOW)
+                .unwrap()
+        });
+        assert!(store.read().remotes[&uid].send_after > before);
+        // an init container never joins a batch: it does not hold one
+        let held = store.read().remotes[&uid].send_after;
+        change(&store, |ch| {
+            ch.create_container(container("i", "s", Kind::Init), WINDOW)
+                .unwrap()
+        });
+        assert_eq!(store.read().remotes[&uid].send_after, held);
     }
 
     #[test]
