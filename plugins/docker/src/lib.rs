@@ -12,9 +12,7 @@
 
 pub mod config;
 pub mod engine;
-pub mod env;
 pub mod provider;
-pub mod quantity;
 pub mod spec;
 pub mod state;
 pub mod stats;

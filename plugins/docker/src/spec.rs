@@ -8,7 +8,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::config::{Config, capability_name};
-use crate::quantity;
+use interlink_plugin_kit::quantity;
 
 pub const LABEL_POD_UID: &str = "interlink.pod-uid";
 pub const LABEL_POD_NAME: &str = "interlink.pod-name";
@@ -174,22 +174,20 @@ pub fn container(
         let req = res.requests.as_ref();
         if let Some(q) = lim.and_then(|l| l.get("cpu")) {
             hc.nano_cpus =
-                Some(quantity::nano_cpus(&q.0).ok_or_else(|| bad_quantity(c, "limits.cpu", &q.0))?);
+                Some(quantity::nano_cpus(&q.0).map_err(|_| bad_quantity(c, "limits.cpu", &q.0))?);
         }
         if let Some(q) = lim.and_then(|l| l.get("memory")) {
             hc.memory =
-                Some(quantity::bytes(&q.0).ok_or_else(|| bad_quantity(c, "limits.memory", &q.0))?);
+                Some(quantity::bytes(&q.0).map_err(|_| bad_quantity(c, "limits.memory", &q.0))?);
         }
         if let Some(q) = req.and_then(|l| l.get("cpu")) {
-            let cores =
-                quantity::parse(&q.0).ok_or_else(|| bad_quantity(c, "requests.cpu", &q.0))?;
+            let cores = quantity::parse(&q.0).map_err(|_| bad_quantity(c, "requests.cpu", &q.0))?;
             // the kubelet's mapping: 1 core = 1024 shares, at least 2
             hc.cpu_shares = Some(((cores * 1024.0).round() as i64).max(2));
         }
         if let Some(q) = req.and_then(|l| l.get("memory")) {
-            hc.memory_reservation = Some(
-                quantity::bytes(&q.0).ok_or_else(|| bad_quantity(c, "requests.memory", &q.0))?,
-            );
+            hc.memory_reservation =
+                Some(quantity::bytes(&q.0).map_err(|_| bad_quantity(c, "requests.memory", &q.0))?);
         }
     }
     let mut user = None;
@@ -224,10 +222,10 @@ pub fn container(
             hc.pid_mode = Some("host".into());
         }
     }
-    let vars: Vec<(String, String)> = env.to_vec();
+    let lookup = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     let expand = |v: &Vec<String>| {
         v.iter()
-            .map(|a| crate::env::expand(a, &vars))
+            .map(|a| interlink_plugin_kit::pod::env::expand(a, lookup))
             .collect::<Vec<_>>()
     };
     let (entrypoint, cmd) = match (&c.command, &c.args) {
