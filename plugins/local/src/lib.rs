@@ -48,7 +48,7 @@
 
 pub mod launch;
 pub mod logfile;
-pub mod objects;
+pub mod node;
 pub mod options;
 pub mod process;
 mod provider;

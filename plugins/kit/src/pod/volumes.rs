@@ -52,11 +52,19 @@ pub struct PlannedVolume {
     pub content: Content,
 }
 
-/// A relative path that stays inside its directory (only normal components).
+/// A relative path that stays inside its directory: names only (`.` is
+/// allowed, as Kubernetes allows it; `..` and absolute paths are not).
 pub fn relative_path(p: &str) -> Option<PathBuf> {
     let path = Path::new(p);
-    (!p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_))))
-        .then(|| path.to_path_buf())
+    let mut names = 0;
+    for c in path.components() {
+        match c {
+            Component::Normal(_) => names += 1,
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (names > 0).then(|| path.to_path_buf())
 }
 
 /// A volume name usable as one directory name.
@@ -491,7 +499,9 @@ mod tests {
             "volume \"cfg\": key \"zz\" of ConfigMap \"cm1\" was not sent with the pod"
         );
 
-        for bad in ["../x", "/abs", "a/../../b", ""] {
+        assert_eq!(relative_path("./a/./b"), Some(PathBuf::from("./a/./b")));
+        assert_eq!(relative_path("."), None);
+        for bad in ["../x", "/abs", "a/../../b", "", "a/.."] {
             let mut d = data();
             d.containers[0].config_maps[0]
                 .data
