@@ -144,8 +144,8 @@ fn run(client: &PluginClient, data: &RetrievedPodData, pods_dir: &Path) -> Seen 
         .iter()
         .map(|f| {
             let p = dir.join(f);
-            let text = std::fs::read_to_string(&p)
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             (f.to_string(), text)
         })
         .collect();
@@ -248,8 +248,7 @@ fn docker() -> Option<Seen> {
     .unwrap();
     let mut cmd = Command::new(bin("interlink-docker"));
     cmd.arg("--config").arg(&cfg);
-    d.plugin =
-        Some(Proc::spawn("interlink-docker", cmd, &dir.path().join("plugin.log")).unwrap());
+    d.plugin = Some(Proc::spawn("interlink-docker", cmd, &dir.path().join("plugin.log")).unwrap());
     wait_for_unix_socket(&sock, T).unwrap();
     let seen = run(
         &PluginClient::unix(&sock),

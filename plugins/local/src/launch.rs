@@ -300,16 +300,4 @@ mod tests {
             assert!(e.message.contains("without '..'"), "{}", e.message);
         }
     }
-
-    #[test]
-    fn expansion() {
-        let mut env = Env::new();
-        env.set("A", "1".into());
-        let expand = |s: &str| env.expand(s);
-        assert_eq!(expand("x$(A)y"), "x1y");
-        assert_eq!(expand("$(B)"), "$(B)");
-        assert_eq!(expand("$$(A)"), "$(A)");
-        assert_eq!(expand("$(A"), "$(A");
-        assert_eq!(expand("é$(A)"), "é1");
-    }
 }

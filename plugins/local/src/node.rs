@@ -1,8 +1,8 @@
 //! Where the local plugin's pods run, for the downward API: this host. The
 //! containers are processes in the host's network namespace (as a
-//! `hostNetwork` pod), so the pod's IP is the host's, as Kubernetes reports it
-//! for such a pod: the address this host uses for outgoing traffic, or
-//! `127.0.0.1` when it has no route out. The node's allocatable resources are
+//! `hostNetwork` pod), so a pod that carries no `status.podIP` of its own gets
+//! the host's, as Kubernetes reports it for such a pod: the address this host
+//! uses for outgoing traffic, or `127.0.0.1` when it has no route out. The node's allocatable resources are
 //! the host's CPUs and memory (what `limits.cpu` / `limits.memory` read when a
 //! container sets none).
 

@@ -23,7 +23,7 @@ use crate::slurm::{Slurm, SlurmError};
 use crate::status::{JobView, pod_status};
 use crate::store::{ContainerMeta, PodRecord, Store};
 use crate::volumes;
-use interlink_plugin_kit::pod::{self, Placement, PodObjects, PodView};
+use interlink_plugin_kit::pod::{self, Placement, PodModel};
 use interlink_plugin_kit::validate::uid as valid_uid;
 
 /// A deleted pod's grace period: `terminationGracePeriodSeconds`, default 30 s.
@@ -163,16 +163,11 @@ impl SlurmProvider {
         let pod = &data.pod;
         let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
         let res = job_resources(cfg, pod)?;
-        let objects = PodObjects::from_request(data);
         // the job's node (so its address) is chosen by Slurm when the job
         // starts, after the script is written: the downward API has what the
         // pod itself says
-        let placement = Placement::default();
-        let view = PodView {
-            pod,
-            objects: &objects,
-            placement: &placement,
-        };
+        let model = PodModel::new(data, Placement::default());
+        let view = model.view();
         volumes::check_host_paths(pod, &cfg.allowed_host_paths)?;
         let plan = volumes::plan(view, pod_dir)?;
         let run = |c: &Container| -> Result<ContainerRun, String> {
@@ -765,6 +760,7 @@ impl Provider for SlurmProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use interlink_plugin_kit::pod::{PodObjects, PodView};
     use serde_json::json;
 
     #[test]

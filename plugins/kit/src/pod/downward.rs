@@ -7,7 +7,10 @@
 //! | `metadata.labels['k']`, `.annotations['k']` | that entry (empty when absent)       |
 //! | `metadata.labels`, `metadata.annotations` | every entry as `k="v"` lines, sorted (volumes only) |
 //! | `spec.nodeName`, `spec.serviceAccountName` | the pod's (node: else the [`Placement`]'s) |
-//! | `status.podIP(s)`, `status.hostIP(s)`    | the [`Placement`]'s, else the pod status's |
+//! | `status.podIP(s)`, `status.hostIP(s)`    | the pod status's, else the [`Placement`]'s |
+//!
+//! What the pod itself says wins (it is what the cluster shows for the pod);
+//! the backend's [`Placement`] fills what a pod being created does not know yet.
 //!
 //! Only the subscript form `['k']` names a key, as Kubernetes' own parser
 //! (`labels["k"]` is refused, as the API server refuses it).
@@ -74,17 +77,13 @@ pub fn field(pod: &Pod, placement: &Placement, path: &str, used: Use) -> Result<
                 .filter(|i| !i.is_empty())
                 .collect();
             let listed = (path == "status.podIPs" && !all.is_empty()).then(|| all.join(","));
-            placement
-                .pod_ip
-                .clone()
-                .or(listed)
+            listed
                 .or_else(|| nonempty(status.and_then(|s| s.pod_ip.as_ref())))
+                .or_else(|| placement.pod_ip.clone())
                 .unwrap_or_default()
         }
-        "status.hostIP" | "status.hostIPs" => placement
-            .host_ip
-            .clone()
-            .or_else(|| nonempty(status.and_then(|s| s.host_ip.as_ref())))
+        "status.hostIP" | "status.hostIPs" => nonempty(status.and_then(|s| s.host_ip.as_ref()))
+            .or_else(|| placement.host_ip.clone())
             .unwrap_or_default(),
         _ => return Err(unsupported()),
     })
@@ -189,27 +188,42 @@ mod tests {
     }
 
     #[test]
-    fn placement_knows_better_than_the_pod() {
-        let p = pod();
+    fn the_placement_fills_what_the_pod_does_not_say() {
         let here = Placement {
             pod_ip: Some("172.17.0.3".into()),
             host_ip: Some("10.1.1.1".into()),
             node_name: Some("other".into()),
             ..Default::default()
         };
+        let p = pod();
         let f = |path: &str| field(&p, &here, path, Use::Env).unwrap();
-        assert_eq!(f("status.podIP"), "172.17.0.3");
-        assert_eq!(f("status.hostIP"), "10.1.1.1");
-        assert_eq!(f("spec.nodeName"), "vnode", "the pod's own node name wins");
+        assert_eq!(f("status.podIP"), "10.0.0.7", "what the cluster shows wins");
+        assert_eq!(f("status.hostIP"), "192.168.1.2");
+        assert_eq!(f("spec.nodeName"), "vnode");
         let mut bare = pod();
         bare.spec.as_mut().unwrap().node_name = None;
         bare.status = None;
-        assert_eq!(
-            field(&bare, &here, "spec.nodeName", Use::Env).unwrap(),
-            "other"
-        );
+        let f = |path: &str| field(&bare, &here, path, Use::Env).unwrap();
+        assert_eq!(f("spec.nodeName"), "other");
+        assert_eq!(f("status.podIP"), "172.17.0.3");
+        assert_eq!(f("status.podIPs"), "172.17.0.3");
+        assert_eq!(f("status.hostIP"), "10.1.1.1");
         let none = Placement::default();
         assert_eq!(field(&bare, &none, "status.podIP", Use::Env).unwrap(), "");
+        let mut dual = pod();
+        dual.status = Some(
+            serde_json::from_value(json!({"podIP": "10.0.0.7",
+                "podIPs": [{"ip": "10.0.0.7"}, {"ip": "fd00::7"}]}))
+            .unwrap(),
+        );
+        assert_eq!(
+            field(&dual, &none, "status.podIPs", Use::Env).unwrap(),
+            "10.0.0.7,fd00::7"
+        );
+        assert_eq!(
+            field(&dual, &none, "status.podIP", Use::Env).unwrap(),
+            "10.0.0.7"
+        );
     }
 
     #[test]

@@ -209,6 +209,7 @@ mod tests {
         assert_eq!(x("$(A"), "$(A");
         assert_eq!(x("$A $"), "$A $");
         assert_eq!(x("é$(A)é"), "é1é");
+        assert_eq!(x("é$(A)"), "é1");
         assert_eq!(x("[$(EMPTY)]"), "[]");
         assert_eq!(x("$()"), "$()");
         assert_eq!(x("$(A)$(A)"), "11");

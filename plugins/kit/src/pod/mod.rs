@@ -5,8 +5,8 @@
 //! ([`volumes`]). A plugin adds only what its backend does with them.
 //!
 //! What Kubernetes learns from the node (the pod's IP, the node's name and
-//! allocatable resources) is not in the pod a plugin receives: the plugin
-//! passes what its backend knows as a [`Placement`].
+//! allocatable resources) is not in the pod a plugin receives when it is
+//! created: the plugin passes what its backend knows as a [`Placement`].
 
 pub mod downward;
 pub mod env;
@@ -17,11 +17,12 @@ pub mod volumes;
 pub use env::Env;
 pub use objects::{Data, ObjectKind, PodObjects};
 
+use interlink::RetrievedPodData;
 use k8s_openapi::api::core::v1::Pod;
 
-/// What the backend knows about where a pod runs, for the downward API.
-/// Each field left `None` falls back to what the pod itself says (its
-/// `status.podIP`, `spec.nodeName`, ...), else to an empty value.
+/// What the backend knows about where a pod runs, for the downward API: used
+/// where the pod itself says nothing (a pod being created has no
+/// `status.podIP` yet); a field left `None` then reads as empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placement {
     /// `status.podIP` (and `status.podIPs`).
@@ -44,6 +45,33 @@ pub struct PodView<'a> {
     pub pod: &'a Pod,
     pub objects: &'a PodObjects,
     pub placement: &'a Placement,
+}
+
+/// A create request's pod with its objects indexed and where it runs: what a
+/// [`PodView`] borrows.
+#[derive(Debug, Clone)]
+pub struct PodModel<'a> {
+    pub pod: &'a Pod,
+    pub objects: PodObjects,
+    pub placement: Placement,
+}
+
+impl<'a> PodModel<'a> {
+    pub fn new(data: &'a RetrievedPodData, placement: Placement) -> PodModel<'a> {
+        PodModel {
+            pod: &data.pod,
+            objects: PodObjects::from_request(data),
+            placement,
+        }
+    }
+
+    pub fn view(&self) -> PodView<'_> {
+        PodView {
+            pod: self.pod,
+            objects: &self.objects,
+            placement: &self.placement,
+        }
+    }
 }
 
 /// Why a pod cannot be prepared as its spec asks: a message naming the field.
