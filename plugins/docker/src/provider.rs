@@ -27,7 +27,7 @@ use crate::spec::{self, LABEL_POD_UID, Role};
 use crate::state::{ContainerRecord, Failure, PodRecord, StateError, Store};
 use crate::status;
 use crate::volumes;
-use interlink_plugin_kit::pod::{self, Placement, PodModel};
+use interlink_plugin_kit::pod::{self, PodModel};
 
 pub struct DockerProvider {
     inner: Arc<Inner>,
@@ -333,9 +333,7 @@ impl Inner {
             self.ensure_image(docker, img, policy).await?;
         }
 
-        // the pod's IP is the infra container's, assigned when it starts (after
-        // the containers are created): the downward API reads the pod status's
-        let model = PodModel::new(data, Placement::default());
+        let model = PodModel::new(data, spec::placement(pod, &self.config));
         let view = model.view();
         let vol_dir = self.store.pod_dir(&rec.uid).join("volumes");
         let vols = volumes::prepare(view, &vol_dir)

@@ -8,6 +8,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::config::{Config, capability_name};
+use interlink_plugin_kit::pod::Placement;
 use interlink_plugin_kit::quantity;
 
 pub const LABEL_POD_UID: &str = "interlink.pod-uid";
@@ -129,6 +130,22 @@ pub fn check_host_access(pod: &Pod, config: &Config) -> Result<(), String> {
 }
 
 /// The infra container: sleeps forever, owns the pod's namespaces.
+/// What the downward API can know of where the pod runs. With the host's
+/// network (`hostNetwork`, or `network_mode: host`) on an engine of this host
+/// (a Unix socket), the pod's IP is this host's. Otherwise the pod's address
+/// is its infra container's, given when that starts, after the containers
+/// (and their environment) are created, or none (`network_mode: none`): the
+/// downward API has what the pod's status says.
+pub fn placement(pod: &Pod, config: &Config) -> Placement {
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+        || config.network_mode == "host";
+    if host_network && config.engine_host().starts_with("unix://") {
+        interlink_plugin_kit::pod::host::this_host()
+    } else {
+        Placement::default()
+    }
+}
+
 pub fn infra(pod: &Pod, config: &Config) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(config.infra_image.clone()),
@@ -374,6 +391,34 @@ mod tests {
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(hc.network_mode.as_deref(), Some("host"));
         assert_eq!(hc.pid_mode.as_deref(), Some("host"));
+    }
+
+    #[test]
+    fn pod_ip_is_the_host_s_only_with_the_host_s_network_here() {
+        let pod = |host_network: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"},
+                "spec": {"hostNetwork": host_network, "containers": []}}))
+            .unwrap()
+        };
+        let local = Config {
+            docker_host: Some("unix:///run/podman.sock".into()),
+            ..Default::default()
+        };
+        let here = placement(&pod(true), &local);
+        assert!(here.pod_ip.is_some() && here.pod_ip == here.host_ip);
+        // the default network mode `none` gives the pod no address
+        assert_eq!(placement(&pod(false), &local), Placement::default());
+        let host_mode = Config {
+            network_mode: "host".into(),
+            ..local.clone()
+        };
+        assert!(placement(&pod(false), &host_mode).pod_ip.is_some());
+        // an engine elsewhere: this host's address is not the pod's
+        let remote = Config {
+            docker_host: Some("tcp://engine.example:2375".into()),
+            ..host_mode
+        };
+        assert_eq!(placement(&pod(true), &remote), Placement::default());
     }
 
     #[test]

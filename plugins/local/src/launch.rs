@@ -18,7 +18,8 @@
 //!   then `envFrom` and `env` as the kit's pod model resolves them
 //!   ([`interlink_plugin_kit::pod::env`]: Kubernetes' `$(VAR)` expansion and
 //!   `valueFrom` of ConfigMap/Secret keys, downward-API fields, resource
-//!   fields; the pod IP is the host's, see [`crate::node`]).
+//!   fields; the pod IP is the host's, see
+//!   [`interlink_plugin_kit::pod::host`]).
 //!   As in Kubernetes, `$(VAR)` is also expanded in `command` and `args`, and `$$`
 //!   stands for a literal `$` (a shell's `$$` is written `$$$$`).
 //! - **Working directory.** `<pod>/work`, shared by the pod's containers; a

@@ -22,7 +22,7 @@ use crate::logfile;
 use crate::options::{LocalOptions, Supervisor};
 use crate::state::{self, ContainerRecord, ContainerState, LOST_EXIT_CODE, PodRecord};
 use crate::{process, runner, volumes};
-use interlink_plugin_kit::pod::PodModel;
+use interlink_plugin_kit::pod::{self, PodModel};
 
 /// Why the local provider could not start.
 #[derive(Debug, thiserror::Error)]
@@ -386,7 +386,7 @@ impl LocalProvider {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| io_internal("create", &p, e))?;
         }
-        let model = PodModel::new(data, crate::node::placement());
+        let model = PodModel::new(data, pod::host::this_host());
         let view = model.view();
         let record = |c: &core::Container, state: ContainerState, launch| ContainerRecord {
             name: c.name.clone(),

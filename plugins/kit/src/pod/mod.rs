@@ -6,10 +6,12 @@
 //!
 //! What Kubernetes learns from the node (the pod's IP, the node's name and
 //! allocatable resources) is not in the pod a plugin receives when it is
-//! created: the plugin passes what its backend knows as a [`Placement`].
+//! created: the plugin passes what its backend knows as a [`Placement`]
+//! ([`host::this_host`] where the pod runs on this host, with its network).
 
 pub mod downward;
 pub mod env;
+pub mod host;
 pub mod objects;
 pub mod resources;
 pub mod volumes;

@@ -1,17 +1,18 @@
-//! Where the local plugin's pods run, for the downward API: this host. The
-//! containers are processes in the host's network namespace (as a
-//! `hostNetwork` pod), so a pod that carries no `status.podIP` of its own gets
-//! the host's, as Kubernetes reports it for such a pod: the address this host
-//! uses for outgoing traffic, or `127.0.0.1` when it has no route out. The node's allocatable resources are
+//! This host as a pod's node, for backends whose pods run here (the local
+//! plugin's processes; an engine on this host running a pod with the host's
+//! network). Such a pod shares the host's network namespace (as a
+//! `hostNetwork` pod), so the pod's IP is the host's, as Kubernetes reports it
+//! for such a pod: the address this host uses for outgoing traffic, or
+//! `127.0.0.1` when it has no route out. The node's allocatable resources are
 //! the host's CPUs and memory (what `limits.cpu` / `limits.memory` read when a
 //! container sets none).
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 
-use interlink_plugin_kit::pod::Placement;
+use super::Placement;
 
 /// This host as the pods' node.
-pub fn placement() -> Placement {
+pub fn this_host() -> Placement {
     let ip = host_ip().to_string();
     Placement {
         pod_ip: Some(ip.clone()),
@@ -64,8 +65,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_host() {
-        let p = placement();
+    fn this_host_is_a_routed_address_with_its_cpus_and_memory() {
+        let p = this_host();
         let ip: IpAddr = p.pod_ip.as_deref().unwrap().parse().unwrap();
         assert_eq!(p.host_ip, p.pod_ip, "the pods share the host's network");
         assert!(!ip.is_unspecified());
