@@ -8,6 +8,9 @@
 //! - [`log_tail`]: the last lines of a log file, read from its end with bounded memory.
 //! - [`http_error`]: errors as `{"error": message}` answers.
 //! - [`metrics`]: Prometheus metrics on `/metrics`.
+//! - [`mod@pod`]: what a plugin needs to know about a pod, as Kubernetes defines it
+//!   (env, downward API, volume files, resource fields).
+//! - [`json_store`]: records kept as JSON files, replaced atomically.
 //! - [`private_fs`]: the plugin's own files and directories, private from the start.
 //! - [`quantity`]: Kubernetes resource quantities (`500m`, `64Mi`) as numbers.
 //! - [`subpath`]: volume subPaths opened beneath their volume at the moment of use.
@@ -16,9 +19,11 @@
 pub mod cli;
 pub mod config;
 pub mod http_error;
+pub mod json_store;
 pub mod log_tail;
 pub mod logging;
 pub mod metrics;
+pub mod pod;
 pub mod private_fs;
 pub mod provider;
 pub mod quantity;

@@ -48,7 +48,6 @@
 
 pub mod launch;
 pub mod logfile;
-pub mod objects;
 pub mod options;
 pub mod process;
 mod provider;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
-use crate::state::{ExitRecord, START_ERROR_EXIT_CODE, write_atomic};
+use crate::state::{ExitRecord, START_ERROR_EXIT_CODE};
 
 /// Longest log entry; longer lines are split into partial (`P`) entries.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -199,9 +199,7 @@ pub fn spawn(spec: &SupervisorSpec, new_group: bool) -> std::io::Result<Supervis
                 r
             }
         };
-        if let Ok(bytes) = serde_json::to_vec(&rec) {
-            let _ = write_atomic(&exit_path, &bytes);
-        }
+        let _ = crate::state::save(&exit_path, &rec);
         rec
     });
     Ok(Supervised { pid, done })
@@ -251,9 +249,7 @@ pub fn shim_main() -> i32 {
             },
             Err(e) => {
                 let rec = start_error(e.to_string());
-                if let Ok(bytes) = serde_json::to_vec(&rec) {
-                    let _ = write_atomic(&spec.exit, &bytes);
-                }
+                let _ = crate::state::save(&spec.exit, &rec);
                 rec.exit_code
             }
         }

@@ -17,13 +17,14 @@ use crate::env;
 use crate::files::{log_path, read_container, read_job_done};
 use crate::jobinfo::JobInfo;
 use crate::logs;
-use crate::refs::Refs;
 use crate::resources::{ANN_PRE_EXEC, ANN_SINGULARITY_OPTIONS, job_resources};
 use crate::script::{ContainerRun, JobScript, job_name, render};
 use crate::slurm::{Slurm, SlurmError};
 use crate::status::{JobView, pod_status};
-use crate::store::{ContainerMeta, PodRecord, Store, valid_uid};
+use crate::store::{ContainerMeta, PodRecord, Store};
 use crate::volumes;
+use interlink_plugin_kit::pod::{self, Placement, PodModel};
+use interlink_plugin_kit::validate::uid as valid_uid;
 
 /// A deleted pod's grace period: `terminationGracePeriodSeconds`, default 30 s.
 fn grace_period(pod: &Pod) -> Duration {
@@ -162,17 +163,31 @@ impl SlurmProvider {
         let pod = &data.pod;
         let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
         let res = job_resources(cfg, pod)?;
-        let refs = Refs::from_request(data);
+        // the job's node (so its address) is chosen by Slurm when the job
+        // starts, after the script is written: the downward API has what the
+        // pod itself says
+        let model = PodModel::new(data, Placement::default());
+        let view = model.view();
         volumes::check_host_paths(pod, &cfg.allowed_host_paths)?;
-        let plan = volumes::plan(pod, pod_dir, &refs)?;
+        let plan = volumes::plan(view, pod_dir)?;
         let run = |c: &Container| -> Result<ContainerRun, String> {
+            let env = env::resolve(view, c)?;
+            // `$(VAR)` in command and args, as Kubernetes expands them
+            let expand = |words: &Option<Vec<String>>| -> Vec<String> {
+                let lookup = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+                words
+                    .iter()
+                    .flatten()
+                    .map(|w| pod::env::expand(w, lookup))
+                    .collect()
+            };
             Ok(ContainerRun {
                 name: c.name.clone(),
                 image: c.image.clone().unwrap_or_default(),
-                command: c.command.clone().unwrap_or_default(),
-                args: c.args.clone().unwrap_or_default(),
+                command: expand(&c.command),
+                args: expand(&c.args),
                 working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
-                env: env::resolve(pod, c, &refs)?,
+                env,
                 mounts: plan.mounts.get(&c.name).cloned().unwrap_or_default(),
             })
         };
@@ -277,11 +292,7 @@ impl SlurmProvider {
 
     async fn do_create(&self, data: RetrievedPodData) -> Result<CreateStruct, PluginError> {
         let uid = interlink::pod_uid(&data.pod).to_string();
-        if !valid_uid(&uid) {
-            return Err(PluginError::BadRequest(format!(
-                "pod UID {uid:?} is not valid"
-            )));
-        }
+        interlink_plugin_kit::validate::pod_uid(&uid).map_err(PluginError::BadRequest)?;
         if let Some(r) = self.pods().get(&uid)
             && r.submit_error.is_none()
         {
@@ -749,6 +760,7 @@ impl Provider for SlurmProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use interlink_plugin_kit::pod::{PodObjects, PodView};
     use serde_json::json;
 
     #[test]
@@ -865,9 +877,12 @@ mod tests {
         assert!(check("data", &["/"]).unwrap_err().contains("absolute"));
         // what is bound is the normalised path
         let plan = volumes::plan(
-            &with_host_path("/srv/data/a/../b"),
+            PodView {
+                pod: &with_host_path("/srv/data/a/../b"),
+                objects: &PodObjects::default(),
+                placement: &Placement::default(),
+            },
             Path::new("/pods/x"),
-            &Refs::default(),
         )
         .unwrap();
         assert_eq!(plan.mounts["c"][0].host, PathBuf::from("/srv/data/b"));
