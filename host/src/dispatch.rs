@@ -36,9 +36,9 @@ use crate::convert;
 use crate::effects;
 use crate::lifecycle::ExitCause;
 use crate::lifecycle::remote::SendStart;
+use crate::pod_specs::PodSpecs;
 use crate::remote::RemoteError;
 use crate::runtime::Runtime;
-use crate::pod_specs::PodSpecs;
 use crate::states::ContainerState;
 use crate::store::{Inner, Kind, Phase, RemotePod};
 
@@ -103,7 +103,12 @@ pub fn complete(st: &Inner, r: &RemotePod, specs: &PodSpecs) -> bool {
     let Some(sb) = st.sandboxes.get(&r.sandbox_id) else {
         return false;
     };
-    let pod_uid = sb.config.metadata.as_ref().map(|m| m.uid.as_str()).unwrap_or("");
+    let pod_uid = sb
+        .config
+        .metadata
+        .as_ref()
+        .map(|m| m.uid.as_str())
+        .unwrap_or("");
     let Some(names) = specs.containers(pod_uid) else {
         return false;
     };
@@ -159,7 +164,12 @@ fn build(rt: &Runtime, uid: &str) -> Option<Built> {
     };
     let refs: Vec<_> = cs.iter().collect();
     let mut req = convert::build_create(&sb, &r, &refs, rt.hooks.as_ref(), &rt.cfg.plugin_config);
-    if let Some(pod) = sb.config.metadata.as_ref().and_then(|m| rt.pod_specs.get(&m.uid)) {
+    if let Some(pod) = sb
+        .config
+        .metadata
+        .as_ref()
+        .and_then(|m| rt.pod_specs.get(&m.uid))
+    {
         convert::apply_pod_spec(&mut req.pod, &pod);
     }
     let judged = match cs.as_slice() {

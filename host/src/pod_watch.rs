@@ -88,7 +88,11 @@ async fn watch(rt: &Runtime, path: &Path, node: &str) -> Result<(), WatchError> 
             }
             watcher::Event::InitDone => {
                 if !listed {
-                    tracing::info!(node, pods = rt.pod_specs.len(), "watching this node's pods in the Kubernetes API");
+                    tracing::info!(
+                        node,
+                        pods = rt.pod_specs.len(),
+                        "watching this node's pods in the Kubernetes API"
+                    );
                     listed = true;
                 }
             }

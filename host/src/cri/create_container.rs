@@ -200,7 +200,10 @@ pub fn create_container(
         &rt.cfg.plugin_config,
     )
     .pod;
-    if let Some(real) = rt.pod_specs.get(&sandbox_cfg.metadata.clone().unwrap_or_default().uid) {
+    if let Some(real) = rt
+        .pod_specs
+        .get(&sandbox_cfg.metadata.clone().unwrap_or_default().uid)
+    {
         convert::apply_pod_spec(&mut pod, &real);
     }
     if let Err(reason) = rt.hooks.admit(&pod) {
