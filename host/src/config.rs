@@ -85,6 +85,16 @@ pub struct Config {
     /// (`UpdateRuntimeConfig`); unset: `network::DEFAULT_POD_CIDR`.
     #[serde(default, rename = "PodCIDR")]
     pub pod_cidr: Option<String>,
+    /// A kubeconfig (kubelet's own, on a node): with it the host watches this
+    /// node's pods in the Kubernetes API, sends a pod's batch the moment its
+    /// last container started, and sends the pod's real spec (probes, ports,
+    /// security context, service account). Unset: `BatchWindow` alone.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name in Kubernetes (`spec.nodeName` of its pods); default:
+    /// the host name.
+    #[serde(default)]
+    pub node_name: Option<String>,
     /// Prometheus `/metrics` and `/healthz` on this TCP address (off when unset).
     #[serde(default)]
     pub metrics_address: Option<SocketAddr>,

@@ -36,9 +36,11 @@ use crate::convert;
 use crate::effects;
 use crate::lifecycle::ExitCause;
 use crate::lifecycle::remote::SendStart;
+use crate::pod_specs::PodSpecs;
 use crate::remote::RemoteError;
 use crate::runtime::Runtime;
-use crate::store::Phase;
+use crate::states::ContainerState;
+use crate::store::{Inner, Kind, Phase, RemotePod};
 
 /// The dispatcher: sends batches whose window closed and deletes what is due.
 pub async fn run(rt: Arc<Runtime>) {
@@ -51,7 +53,9 @@ pub async fn run(rt: Arc<Runtime>) {
             let st = rt.store.read();
             for r in st.remotes.values() {
                 match r.phase {
-                    Phase::Collecting if r.send_after <= now => sends.push(r.uid.clone()),
+                    Phase::Collecting if r.send_after <= now || complete(&st, r, &rt.pod_specs) => {
+                        sends.push(r.uid.clone())
+                    }
                     Phase::Collecting => next = next.min(r.send_after),
                     Phase::Sending => sends.push(r.uid.clone()),
                     Phase::Deleting => deletes.push(r.uid.clone()),
@@ -87,6 +91,35 @@ pub async fn run(rt: Arc<Runtime>) {
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// With the pod's spec from the Kubernetes API: has every one of its regular
+/// containers been started (in this batch or an earlier one)? Then nothing
+/// more will join the batch: it is sent without waiting for the window.
+pub fn complete(st: &Inner, r: &RemotePod, specs: &PodSpecs) -> bool {
+    if r.kind != Kind::Regular || specs.is_empty() {
+        return false;
+    }
+    let Some(sb) = st.sandboxes.get(&r.sandbox_id) else {
+        return false;
+    };
+    let pod_uid = sb
+        .config
+        .metadata
+        .as_ref()
+        .map(|m| m.uid.as_str())
+        .unwrap_or("");
+    let Some(names) = specs.containers(pod_uid) else {
+        return false;
+    };
+    let started = |name: &str| {
+        st.containers.values().any(|c| {
+            c.sandbox_id == r.sandbox_id
+                && c.state != ContainerState::Created
+                && c.config.metadata.as_ref().is_some_and(|m| m.name == name)
+        })
+    };
+    !names.is_empty() && names.iter().all(|n| started(n))
 }
 
 fn release(rt: &Runtime, uid: &str) {
@@ -130,7 +163,15 @@ fn build(rt: &Runtime, uid: &str) -> Option<Built> {
         (sb, r, cs)
     };
     let refs: Vec<_> = cs.iter().collect();
-    let req = convert::build_create(&sb, &r, &refs, rt.hooks.as_ref(), &rt.cfg.plugin_config);
+    let mut req = convert::build_create(&sb, &r, &refs, rt.hooks.as_ref(), &rt.cfg.plugin_config);
+    if let Some(pod) = sb
+        .config
+        .metadata
+        .as_ref()
+        .and_then(|m| rt.pod_specs.get(&m.uid))
+    {
+        convert::apply_pod_spec(&mut req.pod, &pod);
+    }
     let judged = match cs.as_slice() {
         [only] => only.admitted == Some(admission_fingerprint(&req.pod)),
         _ => false,

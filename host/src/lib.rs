@@ -33,6 +33,8 @@ pub mod metrics_server;
 pub mod names;
 pub mod network;
 pub mod ping_loop;
+pub mod pod_specs;
+pub mod pod_watch;
 pub mod polled;
 pub mod readiness;
 pub mod recovery;

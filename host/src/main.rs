@@ -44,6 +44,9 @@ Config file (YAML, every key optional, an unknown key is an error):
   EmptyDirMode        emptyDir | hostPath (kubelet's directory; keeps init data);
                       default hostPath on the embedded default, else emptyDir
   PodCIDR             IPv4 range of pod IPs when kubelet sends none (10.234.0.0/16)
+  Kubeconfig          kubeconfig (kubelet's): watch this node's pods, send a batch once
+                      its last container started, send the real spec (probes, ports)
+  NodeName            this node's name in Kubernetes (default: the host name)
   MetricsAddress      host:port for /metrics and /healthz (off when unset; both are
                       also answered over HTTP/1.1 on the CRI socket)
   Extensions:         WebAssembly hooks

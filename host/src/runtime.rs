@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
+use crate::pod_specs::PodSpecs;
 use crate::polled::PolledPods;
 use crate::readiness::{NotReady, Readiness};
 use crate::remote::Remote;
@@ -40,6 +41,8 @@ pub struct Runtime {
     pub polled: PolledPods,
     /// CPU and memory usage of running containers (see [`crate::usage`]).
     pub usage: UsageCache,
+    /// This node's pods from the Kubernetes API, when a kubeconfig is set.
+    pub pod_specs: PodSpecs,
 }
 
 impl Runtime {
@@ -64,6 +67,7 @@ impl Runtime {
             inflight: Claims::default(),
             polled: PolledPods::default(),
             usage: UsageCache::default(),
+            pod_specs: PodSpecs::default(),
         })
     }
 

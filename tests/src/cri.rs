@@ -195,7 +195,7 @@ impl CriEnv {
 }
 
 /// [`FAST`] without the keys `extra` sets itself.
-fn fast_without(extra: &str) -> String {
+pub fn fast_without(extra: &str) -> String {
     let keys: Vec<&str> = extra
         .lines()
         .filter_map(|l| l.split(':').next())

@@ -192,7 +192,7 @@ pub fn create_container(
         send_after: 0,
         finished: false,
     };
-    let pod = convert::build_create(
+    let mut pod = convert::build_create(
         &sb_snapshot,
         &trial,
         &[&c],
@@ -200,6 +200,12 @@ pub fn create_container(
         &rt.cfg.plugin_config,
     )
     .pod;
+    if let Some(real) = rt
+        .pod_specs
+        .get(&sandbox_cfg.metadata.clone().unwrap_or_default().uid)
+    {
+        convert::apply_pod_spec(&mut pod, &real);
+    }
     if let Err(reason) = rt.hooks.admit(&pod) {
         return Err(Status::permission_denied(format!(
             "admission denied container {:?}: {reason}",
