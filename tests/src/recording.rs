@@ -211,26 +211,12 @@ impl RecordingEnv {
 
     /// A sandbox config (pod UID derived from the name), logs in the directory.
     pub fn sandbox(&self, name: &str, annotations: &[(&str, &str)]) -> cri::PodSandboxConfig {
-        let uid = h::uuid_like(name);
-        cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: name.into(),
-                namespace: "default".into(),
-                uid: uid.clone(),
-                attempt: 0,
-            }),
-            log_directory: self
-                .dir
-                .path()
-                .join(format!("logs/default_{name}_{uid}"))
-                .display()
-                .to_string(),
-            annotations: annotations
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        }
+        let mut c = h::sandbox_config(name, &self.dir.path().join("logs"));
+        c.annotations = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        c
     }
 
     /// RunPodSandbox + CreateContainer + StartContainer; the container id.

@@ -56,13 +56,7 @@ impl Change<'_> {
         if let Some(sb) = self.sandbox_mut(sandbox_id) {
             sb.ready = false;
         }
-        let ids: Vec<String> = self
-            .st
-            .containers
-            .values()
-            .filter(|c| c.sandbox_id == sandbox_id)
-            .map(|c| c.id.clone())
-            .collect();
+        let ids = self.containers_of(sandbox_id);
         for id in &ids {
             let c = self.container_mut(id).expect("listed above");
             c.stop_requested = true;
@@ -97,16 +91,19 @@ impl Change<'_> {
         delete
     }
 
-    /// `RemovePodSandbox` (after [`Change::stop_sandbox`]): the sandbox and its
-    /// containers are forgotten.
-    pub fn remove_sandbox(&mut self, sandbox_id: &str) {
-        let ids: Vec<String> = self
-            .st
+    fn containers_of(&self, sandbox_id: &str) -> Vec<String> {
+        self.st
             .containers
             .values()
             .filter(|c| c.sandbox_id == sandbox_id)
             .map(|c| c.id.clone())
-            .collect();
+            .collect()
+    }
+
+    /// `RemovePodSandbox` (after [`Change::stop_sandbox`]): the sandbox and its
+    /// containers are forgotten.
+    pub fn remove_sandbox(&mut self, sandbox_id: &str) {
+        let ids = self.containers_of(sandbox_id);
         for id in ids {
             self.remove_container(&id);
         }
