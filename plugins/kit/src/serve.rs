@@ -9,6 +9,9 @@
 //! | `/status` | GET, POST (with body) | `[v1.Pod]` (`[]` or no body: liveness) | `[PodStatus]` |
 //! | `/getLogs` | GET, POST (with body) | `LogStruct` | `text/plain`, streamed on `Follow` |
 //! | `/pinglink` | GET, POST | none | `PingResponse` |
+//! | `/extensions` | GET | none | the extensions the provider lists |
+//! | `/stats` | POST | `[v1.Pod]` | `[PodStats]` (extension `stats`) |
+//! | `/exec`, `/attach`, `/portforward` | GET, WebSocket upgrade | query (see [`interlink::exec`]) | `v5.channel.k8s.io` frames / raw bytes (extension `exec`, see [`crate::exec_ws`]) |
 //! | `/healthz` | GET | none | `ok` (the process answers; the provider is not asked) |
 //! | `/metrics` | GET | none | Prometheus text format |
 //!
@@ -29,7 +32,9 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -339,6 +344,9 @@ pub fn router<P: Provider>(
         .route("/pinglink", get(ping::<P>).post(ping::<P>))
         .route(interlink::extensions::PATH, get(extensions::<P>))
         .route(interlink::extensions::STATS_PATH, post(stats::<P>))
+        .route(interlink::extensions::EXEC_PATH, get(exec::<P>))
+        .route(interlink::extensions::ATTACH_PATH, get(attach::<P>))
+        .route(interlink::extensions::PORT_FORWARD_PATH, get(port_forward::<P>))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text::<P>))
         .fallback(not_found)
@@ -348,7 +356,7 @@ pub fn router<P: Provider>(
         .layer(axum::middleware::from_fn_with_state(metrics, track))
 }
 
-const ENDPOINTS: [&str; 9] = [
+const ENDPOINTS: [&str; 12] = [
     "/create",
     "/delete",
     "/status",
@@ -356,6 +364,9 @@ const ENDPOINTS: [&str; 9] = [
     "/pinglink",
     "/extensions",
     "/stats",
+    "/exec",
+    "/attach",
+    "/portforward",
     "/healthz",
     "/metrics",
 ];
@@ -525,6 +536,88 @@ async fn stats<P: Provider>(
     }
     let answer = s.provider.stats(pods).await?;
     Ok(axum::Json(answer).into_response())
+}
+
+/// The upgrade of an exec-extension endpoint, or a JSON 400; the extension
+/// itself, or a JSON 501.
+fn exec_upgrade<P: Provider>(
+    s: &Shared<P>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    path: &str,
+    protocol: Option<&'static str>,
+) -> Result<WebSocketUpgrade, ApiError> {
+    if !s.provider.extensions().has(interlink::extensions::EXEC) {
+        return Err(crate::PluginError::Unsupported(format!(
+            "this plugin has no {:?} extension",
+            interlink::extensions::EXEC
+        ))
+        .into());
+    }
+    let upgrade = upgrade.map_err(|r| {
+        ApiError::bad_request(format!(
+            "{path} is a WebSocket endpoint (GET with Upgrade: websocket): {}",
+            r.body_text()
+        ))
+    })?;
+    match protocol {
+        None => Ok(upgrade),
+        Some(p) => {
+            let u = upgrade.protocols([p]);
+            if u.selected_protocol().is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "{path} speaks the WebSocket protocol {p}: offer it in Sec-WebSocket-Protocol"
+                )));
+            }
+            Ok(u)
+        }
+    }
+}
+
+async fn exec<P: Provider>(
+    State(s): St<P>,
+    RawQuery(q): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = exec_upgrade(&s, upgrade, "/exec", Some(interlink::exec::PROTOCOL))?;
+    let req = interlink::exec::ExecRequest::from_query(q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    tracing::info!(
+        uid = %req.target.pod_uid,
+        container = %req.container,
+        tty = req.tty,
+        stdin = req.stdin,
+        "exec"
+    );
+    let stdin = req.stdin;
+    let run = s.provider.exec(req).await?;
+    Ok(crate::exec_ws::serve_exec(upgrade, stdin, run))
+}
+
+async fn attach<P: Provider>(
+    State(s): St<P>,
+    RawQuery(q): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = exec_upgrade(&s, upgrade, "/attach", Some(interlink::exec::PROTOCOL))?;
+    let req = interlink::exec::AttachRequest::from_query(q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    tracing::info!(uid = %req.target.pod_uid, container = %req.container, "attach");
+    let stdin = req.stdin;
+    let run = s.provider.attach(req).await?;
+    Ok(crate::exec_ws::serve_exec(upgrade, stdin, run))
+}
+
+async fn port_forward<P: Provider>(
+    State(s): St<P>,
+    RawQuery(q): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = exec_upgrade(&s, upgrade, "/portforward", None)?;
+    let req = interlink::exec::PortForwardRequest::from_query(q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    tracing::info!(uid = %req.target.pod_uid, port = req.port, "port-forward");
+    let target = s.provider.port_forward(req).await?;
+    Ok(crate::exec_ws::serve_port_forward(upgrade, target))
 }
 
 async fn logs<P: Provider>(
