@@ -72,6 +72,16 @@ async fn relay(
     protocol: Option<&'static str>,
     uid: &str,
 ) -> Result<Response, ApiError> {
+    if !st.plugin_extensions.get(&st).await.has(EXEC) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "the plugin at {} has no {EXEC:?} extension (its GET /extensions does not list it): \
+                 exec, attach and port-forward are not available through this server",
+                st.plugin.target()
+            ),
+        ));
+    }
     let (mut parts, _body) = req.into_parts();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
         .await
@@ -93,16 +103,6 @@ async fn relay(
         }
         None => upgrade,
     };
-    if !st.plugin_extensions.get(&st).await.has(EXEC) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "the plugin at {} has no {EXEC:?} extension (its GET /extensions does not list it): \
-                 exec, attach and port-forward are not available through this server",
-                st.plugin.target()
-            ),
-        ));
-    }
     let (plugin, chosen) = match st
         .plugin
         .websocket(endpoint, &format!("{endpoint}?{query}"), protocol)
