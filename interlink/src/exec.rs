@@ -566,12 +566,12 @@ mod tests {
     fn bad_queries_say_why() {
         let ok = format!("podUID={UID}&namespace=ns&podName=p&container=c");
         let cases = [
-            (format!("{ok}"), "command is required"),
+            (ok.clone(), "command is required"),
             (format!("{ok}&command="), "program is empty"),
             (format!("{ok}&command=ls&tty=yes"), "tty=\"yes\""),
             (format!("{ok}&command=ls&container=d"), "more than once"),
             (
-                format!("podUID=../x&namespace=ns&podName=p&container=c&command=ls"),
+                "podUID=../x&namespace=ns&podName=p&container=c&command=ls".to_string(),
                 "podUID",
             ),
             (

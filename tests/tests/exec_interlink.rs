@@ -202,7 +202,11 @@ async fn exec_streams_exit_codes_stdin_and_tty() {
     let mut r = exec_req(
         &b,
         "main",
-        &["sh", "-c", "read x; stty size; echo to-stderr >&2; read y; stty size"],
+        &[
+            "sh",
+            "-c",
+            "read x; stty size; echo to-stderr >&2; read y; stty size",
+        ],
     );
     r.tty = true;
     r.stdin = true;
@@ -360,8 +364,11 @@ async fn exec_refusals_are_json_errors() {
     // bad names, straight to the API server and to the plugin: 400 with a JSON message
     let uid = b.uid();
     for path in [
-        format!("/exec?podUID={uid}&namespace=default&podName=refusals&container=..%2Fx&command=true"),
-        format!("/exec?podUID=..%2F..&namespace=default&podName=refusals&container=main&command=true"),
+        format!(
+            "/exec?podUID={uid}&namespace=default&podName=refusals&container=..%2Fx&command=true"
+        ),
+        "/exec?podUID=..%2F..&namespace=default&podName=refusals&container=main&command=true"
+            .to_string(),
         format!("/exec?podUID={uid}&namespace=default&podName=refusals&container=main"),
         format!("/attach?podUID={uid}&namespace=Default&podName=refusals&container=main"),
         format!("/portforward?podUID={uid}&namespace=default&podName=refusals&port=http"),
@@ -371,9 +378,8 @@ async fn exec_refusals_are_json_errors() {
         // to an unauthenticated call is 401 before anything else
         let r = srv.raw().request("GET", &path, None).unwrap();
         assert_eq!(r.status, 401, "{path}: {}", r.text());
-        let plugin = interlink_test_harness::plugin::PluginClient::unix(
-            &dir.path().join("plugin.sock"),
-        );
+        let plugin =
+            interlink_test_harness::plugin::PluginClient::unix(&dir.path().join("plugin.sock"));
         let r = plugin.request("GET", &path, None).unwrap();
         assert_eq!(r.status, 400, "{path}: {}", r.text());
         assert!(r.error().is_some(), "{path}: {}", r.text());
@@ -381,7 +387,9 @@ async fn exec_refusals_are_json_errors() {
     // the same through the API server with its token, over raw HTTP/1.1
     for (path, want) in [
         (
-            format!("/exec?podUID={uid}&namespace=default&podName=refusals&container=..%2Fx&command=true"),
+            format!(
+                "/exec?podUID={uid}&namespace=default&podName=refusals&container=..%2Fx&command=true"
+            ),
             "container",
         ),
         (
@@ -389,7 +397,9 @@ async fn exec_refusals_are_json_errors() {
             "port 0",
         ),
         (
-            format!("/exec?podUID={uid}&namespace=default&podName=refusals&container=main&command=true"),
+            format!(
+                "/exec?podUID={uid}&namespace=default&podName=refusals&container=main&command=true"
+            ),
             "WebSocket",
         ),
     ] {
@@ -454,7 +464,10 @@ async fn attach_follows_the_container_until_it_ends() {
     let err = text(&o.stderr);
     assert!(out.contains("tick 39\n"), "{out:?}");
     assert!(err.contains("tock 39\n"), "{err:?}");
-    assert!(!out.contains("tock") && !err.contains("tick"), "{out:?} {err:?}");
+    assert!(
+        !out.contains("tock") && !err.contains("tick"),
+        "{out:?} {err:?}"
+    );
     // whole lines, in order
     let ticks: Vec<u32> = out
         .lines()
@@ -487,12 +500,7 @@ fn echo_server(port: u16) -> Vec<String> {
     let script = "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', \
         LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; \
         while (my $c = $s->accept) { while (sysread($c, my $b, 65536)) { syswrite($c, \"echo:\" . $b) } close $c }";
-    vec![
-        "perl".into(),
-        "-e".into(),
-        script.into(),
-        port.to_string(),
-    ]
+    vec!["perl".into(), "-e".into(), script.into(), port.to_string()]
 }
 
 /// Port-forward reaches a TCP echo server run as the container, bytes both
@@ -669,7 +677,12 @@ async fn peers_without_the_extension_are_named_not_hung() {
     let plugin = ScriptedHttp::start(|method, path| {
         Some(match (method, path) {
             ("GET", "/status") => (200, "application/json", "[]".into(), Duration::ZERO),
-            _ => (404, "text/plain", "404 page not found".into(), Duration::ZERO),
+            _ => (
+                404,
+                "text/plain",
+                "404 page not found".into(),
+                Duration::ZERO,
+            ),
         })
     })
     .unwrap();
@@ -688,7 +701,10 @@ async fn peers_without_the_extension_are_named_not_hung() {
         .unwrap();
     assert!(e.is_unimplemented(), "{e:?}");
     let m = e.to_string();
-    assert!(m.contains("plugin") && m.contains("\"exec\" extension"), "{m}");
+    assert!(
+        m.contains("plugin") && m.contains("\"exec\" extension"),
+        "{m}"
+    );
     // and over raw HTTP the answer is a JSON 501
     let (status, body) = raw_get(
         srv.port.unwrap(),

@@ -91,10 +91,7 @@ pub trait Provider: Send + Sync + 'static {
     /// [`PluginError::BadRequest`]); the returned run gets the streams once the
     /// client's WebSocket is open and answers the exit code. The kit has
     /// validated the request's names. The default: unsupported (501).
-    fn exec(
-        &self,
-        req: ExecRequest,
-    ) -> impl Future<Output = Result<ExecRun, PluginError>> + Send {
+    fn exec(&self, req: ExecRequest) -> impl Future<Output = Result<ExecRun, PluginError>> + Send {
         let _ = req;
         async { Err(no_exec("run commands in containers")) }
     }

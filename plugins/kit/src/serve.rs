@@ -346,7 +346,10 @@ pub fn router<P: Provider>(
         .route(interlink::extensions::STATS_PATH, post(stats::<P>))
         .route(interlink::extensions::EXEC_PATH, get(exec::<P>))
         .route(interlink::extensions::ATTACH_PATH, get(attach::<P>))
-        .route(interlink::extensions::PORT_FORWARD_PATH, get(port_forward::<P>))
+        .route(
+            interlink::extensions::PORT_FORWARD_PATH,
+            get(port_forward::<P>),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text::<P>))
         .fallback(not_found)

@@ -113,7 +113,10 @@ fn mounts_of(l: &Launch) -> Vec<Mount> {
 /// the program found on its `PATH`.
 fn command_line(l: &Launch, command: &[String]) -> Result<Vec<String>, PluginError> {
     let mounts = mounts_of(l);
-    let mut argv: Vec<String> = command.iter().map(|a| launch::rewrite(a, &mounts)).collect();
+    let mut argv: Vec<String> = command
+        .iter()
+        .map(|a| launch::rewrite(a, &mounts))
+        .collect();
     let path = l
         .env
         .iter()
@@ -251,7 +254,10 @@ async fn run_pipes(
     let code = wait_child(&mut child, &mut guard, &deleting).await;
     feed.abort();
     for h in [out, err].into_iter().flatten() {
-        if tokio::time::timeout(OUTPUT_GRACE, &mut { h }).await.is_err() {
+        if tokio::time::timeout(OUTPUT_GRACE, &mut { h })
+            .await
+            .is_err()
+        {
             tracing::debug!("exec: output still open after the command ended");
         }
     }
@@ -281,11 +287,7 @@ impl PtyMaster {
             // SAFETY: reading into a buffer we own, from a descriptor we own
             match g.try_io(|fd| {
                 let n = unsafe {
-                    libc::read(
-                        fd.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                    )
+                    libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
                 };
                 if n < 0 {
                     Err(std::io::Error::last_os_error())
@@ -307,8 +309,9 @@ impl PtyMaster {
             let mut g = self.0.writable().await?;
             // SAFETY: writing from a buffer we own, to a descriptor we own
             match g.try_io(|fd| {
-                let n =
-                    unsafe { libc::write(fd.get_ref().as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                let n = unsafe {
+                    libc::write(fd.get_ref().as_raw_fd(), data.as_ptr().cast(), data.len())
+                };
                 if n < 0 {
                     Err(std::io::Error::last_os_error())
                 } else {
@@ -350,8 +353,7 @@ async fn run_tty(
     let pty = nix::pty::openpty(None, None)
         .map_err(|e| PluginError::Internal(format!("cannot open a pty: {e}")))?;
     let master = Arc::new(
-        PtyMaster::new(pty.master)
-            .map_err(|e| PluginError::Internal(format!("pty: {e}")))?,
+        PtyMaster::new(pty.master).map_err(|e| PluginError::Internal(format!("pty: {e}")))?,
     );
     // a size sent before the command starts applies to it from the start
     while let Ok(size) = resize.try_recv() {
@@ -482,7 +484,11 @@ async fn follow(e: &PodEntry, name: &str, path: &Path, mut pos: u64, tty: bool, 
             let mut start = 0;
             while let Some(i) = carry[start..].iter().position(|b| *b == b'\n') {
                 if let Some((is_err, text)) = entry_bytes(&carry[start..start + i]) {
-                    let tx = if is_err && !tty { &io.stderr } else { &io.stdout };
+                    let tx = if is_err && !tty {
+                        &io.stderr
+                    } else {
+                        &io.stdout
+                    };
                     if tx.send(Bytes::from(text)).await.is_err() {
                         return;
                     }
@@ -589,7 +595,11 @@ mod tests {
         };
         let argv = command_line(
             &l,
-            &["cat".into(), "/etc/config/a".into(), "/etc/config/sub/b".into()],
+            &[
+                "cat".into(),
+                "/etc/config/a".into(),
+                "/etc/config/sub/b".into(),
+            ],
         )
         .unwrap();
         assert!(argv[0].ends_with("/cat"), "{argv:?}");
