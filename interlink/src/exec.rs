@@ -64,8 +64,8 @@ impl Target {
             |e| {
                 err(e
                     .replace("metadata.uid", "podUID")
-                    .replace("metadata.name", "podName")
-                    .replace("metadata.namespace", "namespace"))
+                    .replace("metadata.namespace", "namespace")
+                    .replace("metadata.name", "podName"))
             },
         )
     }
