@@ -718,3 +718,86 @@ async fn peers_without_the_extension_are_named_not_hung() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v["error"].as_str().unwrap().contains("exec"), "{body}");
 }
+
+/// Whether a process has ended (gone, or a zombie waiting to be reaped).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// The pid an exec printed first (`echo $$`).
+async fn first_line_pid(output: &mut interlink::client::ExecOutput) -> u32 {
+    let mut seen = String::new();
+    tokio::time::timeout(T, async {
+        while !seen.contains('\n') {
+            match output.next().await.expect("output").unwrap() {
+                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
+                other => panic!("{other:?} before the pid"),
+            }
+        }
+    })
+    .await
+    .expect("the pid in time");
+    seen.trim().parse().expect("a pid")
+}
+
+/// A stream cut on either side ends cleanly on the other: a client that goes
+/// away mid-exec (with and without a tty) has its command stopped on the
+/// plugin's side, through the API server; a pod deleted under an exec ends
+/// the exec with a failure status rather than leaving it hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_exec_stops_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plugin(dir.path());
+    let srv = start_interlink(dir.path(), "interlink", &Listen::Tcp, &p.sidecar, "").unwrap();
+    let client = Client::new(srv.client_config()).unwrap();
+    let b = PodBuilder::new("cut").container("main", IDLE);
+    run_pod(&client, &b, "main").await;
+
+    for tty in [false, true] {
+        let mut r = exec_req(&b, "main", &["sh", "-c", "echo $$; exec sleep 97"]);
+        r.tty = tty;
+        let ExecSession { input, mut output } = client.exec(&r).await.unwrap();
+        let pid = first_line_pid(&mut output).await;
+        assert!(!ended(pid), "tty={tty}: {pid} should run");
+        drop(input);
+        drop(output);
+        let end = Instant::now() + T;
+        while !ended(pid) {
+            assert!(
+                Instant::now() < end,
+                "tty={tty}: {pid} still runs after the client left"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let r = exec_req(&b, "main", &["sh", "-c", "echo $$; exec sleep 97"]);
+    let ExecSession { input, mut output } = client.exec(&r).await.unwrap();
+    let pid = first_line_pid(&mut output).await;
+    let deleter = {
+        let client = client.clone();
+        let pod = b.pod.clone();
+        tokio::spawn(async move { client.delete(&pod).await })
+    };
+    let ev = tokio::time::timeout(T, output.next())
+        .await
+        .expect("the exec ended with its pod")
+        .expect("an event")
+        .unwrap();
+    match ev {
+        ExecEvent::Exit(ExitStatus::Failure(m)) => assert!(m.contains("deleted"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    deleter.await.unwrap().unwrap();
+    let end = Instant::now() + T;
+    while !ended(pid) {
+        assert!(Instant::now() < end, "{pid} outlived its pod");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(input);
+}
