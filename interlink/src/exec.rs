@@ -3,7 +3,8 @@
 //! Kubernetes `v5.channel.k8s.io` framing of exec and attach streams, and the
 //! exit status as the `metav1.Status` JSON Kubernetes sends on its status channel.
 //!
-//! - A request is a query string: `podUID`, `namespace`, `podName`, `container`,
+//! - A request ([`StreamRequest`]: [`ExecRequest`], [`AttachRequest`],
+//!   [`PortForwardRequest`]) is a query string: `podUID`, `namespace`, `podName`, `container`,
 //!   `command` (repeated, exec only), `tty`, `stdin` (`1`/`true` or `0`/`false`,
 //!   absent = false), `port` (port-forward only).
 //! - Each is a WebSocket upgrade (RFC 6455) with the subprotocol
@@ -158,38 +159,98 @@ fn bit(b: bool) -> &'static str {
     if b { "1" } else { "0" }
 }
 
-impl ExecRequest {
-    /// The query string (without `?`).
-    pub fn to_query(&self) -> String {
-        let mut q = query(&self.target);
-        q.append_pair("container", &self.container);
-        for a in &self.command {
-            q.append_pair("command", a);
-        }
-        q.append_pair("tty", bit(self.tty))
-            .append_pair("stdin", bit(self.stdin));
-        q.finish()
+/// What exec and attach share: the container and the two flags.
+struct Streams<'a> {
+    container: &'a str,
+    tty: bool,
+    stdin: bool,
+}
+
+impl Streams<'_> {
+    fn append(&self, q: &mut form_urlencoded::Serializer<'static, String>) {
+        q.append_pair("container", self.container);
     }
 
+    fn append_flags(&self, q: &mut form_urlencoded::Serializer<'static, String>) {
+        q.append_pair("tty", bit(self.tty))
+            .append_pair("stdin", bit(self.stdin));
+    }
+
+    /// (target, container, tty, stdin) of a query.
+    fn read(p: &[(String, String)]) -> Result<(Target, String, bool, bool), WireError> {
+        Ok((
+            target(p)?,
+            single(p, "container")?.to_string(),
+            flag(p, "tty")?,
+            flag(p, "stdin")?,
+        ))
+    }
+}
+
+/// What the three requests of the extension have in common: an endpoint, a
+/// subprotocol, a target pod, and their query string.
+pub trait StreamRequest: Sized + Send + Sync + 'static {
+    /// The endpoint (on the API server and the plugin alike).
+    const PATH: &'static str;
+    /// The WebSocket subprotocol it speaks, if any.
+    const PROTOCOL: Option<&'static str>;
+    /// The pod.
+    fn target(&self) -> &Target;
+    /// The query string (without `?`).
+    fn to_query(&self) -> String;
+    /// Check every field.
+    fn validate(&self) -> Result<(), WireError>;
+    /// Read a query string (without `?`), unchecked.
+    fn parse(query: &str) -> Result<Self, WireError>;
     /// Read and validate a query string (without `?`).
-    pub fn from_query(query: &str) -> Result<ExecRequest, WireError> {
-        let p = pairs(query);
-        let r = ExecRequest {
-            target: target(&p)?,
-            container: single(&p, "container")?.to_string(),
-            command: p
-                .iter()
-                .filter(|(k, _)| k == "command")
-                .map(|(_, v)| v.clone())
-                .collect(),
-            tty: flag(&p, "tty")?,
-            stdin: flag(&p, "stdin")?,
-        };
+    fn from_query(query: &str) -> Result<Self, WireError> {
+        let r = Self::parse(query)?;
         r.validate()?;
         Ok(r)
     }
+}
 
-    pub fn validate(&self) -> Result<(), WireError> {
+impl StreamRequest for ExecRequest {
+    const PATH: &'static str = crate::extensions::EXEC_PATH;
+    const PROTOCOL: Option<&'static str> = Some(PROTOCOL);
+
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn to_query(&self) -> String {
+        let mut q = query(&self.target);
+        let s = Streams {
+            container: &self.container,
+            tty: self.tty,
+            stdin: self.stdin,
+        };
+        s.append(&mut q);
+        for a in &self.command {
+            q.append_pair("command", a);
+        }
+        s.append_flags(&mut q);
+        q.finish()
+    }
+
+    fn parse(query: &str) -> Result<ExecRequest, WireError> {
+        let p = pairs(query);
+        let (target, container, tty, stdin) = Streams::read(&p)?;
+        let command = p
+            .iter()
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.clone())
+            .collect();
+        Ok(ExecRequest {
+            target,
+            container,
+            command,
+            tty,
+            stdin,
+        })
+    }
+
+    fn validate(&self) -> Result<(), WireError> {
         self.target.validate()?;
         check_container(&self.container)?;
         match self.command.first() {
@@ -209,45 +270,57 @@ impl ExecRequest {
     }
 }
 
-impl AttachRequest {
-    /// The query string (without `?`).
-    pub fn to_query(&self) -> String {
+impl StreamRequest for AttachRequest {
+    const PATH: &'static str = crate::extensions::ATTACH_PATH;
+    const PROTOCOL: Option<&'static str> = Some(PROTOCOL);
+
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn to_query(&self) -> String {
         let mut q = query(&self.target);
-        q.append_pair("container", &self.container)
-            .append_pair("tty", bit(self.tty))
-            .append_pair("stdin", bit(self.stdin));
+        let s = Streams {
+            container: &self.container,
+            tty: self.tty,
+            stdin: self.stdin,
+        };
+        s.append(&mut q);
+        s.append_flags(&mut q);
         q.finish()
     }
 
-    /// Read and validate a query string (without `?`).
-    pub fn from_query(query: &str) -> Result<AttachRequest, WireError> {
-        let p = pairs(query);
-        let r = AttachRequest {
-            target: target(&p)?,
-            container: single(&p, "container")?.to_string(),
-            tty: flag(&p, "tty")?,
-            stdin: flag(&p, "stdin")?,
-        };
-        r.validate()?;
-        Ok(r)
+    fn parse(query: &str) -> Result<AttachRequest, WireError> {
+        let (target, container, tty, stdin) = Streams::read(&pairs(query))?;
+        Ok(AttachRequest {
+            target,
+            container,
+            tty,
+            stdin,
+        })
     }
 
-    pub fn validate(&self) -> Result<(), WireError> {
+    fn validate(&self) -> Result<(), WireError> {
         self.target.validate()?;
         check_container(&self.container)
     }
 }
 
-impl PortForwardRequest {
-    /// The query string (without `?`).
-    pub fn to_query(&self) -> String {
+impl StreamRequest for PortForwardRequest {
+    const PATH: &'static str = crate::extensions::PORT_FORWARD_PATH;
+    const PROTOCOL: Option<&'static str> = None;
+
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn to_query(&self) -> String {
         let mut q = query(&self.target);
         q.append_pair("port", &self.port.to_string());
         q.finish()
     }
 
-    /// Read and validate a query string (without `?`).
-    pub fn from_query(query: &str) -> Result<PortForwardRequest, WireError> {
+    fn parse(query: &str) -> Result<PortForwardRequest, WireError> {
         let p = pairs(query);
         let port = single(&p, "port")?;
         if port.is_empty() {
@@ -256,15 +329,13 @@ impl PortForwardRequest {
         let port: u16 = port
             .parse()
             .map_err(|_| err(format!("port {port:?} is not a port number (1-65535)")))?;
-        let r = PortForwardRequest {
+        Ok(PortForwardRequest {
             target: target(&p)?,
             port,
-        };
-        r.validate()?;
-        Ok(r)
+        })
     }
 
-    pub fn validate(&self) -> Result<(), WireError> {
+    fn validate(&self) -> Result<(), WireError> {
         self.target.validate()?;
         if self.port == 0 {
             return Err(err("port 0 is not a port number (1-65535)"));

@@ -45,6 +45,25 @@ fn exec_req(b: &PodBuilder, container: &str, cmd: &[&str]) -> ExecRequest {
     }
 }
 
+fn attach_req(b: &PodBuilder, container: &str, stdin: bool) -> AttachRequest {
+    AttachRequest {
+        target: target(b),
+        container: container.into(),
+        tty: false,
+        stdin,
+    }
+}
+
+/// The error of a call that must fail.
+async fn refused<T>(
+    call: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> ClientError {
+    match call.await {
+        Ok(_) => panic!("the call succeeded"),
+        Err(e) => e,
+    }
+}
+
 /// Create the pod and wait until `container` runs.
 async fn run_pod(client: &Client, b: &PodBuilder, container: &str) {
     client.create(&create_request(b)).await.unwrap();
@@ -279,23 +298,16 @@ async fn exec_refusals_are_json_errors() {
     run_pod(&client, &b, "main").await;
 
     let anonymous = Client::new(srv.client_config()).unwrap();
-    let e = anonymous
-        .exec(&exec_req(&b, "main", &["true"]))
-        .await
-        .err()
-        .unwrap();
+    let e = refused(anonymous.exec(&exec_req(&b, "main", &["true"]))).await;
     assert!(
         matches!(&e, ClientError::Unauthorized { status: 401, .. }),
         "{e:?}"
     );
-    let e = anonymous
-        .port_forward(&PortForwardRequest {
-            target: target(&b),
-            port: 80,
-        })
-        .await
-        .err()
-        .unwrap();
+    let e = refused(anonymous.port_forward(&PortForwardRequest {
+        target: target(&b),
+        port: 80,
+    }))
+    .await;
     assert!(
         matches!(&e, ClientError::Unauthorized { status: 401, .. }),
         "{e:?}"
@@ -303,38 +315,21 @@ async fn exec_refusals_are_json_errors() {
 
     // unknown pod, unknown container, the pod's UID under another name
     let other = PodBuilder::new("not-there").container("main", IDLE);
-    let e = client
-        .exec(&exec_req(&other, "main", &["true"]))
-        .await
-        .err()
-        .unwrap();
+    let e = refused(client.exec(&exec_req(&other, "main", &["true"]))).await;
     assert!(
         matches!(&e, ClientError::NotFound(m) if m.contains("not-there")),
         "{e:?}"
     );
-    let e = client
-        .exec(&exec_req(&b, "nope", &["true"]))
-        .await
-        .err()
-        .unwrap();
+    let e = refused(client.exec(&exec_req(&b, "nope", &["true"]))).await;
     assert!(
         matches!(&e, ClientError::NotFound(m) if m.contains("nope")),
         "{e:?}"
     );
     let mut renamed = exec_req(&b, "main", &["true"]);
     renamed.target.pod_name = "someone-else".into();
-    let e = client.exec(&renamed).await.err().unwrap();
+    let e = refused(client.exec(&renamed)).await;
     assert!(matches!(&e, ClientError::NotFound(_)), "{e:?}");
-    let e = client
-        .attach(&AttachRequest {
-            target: target(&other),
-            container: "main".into(),
-            tty: false,
-            stdin: false,
-        })
-        .await
-        .err()
-        .unwrap();
+    let e = refused(client.attach(&attach_req(&other, "main", false))).await;
     assert!(matches!(&e, ClientError::NotFound(_)), "{e:?}");
 
     // a container that ended
@@ -351,11 +346,7 @@ async fn exec_refusals_are_json_errors() {
         assert!(Instant::now() < end);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let e = client
-        .exec(&exec_req(&b, "quick", &["true"]))
-        .await
-        .err()
-        .unwrap();
+    let e = refused(client.exec(&exec_req(&b, "quick", &["true"]))).await;
     assert!(
         matches!(&e, ClientError::BadRequest { status: 400, message } if message.contains("not running")),
         "{e:?}"
@@ -452,12 +443,7 @@ async fn attach_follows_the_container_until_it_ends() {
         ],
     );
     run_pod(&client, &b, "talk").await;
-    let req = AttachRequest {
-        target: target(&b),
-        container: "talk".into(),
-        tty: false,
-        stdin: false,
-    };
+    let req = attach_req(&b, "talk", false);
     let o = collect(client.attach(&req).await.unwrap()).await;
     assert_eq!(o.status, ExitStatus::Success);
     let out = text(&o.stdout);
@@ -477,16 +463,7 @@ async fn attach_follows_the_container_until_it_ends() {
 
     let b2 = PodBuilder::new("quiet").container("main", IDLE);
     run_pod(&client, &b2, "main").await;
-    let e = client
-        .attach(&AttachRequest {
-            target: target(&b2),
-            container: "main".into(),
-            tty: false,
-            stdin: true,
-        })
-        .await
-        .err()
-        .unwrap();
+    let e = refused(client.attach(&attach_req(&b2, "main", true))).await;
     assert!(
         matches!(&e, ClientError::BadRequest { status: 400, message } if message.contains("stdin")),
         "{e:?}"
@@ -609,11 +586,7 @@ async fn port_forward_and_exec_over_every_transport() {
         .await;
         assert_eq!(text(&o.stdout), format!("{name}\n"));
     }
-    let e = no_cert
-        .exec(&exec_req(&b, "srv", &["true"]))
-        .await
-        .err()
-        .unwrap();
+    let e = refused(no_cert.exec(&exec_req(&b, "srv", &["true"]))).await;
     assert!(matches!(&e, ClientError::Unreachable(_)), "{e:?}");
 
     // nothing listens there: refused with the reason, before any byte
@@ -621,7 +594,7 @@ async fn port_forward_and_exec_over_every_transport() {
         target: target(&b),
         port: free_port(),
     };
-    let e = tcp_client.port_forward(&closed).await.err().unwrap();
+    let e = refused(tcp_client.port_forward(&closed)).await;
     let m = e.to_string();
     assert!(
         m.contains("cannot connect to port") && m.contains("refused"),
@@ -655,21 +628,14 @@ async fn peers_without_the_extension_are_named_not_hung() {
     .unwrap();
     let b = PodBuilder::new("anything").container("main", IDLE);
     let started = Instant::now();
-    let e = client
-        .exec(&exec_req(&b, "main", &["true"]))
-        .await
-        .err()
-        .unwrap();
+    let e = refused(client.exec(&exec_req(&b, "main", &["true"]))).await;
     assert!(e.is_unimplemented(), "{e:?}");
     assert!(e.to_string().contains("\"exec\" extension"), "{e}");
-    let e = client
-        .port_forward(&PortForwardRequest {
-            target: target(&b),
-            port: 8080,
-        })
-        .await
-        .err()
-        .unwrap();
+    let e = refused(client.port_forward(&PortForwardRequest {
+        target: target(&b),
+        port: 8080,
+    }))
+    .await;
     assert!(e.is_unimplemented(), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 
@@ -689,16 +655,7 @@ async fn peers_without_the_extension_are_named_not_hung() {
     let srv = start_interlink(dir.path(), "interlink", &Listen::Tcp, &plugin.url(), "").unwrap();
     let client = Client::new(srv.client_config()).unwrap();
     assert!(!client.extensions().await.unwrap().has(EXEC));
-    let e = client
-        .attach(&AttachRequest {
-            target: target(&b),
-            container: "main".into(),
-            tty: false,
-            stdin: false,
-        })
-        .await
-        .err()
-        .unwrap();
+    let e = refused(client.attach(&attach_req(&b, "main", false))).await;
     assert!(e.is_unimplemented(), "{e:?}");
     let m = e.to_string();
     assert!(

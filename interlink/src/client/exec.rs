@@ -24,10 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{Client, ClientError};
 use crate::exec::{
-    AttachRequest, CLOSE_INTERNAL_ERROR, Channel, ExecRequest, ExitStatus, Frame, PROTOCOL,
-    PortForwardRequest, TermSize,
+    AttachRequest, CLOSE_INTERNAL_ERROR, Channel, ExecRequest, ExitStatus, Frame,
+    PortForwardRequest, StreamRequest, TermSize,
 };
-use crate::extensions::{ATTACH_PATH, EXEC, EXEC_PATH, PORT_FORWARD_PATH};
+use crate::extensions::EXEC;
 use crate::ws::{DialError, Ws};
 
 /// Messages queued for the writer of a session.
@@ -38,21 +38,13 @@ impl Client {
     /// before anything runs on bad input (400), an unknown pod or container
     /// (404), or a server or plugin without the extension (501).
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecSession, ClientError> {
-        req.validate()
-            .map_err(|e| ClientError::Config(format!("exec: {e}")))?;
-        let q = format!("{EXEC_PATH}?{}", req.to_query());
-        let ws = self.open(&q, Some(PROTOCOL)).await?;
-        Ok(ExecSession::new(ws))
+        Ok(ExecSession::new(self.open(req).await?))
     }
 
     /// `GET /attach` (extension `exec`): the streams of a container's main
     /// process, from now on.
     pub async fn attach(&self, req: &AttachRequest) -> Result<ExecSession, ClientError> {
-        req.validate()
-            .map_err(|e| ClientError::Config(format!("attach: {e}")))?;
-        let q = format!("{ATTACH_PATH}?{}", req.to_query());
-        let ws = self.open(&q, Some(PROTOCOL)).await?;
-        Ok(ExecSession::new(ws))
+        Ok(ExecSession::new(self.open(req).await?))
     }
 
     /// `GET /portforward` (extension `exec`): one TCP connection to a port of
@@ -62,19 +54,27 @@ impl Client {
         &self,
         req: &PortForwardRequest,
     ) -> Result<PortForwardStream, ClientError> {
-        req.validate()
-            .map_err(|e| ClientError::Config(format!("port-forward: {e}")))?;
-        let q = format!("{PORT_FORWARD_PATH}?{}", req.to_query());
-        let ws = self.open(&q, None).await?;
         Ok(PortForwardStream {
-            ws,
+            ws: self.open(req).await?,
             pending: Bytes::new(),
             eof: false,
         })
     }
 
+    /// Check `req` and open its WebSocket.
+    async fn open<R: StreamRequest>(&self, req: &R) -> Result<Ws, ClientError> {
+        req.validate()
+            .map_err(|e| ClientError::Config(format!("{}: {e}", R::PATH)))?;
+        self.open_ws(&format!("{}?{}", R::PATH, req.to_query()), R::PROTOCOL)
+            .await
+    }
+
     /// Open the WebSocket at `path_and_query`, authenticated like every call.
-    async fn open(&self, path_and_query: &str, protocol: Option<&str>) -> Result<Ws, ClientError> {
+    async fn open_ws(
+        &self,
+        path_and_query: &str,
+        protocol: Option<&str>,
+    ) -> Result<Ws, ClientError> {
         let path = path_and_query.split('?').next().unwrap_or("");
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
         if let Some(tf) = &self.inner.token {

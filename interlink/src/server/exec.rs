@@ -7,10 +7,12 @@
 //!
 //! A plugin without the extension: 501 naming it.
 
+use axum::Router;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
@@ -18,48 +20,35 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
 use super::error::ApiError;
 use super::plugin_client::PluginFailure;
 use super::state::AppState;
-use crate::exec::{AttachRequest, ExecRequest, PROTOCOL, PortForwardRequest};
-use crate::extensions::{ATTACH_PATH, EXEC, EXEC_PATH, PORT_FORWARD_PATH};
+use crate::exec::{AttachRequest, ExecRequest, PortForwardRequest, StreamRequest};
+use crate::extensions::EXEC;
 use crate::ws::Ws;
 
-pub async fn exec(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let query = req.uri().query().unwrap_or("").to_string();
-    let r = ExecRequest::from_query(&query).map_err(|e| ApiError::bad_request(e.0))?;
-    relay(
-        st,
-        req,
-        EXEC_PATH,
-        r.to_query(),
-        Some(PROTOCOL),
-        &r.target.pod_uid,
-    )
-    .await
+/// The three endpoints.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(ExecRequest::PATH, get(endpoint::<ExecRequest>))
+        .route(AttachRequest::PATH, get(endpoint::<AttachRequest>))
+        .route(
+            PortForwardRequest::PATH,
+            get(endpoint::<PortForwardRequest>),
+        )
 }
 
-pub async fn attach(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
+/// The handler of one endpoint of the extension (`R` says which).
+pub async fn endpoint<R: StreamRequest>(
+    State(st): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let query = req.uri().query().unwrap_or("").to_string();
-    let r = AttachRequest::from_query(&query).map_err(|e| ApiError::bad_request(e.0))?;
+    let r = R::from_query(&query).map_err(|e| ApiError::bad_request(e.0))?;
     relay(
         st,
         req,
-        ATTACH_PATH,
+        R::PATH,
         r.to_query(),
-        Some(PROTOCOL),
-        &r.target.pod_uid,
-    )
-    .await
-}
-
-pub async fn port_forward(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let query = req.uri().query().unwrap_or("").to_string();
-    let r = PortForwardRequest::from_query(&query).map_err(|e| ApiError::bad_request(e.0))?;
-    relay(
-        st,
-        req,
-        PORT_FORWARD_PATH,
-        r.to_query(),
-        None,
-        &r.target.pod_uid,
+        R::PROTOCOL,
+        &r.target().pod_uid,
     )
     .await
 }

@@ -84,12 +84,7 @@ fn router(state: state::AppState, auth: Option<Arc<auth::Authenticator>>) -> Rou
         .route("/updateCache", post(update_cache::update_cache))
         .route(crate::extensions::PATH, get(extensions::extensions))
         .route(crate::extensions::STATS_PATH, post(stats::stats))
-        .route(crate::extensions::EXEC_PATH, get(exec::exec))
-        .route(crate::extensions::ATTACH_PATH, get(exec::attach))
-        .route(
-            crate::extensions::PORT_FORWARD_PATH,
-            get(exec::port_forward),
-        );
+        .merge(exec::routes());
     let api = match auth {
         Some(a) => api.route_layer(middleware::from_fn_with_state(a, auth::require)),
         None => api,

@@ -40,6 +40,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use interlink::exec::{AttachRequest, ExecRequest, PortForwardRequest, StreamRequest};
 use interlink::server::connections::{ConnectionLimits, Connections};
 use interlink::{LogStruct, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
@@ -541,14 +542,14 @@ async fn stats<P: Provider>(
     Ok(axum::Json(answer).into_response())
 }
 
-/// The upgrade of an exec-extension endpoint, or a JSON 400; the extension
-/// itself, or a JSON 501.
-fn exec_upgrade<P: Provider>(
+/// An endpoint of the exec extension: the extension (else a JSON 501), a
+/// WebSocket upgrade offering the request's subprotocol (else a JSON 400),
+/// and a valid request (else a JSON 400).
+fn exec_request<P: Provider, R: StreamRequest>(
     s: &Shared<P>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    path: &str,
-    protocol: Option<&'static str>,
-) -> Result<WebSocketUpgrade, ApiError> {
+    query: Option<String>,
+) -> Result<(WebSocketUpgrade, R), ApiError> {
     if !s.provider.extensions().has(interlink::extensions::EXEC) {
         return Err(crate::PluginError::Unsupported(format!(
             "this plugin has no {:?} extension",
@@ -558,39 +559,42 @@ fn exec_upgrade<P: Provider>(
     }
     let upgrade = upgrade.map_err(|r| {
         ApiError::bad_request(format!(
-            "{path} is a WebSocket endpoint (GET with Upgrade: websocket): {}",
+            "{} is a WebSocket endpoint (GET with Upgrade: websocket): {}",
+            R::PATH,
             r.body_text()
         ))
     })?;
-    match protocol {
-        None => Ok(upgrade),
+    let upgrade = match R::PROTOCOL {
+        None => upgrade,
         Some(p) => {
             let u = upgrade.protocols([p]);
             if u.selected_protocol().is_none() {
                 return Err(ApiError::bad_request(format!(
-                    "{path} speaks the WebSocket protocol {p}: offer it in Sec-WebSocket-Protocol"
+                    "{} speaks the WebSocket protocol {p}: offer it in Sec-WebSocket-Protocol",
+                    R::PATH
                 )));
             }
-            Ok(u)
+            u
         }
-    }
+    };
+    let req =
+        R::from_query(query.as_deref().unwrap_or("")).map_err(|e| ApiError::bad_request(e.0))?;
+    tracing::info!(
+        endpoint = R::PATH,
+        uid = %req.target().pod_uid,
+        "opening a stream"
+    );
+    Ok((upgrade, req))
 }
+
+type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 
 async fn exec<P: Provider>(
     State(s): St<P>,
     RawQuery(q): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Upgrade,
 ) -> Result<Response, ApiError> {
-    let upgrade = exec_upgrade(&s, upgrade, "/exec", Some(interlink::exec::PROTOCOL))?;
-    let req = interlink::exec::ExecRequest::from_query(q.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(e.0))?;
-    tracing::info!(
-        uid = %req.target.pod_uid,
-        container = %req.container,
-        tty = req.tty,
-        stdin = req.stdin,
-        "exec"
-    );
+    let (upgrade, req) = exec_request::<P, ExecRequest>(&s, upgrade, q)?;
     let stdin = req.stdin;
     let run = s.provider.exec(req).await?;
     Ok(crate::exec_ws::serve_exec(upgrade, stdin, run))
@@ -599,12 +603,9 @@ async fn exec<P: Provider>(
 async fn attach<P: Provider>(
     State(s): St<P>,
     RawQuery(q): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Upgrade,
 ) -> Result<Response, ApiError> {
-    let upgrade = exec_upgrade(&s, upgrade, "/attach", Some(interlink::exec::PROTOCOL))?;
-    let req = interlink::exec::AttachRequest::from_query(q.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(e.0))?;
-    tracing::info!(uid = %req.target.pod_uid, container = %req.container, "attach");
+    let (upgrade, req) = exec_request::<P, AttachRequest>(&s, upgrade, q)?;
     let stdin = req.stdin;
     let run = s.provider.attach(req).await?;
     Ok(crate::exec_ws::serve_exec(upgrade, stdin, run))
@@ -613,12 +614,9 @@ async fn attach<P: Provider>(
 async fn port_forward<P: Provider>(
     State(s): St<P>,
     RawQuery(q): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Upgrade,
 ) -> Result<Response, ApiError> {
-    let upgrade = exec_upgrade(&s, upgrade, "/portforward", None)?;
-    let req = interlink::exec::PortForwardRequest::from_query(q.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(e.0))?;
-    tracing::info!(uid = %req.target.pod_uid, port = req.port, "port-forward");
+    let (upgrade, req) = exec_request::<P, PortForwardRequest>(&s, upgrade, q)?;
     let target = s.provider.port_forward(req).await?;
     Ok(crate::exec_ws::serve_port_forward(upgrade, target))
 }

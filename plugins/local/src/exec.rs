@@ -264,6 +264,15 @@ async fn run_pipes(
     code
 }
 
+/// A byte count from `read`/`write`, or the error they set.
+fn cvt(n: isize) -> std::io::Result<usize> {
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// The master side of a pty, non-blocking, for the runtime.
 struct PtyMaster(AsyncFd<OwnedFd>);
 
@@ -286,14 +295,9 @@ impl PtyMaster {
             let mut g = self.0.readable().await.ok()?;
             // SAFETY: reading into a buffer we own, from a descriptor we own
             match g.try_io(|fd| {
-                let n = unsafe {
+                cvt(unsafe {
                     libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
-                };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                })
             }) {
                 Ok(Ok(0)) => return None,
                 Ok(Ok(n)) => return Some(n),
@@ -309,14 +313,9 @@ impl PtyMaster {
             let mut g = self.0.writable().await?;
             // SAFETY: writing from a buffer we own, to a descriptor we own
             match g.try_io(|fd| {
-                let n = unsafe {
+                cvt(unsafe {
                     libc::write(fd.get_ref().as_raw_fd(), data.as_ptr().cast(), data.len())
-                };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                })
             }) {
                 Ok(Ok(n)) => data = &data[n..],
                 Ok(Err(e)) => return Err(e),
