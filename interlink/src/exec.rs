@@ -159,32 +159,26 @@ fn bit(b: bool) -> &'static str {
     if b { "1" } else { "0" }
 }
 
-/// What exec and attach share: the container and the two flags.
-struct Streams<'a> {
-    container: &'a str,
-    tty: bool,
-    stdin: bool,
+/// The query of exec (with a command) and attach (without).
+fn stream_query(t: &Target, container: &str, command: &[String], tty: bool, stdin: bool) -> String {
+    let mut q = query(t);
+    q.append_pair("container", container);
+    for a in command {
+        q.append_pair("command", a);
+    }
+    q.append_pair("tty", bit(tty))
+        .append_pair("stdin", bit(stdin));
+    q.finish()
 }
 
-impl Streams<'_> {
-    fn append(&self, q: &mut form_urlencoded::Serializer<'static, String>) {
-        q.append_pair("container", self.container);
-    }
-
-    fn append_flags(&self, q: &mut form_urlencoded::Serializer<'static, String>) {
-        q.append_pair("tty", bit(self.tty))
-            .append_pair("stdin", bit(self.stdin));
-    }
-
-    /// (target, container, tty, stdin) of a query.
-    fn read(p: &[(String, String)]) -> Result<(Target, String, bool, bool), WireError> {
-        Ok((
-            target(p)?,
-            single(p, "container")?.to_string(),
-            flag(p, "tty")?,
-            flag(p, "stdin")?,
-        ))
-    }
+/// (target, container, tty, stdin) of an exec or attach query.
+fn stream_parts(p: &[(String, String)]) -> Result<(Target, String, bool, bool), WireError> {
+    Ok((
+        target(p)?,
+        single(p, "container")?.to_string(),
+        flag(p, "tty")?,
+        flag(p, "stdin")?,
+    ))
 }
 
 /// What the three requests of the extension have in common: an endpoint, a
@@ -219,23 +213,18 @@ impl StreamRequest for ExecRequest {
     }
 
     fn to_query(&self) -> String {
-        let mut q = query(&self.target);
-        let s = Streams {
-            container: &self.container,
-            tty: self.tty,
-            stdin: self.stdin,
-        };
-        s.append(&mut q);
-        for a in &self.command {
-            q.append_pair("command", a);
-        }
-        s.append_flags(&mut q);
-        q.finish()
+        stream_query(
+            &self.target,
+            &self.container,
+            &self.command,
+            self.tty,
+            self.stdin,
+        )
     }
 
     fn parse(query: &str) -> Result<ExecRequest, WireError> {
         let p = pairs(query);
-        let (target, container, tty, stdin) = Streams::read(&p)?;
+        let (target, container, tty, stdin) = stream_parts(&p)?;
         let command = p
             .iter()
             .filter(|(k, _)| k == "command")
@@ -279,19 +268,11 @@ impl StreamRequest for AttachRequest {
     }
 
     fn to_query(&self) -> String {
-        let mut q = query(&self.target);
-        let s = Streams {
-            container: &self.container,
-            tty: self.tty,
-            stdin: self.stdin,
-        };
-        s.append(&mut q);
-        s.append_flags(&mut q);
-        q.finish()
+        stream_query(&self.target, &self.container, &[], self.tty, self.stdin)
     }
 
     fn parse(query: &str) -> Result<AttachRequest, WireError> {
-        let (target, container, tty, stdin) = Streams::read(&pairs(query))?;
+        let (target, container, tty, stdin) = stream_parts(&pairs(query))?;
         Ok(AttachRequest {
             target,
             container,
