@@ -426,8 +426,8 @@ fn raw_get(port: u16, path: &str, token: &str) -> (u16, String) {
 }
 
 /// Attach follows what the container writes from now on, stdout and stderr
-/// on their channels, and ends with the container; stdin is refused (the
-/// local plugin's containers have none).
+/// on their channels, and ends with the container; its stdin reaches a
+/// container started with `stdin: true`, and is refused for others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_follows_the_container_until_it_ends() {
     let dir = tempfile::tempdir().unwrap();
@@ -468,8 +468,37 @@ async fn attach_follows_the_container_until_it_ends() {
         matches!(&e, ClientError::BadRequest { status: 400, message } if message.contains("stdin")),
         "{e:?}"
     );
-    client.delete(&b.pod).await.unwrap();
-    client.delete(&b2.pod).await.unwrap();
+
+    // a container started with stdin (a shell, as critest's attach test runs):
+    // what attach sends is its input, what it prints comes back
+    let b3 = PodBuilder::new("shell")
+        .container("sh", &["sh"])
+        .with_container("sh", |c| c.stdin = Some(true));
+    run_pod(&client, &b3, "sh").await;
+    let ExecSession { input, mut output } =
+        client.attach(&attach_req(&b3, "sh", true)).await.unwrap();
+    input.stdin(&b"echo hello from \"$((6*7))\"\n"[..]).await.unwrap();
+    let mut seen = String::new();
+    let status = tokio::time::timeout(T, async {
+        loop {
+            match output.next().await.expect("an event").unwrap() {
+                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
+                ExecEvent::Stderr(b) => panic!("stderr: {b:?}"),
+                ExecEvent::Exit(s) => return s,
+            }
+            if seen.contains("hello from 42\n") {
+                input.stdin(&b"exit 0\n"[..]).await.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the shell ended");
+    assert_eq!(status, ExitStatus::Success, "{seen:?}");
+    assert_eq!(seen, "hello from 42\n");
+
+    for p in [&b.pod, &b2.pod, &b3.pod] {
+        client.delete(p).await.unwrap();
+    }
 }
 
 /// A TCP echo server (perl, which every Debian has) on `port` of 127.0.0.1.

@@ -434,21 +434,53 @@ pub(crate) fn attach(
 ) -> Result<ExecRun, PluginError> {
     let e = pod(entry, &req.target)?;
     let (c, _) = running(&e, &req.container)?;
-    if req.stdin {
-        return Err(PluginError::BadRequest(format!(
-            "container {:?} has no stdin to attach to: the local plugin starts containers with stdin on /dev/null; attach without stdin",
-            c.name
-        )));
-    }
+    let input = if req.stdin {
+        if !c.stdin {
+            return Err(PluginError::BadRequest(format!(
+                "container {:?} was not started with stdin (its spec has no `stdin: true`), so its stdin is /dev/null; attach without stdin",
+                c.name
+            )));
+        }
+        let fifo = stdin_path(&e, &c.name);
+        // the container's process holds the FIFO open for reading
+        let w = tokio::net::unix::pipe::OpenOptions::new()
+            .open_sender(&fifo)
+            .map_err(|err| {
+                PluginError::Internal(format!("stdin of container {:?}: {err}", c.name))
+            })?;
+        Some(w)
+    } else {
+        None
+    };
     let path = e.log_path(&c.name);
     let tty = req.tty;
     let name = c.name.clone();
     // from the output's current end: what the container writes from now on
     let start = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    Ok(exec_run(move |io| async move {
+    Ok(exec_run(move |mut io| async move {
+        let stdin = std::mem::replace(&mut io.stdin, mpsc::channel(1).1);
+        let feed = input.map(|w| tokio::spawn(feed_stdin(stdin, w)));
         follow(&e, &name, &path, start, tty, io).await;
+        if let Some(f) = feed {
+            f.abort();
+        }
         Ok(0)
     }))
+}
+
+/// The FIFO a container started with `stdin: true` reads as its stdin.
+pub(crate) fn stdin_path(e: &PodEntry, container: &str) -> std::path::PathBuf {
+    e.dir.join("run").join(format!("{container}.stdin"))
+}
+
+/// Attach's input to the container's stdin, until the client ends it (the
+/// container does not see an end: other attaches may follow).
+async fn feed_stdin(mut rx: mpsc::Receiver<Bytes>, mut w: tokio::net::unix::pipe::Sender) {
+    while let Some(b) = rx.recv().await {
+        if w.write_all(&b).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// One entry of a container log: its stream and its bytes as written.

@@ -392,6 +392,7 @@ impl LocalProvider {
             image: c.image.clone().unwrap_or_default(),
             launch,
             state,
+            stdin: c.stdin == Some(true),
         };
         let init: Vec<&core::Container> = spec.init_containers.iter().flatten().collect();
         let mut rec = PodRecord {
