@@ -217,6 +217,22 @@ async fn exec_streams_exit_codes_stdin_and_tty() {
     let o = collect(client.exec(&exec_req(&b, "main", &["cat"])).await.unwrap()).await;
     assert_eq!((o.stdout.len(), o.status), (0, ExitStatus::Success));
 
+    // a background process holding the output open does not hold the exec:
+    // it ends soon after its command, with what the command wrote
+    let t0 = Instant::now();
+    let o = collect(
+        client
+            .exec(&exec_req(&b, "main", &["sh", "-c", "sleep 30 & echo done"]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (text(&o.stdout), o.status),
+        ("done\n".into(), ExitStatus::Success)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+
     // a tty: its size follows the resizes, stderr comes on stdout
     let mut r = exec_req(
         &b,
@@ -477,7 +493,10 @@ async fn attach_follows_the_container_until_it_ends() {
     run_pod(&client, &b3, "sh").await;
     let ExecSession { input, mut output } =
         client.attach(&attach_req(&b3, "sh", true)).await.unwrap();
-    input.stdin(&b"echo hello from \"$((6*7))\"\n"[..]).await.unwrap();
+    input
+        .stdin(&b"echo hello from \"$((6*7))\"\n"[..])
+        .await
+        .unwrap();
     let mut seen = String::new();
     let status = tokio::time::timeout(T, async {
         loop {
@@ -734,7 +753,8 @@ async fn first_line_pid(output: &mut interlink::client::ExecOutput) -> u32 {
 /// A stream cut on either side ends cleanly on the other: a client that goes
 /// away mid-exec (with and without a tty) has its command stopped on the
 /// plugin's side, through the API server; a pod deleted under an exec ends
-/// the exec with a failure status rather than leaving it hanging.
+/// the exec with a failure status rather than leaving it hanging, and what
+/// an exec left running in the background ends with the pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_exec_stops_its_command() {
     let dir = tempfile::tempdir().unwrap();
@@ -762,6 +782,21 @@ async fn an_interrupted_exec_stops_its_command() {
         }
     }
 
+    // what an exec leaves running belongs to the pod: it ends with it
+    let o = collect(
+        client
+            .exec(&exec_req(
+                &b,
+                "main",
+                &["sh", "-c", "sleep 95 >/dev/null 2>&1 & echo $!"],
+            ))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let left: u32 = text(&o.stdout).trim().parse().expect("a pid");
+    assert!(!ended(left), "{left} should still run");
+
     let r = exec_req(&b, "main", &["sh", "-c", "echo $$; exec sleep 97"]);
     let ExecSession { input, mut output } = client.exec(&r).await.unwrap();
     let pid = first_line_pid(&mut output).await;
@@ -781,8 +816,8 @@ async fn an_interrupted_exec_stops_its_command() {
     }
     deleter.await.unwrap().unwrap();
     let end = Instant::now() + T;
-    while !ended(pid) {
-        assert!(Instant::now() < end, "{pid} outlived its pod");
+    while !ended(pid) || !ended(left) {
+        assert!(Instant::now() < end, "{pid} or {left} outlived its pod");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(input);

@@ -5,10 +5,11 @@
 //!   environment and working directory (as recorded at create), the same `PATH`
 //!   lookup, and the same mount-path rewriting of the arguments (with a mount
 //!   at `/etc/config`, `cat /etc/config/a` reads the volume's file; see
-//!   [`crate::launch`]). It runs in a process group of its own (with a tty, a
-//!   session of its own whose controlling terminal is a new pty; resizes set
-//!   its size). The container must be running. When the client goes away, or
-//!   the pod is deleted, before the command ended, its process group is killed.
+//!   [`crate::launch`]). It joins the container's process group, so what it
+//!   leaves running ends with the pod (with a tty: a session of its own whose
+//!   controlling terminal is a new pty; resizes set its size). The container
+//!   must be running. When the client goes away, or the pod is deleted, before
+//!   the command ended, the command is killed (with a tty, its session's group).
 //! - **attach** follows the container's output from now on: its stdout and
 //!   stderr as the container writes them (from its log, so the bytes are those
 //!   of whole lines, and a `P` piece of a long line without its newline), until
@@ -138,7 +139,11 @@ fn command_line(l: &Launch, command: &[String]) -> Result<Vec<String>, PluginErr
 /// `exec`: check, then a run of the command.
 pub(crate) fn exec(entry: Option<Arc<PodEntry>>, req: ExecRequest) -> Result<ExecRun, PluginError> {
     let e = pod(entry, &req.target)?;
-    let (_, l) = running(&e, &req.container)?;
+    let (c, l) = running(&e, &req.container)?;
+    let leader = match c.state {
+        ContainerState::Running { pid, .. } => pid,
+        _ => 0,
+    };
     let argv = command_line(&l, &req.command)?;
     let deleting = e.deleting.clone();
     let tty = req.tty;
@@ -146,24 +151,24 @@ pub(crate) fn exec(entry: Option<Arc<PodEntry>>, req: ExecRequest) -> Result<Exe
         if tty {
             run_tty(&argv, &l, io, deleting).await
         } else {
-            run_pipes(&argv, &l, io, deleting).await
+            run_pipes(&argv, &l, leader, io, deleting).await
         }
     }))
 }
 
-/// Kills a process group unless told the command ended.
+/// Kills what an exec started unless told the command ended.
 struct GroupGuard {
-    pgid: i32,
+    /// A process group of its own (negative: `-pgid`), or the command's pid
+    /// alone when it joined the container's group.
+    target: i32,
     ended: bool,
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if !self.ended && self.pgid > 0 {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(self.pgid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if !self.ended && self.target != 0 {
+            // SAFETY: kill(2) with a pid or a negative process group id
+            unsafe { libc::kill(self.target, libc::SIGKILL) };
         }
     }
 }
@@ -218,6 +223,7 @@ async fn wait_child(
 async fn run_pipes(
     argv: &[String],
     l: &Launch,
+    leader: i32,
     io: ExecIo,
     deleting: CancellationToken,
 ) -> Result<i32, PluginError> {
@@ -227,15 +233,24 @@ async fn run_pipes(
         stdout,
         stderr,
     } = io;
-    let mut cmd = command(argv, l);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(argv, e))?;
-    drop(cmd);
+    let spawn = |group: i32| {
+        let mut cmd = command(argv, l);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(group);
+        cmd.spawn()
+    };
+    // in the container's process group, so what it leaves running ends with
+    // the pod (as in the container's cgroup); a group of its own when that
+    // cannot be joined (another session, after a restart of the plugin)
+    let (mut child, own_group) = match spawn(leader) {
+        Ok(c) if leader > 0 => (c, false),
+        _ => (spawn(0).map_err(|e| spawn_error(argv, e))?, true),
+    };
+    let pid = child.id().map(|p| p as i32).unwrap_or(0);
     let mut guard = GroupGuard {
-        pgid: child.id().map(|p| p as i32).unwrap_or(0),
+        target: if own_group { -pid } else { pid },
         ended: false,
     };
     let out = child.stdout.take().map(|o| tokio::spawn(pump(o, stdout)));
@@ -254,12 +269,7 @@ async fn run_pipes(
     let code = wait_child(&mut child, &mut guard, &deleting).await;
     feed.abort();
     for h in [out, err].into_iter().flatten() {
-        if tokio::time::timeout(OUTPUT_GRACE, &mut { h })
-            .await
-            .is_err()
-        {
-            tracing::debug!("exec: output still open after the command ended");
-        }
+        finish_output(h).await;
     }
     code
 }
@@ -380,7 +390,8 @@ async fn run_tty(
     // the parent's copies of the terminal go, so its end is seen
     drop(cmd);
     let mut guard = GroupGuard {
-        pgid: child.id().map(|p| p as i32).unwrap_or(0),
+        // a session of its own, whose group id is its pid
+        target: -child.id().map(|p| p as i32).unwrap_or(0),
         ended: false,
     };
     let m = master.clone();
@@ -421,10 +432,17 @@ async fn run_tty(
     });
     let code = wait_child(&mut child, &mut guard, &deleting).await;
     input.abort();
-    if tokio::time::timeout(OUTPUT_GRACE, out).await.is_err() {
-        tracing::debug!("exec: the terminal is still open after the command ended");
-    }
+    finish_output(out).await;
     code
+}
+
+/// Let an output pump finish what the command wrote; after [`OUTPUT_GRACE`]
+/// stop it (a background process holds the output open), so the session ends.
+async fn finish_output(mut h: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(OUTPUT_GRACE, &mut h).await.is_err() {
+        tracing::debug!("exec: output still open after the command ended; not waiting for it");
+        h.abort();
+    }
 }
 
 /// `attach`: check, then a run that follows the container's output.
