@@ -208,14 +208,17 @@ async fn wait_child(
     deleting: &CancellationToken,
 ) -> Result<i32, PluginError> {
     tokio::select! {
+        // the pod's deletion first: it signals the container's group (this
+        // command with it) only after it is marked
+        biased;
+        _ = deleting.cancelled() => {
+            // the guard kills what is left as the run is dropped
+            Err(PluginError::Unavailable("the pod is being deleted".into()))
+        }
         st = child.wait() => {
             guard.ended = true;
             let st = st.map_err(|e| PluginError::Internal(format!("waiting for the command: {e}")))?;
             Ok(supervise::exit_of(st).0)
-        }
-        _ = deleting.cancelled() => {
-            // the guard kills the group as the run is dropped
-            Err(PluginError::Unavailable("the pod is being deleted".into()))
         }
     }
 }
