@@ -4,6 +4,7 @@
 //!
 //! - [`provider`]: the trait a plugin implements.
 //! - [`mod@serve`]: the HTTP server (TCP or Unix socket) and its endpoints.
+//! - [`exec_ws`]: the WebSocket side of the exec extension (exec, attach, port-forward).
 //! - [`validate`]: checks on requests before a provider sees them.
 //! - [`log_tail`]: the last lines of a log file, read from its end with bounded memory.
 //! - [`http_error`]: errors as `{"error": message}` answers.
@@ -18,6 +19,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod exec_ws;
 pub mod http_error;
 pub mod json_store;
 pub mod log_tail;
@@ -31,5 +33,8 @@ pub mod serve;
 pub mod subpath;
 pub mod validate;
 
-pub use provider::{LogStream, PluginError, Provider, check_log_target};
+pub use provider::{
+    ExecIo, ExecResult, ExecRun, LogStream, PluginError, PortStream, Provider, check_log_target,
+    exec_run,
+};
 pub use serve::{Listen, serve};

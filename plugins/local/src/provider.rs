@@ -393,6 +393,7 @@ impl LocalProvider {
             image: c.image.clone().unwrap_or_default(),
             launch,
             state,
+            stdin: c.stdin == Some(true),
         };
         let init: Vec<&core::Container> = spec.init_containers.iter().flatten().collect();
         let mut rec = PodRecord {
@@ -590,10 +591,34 @@ impl Provider for LocalProvider {
     }
 
     fn extensions(&self) -> interlink::extensions::Extensions {
-        interlink::extensions::Extensions::none().with(
-            interlink::extensions::STATS,
-            interlink::extensions::STATS_VERSION,
-        )
+        use interlink::extensions as x;
+        x::Extensions::none()
+            .with(x::STATS, x::STATS_VERSION)
+            .with(x::EXEC, x::EXEC_VERSION)
+    }
+
+    async fn exec(
+        &self,
+        req: interlink::exec::ExecRequest,
+    ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
+        self.ensure_started();
+        crate::exec::exec(self.entry(&req.target.pod_uid), req)
+    }
+
+    async fn attach(
+        &self,
+        req: interlink::exec::AttachRequest,
+    ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
+        self.ensure_started();
+        crate::exec::attach(self.entry(&req.target.pod_uid), req)
+    }
+
+    async fn port_forward(
+        &self,
+        req: interlink::exec::PortForwardRequest,
+    ) -> Result<interlink_plugin_kit::PortStream, PluginError> {
+        self.ensure_started();
+        crate::exec::port_forward(self.entry(&req.target.pod_uid), req).await
     }
 
     async fn stats(

@@ -47,6 +47,10 @@ pub struct ContainerRecord {
     /// `None` when the pod was refused before this container could be prepared.
     pub launch: Option<Launch>,
     pub state: ContainerState,
+    /// The spec asked for stdin (`stdin: true`): the process reads a FIFO
+    /// that attach writes to (see `exec.rs`).
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 /// Where a container is in its life.

@@ -34,6 +34,23 @@ pub struct SupervisorSpec {
     pub cwd: PathBuf,
     pub log: PathBuf,
     pub exit: PathBuf,
+    /// A FIFO made here for the process's stdin (else `/dev/null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<PathBuf>,
+}
+
+/// The process's stdin: a new FIFO at `path` (mode 0600), opened for reading
+/// and writing, so the process never reads an end of input while attaches
+/// come and go (as a container with `stdin: true` and `stdinOnce: false`).
+fn stdin_fifo(path: &std::path::Path) -> std::io::Result<Stdio> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(std::io::Error::from)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    Ok(Stdio::from(f))
 }
 
 /// Appends entries to a container log.
@@ -146,12 +163,18 @@ pub fn spawn(spec: &SupervisorSpec, new_group: bool) -> std::io::Result<Supervis
             "empty command",
         ));
     };
+    let stdin = match &spec.stdin {
+        Some(p) => stdin_fifo(p).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("stdin FIFO {}: {e}", p.display()))
+        })?,
+        None => Stdio::null(),
+    };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&spec.argv[1..])
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
