@@ -27,6 +27,7 @@ pub mod server;
 pub mod state_map;
 pub mod status_loop;
 pub mod store;
+pub mod streaming;
 pub mod usage;
 
 /// The generated CRI v1 messages, servers and clients (`proto/runtime/v1/api.proto`).
