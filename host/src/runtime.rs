@@ -38,6 +38,8 @@ pub struct Runtime {
     pub poll_cache: Mutex<Option<(u64, Arc<Vec<k8s_openapi::api::core::v1::Pod>>)>>,
     /// CPU and memory usage of running containers (see `usage`).
     pub usage: crate::usage::UsageCache,
+    /// The exec/attach/port-forward server, once started (see `streaming`).
+    pub streaming: std::sync::OnceLock<Arc<crate::streaming::Streaming>>,
 }
 
 impl Runtime {
@@ -71,6 +73,7 @@ impl Runtime {
             inflight: Mutex::new(Default::default()),
             poll_cache: Mutex::new(None),
             usage: Default::default(),
+            streaming: Default::default(),
         })
     }
 

@@ -148,7 +148,6 @@ pub struct Conn {
 
 impl Conn {
     /// Start serving `io` (an upgraded HTTP connection).
-    /// past the HTTP request head, if any.
     pub fn new<T>(io: T) -> Conn
     where
         T: AsyncRead + AsyncWrite + Send + 'static,
