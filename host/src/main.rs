@@ -226,6 +226,7 @@ async fn run(cfg: Config) -> Result<()> {
             address: cfg.cri.streaming_address,
             max_sessions: cfg.cri.max_streaming_sessions,
             idle_timeout: cfg.cri.stream_idle_timeout,
+            token_ttl: streaming::server::TOKEN_TTL,
         },
         streaming_backend,
         shutdown(),

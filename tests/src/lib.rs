@@ -173,3 +173,4 @@ pub mod engine;
 pub mod extensions;
 pub mod plugin;
 pub mod slurm;
+pub mod spdy_client;

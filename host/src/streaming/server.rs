@@ -23,7 +23,7 @@ use super::remotecommand::{self, Options, Session};
 use super::spdy::{self, Conn};
 use super::{portforward, websocket};
 
-/// How long a URL stays valid (kubelet's `StreamCreationTimeout`... and token TTL).
+/// How long a URL stays valid (as kubelet's streaming server).
 pub const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Bound on URLs handed out and not used yet.
 pub const MAX_PENDING: usize = 1000;
@@ -66,6 +66,8 @@ pub struct Settings {
     pub address: SocketAddr,
     pub max_sessions: usize,
     pub idle_timeout: Duration,
+    /// How long a URL stays valid ([`TOKEN_TTL`] in production).
+    pub token_ttl: Duration,
 }
 
 /// A running streaming server.
@@ -76,6 +78,7 @@ pub struct Streaming {
     backend: Arc<dyn StreamBackend>,
     sessions: Arc<Semaphore>,
     idle_timeout: Duration,
+    token_ttl: Duration,
 }
 
 impl Streaming {
@@ -99,6 +102,7 @@ impl Streaming {
             backend,
             sessions: Arc::new(Semaphore::new(settings.max_sessions.max(1))),
             idle_timeout: settings.idle_timeout,
+            token_ttl: settings.token_ttl,
         });
         let app = Router::new()
             .route("/{kind}/{token}", any(handle))
@@ -129,7 +133,7 @@ impl Streaming {
     pub fn url_for(&self, p: Pending) -> Result<String, StreamingError> {
         let now = Instant::now();
         let mut tokens = self.tokens.lock().expect("tokens");
-        tokens.retain(|_, (at, _)| now.duration_since(*at) < TOKEN_TTL);
+        tokens.retain(|_, (at, _)| now.duration_since(*at) < self.token_ttl);
         if tokens.len() >= MAX_PENDING {
             return Err(StreamingError::TooManyPending);
         }
@@ -143,7 +147,7 @@ impl Streaming {
     fn take(&self, kind: &str, token: &str) -> Option<Pending> {
         let mut tokens = self.tokens.lock().expect("tokens");
         let (at, p) = tokens.remove(token)?;
-        (at.elapsed() < TOKEN_TTL && p.kind() == kind).then_some(p)
+        (at.elapsed() < self.token_ttl && p.kind() == kind).then_some(p)
     }
 }
 
