@@ -796,3 +796,221 @@ async fn cri_checks_containers_and_names_the_missing_exec_extension() -> anyhow:
     assert!(url.contains("/portforward/"), "{url}");
     Ok(())
 }
+
+// ---- real crictl through the CRI socket, with the backend doubled ----
+
+fn crictl() -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var_os("CRICTL").map(std::path::PathBuf::from),
+        Some("/tmp/cri-tools-bin/crictl".into()),
+        Some("/usr/local/bin/crictl".into()),
+        Some("/usr/bin/crictl".into()),
+    ];
+    candidates.into_iter().flatten().find(|p| p.exists())
+}
+
+/// The real plugin and API server processes with the host in this process: the
+/// real CRI server and streaming server, sessions on [`LocalProcessDouble`].
+async fn host_with_double(env: &mut CriEnv) -> anyhow::Result<tokio::sync::watch::Sender<bool>> {
+    use interlink_cri::remote::{InterlinkRemote, Remote};
+    env.kill_host();
+    let cfg = interlink_cri::config::Config::load(&env.host_config)?;
+    let client = interlink::client::Client::new(interlink::client::ClientConfig {
+        address: format!("unix://{}", env.api_socket.display()),
+        port: None,
+        request_timeout: Duration::from_secs(10),
+        ..Default::default()
+    })?;
+    let remote: Arc<dyn Remote> = Arc::new(InterlinkRemote { client });
+    let store = interlink_cri::store::Store::open(&cfg.data_root_folder.join("state"))?;
+    let socket = cfg.socket_path();
+    let listener = interlink_cri::server::bind(&socket)?;
+    let rt = interlink_cri::runtime::Runtime::new(
+        cfg,
+        store,
+        Arc::new(interlink_cri::hooks::NoHooks),
+        remote,
+    );
+    rt.start_background();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (s, _) = server(8, Duration::from_secs(60)).await;
+    let _ = rt.streaming.set(s);
+    tokio::spawn(async move {
+        let _ = interlink_cri::server::serve(rt, listener, async move {
+            let _ = stop_rx.wait_for(|v| *v).await;
+        })
+        .await;
+    });
+    Ok(stop_tx)
+}
+
+async fn run_crictl(
+    bin: &std::path::Path,
+    sock: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("--runtime-endpoint")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("--timeout")
+        .arg("20s")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("crictl");
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().unwrap();
+        w.write_all(input).await.unwrap();
+        drop(w);
+    }
+    tokio::time::timeout(T, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("crictl {args:?} did not finish"))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_crictl_exec_attach_and_port_forward_over_spdy_and_websocket() -> anyhow::Result<()> {
+    let Some(crictl) = crictl() else {
+        assert!(
+            !interlink_test_harness::backends_required(),
+            "crictl is required (set CRICTL)"
+        );
+        eprintln!("SKIP: no crictl (set CRICTL)");
+        return Ok(());
+    };
+    let mut env = CriEnv::start("")?;
+    let stop = host_with_double(&mut env).await?;
+    let sock = env.socket.clone();
+    let (mut rt, _) = env.connect().await?;
+    let sb = env.pod("crictl-streams");
+    let pod = run_pod(&mut rt, &sb).await?;
+    let id = create(&mut rt, &pod, &sb, sh("main", "sleep 60")).await?;
+    start(&mut rt, &id).await?;
+    wait_state(&mut rt, &id, RUNNING, T).await?;
+
+    for transport in ["spdy", "websocket"] {
+        let out = run_crictl(
+            &crictl,
+            &sock,
+            &[
+                "exec",
+                "--transport",
+                transport,
+                &id,
+                "sh",
+                "-c",
+                "echo to-stdout; echo to-stderr >&2; exit 7",
+            ],
+            None,
+        )
+        .await;
+        // crictl exits 1 and names the command's exit code
+        assert!(!out.status.success(), "{transport}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("command terminated with exit code 7"),
+            "{transport}: {out:?}"
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "to-stdout\n", "{transport}");
+        assert!(err.contains("to-stderr"), "{transport}: {out:?}");
+        let out = run_crictl(
+            &crictl,
+            &sock,
+            &["exec", "-i", "--transport", transport, &id, "tr", "a-z", "A-Z"],
+            Some(b"stdin through crictl\n"),
+        )
+        .await;
+        assert!(out.status.success(), "{transport}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "STDIN THROUGH CRICTL\n",
+            "{transport}"
+        );
+    }
+    // ExecSync through crictl exec --sync
+    let out = run_crictl(
+        &crictl,
+        &sock,
+        &["exec", "--sync", &id, "sh", "-c", "echo synced"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    // crictl prints stdout, then stderr, each followed by a newline
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "synced\n\n\n", "{out:?}");
+    let out = run_crictl(
+        &crictl,
+        &sock,
+        &["exec", "--sync", &id, "sh", "-c", "echo failed >&2; exit 2"],
+        None,
+    )
+    .await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exited with 2: failed"),
+        "{out:?}"
+    );
+    let out = run_crictl(
+        &crictl,
+        &sock,
+        &["exec", "--sync", "--timeout", "1", &id, "sleep", "10"],
+        None,
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DeadlineExceeded"),
+        "{out:?}"
+    );
+
+    // attach: the double echoes stdin
+    let out = run_crictl(&crictl, &sock, &["attach", "-i", &id], Some(b"attached\n")).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "attached\n");
+
+    // port-forward, both transports
+    let (port, echo) = echo_server().await;
+    for transport in ["spdy", "websocket"] {
+        let local = interlink_test_harness::free_port();
+        let mut pf = tokio::process::Command::new(&crictl)
+            .arg("--runtime-endpoint")
+            .arg(format!("unix://{}", sock.display()))
+            .args([
+                "port-forward",
+                "--transport",
+                transport,
+                &pod,
+                &format!("{local}:{port}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut conn = None;
+        for _ in 0..100 {
+            if let Ok(c) = tokio::net::TcpStream::connect(("127.0.0.1", local)).await {
+                conn = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut conn = conn.expect("crictl port-forward listens");
+        conn.write_all(b"forwarded").await?;
+        let mut buf = vec![0u8; 64];
+        let n = tokio::time::timeout(T, conn.read(&mut buf)).await??;
+        assert_eq!(&buf[..n], b"echo:forwarded", "{transport}");
+        drop(conn);
+        let _ = pf.kill().await;
+    }
+    echo.abort();
+    let _ = stop.send(true);
+    Ok(())
+}
