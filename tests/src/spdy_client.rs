@@ -137,7 +137,8 @@ impl SpdyClient {
             raw.extend_from_slice(v.as_bytes());
         }
         let mut out = Vec::with_capacity(raw.len() + 1024);
-        self.comp.compress_vec(&raw, &mut out, FlushCompress::Sync)?;
+        self.comp
+            .compress_vec(&raw, &mut out, FlushCompress::Sync)?;
         Ok(out)
     }
 

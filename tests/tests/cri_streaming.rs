@@ -55,6 +55,8 @@ async fn echo_tty(io: ExecIo) -> Result<i32, BackendError> {
         tokio::select! {
             b = async { match &mut stdin { Some(s) => s.recv().await, None => std::future::pending().await } } => {
                 match b {
+                    // ^D ends it, as a shell's terminal would
+                    Some(b) if b.contains(&4) => return Ok(0),
                     Some(b) => { let _ = out.send(b).await; }
                     None => return Ok(0),
                 }
@@ -103,7 +105,10 @@ impl StreamBackend for LocalProcessDouble {
                 }
                 drop(cin);
             };
-            async fn pump(mut r: impl tokio::io::AsyncRead + Unpin, tx: Option<mpsc::Sender<Bytes>>) {
+            async fn pump(
+                mut r: impl tokio::io::AsyncRead + Unpin,
+                tx: Option<mpsc::Sender<Bytes>>,
+            ) {
                 let mut buf = vec![0u8; 8192];
                 while let Ok(n) = r.read(&mut buf).await {
                     if n == 0 {
@@ -125,12 +130,7 @@ impl StreamBackend for LocalProcessDouble {
         })
     }
 
-    fn attach(
-        &self,
-        _c: &str,
-        _tty: bool,
-        io: ExecIo,
-    ) -> BoxFuture<'_, Result<i32, BackendError>> {
+    fn attach(&self, _c: &str, _tty: bool, io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>> {
         Box::pin(echo_tty(io))
     }
 
@@ -200,11 +200,7 @@ fn status(c: &Collected, error_id: u32) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spdy_exec_delivers_stdout_stderr_and_the_exit_code() {
     let (s, _) = server(8, Duration::from_secs(60)).await;
-    let url = exec(
-        &s,
-        &["sh", "-c", "echo out; echo err >&2; exit 3"],
-        PLAIN,
-    );
+    let url = exec(&s, &["sh", "-c", "echo out; echo err >&2; exit 3"], PLAIN);
     let mut c = spdy(&url, &["v4.channel.k8s.io", "v3.channel.k8s.io"]).await;
     assert_eq!(c.protocol, "v4.channel.k8s.io");
     let e = c.open(&[("streamtype", "error")], false).await.unwrap();
@@ -414,7 +410,10 @@ async fn spdy_port_forward_carries_bytes_both_ways_and_reports_errors() {
 }
 
 async fn http_status(url: &str) -> spdy_client::Refused {
-    match spdy_client::connect(url, &["v4.channel.k8s.io"]).await.unwrap() {
+    match spdy_client::connect(url, &["v4.channel.k8s.io"])
+        .await
+        .unwrap()
+    {
         Ok(_) => panic!("{url} was accepted"),
         Err(r) => r,
     }
@@ -485,10 +484,8 @@ async fn sessions_at_once_are_bounded_and_a_vanished_client_ends_its_session() {
     c.open(&[("streamtype", "stdin")], false).await.unwrap();
     c.open(&[("streamtype", "stdout")], false).await.unwrap();
     c.open(&[("streamtype", "stderr")], false).await.unwrap();
-    interlink_test_harness::wait_until(T, "the session runs", || {
-        live.load(Ordering::SeqCst) == 1
-    })
-    .unwrap();
+    interlink_test_harness::wait_until(T, "the session runs", || live.load(Ordering::SeqCst) == 1)
+        .unwrap();
     let second = exec(&s, &["true"], PLAIN);
     let r = http_status(&second).await;
     assert_eq!(r.status, 429, "{r:?}");
@@ -511,7 +508,10 @@ async fn sessions_at_once_are_bounded_and_a_vanished_client_ends_its_session() {
 async fn retry_after_slot(s: &Streaming) {
     for _ in 0..100 {
         let url = exec(s, &["true"], PLAIN);
-        if let Ok(mut c) = spdy_client::connect(&url, &["v4.channel.k8s.io"]).await.unwrap() {
+        if let Ok(mut c) = spdy_client::connect(&url, &["v4.channel.k8s.io"])
+            .await
+            .unwrap()
+        {
             let e = c.open(&[("streamtype", "error")], false).await.unwrap();
             c.open(&[("streamtype", "stdout")], false).await.unwrap();
             c.open(&[("streamtype", "stderr")], false).await.unwrap();
@@ -523,8 +523,14 @@ async fn retry_after_slot(s: &Streaming) {
     panic!("the session slot was never freed");
 }
 
-fn ws_request(url: &str, protocol: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
-    let mut req = url.replace("http://", "ws://").into_client_request().unwrap();
+fn ws_request(
+    url: &str,
+    protocol: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut req = url
+        .replace("http://", "ws://")
+        .into_client_request()
+        .unwrap();
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
     req
@@ -571,7 +577,11 @@ async fn websocket_v5_exec_carries_stdin_eof_output_and_exit_code() {
     })
     .await
     .unwrap();
-    assert_eq!(first.unwrap(), vec![1], "an empty stdout message opens the session");
+    assert_eq!(
+        first.unwrap(),
+        vec![1],
+        "an empty stdout message opens the session"
+    );
     assert_eq!(String::from_utf8_lossy(&out), "via websocket\n");
     assert_eq!(String::from_utf8_lossy(&err), "bad\n");
     let st: serde_json::Value = serde_json::from_slice(&st).unwrap();
@@ -619,12 +629,10 @@ async fn websocket_tunnelled_port_forward_carries_bytes() {
             sandbox_id: "p1".into(),
         })
         .unwrap();
-    let (ws, resp) = tokio_tungstenite::connect_async(ws_request(
-        &url,
-        "SPDY/3.1+portforward.k8s.io",
-    ))
-    .await
-    .unwrap();
+    let (ws, resp) =
+        tokio_tungstenite::connect_async(ws_request(&url, "SPDY/3.1+portforward.k8s.io"))
+            .await
+            .unwrap();
     assert_eq!(
         resp.headers()["sec-websocket-protocol"],
         "SPDY/3.1+portforward.k8s.io"
@@ -639,10 +647,11 @@ async fn websocket_tunnelled_port_forward_carries_bytes() {
         let up = async move {
             let mut buf = vec![0u8; 16384];
             while let Ok(n) = r.read(&mut buf).await {
-                if n == 0 || sink
-                    .send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
-                    .await
-                    .is_err()
+                if n == 0
+                    || sink
+                        .send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
                 {
                     break;
                 }
@@ -659,13 +668,21 @@ async fn websocket_tunnelled_port_forward_carries_bytes() {
         };
         tokio::join!(up, down);
     });
-    let mut c = spdy_client::over_tcp(&bridge_addr.to_string()).await.unwrap();
-    let p = port.to_string();
-    c.open(&[("streamtype", "error"), ("port", &p), ("requestid", "0")], true)
+    let mut c = spdy_client::over_tcp(&bridge_addr.to_string())
         .await
         .unwrap();
+    let p = port.to_string();
+    c.open(
+        &[("streamtype", "error"), ("port", &p), ("requestid", "0")],
+        true,
+    )
+    .await
+    .unwrap();
     let d = c
-        .open(&[("streamtype", "data"), ("port", &p), ("requestid", "0")], false)
+        .open(
+            &[("streamtype", "data"), ("port", &p), ("requestid", "0")],
+            false,
+        )
         .await
         .unwrap();
     c.send(d, b"tunnel", false).await.unwrap();
@@ -709,7 +726,10 @@ async fn cri_checks_containers_and_names_the_missing_exec_extension() -> anyhow:
         .await
         .unwrap_err();
     assert_eq!(not_running.code(), tonic::Code::FailedPrecondition);
-    assert!(not_running.message().contains("not running"), "{not_running:?}");
+    assert!(
+        not_running.message().contains("not running"),
+        "{not_running:?}"
+    );
     let attach_nr = rt
         .attach(cri::AttachRequest {
             container_id: created.clone(),
@@ -765,7 +785,10 @@ async fn cri_checks_containers_and_names_the_missing_exec_extension() -> anyhow:
     let st = status(&c.drain(T).await?, e);
     assert_eq!(st["status"], "Failure");
     assert!(
-        st["message"].as_str().unwrap_or("").contains("\"exec\" extension"),
+        st["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"exec\" extension"),
         "{st}"
     );
 
@@ -919,12 +942,25 @@ async fn real_crictl_exec_attach_and_port_forward_over_spdy_and_websocket() -> a
             err.contains("command terminated with exit code 7"),
             "{transport}: {out:?}"
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "to-stdout\n", "{transport}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "to-stdout\n",
+            "{transport}"
+        );
         assert!(err.contains("to-stderr"), "{transport}: {out:?}");
         let out = run_crictl(
             &crictl,
             &sock,
-            &["exec", "-i", "--transport", transport, &id, "tr", "a-z", "A-Z"],
+            &[
+                "exec",
+                "-i",
+                "--transport",
+                transport,
+                &id,
+                "tr",
+                "a-z",
+                "A-Z",
+            ],
             Some(b"stdin through crictl\n"),
         )
         .await;
@@ -945,7 +981,11 @@ async fn real_crictl_exec_attach_and_port_forward_over_spdy_and_websocket() -> a
     .await;
     assert!(out.status.success(), "{out:?}");
     // crictl prints stdout, then stderr, each followed by a newline
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "synced\n\n\n", "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "synced\n\n\n",
+        "{out:?}"
+    );
     let out = run_crictl(
         &crictl,
         &sock,
@@ -970,6 +1010,56 @@ async fn real_crictl_exec_attach_and_port_forward_over_spdy_and_websocket() -> a
         String::from_utf8_lossy(&out.stderr).contains("DeadlineExceeded"),
         "{out:?}"
     );
+
+    // exec -it in a real terminal (script's pty): raw mode, a resize, ^D ends it
+    let cmdline = format!(
+        "stty cols 111 rows 33; {} --runtime-endpoint unix://{} exec -it {id} sh",
+        crictl.display(),
+        sock.display()
+    );
+    let mut script = tokio::process::Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut w = script.stdin.take().unwrap();
+    let mut r = script.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    tokio::time::timeout(T, async {
+        while !String::from_utf8_lossy(&seen).contains("size 111x33") {
+            let n = r.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no resize through the tty: {}",
+            String::from_utf8_lossy(&seen)
+        )
+    });
+    w.write_all(b"typed-in-tty").await?;
+    tokio::time::timeout(T, async {
+        while !String::from_utf8_lossy(&seen).contains("typed-in-tty") {
+            let n = r.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no echo through the tty: {}",
+            String::from_utf8_lossy(&seen)
+        )
+    });
+    w.write_all(&[4]).await?;
+    let st = tokio::time::timeout(T, script.wait()).await??;
+    assert!(st.success(), "{st:?}: {}", String::from_utf8_lossy(&seen));
 
     // attach: the double echoes stdin
     let out = run_crictl(&crictl, &sock, &["attach", "-i", &id], Some(b"attached\n")).await;

@@ -80,10 +80,7 @@ pub async fn run(
     };
     let r = match timeout {
         Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
-            Status::deadline_exceeded(format!(
-                "command {cmd:?} timed out after {}s",
-                t.as_secs()
-            ))
+            Status::deadline_exceeded(format!("command {cmd:?} timed out after {}s", t.as_secs()))
         })?,
         None => work.await,
     };

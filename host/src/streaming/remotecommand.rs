@@ -82,15 +82,15 @@ pub fn status_json(r: &Result<i32, BackendError>) -> Vec<u8> {
 pub fn status_text(r: &Result<i32, BackendError>) -> Option<Vec<u8>> {
     match r {
         Ok(0) => None,
-        Ok(code) => Some(format!("command terminated with non-zero exit code: {code}").into_bytes()),
+        Ok(code) => {
+            Some(format!("command terminated with non-zero exit code: {code}").into_bytes())
+        }
         Err(e) => Some(e.to_string().into_bytes()),
     }
 }
 
 /// Parse the resize stream's JSON objects (one after another) into sizes.
-pub fn spawn_resize_reader(
-    mut rx: mpsc::Receiver<Bytes>,
-) -> mpsc::Receiver<TermSize> {
+pub fn spawn_resize_reader(mut rx: mpsc::Receiver<Bytes>) -> mpsc::Receiver<TermSize> {
     let (tx, out) = mpsc::channel(4);
     tokio::spawn(async move {
         let mut buf: Vec<u8> = Vec::new();
@@ -209,7 +209,11 @@ pub async fn serve_spdy(
             let r = Err(BackendError::Failed(
                 "timed out waiting for the client to create streams".into(),
             ));
-            let msg = if v4 { Some(status_json(&r)) } else { status_text(&r) };
+            let msg = if v4 {
+                Some(status_json(&r))
+            } else {
+                status_text(&r)
+            };
             if let Some(m) = msg {
                 let _ = e.tx.write(Bytes::from(m)).await;
             }
@@ -281,7 +285,11 @@ pub async fn serve_spdy(
             if let Err(e) = &r {
                 tracing::debug!(error = %e, "exec session failed");
             }
-            let msg = if v4 { Some(status_json(&r)) } else { status_text(&r) };
+            let msg = if v4 {
+                Some(status_json(&r))
+            } else {
+                status_text(&r)
+            };
             if let Some(m) = msg {
                 let _ = error.tx.write(Bytes::from(m)).await;
             }
@@ -308,10 +316,9 @@ mod tests {
         assert_eq!(f["reason"], "NonZeroExitCode");
         assert_eq!(f["details"]["causes"][0]["reason"], "ExitCode");
         assert_eq!(f["details"]["causes"][0]["message"], "3");
-        let e: serde_json::Value = serde_json::from_slice(&status_json(&Err(
-            BackendError::Failed("boom".into()),
-        )))
-        .unwrap();
+        let e: serde_json::Value =
+            serde_json::from_slice(&status_json(&Err(BackendError::Failed("boom".into()))))
+                .unwrap();
         assert_eq!(e["message"], "boom");
         assert_eq!(status_text(&Ok(0)), None);
         assert_eq!(
@@ -324,10 +331,14 @@ mod tests {
     async fn resize_messages_split_across_chunks_are_parsed() {
         let (tx, rx) = mpsc::channel(8);
         let mut sizes = spawn_resize_reader(rx);
-        tx.send(Bytes::from_static(b"{\"Width\":80,\"He")).await.unwrap();
-        tx.send(Bytes::from_static(b"ight\":24}\n{\"Width\":100,\"Height\":50}\n"))
+        tx.send(Bytes::from_static(b"{\"Width\":80,\"He"))
             .await
             .unwrap();
+        tx.send(Bytes::from_static(
+            b"ight\":24}\n{\"Width\":100,\"Height\":50}\n",
+        ))
+        .await
+        .unwrap();
         assert_eq!(
             sizes.recv().await,
             Some(TermSize {

@@ -31,17 +31,9 @@ pub const MAX_PENDING: usize = 1000;
 /// A session a URL was handed out for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pending {
-    Exec {
-        target: ExecTarget,
-        opts: Options,
-    },
-    Attach {
-        container_id: String,
-        opts: Options,
-    },
-    PortForward {
-        sandbox_id: String,
-    },
+    Exec { target: ExecTarget, opts: Options },
+    Attach { container_id: String, opts: Options },
+    PortForward { sandbox_id: String },
 }
 
 impl Pending {
@@ -364,17 +356,30 @@ mod tests {
             negotiate(&c, remotecommand::SPDY_PROTOCOLS),
             Some("v4.channel.k8s.io")
         );
-        assert_eq!(negotiate(&c, websocket::EXEC_PROTOCOLS), Some("v5.channel.k8s.io"));
-        assert_eq!(negotiate(&["v1".into()], remotecommand::SPDY_PROTOCOLS), None);
+        assert_eq!(
+            negotiate(&c, websocket::EXEC_PROTOCOLS),
+            Some("v5.channel.k8s.io")
+        );
+        assert_eq!(
+            negotiate(&["v1".into()], remotecommand::SPDY_PROTOCOLS),
+            None
+        );
         let mut h = HeaderMap::new();
-        h.append("x-stream-protocol-version", HeaderValue::from_static("v4.channel.k8s.io"));
+        h.append(
+            "x-stream-protocol-version",
+            HeaderValue::from_static("v4.channel.k8s.io"),
+        );
         h.append(
             "x-stream-protocol-version",
             HeaderValue::from_static("v3.channel.k8s.io, v2.channel.k8s.io"),
         );
         assert_eq!(
             offered(&h, "x-stream-protocol-version"),
-            vec!["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"]
+            vec![
+                "v4.channel.k8s.io",
+                "v3.channel.k8s.io",
+                "v2.channel.k8s.io"
+            ]
         );
     }
 }

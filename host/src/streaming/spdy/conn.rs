@@ -329,9 +329,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     continue;
                 }
                 last_id = stream_id;
-                shared
-                    .last_stream
-                    .store(stream_id as u64, Ordering::SeqCst);
+                shared.last_stream.store(stream_id as u64, Ordering::SeqCst);
                 let (tx, rx) = mpsc::channel(STREAM_BUFFER);
                 let closed = Arc::new(AtomicBool::new(false));
                 shared.streams.lock().expect("streams").insert(

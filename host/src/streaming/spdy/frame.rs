@@ -324,7 +324,10 @@ impl Frame {
 
     /// Parse one frame from the front of `buf`; `None` when more bytes are needed.
     /// Consumed bytes are removed from `buf`.
-    pub fn decode(codec: &mut HeaderCodec, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+    pub fn decode(
+        codec: &mut HeaderCodec,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Frame>, FrameError> {
         if buf.len() < 8 {
             return Ok(None);
         }
