@@ -113,14 +113,19 @@ pub async fn connect(
 
 /// A SPDY client on a plain TCP connection (no HTTP upgrade: a tunnel's end).
 pub async fn over_tcp(addr: &str) -> Result<SpdyClient> {
-    let sock = TcpStream::connect(addr).await?;
+    on_stream(TcpStream::connect(addr).await?, Vec::new())
+}
+
+/// A SPDY client on a connection already upgraded; `read_ahead`: bytes read
+/// past the upgrade's response head.
+pub fn on_stream(sock: TcpStream, read_ahead: Vec<u8>) -> Result<SpdyClient> {
     let mut comp = Compress::new(Compression::default(), true);
     comp.set_dictionary(HEADER_DICTIONARY)?;
     Ok(SpdyClient {
         sock,
         comp,
         decomp: Decompress::new(true),
-        buf: Vec::new(),
+        buf: read_ahead,
         next_id: 1,
         protocol: String::new(),
     })

@@ -55,8 +55,16 @@ async fn echo_tty(io: ExecIo) -> Result<i32, BackendError> {
         tokio::select! {
             b = async { match &mut stdin { Some(s) => s.recv().await, None => std::future::pending().await } } => {
                 match b {
-                    // ^D ends it, as a shell's terminal would
-                    Some(b) if b.contains(&4) => return Ok(0),
+                    // ^D ends it, as a shell's terminal would (after the
+                    // resizes already sent, which travel on another stream)
+                    Some(b) if b.contains(&4) => {
+                        if let Some(r) = &mut resize {
+                            while let Ok(Some(s)) = tokio::time::timeout(Duration::from_millis(200), r.recv()).await {
+                                let _ = out.send(Bytes::from(format!("size {}x{}\n", s.width, s.height))).await;
+                            }
+                        }
+                        return Ok(0);
+                    }
                     Some(b) => { let _ = out.send(b).await; }
                     None => return Ok(0),
                 }
@@ -1103,4 +1111,203 @@ async fn real_crictl_exec_attach_and_port_forward_over_spdy_and_websocket() -> a
     echo.abort();
     let _ = stop.send(true);
     Ok(())
+}
+
+// ---- crictl's captured bytes (tests/vectors/crictl), replayed ----
+
+fn vector(name: &str) -> Vec<u8> {
+    std::fs::read(
+        interlink_test_harness::repo_root()
+            .join("tests/vectors/crictl")
+            .join(name),
+    )
+    .expect("vector")
+}
+
+/// Send a captured request with its token swapped for `url`'s; answer the
+/// connection and the bytes read past the response head (status 101 checked).
+async fn replay(url: &str, captured: &[u8]) -> (tokio::net::TcpStream, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (hostport, path) = rest.split_at(rest.find('/').unwrap());
+    let token = path.rsplit('/').next().unwrap();
+    let mut bytes = captured.to_vec();
+    let kind_at = bytes
+        .windows(path.len() - token.len())
+        .position(|w| w == &path.as_bytes()[..path.len() - token.len()])
+        .expect("the captured request line names the same kind");
+    let start = kind_at + path.len() - token.len();
+    assert_eq!(token.len(), 32);
+    bytes.splice(start..start + 32, token.bytes());
+    let mut sock = tokio::net::TcpStream::connect(hostport).await.unwrap();
+    sock.write_all(&bytes).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        let n = tokio::time::timeout(T, sock.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (sock, got[end..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crictl_bytes_replayed_spdy_exec_stdin_and_tty() {
+    let (s, _) = server(8, Duration::from_secs(60)).await;
+    let url = exec(
+        &s,
+        &["tr", "a-z", "A-Z"],
+        Options {
+            stdin: true,
+            ..PLAIN
+        },
+    );
+    let (sock, ahead) = replay(&url, &vector("spdy-exec-stdin.bin")).await;
+    let got = spdy_client::on_stream(sock, ahead)
+        .unwrap()
+        .drain(T)
+        .await
+        .unwrap();
+    // streams as crictl opened them: 1 error, 3 stdin, 5 stdout, 7 stderr
+    assert_eq!(got.replies, vec![1, 3, 5, 7]);
+    assert_eq!(got.text(5), "STDIN THROUGH CRICTL\n");
+    assert_eq!(status(&got, 1)["status"], "Success");
+
+    let url = exec(
+        &s,
+        &["sh"],
+        Options {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+            tty: true,
+        },
+    );
+    let (sock, ahead) = replay(&url, &vector("spdy-exec-tty-resize.bin")).await;
+    let got = spdy_client::on_stream(sock, ahead)
+        .unwrap()
+        .drain(T)
+        .await
+        .unwrap();
+    assert_eq!(got.replies, vec![1, 3, 5, 7]);
+    // stdin and resize are separate streams: their order is not defined
+    let out = got.text(5);
+    assert!(
+        out.contains("size 111x33\n") && out.contains("typed-in-tty"),
+        "{out:?}"
+    );
+    assert_eq!(status(&got, 1)["status"], "Success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crictl_bytes_replayed_spdy_port_forward() {
+    let (s, _) = server(8, Duration::from_secs(60)).await;
+    // the captured streams name port 33577
+    let Ok(l) = tokio::net::TcpListener::bind("127.0.0.1:33577").await else {
+        eprintln!("SKIP: port 33577 is taken here");
+        return;
+    };
+    let echo = tokio::spawn(async move {
+        let (mut c, _) = l.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).await.unwrap();
+        c.write_all(&[b"echo:", &buf[..n]].concat()).await.unwrap();
+        // hold the connection until the client goes
+        let _ = c.read(&mut buf).await;
+    });
+    let url = s
+        .url_for(Pending::PortForward {
+            sandbox_id: "p1".into(),
+        })
+        .unwrap();
+    let (sock, ahead) = replay(&url, &vector("spdy-portforward.bin")).await;
+    let mut c = spdy_client::on_stream(sock, ahead).unwrap();
+    let mut got = Collected::default();
+    tokio::time::timeout(T, async {
+        while got.text(3) != "echo:forwarded" {
+            got.absorb(c.next().await.unwrap().expect("frame"));
+        }
+    })
+    .await
+    .expect("the port answered through crictl's streams");
+    assert_eq!(got.replies, vec![1, 3]);
+    echo.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crictl_bytes_replayed_websocket_exec_stdin() {
+    let (s, _) = server(8, Duration::from_secs(60)).await;
+    let url = exec(
+        &s,
+        &["tr", "a-z", "A-Z"],
+        Options {
+            stdin: true,
+            ..PLAIN
+        },
+    );
+    // crictl sent its close frame (the last 8 bytes: FIN+close, masked, code
+    // 1000) only after it had the status: a replay that sent it up front would
+    // end the session before the command's output
+    let mut v = vector("websocket-exec-stdin.bin");
+    let close = v.len() - 8;
+    assert_eq!(
+        &v[close..close + 2],
+        &[0x88, 0x82],
+        "the capture ends with a close"
+    );
+    v.truncate(close);
+    let (mut sock, mut buf) = replay(&url, &v).await;
+    // the server's frames: unmasked, short binary messages, then a close
+    let mut channels: std::collections::HashMap<u8, Vec<u8>> = Default::default();
+    let mut closed = false;
+    tokio::time::timeout(T, async {
+        loop {
+            while buf.len() >= 2 {
+                let op = buf[0] & 0x0f;
+                let (len, hl) = match buf[1] & 0x7f {
+                    126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                    126 => break,
+                    n => (n as usize, 2),
+                };
+                if buf.len() < hl + len {
+                    break;
+                }
+                let payload: Vec<u8> = buf[hl..hl + len].to_vec();
+                buf.drain(..hl + len);
+                match op {
+                    2 if !payload.is_empty() => channels
+                        .entry(payload[0])
+                        .or_default()
+                        .extend_from_slice(&payload[1..]),
+                    8 => closed = true,
+                    _ => {}
+                }
+            }
+            if closed {
+                return;
+            }
+            let mut tmp = [0u8; 4096];
+            let n = sock.read(&mut tmp).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+    })
+    .await
+    .expect("the session ended");
+    assert!(closed, "a close frame ends the session");
+    assert_eq!(
+        String::from_utf8_lossy(&channels[&1]),
+        "STDIN THROUGH CRICTL\n"
+    );
+    let st: serde_json::Value = serde_json::from_slice(&channels[&3]).unwrap();
+    assert_eq!(st["status"], "Success");
 }

@@ -15,11 +15,13 @@ use tokio::sync::mpsc;
 use super::backend::{BackendError, ExecIo, ExecTarget, StreamBackend, TermSize};
 use super::spdy::{Conn, Stream, StreamWriter};
 
+/// v5 over SPDY is v4 (SPDY half-closes stdin itself); client-go offers it first.
+pub const V5: &str = "v5.channel.k8s.io";
 pub const V4: &str = "v4.channel.k8s.io";
 pub const V3: &str = "v3.channel.k8s.io";
 pub const V2: &str = "v2.channel.k8s.io";
 /// What this server speaks over SPDY, best first.
-pub const SPDY_PROTOCOLS: &[&str] = &[V4, V3, V2];
+pub const SPDY_PROTOCOLS: &[&str] = &[V5, V4, V3, V2];
 
 /// How long the client may take to open all its streams (kubelet's default).
 pub const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -173,7 +175,7 @@ pub async fn serve_spdy(
     backend: Arc<dyn StreamBackend>,
     idle_timeout: Duration,
 ) {
-    let v4 = protocol == V4;
+    let v4 = protocol == V4 || protocol == V5;
     let wants_resize = opts.tty && protocol != V2;
     let mut s = Streams::default();
     let deadline = tokio::time::sleep(STREAM_CREATION_TIMEOUT);

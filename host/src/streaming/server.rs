@@ -354,6 +354,10 @@ mod tests {
         let c = vec!["v5.channel.k8s.io".to_string(), "v4.channel.k8s.io".into()];
         assert_eq!(
             negotiate(&c, remotecommand::SPDY_PROTOCOLS),
+            Some("v5.channel.k8s.io")
+        );
+        assert_eq!(
+            negotiate(&c[1..], remotecommand::SPDY_PROTOCOLS),
             Some("v4.channel.k8s.io")
         );
         assert_eq!(

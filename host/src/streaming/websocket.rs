@@ -22,7 +22,7 @@ use super::backend::{BackendError, ExecIo, StreamBackend, TermSize};
 use super::remotecommand::{Options, Session, status_json};
 use super::spdy::Conn;
 
-pub const V5: &str = "v5.channel.k8s.io";
+pub const V5: &str = super::remotecommand::V5;
 pub const V4: &str = super::remotecommand::V4;
 /// Exec/attach subprotocols served over WebSocket, best first.
 pub const EXEC_PROTOCOLS: &[&str] = &[V5, V4];
