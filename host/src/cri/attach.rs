@@ -9,10 +9,12 @@ use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use crate::streaming::Pending;
 
-pub fn attach(rt: &Runtime, req: cri::AttachRequest) -> Result<cri::AttachResponse> {
+pub async fn attach(rt: &Runtime, req: cri::AttachRequest) -> Result<cri::AttachResponse> {
     let id = running_container(rt, &req.container_id)?;
     let opts = stream_options(req.stdin, req.stdout, req.stderr, req.tty)?;
-    let url = streaming(rt)?
+    let streaming = streaming(rt)?;
+    streaming.backend().available().await?;
+    let url = streaming
         .url_for(Pending::Attach {
             container_id: id,
             opts,

@@ -61,13 +61,15 @@ pub fn stream_options(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Res
     })
 }
 
-pub fn exec(rt: &Runtime, req: cri::ExecRequest) -> Result<cri::ExecResponse> {
+pub async fn exec(rt: &Runtime, req: cri::ExecRequest) -> Result<cri::ExecResponse> {
     let id = running_container(rt, &req.container_id)?;
     if req.cmd.is_empty() {
         return Err(Status::invalid_argument("cmd must not be empty"));
     }
     let opts = stream_options(req.stdin, req.stdout, req.stderr, req.tty)?;
-    let url = streaming(rt)?
+    let streaming = streaming(rt)?;
+    streaming.backend().available().await?;
+    let url = streaming
         .url_for(Pending::Exec {
             target: ExecTarget {
                 container_id: id,

@@ -267,7 +267,7 @@ impl RuntimeService for Cri {
     }
     async fn exec(&self, r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>> {
         timed(&self.rt, "Exec", async {
-            exec::exec(&self.rt, r.into_inner())
+            exec::exec(&self.rt, r.into_inner()).await
         })
         .await
     }
@@ -276,7 +276,7 @@ impl RuntimeService for Cri {
         r: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>> {
         timed(&self.rt, "Attach", async {
-            attach::attach(&self.rt, r.into_inner())
+            attach::attach(&self.rt, r.into_inner()).await
         })
         .await
     }
@@ -285,7 +285,7 @@ impl RuntimeService for Cri {
         r: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>> {
         timed(&self.rt, "PortForward", async {
-            port_forward::port_forward(&self.rt, r.into_inner())
+            port_forward::port_forward(&self.rt, r.into_inner()).await
         })
         .await
     }

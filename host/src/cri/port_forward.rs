@@ -9,7 +9,7 @@ use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use crate::streaming::Pending;
 
-pub fn port_forward(
+pub async fn port_forward(
     rt: &Runtime,
     req: cri::PortForwardRequest,
 ) -> Result<cri::PortForwardResponse> {
@@ -31,7 +31,9 @@ pub fn port_forward(
             "port {p} is not a valid port (1-65535)"
         )));
     }
-    let url = streaming(rt)?
+    let streaming = streaming(rt)?;
+    streaming.backend().available().await?;
+    let url = streaming
         .url_for(Pending::PortForward { sandbox_id: id })
         .map_err(|e| Status::resource_exhausted(e.to_string()))?;
     Ok(cri::PortForwardResponse { url })

@@ -69,6 +69,11 @@ impl From<BackendError> for tonic::Status {
 /// Runs exec, attach and port-forward sessions. Each call returns when the
 /// session is over: exec/attach with the process's exit code.
 pub trait StreamBackend: Send + Sync + 'static {
+    /// Can sessions run at all? Asked before a URL is handed out, so a peer
+    /// without exec gets `Unimplemented` from the CRI call itself.
+    fn available(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
     fn exec(&self, target: ExecTarget, io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>>;
     /// Attach to the main process of `container_id`.
     fn attach(
@@ -90,6 +95,9 @@ pub trait StreamBackend: Send + Sync + 'static {
 pub struct Unavailable(pub String);
 
 impl StreamBackend for Unavailable {
+    fn available(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move { Err(BackendError::Unimplemented(self.0.clone())) })
+    }
     fn exec(&self, _t: ExecTarget, _io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>> {
         Box::pin(async move { Err(BackendError::Unimplemented(self.0.clone())) })
     }
