@@ -157,13 +157,21 @@ impl StreamBackend for LocalProcessDouble {
 }
 
 async fn server(max_sessions: usize, token_ttl: Duration) -> (Arc<Streaming>, Arc<AtomicUsize>) {
+    server_idle(max_sessions, token_ttl, Duration::from_secs(60)).await
+}
+
+async fn server_idle(
+    max_sessions: usize,
+    token_ttl: Duration,
+    idle_timeout: Duration,
+) -> (Arc<Streaming>, Arc<AtomicUsize>) {
     let double = LocalProcessDouble::default();
     let live = double.live.clone();
     let s = Streaming::start(
         Settings {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_sessions,
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout,
             token_ttl,
         },
         Arc::new(double),
@@ -704,6 +712,54 @@ async fn websocket_tunnelled_port_forward_carries_bytes() {
     .expect("bytes came back through the tunnel");
     bridge.abort();
     echo.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_backend_and_an_idle_session_end_with_a_failure_status() {
+    let (s, live) = server_idle(8, Duration::from_secs(60), Duration::from_secs(1)).await;
+    // the backend cannot run it: Failure with its message, streams closed
+    let url = exec(&s, &["/nonexistent/program"], PLAIN);
+    let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
+    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
+    let o = c.open(&[("streamtype", "stdout")], false).await.unwrap();
+    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    let got = c.drain(T).await.unwrap();
+    let st = status(&got, e);
+    assert_eq!(st["status"], "Failure");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/program"),
+        "{st}"
+    );
+    assert!(got.fin.contains(&o));
+
+    // nothing moves either way for the idle timeout: the session is closed
+    let url = exec(
+        &s,
+        &["cat"],
+        Options {
+            stdin: true,
+            ..PLAIN
+        },
+    );
+    let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
+    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
+    c.open(&[("streamtype", "stdin")], false).await.unwrap();
+    c.open(&[("streamtype", "stdout")], false).await.unwrap();
+    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    let got = c.drain(T).await.unwrap();
+    let st = status(&got, e);
+    assert!(st["message"].as_str().unwrap().contains("idle"), "{st}");
+    let l = live.clone();
+    tokio::time::timeout(T, async move {
+        while l.load(Ordering::SeqCst) != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the backend's session ended with it");
 }
 
 // ---- the CRI side, on the real binaries (no exec extension in this tree) ----
