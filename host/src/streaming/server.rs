@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use hyper_util::rt::TokioIo;
+use interlink::server::connections::{ConnectionLimits, Connections};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::backend::{ExecTarget, StreamBackend};
@@ -99,13 +100,36 @@ impl Streaming {
         let app = Router::new()
             .route("/{kind}/{token}", any(handle))
             .with_state(s.clone());
+        // the API server's connection bounds: a request head within 10s, idle
+        // connections closed, their number bounded (upgraded sessions leave
+        // them and count against `max_sessions` instead)
+        let conns = Connections::new(ConnectionLimits {
+            max_connections: settings.max_sessions.max(1) + 64,
+            ..Default::default()
+        });
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "streaming server failed");
+            tokio::pin!(shutdown);
+            loop {
+                let slot = tokio::select! {
+                    _ = &mut shutdown => break,
+                    s = conns.slot() => s,
+                };
+                let accepted = tokio::select! {
+                    _ = &mut shutdown => break,
+                    r = listener.accept() => r,
+                };
+                match accepted {
+                    Ok((sock, _)) => {
+                        let _ = sock.set_nodelay(true);
+                        conns.serve(slot, sock, app.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "streaming server: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
             }
+            conns.shutdown();
         });
         tracing::info!(address = %addr, "streaming server listening");
         Ok(s)
