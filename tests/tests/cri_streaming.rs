@@ -34,7 +34,8 @@ const T: Duration = Duration::from_secs(20);
 /// Test double of the streaming backend (the interLink exec extension cannot
 /// run here yet): exec runs `cmd` as a local process with piped streams; with a
 /// tty it echoes stdin and reports each resize as `size WxH`; attach echoes
-/// stdin; port-forward connects to the port on 127.0.0.1. Counts live sessions.
+/// stdin; port-forward connects to the port on 127.0.0.1 through a buffer that
+/// sends only on flush. Counts live sessions.
 #[derive(Default)]
 struct LocalProcessDouble {
     live: Arc<AtomicUsize>,
@@ -151,7 +152,9 @@ impl StreamBackend for LocalProcessDouble {
             let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .map_err(|e| BackendError::Failed(format!("connect to port {port}: {e}")))?;
-            Ok(Box::new(s) as Box<dyn PortStream>)
+            // buffered like a message-based stream (the exec extension's
+            // WebSocket): bytes leave only when the server flushes
+            Ok(Box::new(tokio::io::BufWriter::new(s)) as Box<dyn PortStream>)
         })
     }
 }

@@ -130,7 +130,8 @@ async fn forward(backend: &dyn StreamBackend, sandbox: &str, error: Stream, data
     // client -> port; its FIN (or reset) half-closes the port connection
     let up = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
-            if rw.write_all(&b).await.is_err() {
+            // a message-based stream (the interLink exec extension's) sends on flush
+            if rw.write_all(&b).await.is_err() || rw.flush().await.is_err() {
                 return;
             }
         }
