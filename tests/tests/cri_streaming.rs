@@ -809,19 +809,6 @@ async fn cri_checks_containers_and_names_the_missing_exec_extension() -> anyhow:
     start(&mut rt, &created).await?;
     wait_state(&mut rt, &created, RUNNING, T).await?;
 
-    let bad = rt
-        .exec(cri::ExecRequest {
-            container_id: created.clone(),
-            cmd: vec!["sh".into()],
-            tty: true,
-            stderr: true,
-            stdout: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
-
     let sync = rt
         .exec_sync(cri::ExecSyncRequest {
             container_id: created.clone(),
@@ -982,6 +969,29 @@ async fn real_crictl_exec_attach_and_port_forward_over_spdy_and_websocket() -> a
     let id = create(&mut rt, &pod, &sb, sh("main", "sleep 60")).await?;
     start(&mut rt, &id).await?;
     wait_state(&mut rt, &id, RUNNING, T).await?;
+    // kubelet's checks of the stream flags
+    let bad = rt
+        .exec(cri::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into()],
+            tty: true,
+            stderr: true,
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+
+    let none = rt
+        .attach(cri::AttachRequest {
+            container_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), tonic::Code::InvalidArgument, "{none:?}");
+    assert!(none.message().contains("one of stdin, stdout, or stderr"));
 
     for transport in ["spdy", "websocket"] {
         let out = run_crictl(

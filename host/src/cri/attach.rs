@@ -11,9 +11,9 @@ use crate::streaming::Pending;
 
 pub async fn attach(rt: &Runtime, req: cri::AttachRequest) -> Result<cri::AttachResponse> {
     let id = running_container(rt, &req.container_id)?;
-    let opts = stream_options(req.stdin, req.stdout, req.stderr, req.tty)?;
     let streaming = streaming(rt)?;
     streaming.backend().available().await?;
+    let opts = stream_options(req.stdin, req.stdout, req.stderr, req.tty)?;
     let url = streaming
         .url_for(Pending::Attach {
             container_id: id,

@@ -63,12 +63,13 @@ pub fn stream_options(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Res
 
 pub async fn exec(rt: &Runtime, req: cri::ExecRequest) -> Result<cri::ExecResponse> {
     let id = running_container(rt, &req.container_id)?;
+    // what is missing first: a peer without exec makes every request moot
+    let streaming = streaming(rt)?;
+    streaming.backend().available().await?;
     if req.cmd.is_empty() {
         return Err(Status::invalid_argument("cmd must not be empty"));
     }
     let opts = stream_options(req.stdin, req.stdout, req.stderr, req.tty)?;
-    let streaming = streaming(rt)?;
-    streaming.backend().available().await?;
     let url = streaming
         .url_for(Pending::Exec {
             target: ExecTarget {
