@@ -184,6 +184,52 @@ impl SpdyClient {
         Ok(id)
     }
 
+    /// One stream per `streamType` (as client-go opens an exec's), in order.
+    pub async fn open_typed(&mut self, types: &[&str]) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(types.len());
+        for t in types {
+            ids.push(self.open(&[("streamtype", t)], false).await?);
+        }
+        Ok(ids)
+    }
+
+    /// A port-forward pair as client-go opens it: the error stream (closed at
+    /// once) and the data stream; `request_id` absent as old clients send it.
+    pub async fn open_forward(
+        &mut self,
+        port: &str,
+        request_id: Option<&str>,
+    ) -> Result<(u32, u32)> {
+        let mut h = vec![("streamtype", "error"), ("port", port)];
+        if let Some(r) = request_id {
+            h.push(("requestid", r));
+        }
+        let e = self.open(&h, true).await?;
+        h[0].1 = "data";
+        let d = self.open(&h, false).await?;
+        Ok((e, d))
+    }
+
+    /// Read frames into `got` until `done(got)` (or `timeout`).
+    pub async fn until(
+        &mut self,
+        got: &mut Collected,
+        timeout: Duration,
+        done: impl Fn(&Collected) -> bool,
+    ) -> Result<()> {
+        tokio::time::timeout(timeout, async {
+            while !done(got) {
+                match self.next().await? {
+                    Some(f) => got.absorb(f),
+                    None => bail!("the connection ended first: {got:?}"),
+                }
+            }
+            anyhow::Ok(())
+        })
+        .await
+        .context("timed out")?
+    }
+
     /// A data frame (FIN with `fin`).
     pub async fn send(&mut self, id: u32, data: &[u8], fin: bool) -> Result<()> {
         let mut f = Vec::new();

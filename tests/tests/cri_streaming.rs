@@ -222,9 +222,9 @@ async fn spdy_exec_delivers_stdout_stderr_and_the_exit_code() {
     let url = exec(&s, &["sh", "-c", "echo out; echo err >&2; exit 3"], PLAIN);
     let mut c = spdy(&url, &["v4.channel.k8s.io", "v3.channel.k8s.io"]).await;
     assert_eq!(c.protocol, "v4.channel.k8s.io");
-    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
-    let o = c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    let r = c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    let [e, o, r] = c.open_typed(&["error", "stdout", "stderr"]).await.unwrap()[..] else {
+        unreachable!()
+    };
     let got = c.drain(T).await.unwrap();
     assert_eq!(got.replies, vec![e, o, r], "each stream is accepted");
     assert_eq!(got.text(o), "out\n");
@@ -242,16 +242,16 @@ async fn spdy_exec_delivers_stdout_stderr_and_the_exit_code() {
     // success: a Status Success; v3 gets nothing on its error stream
     let url = exec(&s, &["true"], PLAIN);
     let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
-    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
-    c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    let [e, _, _] = c.open_typed(&["error", "stdout", "stderr"]).await.unwrap()[..] else {
+        unreachable!()
+    };
     assert_eq!(status(&c.drain(T).await.unwrap(), e)["status"], "Success");
     let url = exec(&s, &["sh", "-c", "exit 4"], PLAIN);
     let mut c = spdy(&url, &["v3.channel.k8s.io"]).await;
     assert_eq!(c.protocol, "v3.channel.k8s.io");
-    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
-    c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    let [e, _, _] = c.open_typed(&["error", "stdout", "stderr"]).await.unwrap()[..] else {
+        unreachable!()
+    };
     assert_eq!(
         c.drain(T).await.unwrap().text(e),
         "command terminated with non-zero exit code: 4"
@@ -270,10 +270,13 @@ async fn spdy_exec_passes_stdin_and_its_eof() {
         },
     );
     let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
-    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
-    let i = c.open(&[("streamtype", "stdin")], false).await.unwrap();
-    let o = c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    let [e, i, o, _] = c
+        .open_typed(&["error", "stdin", "stdout", "stderr"])
+        .await
+        .unwrap()[..]
+    else {
+        unreachable!()
+    };
     c.ping(1).await.unwrap();
     c.send(i, b"hello ", false).await.unwrap();
     c.send(i, b"spdy\n", true).await.unwrap();
@@ -303,32 +306,27 @@ async fn spdy_exec_with_a_tty_carries_resizes() {
     };
     let url = exec(&s, &["sh"], tty);
     let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
-    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
-    let i = c.open(&[("streamtype", "stdin")], false).await.unwrap();
-    let o = c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    let r = c.open(&[("streamtype", "resize")], false).await.unwrap();
+    let [e, i, o, r] = c
+        .open_typed(&["error", "stdin", "stdout", "resize"])
+        .await
+        .unwrap()[..]
+    else {
+        unreachable!()
+    };
     c.send(r, b"{\"Width\":100,\"Height\":50}\n", false)
         .await
         .unwrap();
     let mut got = Collected::default();
-    tokio::time::timeout(T, async {
-        while !got.text(o).contains("size 100x50") {
-            got.absorb(c.next().await.unwrap().expect("frame"));
-        }
-    })
-    .await
-    .expect("resize reported");
+    c.until(&mut got, T, |got| got.text(o).contains("size 100x50"))
+        .await
+        .expect("resize reported");
     c.send(r, b"{\"Width\":120,\"Height\":40}\n", false)
         .await
         .unwrap();
     c.send(i, b"typed", false).await.unwrap();
-    tokio::time::timeout(T, async {
-        while !got.text(o).contains("typed") {
-            got.absorb(c.next().await.unwrap().expect("frame"));
-        }
-    })
-    .await
-    .expect("stdin echoed");
+    c.until(&mut got, T, |got| got.text(o).contains("typed"))
+        .await
+        .expect("stdin echoed");
     c.send(i, b"", true).await.unwrap();
     let rest = c.drain(T).await.unwrap();
     got.data.entry(o).or_default().extend(rest.text(o).bytes());
@@ -370,46 +368,18 @@ async fn spdy_port_forward_carries_bytes_both_ways_and_reports_errors() {
     let mut c = spdy(&url, &["portforward.k8s.io"]).await;
     assert_eq!(c.protocol, "portforward.k8s.io");
     let p = port.to_string();
-    let e = c
-        .open(
-            &[("streamtype", "error"), ("port", &p), ("requestid", "0")],
-            true,
-        )
-        .await
-        .unwrap();
-    let d = c
-        .open(
-            &[("streamtype", "data"), ("port", &p), ("requestid", "0")],
-            false,
-        )
-        .await
-        .unwrap();
+    let (e, d) = c.open_forward(&p, Some("0")).await.unwrap();
     c.send(d, b"ping", false).await.unwrap();
     let mut got = Collected::default();
-    tokio::time::timeout(T, async {
-        while got.text(d) != "echo:ping" {
-            got.absorb(c.next().await.unwrap().expect("frame"));
-        }
-    })
-    .await
-    .expect("bytes came back");
+    c.until(&mut got, T, |got| got.text(d) == "echo:ping")
+        .await
+        .expect("bytes came back");
     // a second forwarded connection on the same session, without requestID
     // (old clients): paired by stream ids
-    let e2 = c
-        .open(&[("streamtype", "error"), ("port", "1")], true)
+    let (e2, _d2) = c.open_forward("1", None).await.unwrap();
+    c.until(&mut got, T, |got| got.fin.contains(&e2))
         .await
-        .unwrap();
-    let _d2 = c
-        .open(&[("streamtype", "data"), ("port", "1")], false)
-        .await
-        .unwrap();
-    tokio::time::timeout(T, async {
-        while !got.fin.contains(&e2) {
-            got.absorb(c.next().await.unwrap().expect("frame"));
-        }
-    })
-    .await
-    .expect("error stream of the refused port closed");
+        .expect("error stream of the refused port closed");
     assert!(
         got.text(e2).contains("error forwarding port 1"),
         "{:?}",
@@ -417,10 +387,8 @@ async fn spdy_port_forward_carries_bytes_both_ways_and_reports_errors() {
     );
     // the client half-closes; the port's side ends; both streams end
     c.send(d, b"", true).await.unwrap();
-    tokio::time::timeout(T, async {
-        while !(got.fin.contains(&d) && got.fin.contains(&e)) {
-            got.absorb(c.next().await.unwrap().expect("frame"));
-        }
+    c.until(&mut got, T, |got| {
+        got.fin.contains(&d) && got.fin.contains(&e)
     })
     .await
     .expect("data and error streams closed");
@@ -443,9 +411,7 @@ async fn urls_are_single_use_expire_and_unknown_ones_are_404() {
     let (s, _) = server(8, Duration::from_millis(300)).await;
     let url = exec(&s, &["true"], PLAIN);
     let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
-    c.open(&[("streamtype", "error")], false).await.unwrap();
-    c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    c.open_typed(&["error", "stdout", "stderr"]).await.unwrap();
     c.drain(T).await.unwrap();
     let again = http_status(&url).await;
     assert_eq!(again.status, 404, "{again:?}");
@@ -499,10 +465,9 @@ async fn sessions_at_once_are_bounded_and_a_vanished_client_ends_its_session() {
         },
     );
     let mut c = spdy(&held, &["v4.channel.k8s.io"]).await;
-    c.open(&[("streamtype", "error")], false).await.unwrap();
-    c.open(&[("streamtype", "stdin")], false).await.unwrap();
-    c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    c.open_typed(&["error", "stdin", "stdout", "stderr"])
+        .await
+        .unwrap();
     interlink_test_harness::wait_until(T, "the session runs", || live.load(Ordering::SeqCst) == 1)
         .unwrap();
     let second = exec(&s, &["true"], PLAIN);
@@ -531,9 +496,9 @@ async fn retry_after_slot(s: &Streaming) {
             .await
             .unwrap()
         {
-            let e = c.open(&[("streamtype", "error")], false).await.unwrap();
-            c.open(&[("streamtype", "stdout")], false).await.unwrap();
-            c.open(&[("streamtype", "stderr")], false).await.unwrap();
+            let [e, _, _] = c.open_typed(&["error", "stdout", "stderr"]).await.unwrap()[..] else {
+                unreachable!()
+            };
             assert_eq!(status(&c.drain(T).await.unwrap(), e)["status"], "Success");
             return;
         }
@@ -691,28 +656,12 @@ async fn websocket_tunnelled_port_forward_carries_bytes() {
         .await
         .unwrap();
     let p = port.to_string();
-    c.open(
-        &[("streamtype", "error"), ("port", &p), ("requestid", "0")],
-        true,
-    )
-    .await
-    .unwrap();
-    let d = c
-        .open(
-            &[("streamtype", "data"), ("port", &p), ("requestid", "0")],
-            false,
-        )
-        .await
-        .unwrap();
+    let (_, d) = c.open_forward(&p, Some("0")).await.unwrap();
     c.send(d, b"tunnel", false).await.unwrap();
     let mut got = Collected::default();
-    tokio::time::timeout(T, async {
-        while got.text(d) != "echo:tunnel" {
-            got.absorb(c.next().await.unwrap().expect("frame"));
-        }
-    })
-    .await
-    .expect("bytes came back through the tunnel");
+    c.until(&mut got, T, |got| got.text(d) == "echo:tunnel")
+        .await
+        .expect("bytes came back through the tunnel");
     bridge.abort();
     echo.abort();
 }
@@ -723,9 +672,9 @@ async fn a_failing_backend_and_an_idle_session_end_with_a_failure_status() {
     // the backend cannot run it: Failure with its message, streams closed
     let url = exec(&s, &["/nonexistent/program"], PLAIN);
     let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
-    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
-    let o = c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    let [e, o, _] = c.open_typed(&["error", "stdout", "stderr"]).await.unwrap()[..] else {
+        unreachable!()
+    };
     let got = c.drain(T).await.unwrap();
     let st = status(&got, e);
     assert_eq!(st["status"], "Failure");
@@ -748,10 +697,13 @@ async fn a_failing_backend_and_an_idle_session_end_with_a_failure_status() {
         },
     );
     let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
-    let e = c.open(&[("streamtype", "error")], false).await.unwrap();
-    c.open(&[("streamtype", "stdin")], false).await.unwrap();
-    c.open(&[("streamtype", "stdout")], false).await.unwrap();
-    c.open(&[("streamtype", "stderr")], false).await.unwrap();
+    let [e, _, _, _] = c
+        .open_typed(&["error", "stdin", "stdout", "stderr"])
+        .await
+        .unwrap()[..]
+    else {
+        unreachable!()
+    };
     let got = c.drain(T).await.unwrap();
     let st = status(&got, e);
     assert!(st["message"].as_str().unwrap().contains("idle"), "{st}");
@@ -1296,13 +1248,9 @@ async fn crictl_bytes_replayed_spdy_port_forward() {
     let (sock, ahead) = replay(&url, &vector("spdy-portforward.bin")).await;
     let mut c = spdy_client::on_stream(sock, ahead).unwrap();
     let mut got = Collected::default();
-    tokio::time::timeout(T, async {
-        while got.text(3) != "echo:forwarded" {
-            got.absorb(c.next().await.unwrap().expect("frame"));
-        }
-    })
-    .await
-    .expect("the port answered through crictl's streams");
+    c.until(&mut got, T, |got| got.text(3) == "echo:forwarded")
+        .await
+        .expect("the port answered through crictl's streams");
     assert_eq!(got.replies, vec![1, 3]);
     echo.abort();
 }

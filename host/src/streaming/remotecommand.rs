@@ -130,6 +130,32 @@ pub fn spawn_resize_reader(mut rx: mpsc::Receiver<Bytes>) -> mpsc::Receiver<Term
     out
 }
 
+/// Resolves once `idle_for()` (time since the last traffic) reaches `timeout`.
+pub async fn idle_expired(idle_for: impl Fn() -> Duration, timeout: Duration) {
+    loop {
+        tokio::time::sleep(timeout.min(Duration::from_secs(30))).await;
+        if idle_for() >= timeout {
+            return;
+        }
+    }
+}
+
+/// Run `session` on `backend`, then wait for the output `pumps` to drain: all
+/// output is delivered before the outcome.
+pub async fn run_to_exit(
+    session: &Session,
+    backend: &dyn StreamBackend,
+    tty: bool,
+    io: ExecIo,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+) -> Result<i32, BackendError> {
+    let r = session.run(backend, tty, io).await;
+    for h in pumps {
+        let _ = h.await;
+    }
+    r
+}
+
 /// Copy what the backend writes to `w`, then half-close `w`.
 pub fn spawn_output_pump(w: StreamWriter) -> (mpsc::Sender<Bytes>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUTPUT_BUFFER);
@@ -258,22 +284,8 @@ pub async fn serve_spdy(
     };
 
     let mut gone = conn.gone();
-    let idle = async {
-        loop {
-            tokio::time::sleep(idle_timeout.min(Duration::from_secs(30))).await;
-            if conn.idle_for() >= idle_timeout {
-                return;
-            }
-        }
-    };
-    let run = async {
-        let r = session.run(backend.as_ref(), opts.tty, io).await;
-        // all output is delivered before the outcome
-        for h in pumps {
-            let _ = h.await;
-        }
-        r
-    };
+    let idle = idle_expired(|| conn.idle_for(), idle_timeout);
+    let run = run_to_exit(&session, backend.as_ref(), opts.tty, io, pumps);
     let outcome = tokio::select! {
         r = run => Some(r),
         _ = gone.wait_for(|g| *g) => None,

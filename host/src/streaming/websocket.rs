@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::backend::{BackendError, ExecIo, StreamBackend, TermSize};
-use super::remotecommand::{Options, Session, status_json};
+use super::remotecommand::{Options, Session, idle_expired, run_to_exit, status_json};
 use super::spdy::Conn;
 
 pub const V5: &str = super::remotecommand::V5;
@@ -167,21 +167,8 @@ pub async fn serve_exec(
             }
         }
     };
-    let idle = async {
-        loop {
-            tokio::time::sleep(idle_timeout.min(Duration::from_secs(30))).await;
-            if activity.idle_for() >= idle_timeout {
-                return;
-            }
-        }
-    };
-    let run = async {
-        let r = session.run(backend.as_ref(), opts.tty, io).await;
-        for h in pumps {
-            let _ = h.await;
-        }
-        r
-    };
+    let idle = idle_expired(|| activity.idle_for(), idle_timeout);
+    let run = run_to_exit(&session, backend.as_ref(), opts.tty, io, pumps);
     tokio::pin!(reader);
     let outcome = tokio::select! {
         r = run => Some(r),
