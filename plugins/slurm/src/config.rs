@@ -432,6 +432,38 @@ squeue: /usr/bin/squeue
     }
 
     #[test]
+    fn upstream_feature_keys() {
+        let c: SlurmConfig = serde_yaml::from_str(
+            r#"
+container_runtime: enroot
+image_root: /cvmfs/unpacked.cern.ch/
+allowed_image_roots: [/sif/]
+singularity_mounts: ["/cvmfs:/cvmfs:ro"]
+allow_singularity_mounts_annotation: true
+allow_mpi_flags_annotation: true
+mpi_command: [srun, --mpi=pmix]
+enable_probes: false
+job_script_template: /etc/interlink/job.tmpl
+ping:
+  resources: {cpu: "64", memory: 256Gi}
+  taints: [{key: a, effect: NoExecute}]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.container_runtime, ContainerRuntime::Enroot);
+        assert!(!c.enable_probes && SlurmConfig::default().enable_probes);
+        let bad = |yaml: &str, says: &str| {
+            let c: SlurmConfig = serde_yaml::from_str(yaml).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        };
+        bad("singularity_mounts: [cvmfs]", "absolute host path");
+        bad("ping: {taints: [{key: a, effect: Never}]}", "NoSchedule");
+        bad("mpi_command: []", "mpi_command");
+    }
+
+    #[test]
     fn the_example_config_loads() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),

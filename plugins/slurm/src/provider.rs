@@ -969,6 +969,109 @@ mod tests {
         assert!(e.contains("singularity-options"), "{e}");
     }
 
+    fn annotated(key: &str, value: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {"annotations": {key: value}}})).unwrap()
+    }
+
+    /// `image-root`, `singularity-mounts` and `mpi-flags` are refused unless the
+    /// admin allows them; what the admin configures applies to every pod.
+    #[test]
+    fn upstream_annotations_are_gated() {
+        let plain: Pod = serde_json::from_value(json!({"metadata": {}})).unwrap();
+        let d = SlurmConfig::default();
+        // image root: the config's, or one the admin lists
+        assert_eq!(image_root(&d, &plain).unwrap(), "docker://");
+        let cfg = SlurmConfig {
+            image_root: Some("/cvmfs/unpacked.cern.ch/".into()),
+            allowed_image_roots: vec!["/sif/".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            image_root(&cfg, &plain).unwrap(),
+            "/cvmfs/unpacked.cern.ch/"
+        );
+        assert_eq!(
+            image_root(&cfg, &annotated(ANN_IMAGE_ROOT, "/sif/")).unwrap(),
+            "/sif/"
+        );
+        let e = image_root(&cfg, &annotated(ANN_IMAGE_ROOT, "/home/eve/")).unwrap_err();
+        assert!(e.contains("allowed_image_roots: /sif/"), "{e}");
+        let e = image_root(&d, &annotated(ANN_IMAGE_ROOT, "/x/")).unwrap_err();
+        assert!(e.contains("allowed_image_roots: none"), "{e}");
+
+        // mounts: the admin's always, the pod's only when allowed
+        let cfg = SlurmConfig {
+            singularity_mounts: vec!["/cvmfs:/cvmfs:ro".into()],
+            ..Default::default()
+        };
+        assert_eq!(binds(&cfg, &plain).unwrap(), vec!["/cvmfs:/cvmfs:ro"]);
+        let pod = annotated(
+            ANN_SINGULARITY_MOUNTS,
+            "--bind /scratch:/scratch /data:/d:ro",
+        );
+        let e = binds(&cfg, &pod).unwrap_err();
+        assert!(e.contains("allow_singularity_mounts_annotation"), "{e}");
+        let open = SlurmConfig {
+            allow_singularity_mounts_annotation: true,
+            ..cfg
+        };
+        assert_eq!(
+            binds(&open, &pod).unwrap(),
+            vec!["/cvmfs:/cvmfs:ro", "/scratch:/scratch", "/data:/d:ro"]
+        );
+        let e = binds(&open, &annotated(ANN_SINGULARITY_MOUNTS, "--nv")).unwrap_err();
+        assert!(e.contains("only binds"), "{e}");
+
+        // mpi flags: refused by default; allowed, words are data
+        let pod = annotated(ANN_MPI_FLAGS, "--bind-to core '-x A=1'");
+        let e = mpi(&d, &pod).unwrap_err();
+        assert!(e.contains("allow_mpi_flags_annotation"), "{e}");
+        assert_eq!(mpi(&d, &plain).unwrap(), None);
+        let open = SlurmConfig {
+            allow_mpi_flags_annotation: true,
+            ..Default::default()
+        };
+        let (launcher, flags) = mpi(&open, &pod).unwrap().unwrap();
+        assert_eq!(launcher, vec!["mpiexec", "-np", "$SLURM_NTASKS"]);
+        assert_eq!(flags, vec!["--bind-to", "core", "-x A=1"]);
+        let (_, flags) = mpi(&open, &annotated(ANN_MPI_FLAGS, "true"))
+            .unwrap()
+            .unwrap();
+        assert!(flags.is_empty());
+    }
+
+    /// Ping: the configured capacity and taints; else the measured totals.
+    #[test]
+    fn ping_answers_capacity_and_taints() {
+        let measured = ping_answer(&Default::default(), 8, 16000);
+        let r = measured.resources.unwrap();
+        assert_eq!(
+            (r.cpu.as_deref(), r.memory.as_deref()),
+            (Some("8"), Some("16000Mi"))
+        );
+        assert_eq!(measured.taints, None);
+        let p: crate::config::PingConfig = serde_yaml::from_str(
+            r#"
+resources: {cpu: "128", memory: 512Gi, pods: "1000",
+            accelerators: [{resource_type: nvidia.com/gpu, available: "8"}]}
+taints: [{key: site.io/slurm, value: "yes", effect: NoSchedule}]
+"#,
+        )
+        .unwrap();
+        let a = ping_answer(&p, 8, 16000);
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            json,
+            json!({"status": "ok",
+                "resources": {"cpu": "128", "memory": "512Gi", "pods": "1000",
+                    "accelerators": [{"resourceType": "nvidia.com/gpu", "available": "8"}]},
+                "taints": [{"key": "site.io/slurm", "value": "yes", "effect": "NoSchedule"}]})
+        );
+        // `[]` clears the node's taints (upstream's *[]TaintResponse)
+        let p: crate::config::PingConfig = serde_yaml::from_str("taints: []").unwrap();
+        assert_eq!(ping_answer(&p, 1, 1).taints, Some(vec![]));
+    }
+
     #[test]
     fn pre_exec_is_the_admins() {
         let pod: Pod = serde_json::from_value(json!({"metadata": {"annotations": {

@@ -686,7 +686,7 @@ fn render_checks(out: &mut String, s: &JobScript, c: &ContainerRun, i: usize, se
     if let Some(cmd) = &k.post_start {
         let words: Vec<String> = cmd.iter().map(|w| sh_quote(w)).collect();
         out.push_str(&format!(
-            "    if ! __il_x{i} {} </dev/null; then\n        __il_log \"container \"{name}\": postStart hook failed\"\n        __il_kill {name} 'postStart hook failed'\n        return 0\n    fi\n",
+            "    if ! ( __il_x{i} {} ) </dev/null; then\n        __il_log \"container \"{name}\": postStart hook failed\"\n        __il_kill {name} 'postStart hook failed'\n        return 0\n    fi\n",
             words.join(" ")
         ));
     }
@@ -1000,5 +1000,281 @@ mod tests {
         assert_eq!(st.code(), Some(7));
         assert!(dir.path().join("containers/setup.exit").exists());
         assert!(!dir.path().join("containers/main.started").exists());
+    }
+
+    fn exec_probe(cmd: &[&str], period: u32, fail: u32) -> Probe {
+        Probe {
+            action: ProbeAction::Exec(cmd.iter().map(|s| s.to_string()).collect()),
+            initial_delay_s: 0,
+            period_s: period,
+            timeout_s: 2,
+            success_threshold: 1,
+            failure_threshold: fail,
+        }
+    }
+
+    fn run_script(s: &JobScript) -> (std::process::ExitStatus, String) {
+        let path = s.pod_dir.join("job.sh");
+        std::fs::write(&path, render(s).unwrap()).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// Probes and hooks really run (bash, runtime none): a readiness exec probe
+    /// marks the container ready once its command succeeds, a failing liveness
+    /// probe kills its container, postStart runs in the container's env.
+    #[test]
+    fn probes_and_hooks_run_in_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = None;
+        s.init.clear();
+        s.containers = vec![
+            ContainerRun {
+                name: "web".into(),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("sleep 1; touch {d}/flag; sleep 2"),
+                ],
+                env: vec![("HOOK_WORD".into(), "from env".into())],
+                checks: Checks {
+                    readiness: Some(exec_probe(&["test", "-e", &format!("{d}/flag")], 1, 3)),
+                    post_start: Some(vec![
+                        "sh".into(),
+                        "-c".into(),
+                        format!("echo \"$HOOK_WORD\" > {d}/hook.out"),
+                    ]),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ContainerRun {
+                name: "sick".into(),
+                command: vec!["sleep".into(), "30".into()],
+                checks: Checks {
+                    liveness: Some(exec_probe(&["false"], 1, 2)),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        ];
+        let t0 = std::time::Instant::now();
+        let (st, out) = run_script(&s);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{out}");
+        assert_eq!(st.code(), Some(143), "{out}");
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+        assert_eq!(read("containers/web.ready"), "1\n", "{out}");
+        assert!(
+            out.contains("container web: readiness probe succeeded"),
+            "{out}"
+        );
+        assert!(
+            out.contains("container web: readiness probe failed (1/3)"),
+            "{out}"
+        );
+        assert_eq!(read("hook.out"), "from env\n");
+        assert!(read("containers/web.exit").starts_with("0 "));
+        assert!(
+            out.contains("container sick: liveness probe failed 2 times"),
+            "{out}"
+        );
+        assert!(
+            out.contains("container sick: liveness probe failed: killed"),
+            "{out}"
+        );
+        assert!(read("containers/sick.exit").starts_with("143 "), "{out}");
+    }
+
+    /// TERM to the job's shell runs preStop in the container, then ends the containers.
+    #[test]
+    fn pre_stop_runs_before_the_containers_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = None;
+        s.init.clear();
+        s.containers = vec![ContainerRun {
+            name: "app".into(),
+            command: vec!["sleep".into(), "30".into()],
+            checks: Checks {
+                pre_stop: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("echo bye > {d}/stop.out"),
+                ]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }];
+        let path = dir.path().join("job.sh");
+        std::fs::write(&path, render(&s).unwrap()).unwrap();
+        let mut child = std::process::Command::new("bash")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid_file = dir.path().join("containers/app.pid");
+        for _ in 0..100 {
+            if pid_file.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(pid_file.exists());
+        let t0 = std::time::Instant::now();
+        // the job's shell alone, as `scancel --batch` does
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let st = child.wait().unwrap();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(st.code(), Some(143));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("stop.out")).unwrap(),
+            "bye\n"
+        );
+        assert!(
+            std::fs::read_to_string(dir.path().join("containers/app.exit"))
+                .unwrap()
+                .starts_with("143 ")
+        );
+    }
+
+    /// Tenant words of probes and hooks reach the script only quoted; probes go
+    /// through the container's runtime; HTTP/TCP probes target 127.0.0.1.
+    #[test]
+    fn probe_text_per_runtime() {
+        let with_checks = |rt| {
+            let mut b = base(rt);
+            b.containers[0].checks = Checks {
+                readiness: Some(exec_probe(&["sh", "-c", "$(reboot); `id`"], 5, 3)),
+                liveness: Some(Probe {
+                    action: ProbeAction::Http {
+                        scheme: "http".into(),
+                        port: 8080,
+                        path: "/h'z".into(),
+                        headers: vec![("X-T".into(), "a b".into())],
+                    },
+                    initial_delay_s: 7,
+                    period_s: 10,
+                    timeout_s: 1,
+                    success_threshold: 1,
+                    failure_threshold: 3,
+                }),
+                startup: Some(Probe {
+                    action: ProbeAction::Tcp { port: 9000 },
+                    initial_delay_s: 0,
+                    period_s: 1,
+                    timeout_s: 1,
+                    success_threshold: 1,
+                    failure_threshold: 30,
+                }),
+                ..Default::default()
+            };
+            render(&b).unwrap()
+        };
+        let s = with_checks(ContainerRuntime::Apptainer);
+        assert!(s.contains("__il_x1() { # in container main\n    export GREETING='hello world'\n    exec apptainer exec --nv --bind /data/pods/u1/volumes/cfg:/etc/cfg:ro --pwd /work docker://docker.io/library/alpine:3 \"$@\"\n}"), "{s}");
+        assert!(
+            s.contains("__il_k1r() { __il_x1 sh -c '$(reboot); `id`'; }"),
+            "{s}"
+        );
+        assert!(s.contains("__il_k1l() { curl -fsSk -o /dev/null --max-time 1 --noproxy '*' -H 'X-T: a b' 'http://127.0.0.1:8080/h'\\''z'; }"), "{s}");
+        assert!(
+            s.contains("__il_k1s() { ( exec 3<>/dev/tcp/127.0.0.1/9000 ) 2>/dev/null; }"),
+            "{s}"
+        );
+        assert!(s.contains("    __il_probe main startup 0 1 1 1 30 __il_k1s || return 0\n    __il_probe main readiness 0 5 2 1 3 __il_k1r &\n    __il_probe main liveness 7 10 1 1 3 __il_k1l &\n"), "{s}");
+        assert!(
+            s.contains("__il_run main __il_c1 &\n__il_p0=$!\n__il_w1 &\n__il_bg+=($!)\n"),
+            "{s}"
+        );
+        let s = with_checks(ContainerRuntime::Podman);
+        assert!(
+            s.contains("exec podman run --rm --network=host --name=il-u1-main --nv"),
+            "{s}"
+        );
+        assert!(
+            s.contains("    exec podman exec -e GREETING -w /work il-u1-main \"$@\"\n"),
+            "{s}"
+        );
+        // no probes: no helpers, no name
+        let s = render(&base(ContainerRuntime::Podman)).unwrap();
+        assert!(!s.contains("__il_probe") && !s.contains("--name="), "{s}");
+    }
+
+    #[test]
+    fn enroot_imports_creates_and_starts() {
+        let s = render(&base(ContainerRuntime::Enroot)).unwrap();
+        assert!(s.contains("    enroot remove -f il-u1-main >/dev/null 2>&1\n    enroot import --output /data/pods/u1/images/main.sqsh docker://docker.io/library/alpine:3 || exit 1\n    enroot create --name il-u1-main /data/pods/u1/images/main.sqsh || exit 1\n"), "{s}");
+        assert!(s.contains("    exec enroot start --rw --nv --env GREETING --mount /data/pods/u1/volumes/cfg:/etc/cfg:ro il-u1-main /bin/sh -c 'cd \"$1\" && shift && exec \"$@\"' sh /work python3 -c 'print(\"it'\\''s\")'\n"), "{s}");
+        assert!(
+            s.contains("    exec enroot start --rw --nv il-u1-setup sh -c"),
+            "{s}"
+        );
+    }
+
+    /// The admin's launcher words keep `$SLURM_NTASKS`; the pod's flags are quoted;
+    /// init containers are not launched by MPI; binds go to every container.
+    #[test]
+    fn mpi_and_binds() {
+        let mut b = base(ContainerRuntime::Apptainer);
+        b.mpi = Some((
+            vec!["mpiexec".into(), "-np".into(), "$SLURM_NTASKS".into()],
+            vec!["--bind-to".into(), "core;reboot".into()],
+        ));
+        b.binds = vec!["/cvmfs:/cvmfs:ro".into()];
+        let s = render(&b).unwrap();
+        assert!(s.contains("    exec \"mpiexec\" \"-np\" \"$SLURM_NTASKS\" --bind-to 'core;reboot' apptainer exec --nv --bind /cvmfs:/cvmfs:ro --bind /data/pods/u1/volumes/cfg"), "{s}");
+        assert!(
+            s.contains(
+                "    exec apptainer exec --nv --bind /cvmfs:/cvmfs:ro docker://busybox sh -c"
+            ),
+            "{s}"
+        );
+    }
+
+    /// With a template the admin's lines surround the job; pod values are quoted.
+    #[test]
+    fn template_wraps_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = None;
+        s.pod_name = "p; touch /tmp/x".into();
+        s.init.clear();
+        s.containers = vec![ContainerRun {
+            name: "c".into(),
+            command: vec!["sh".into(), "-c".into(), "echo \"site=$SITE\"".into()],
+            ..Default::default()
+        }];
+        s.template = Some(std::sync::Arc::new(
+            crate::template::Template::parse(
+                "#!{{ .Shell }}\n{{ .SbatchFlags }}\n#SBATCH --comment=site\nexport SITE=cern\necho \"pod\" {{ .PodName }}\n{{ .Job }}",
+            )
+            .unwrap(),
+        ));
+        let text = render(&s).unwrap();
+        assert!(
+            text.starts_with("#!/bin/bash\n#SBATCH --job-name=ns-p\n"),
+            "{text}"
+        );
+        assert!(text.contains("#SBATCH --mem=100M\n#SBATCH --comment=site\nexport SITE=cern\necho \"pod\" 'p; touch /tmp/x'\n"), "{text}");
+        let (st, out) = run_script(&s);
+        assert_eq!(st.code(), Some(0));
+        assert!(out.contains("pod p; touch /tmp/x"), "{out}");
+        let log = std::fs::read_to_string(dir.path().join("containers/c.log")).unwrap();
+        assert!(log.ends_with("Z site=cern\n"), "{log}");
     }
 }

@@ -448,6 +448,30 @@ mod tests {
         assert_eq!(s.job_id, "42");
     }
 
+    /// A running container a probe gates is ready only once the job's probe says so.
+    #[test]
+    fn readiness_follows_the_probe() {
+        let d = tempfile::tempdir().unwrap();
+        let r = record(d.path(), &[], &["web", "plain"]);
+        let j = job("RUNNING", "None", None);
+        write(d.path(), "web", true, None);
+        write(d.path(), "plain", true, None);
+        let ready = |v: &str| {
+            std::fs::write(d.path().join("containers/web.ready"), v).unwrap();
+            let (s, _) = pod_status(&r, JobView::Known(&j), d.path());
+            assert_eq!(state_of(&s.containers[0]).0, "running");
+            assert!(s.containers[1].ready);
+            s.containers[0].ready
+        };
+        assert!(!ready("0\n"));
+        assert!(ready("1\n"));
+        assert!(!ready("0\n"));
+        // a container that ended is never ready, whatever the file says
+        write(d.path(), "web", true, Some(0));
+        let (s, _) = pod_status(&r, JobView::Known(&j), d.path());
+        assert!(!s.containers[0].ready);
+    }
+
     #[test]
     fn running_with_init_then_main() {
         let d = tempfile::tempdir().unwrap();
