@@ -191,6 +191,7 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
             w.extend(["podman", "run", "--rm", "--network=host"].map(String::from));
             if needs_name(c) {
                 w.push(format!("--name={}", runtime_name(s, c)));
+                w.push("--replace".into());
             }
             w.extend(s.runtime_options.iter().cloned());
             for (k, _) in &c.env {
@@ -366,6 +367,7 @@ __il_bg=()
 __il_finish() {
     local p
     for p in "${__il_bg[@]}"; do kill "$p" 2>/dev/null; done
+    ! declare -F __il_cleanup >/dev/null || __il_cleanup
     printf '%s %s\n' "$__il_rc" "$(__il_now)" > "$INTERLINK_POD_DIR/job.done"
     exit "$__il_rc"
 }
@@ -597,6 +599,14 @@ pub fn render(s: &JobScript) -> Result<String, String> {
         if is_main && !c.checks.is_empty() {
             render_checks(&mut out, s, c, i, &setup);
         }
+    }
+    if s.runtime == ContainerRuntime::Enroot {
+        // the containers' root filesystems go with the job
+        let names: Vec<String> = all.iter().map(|c| sh_quote(&runtime_name(s, c))).collect();
+        out.push_str(&format!(
+            "__il_cleanup() {{\n    local n\n    for n in {}; do enroot remove -f \"$n\" >/dev/null 2>&1; done\n}}\n",
+            names.join(" ")
+        ));
     }
     if any_pre_stop {
         out.push_str("__il_pre_stop_hooks() {\n    local h=()\n");
@@ -1202,7 +1212,7 @@ mod tests {
         );
         let s = with_checks(ContainerRuntime::Podman);
         assert!(
-            s.contains("exec podman run --rm --network=host --name=il-u1-main --nv"),
+            s.contains("exec podman run --rm --network=host --name=il-u1-main --replace --nv"),
             "{s}"
         );
         assert!(
@@ -1221,6 +1231,10 @@ mod tests {
         assert!(s.contains("    exec enroot start --rw --nv --env GREETING --mount /data/pods/u1/volumes/cfg:/etc/cfg:ro il-u1-main /bin/sh -c 'cd \"$1\" && shift && exec \"$@\"' sh /work python3 -c 'print(\"it'\\''s\")'\n"), "{s}");
         assert!(
             s.contains("    exec enroot start --rw --nv il-u1-setup sh -c"),
+            "{s}"
+        );
+        assert!(
+            s.contains("    for n in il-u1-setup il-u1-main; do enroot remove -f \"$n\" >/dev/null 2>&1; done\n"),
             "{s}"
         );
     }
