@@ -90,8 +90,7 @@ impl Plugin {
     /// The job's own output (the script's stdout: probe and hook messages).
     fn job_out(&self, dir: &Path, pod: &Value) -> String {
         let uid = pod["metadata"]["uid"].as_str().unwrap();
-        std::fs::read_to_string(dir.join("root/pods").join(uid).join("job.out"))
-            .unwrap_or_default()
+        std::fs::read_to_string(dir.join("root/pods").join(uid).join("job.out")).unwrap_or_default()
     }
 }
 
@@ -146,13 +145,19 @@ fn readiness_exec_probe_decides_ready() {
     }
     let c = p.wait(&pod, "web", "web ready", |c| c["ready"] == true);
     assert!(!c["state"]["running"].is_null(), "{c:#}");
-    assert!(flag.exists(), "ready before the probe's command could succeed");
+    assert!(
+        flag.exists(),
+        "ready before the probe's command could succeed"
+    );
     let out = p.job_out(dir.path(), &pod);
     assert!(
         out.contains("container web: readiness probe succeeded"),
         "{out}"
     );
-    assert!(out.contains("container web: readiness probe failed"), "{out}");
+    assert!(
+        out.contains("container web: readiness probe failed"),
+        "{out}"
+    );
     assert!(p.log(&pod, "web").contains("up"));
     assert_eq!(p.delete(&pod), 200);
 }
@@ -256,7 +261,7 @@ fn mpi_flags_only_when_the_admin_allows() {
     let p = Plugin::start(
         &conf,
         dir.path(),
-        "  allow_mpi_flags_annotation: true\n  mpi_command: [env, \"FROM_LAUNCHER=$SLURM_NTASKS\"]\n",
+        "  allow_mpi_flags_annotation: true\n  mpi_command: [env, \"FROM_LAUNCHER=${SLURM_NTASKS:-1}\"]\n",
     );
     let pod = pod("mpi", spec, ann);
     let (code, body) = p.create(&pod);
@@ -301,7 +306,10 @@ fn job_script_template_from_the_admin() {
     assert!(p.log(&pod, "c").contains("site=from-template"));
     let out = p.job_out(dir.path(), &pod);
     let uid = pod["metadata"]["uid"].as_str().unwrap();
-    assert!(out.contains(&format!("site job for templated {uid}")), "{out}");
+    assert!(
+        out.contains(&format!("site job for templated {uid}")),
+        "{out}"
+    );
 
     // a template with code in it stops the plugin at start, naming it
     let bad = dir.path().join("bad.tmpl");
@@ -359,7 +367,10 @@ fn ping_answers_configured_capacity_and_taints() {
     let b = request(p.p.port, "GET", "/pinglink", &Value::Null).text();
     assert_eq!(a, b);
     let v: Value = serde_json::from_str(&a).unwrap();
-    assert!(v["resources"]["memory"].as_str().unwrap().ends_with("Mi"), "{v}");
+    assert!(
+        v["resources"]["memory"].as_str().unwrap().ends_with("Mi"),
+        "{v}"
+    );
     assert!(v.get("taints").is_none(), "{v}");
 }
 
@@ -368,7 +379,9 @@ fn ping_answers_configured_capacity_and_taints() {
 /// fetched and no job is submitted. The same pod without it runs.
 #[test]
 fn job_script_url_is_refused_with_why() {
-    use interlink_test_harness::apiserver::{Listen, ScriptedHttp, create_request, start_interlink};
+    use interlink_test_harness::apiserver::{
+        Listen, ScriptedHttp, create_request, start_interlink,
+    };
     use interlink_test_harness::plugin::PodBuilder;
     let Some(conf) = slurm_conf("jobscriptURL test") else {
         return;
@@ -406,7 +419,9 @@ fn job_script_url_is_refused_with_why() {
     assert_eq!(r.status, 400, "{}", r.text());
     let msg = r.text();
     assert!(
-        msg.contains("jobscriptURL is not supported") && msg.contains("Secrets") && msg.contains("job_script_template"),
+        msg.contains("jobscriptURL is not supported")
+            && msg.contains("Secrets")
+            && msg.contains("job_script_template"),
         "{msg}"
     );
     assert_eq!(

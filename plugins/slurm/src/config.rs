@@ -196,7 +196,7 @@ pub struct SlurmConfig {
     /// quoted); mpiexec runs on the node, outside the container, so off by default.
     pub allow_mpi_flags_annotation: bool,
     /// The MPI launcher put before the container runtime for pods with
-    /// `slurm-job.vk.io/mpi-flags` (the admin's; `$SLURM_NTASKS` is expanded by the job).
+    /// `slurm-job.vk.io/mpi-flags` (the admin's; `${SLURM_NTASKS:-1}` is expanded by the job: Slurm sets it only with `--ntasks`).
     pub mpi_command: Vec<String>,
     /// Binds added to every apptainer/singularity/enroot container, `HOST:CONTAINER[:ro]`
     /// (the admin's; upstream's `slurm-job.vk.io/singularity-mounts`).
@@ -271,7 +271,7 @@ impl Default for SlurmConfig {
             allowed_host_paths: Vec::new(),
             allow_singularity_mounts_annotation: false,
             allow_mpi_flags_annotation: false,
-            mpi_command: vec!["mpiexec".into(), "-np".into(), "$SLURM_NTASKS".into()],
+            mpi_command: vec!["mpiexec".into(), "-np".into(), "${SLURM_NTASKS:-1}".into()],
             singularity_mounts: Vec::new(),
             image_root: None,
             allowed_image_roots: Vec::new(),

@@ -1032,7 +1032,7 @@ mod tests {
             ..Default::default()
         };
         let (launcher, flags) = mpi(&open, &pod).unwrap().unwrap();
-        assert_eq!(launcher, vec!["mpiexec", "-np", "$SLURM_NTASKS"]);
+        assert_eq!(launcher, vec!["mpiexec", "-np", "${SLURM_NTASKS:-1}"]);
         assert_eq!(flags, vec!["--bind-to", "core", "-x A=1"]);
         let (_, flags) = mpi(&open, &annotated(ANN_MPI_FLAGS, "true"))
             .unwrap()
