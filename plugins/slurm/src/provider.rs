@@ -796,7 +796,7 @@ fn binds(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
 
 /// The MPI launch of `slurm-job.vk.io/mpi-flags` (`"true"` = the launcher
 /// without flags, as upstream), when the admin allows it (refused otherwise).
-fn mpi(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<(Vec<String>, Vec<String>)>, String> {
+fn mpi(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<crate::script::MpiLaunch>, String> {
     let Some(a) = annotation(pod, ANN_MPI_FLAGS) else {
         return Ok(None);
     };
@@ -812,7 +812,10 @@ fn mpi(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<(Vec<String>, Vec<String>)
     } else {
         crate::resources::split_words(a).map_err(|e| format!("{ANN_MPI_FLAGS}: {e}"))?
     };
-    Ok(Some((cfg.mpi_command.clone(), flags)))
+    Ok(Some(crate::script::MpiLaunch {
+        launcher: cfg.mpi_command.clone(),
+        flags,
+    }))
 }
 
 /// The helper binary the job scripts run for subPaths (see [`crate::subpath_exec`]).
@@ -1031,13 +1034,13 @@ mod tests {
             allow_mpi_flags_annotation: true,
             ..Default::default()
         };
-        let (launcher, flags) = mpi(&open, &pod).unwrap().unwrap();
-        assert_eq!(launcher, vec!["mpiexec", "-np", "${SLURM_NTASKS:-1}"]);
-        assert_eq!(flags, vec!["--bind-to", "core", "-x A=1"]);
-        let (_, flags) = mpi(&open, &annotated(ANN_MPI_FLAGS, "true"))
+        let m = mpi(&open, &pod).unwrap().unwrap();
+        assert_eq!(m.launcher, vec!["mpiexec", "-np", "${SLURM_NTASKS:-1}"]);
+        assert_eq!(m.flags, vec!["--bind-to", "core", "-x A=1"]);
+        let m = mpi(&open, &annotated(ANN_MPI_FLAGS, "true"))
             .unwrap()
             .unwrap();
-        assert!(flags.is_empty());
+        assert!(m.flags.is_empty());
     }
 
     /// Ping: the configured capacity and taints; else the measured totals.

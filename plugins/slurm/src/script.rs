@@ -28,6 +28,15 @@ pub struct ContainerRun {
     pub checks: Checks,
 }
 
+/// The MPI launch of the regular containers (`slurm-job.vk.io/mpi-flags`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MpiLaunch {
+    /// The admin's launcher words (`mpi_command`): shell words, `$VAR` expands.
+    pub launcher: Vec<String>,
+    /// The pod's flags: each one quoted word.
+    pub flags: Vec<String>,
+}
+
 /// Everything the job script is made of.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobScript {
@@ -51,7 +60,7 @@ pub struct JobScript {
     pub binds: Vec<String>,
     /// MPI launch of the regular containers: the admin's launcher words (shell
     /// words: `$SLURM_NTASKS` expands) and the pod's flags (each quoted as data).
-    pub mpi: Option<(Vec<String>, Vec<String>)>,
+    pub mpi: Option<MpiLaunch>,
     /// The admin's job script template (see [`crate::template`]); `None` = the built-in layout.
     pub template: Option<std::sync::Arc<crate::template::Template>>,
     /// The pod's name, namespace and uid, for the template's variables.
@@ -587,9 +596,9 @@ pub fn render(s: &JobScript) -> Result<String, String> {
         }
         let cmd = container_command(s, c)?;
         let mut words: Vec<String> = Vec::new();
-        if let (true, Some((launcher, flags))) = (is_main, &s.mpi) {
-            words.extend(launcher.iter().map(|w| sh_dquote(w)));
-            words.extend(flags.iter().map(|w| sh_quote(w)));
+        if let (true, Some(m)) = (is_main, &s.mpi) {
+            words.extend(m.launcher.iter().map(|w| sh_dquote(w)));
+            words.extend(m.flags.iter().map(|w| sh_quote(w)));
         }
         words.extend(cmd.iter().map(|w| sh_quote(w)));
         out.push_str("    printf '%s\\n' \"$BASHPID\" > \"$__il_dir/\"");
@@ -1244,10 +1253,10 @@ mod tests {
     #[test]
     fn mpi_and_binds() {
         let mut b = base(ContainerRuntime::Apptainer);
-        b.mpi = Some((
-            vec!["mpiexec".into(), "-np".into(), "$SLURM_NTASKS".into()],
-            vec!["--bind-to".into(), "core;reboot".into()],
-        ));
+        b.mpi = Some(MpiLaunch {
+            launcher: vec!["mpiexec".into(), "-np".into(), "$SLURM_NTASKS".into()],
+            flags: vec!["--bind-to".into(), "core;reboot".into()],
+        });
         b.binds = vec!["/cvmfs:/cvmfs:ro".into()];
         let s = render(&b).unwrap();
         assert!(s.contains("    exec \"mpiexec\" \"-np\" \"$SLURM_NTASKS\" --bind-to 'core;reboot' apptainer exec --nv --bind /cvmfs:/cvmfs:ro --bind /data/pods/u1/volumes/cfg"), "{s}");
