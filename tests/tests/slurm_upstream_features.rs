@@ -35,6 +35,12 @@ impl Plugin {
         }
     }
 
+    fn start_env(conf: &Path, dir: &Path, extra: &str, env: &[(String, String)]) -> Plugin {
+        Plugin {
+            p: slurm::start_plugin(conf, dir, extra, env).unwrap(),
+        }
+    }
+
     fn create(&self, pod: &Value) -> (u16, String) {
         let r = request(
             self.p.port,
@@ -437,4 +443,61 @@ fn job_script_url_is_refused_with_why() {
         .request("POST", "/create", Some(&serde_json::to_vec(&req).unwrap()))
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Under the podman runtime, exec probes and hooks run inside the container
+/// (`podman exec` into the named container): the probe sees the container's
+/// own filesystem, the preStop hook runs there before TERM.
+#[test]
+fn podman_probes_and_hooks_run_in_the_container() {
+    let Some(conf) = slurm_conf("podman probe test") else {
+        return;
+    };
+    let Some(engine) = interlink_test_harness::engine::engine("podman probe test") else {
+        return;
+    };
+    let dir = tmp("podman-probes");
+    let d = dir.path().display().to_string();
+    let pod = pod(
+        "podprobe",
+        json!({"terminationGracePeriodSeconds": 60,
+            "volumes": [{"name": "out", "hostPath": {"path": d}}],
+            "containers": [{
+            "name": "web", "image": engine.image,
+            "command": ["sh", "-c", "trap 'echo term >> /out/events; exit 0' TERM; echo up; sleep 3; touch /tmp/inside; while :; do sleep 1; done"],
+            "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            // /tmp/inside exists only in the container's own filesystem
+            "readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/inside"]}, "periodSeconds": 1},
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "test -e /tmp/inside && echo prestop >> /out/events"]}}}
+        }]}),
+        json!({}),
+    );
+    // hostPath under the test's directory: the admin allows it
+    let p = Plugin::start_env(
+        &conf,
+        dir.path(),
+        &format!("  container_runtime: podman\n  allowed_host_paths: [{d}]\n"),
+        &engine.env_pairs(),
+    );
+    let (code, body) = p.create(&pod);
+    assert_eq!(code, 200, "{body}");
+    p.wait(&pod, "web", "web running", |c| {
+        !c["state"]["running"].is_null()
+    });
+    let c = p.wait(&pod, "web", "web ready", |c| c["ready"] == true);
+    assert!(!c["state"]["running"].is_null(), "{c:#}");
+    // the probe looked inside the container: the node has no such file
+    assert!(!Path::new("/tmp/inside").exists());
+    assert_eq!(p.delete(&pod), 200);
+    let events = dir.path().join("events");
+    wait_until(Duration::from_secs(60), "preStop, then TERM", || {
+        std::fs::read_to_string(&events).is_ok_and(|t| t.contains("term"))
+    })
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&events).unwrap(),
+        "prestop\nterm\n",
+        "plugin log:\n{}",
+        p.p.proc.output()
+    );
 }
