@@ -761,16 +761,16 @@ fn image_root(cfg: &SlurmConfig, pod: &Pod) -> Result<String, String> {
 /// when the admin allows it (refused otherwise).
 fn binds(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
     let mut out = cfg.singularity_mounts.clone();
-    let Some(a) = annotation(pod, ANN_SINGULARITY_MOUNTS) else {
+    let Some(a) = gated(
+        pod,
+        ANN_SINGULARITY_MOUNTS,
+        cfg.allow_singularity_mounts_annotation,
+        "bind the node's files",
+        "allow_singularity_mounts_annotation",
+    )?
+    else {
         return Ok(out);
     };
-    if !cfg.allow_singularity_mounts_annotation {
-        return Err(not_allowed(
-            ANN_SINGULARITY_MOUNTS,
-            "bind the node's files",
-            "allow_singularity_mounts_annotation",
-        ));
-    }
     let words =
         crate::resources::split_words(a).map_err(|e| format!("{ANN_SINGULARITY_MOUNTS}: {e}"))?;
     let mut it = words.into_iter();
@@ -797,16 +797,16 @@ fn binds(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
 /// The MPI launch of `slurm-job.vk.io/mpi-flags` (`"true"` = the launcher
 /// without flags, as upstream), when the admin allows it (refused otherwise).
 fn mpi(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<crate::script::MpiLaunch>, String> {
-    let Some(a) = annotation(pod, ANN_MPI_FLAGS) else {
+    let Some(a) = gated(
+        pod,
+        ANN_MPI_FLAGS,
+        cfg.allow_mpi_flags_annotation,
+        "give options to the MPI launcher, which runs",
+        "allow_mpi_flags_annotation",
+    )?
+    else {
         return Ok(None);
     };
-    if !cfg.allow_mpi_flags_annotation {
-        return Err(not_allowed(
-            ANN_MPI_FLAGS,
-            "give options to the MPI launcher, which runs",
-            "allow_mpi_flags_annotation",
-        ));
-    }
     let flags = if a.trim() == "true" {
         Vec::new()
     } else {
@@ -849,6 +849,21 @@ fn not_allowed(key: &str, what: &str, switch: &str) -> String {
     )
 }
 
+/// A pod's annotation that acts outside the container: `None` when absent,
+/// refused (naming it and the switch) unless the admin turned `switch` on.
+fn gated<'a>(
+    pod: &'a Pod,
+    key: &str,
+    allowed: bool,
+    what: &str,
+    switch: &str,
+) -> Result<Option<&'a str>, String> {
+    match annotation(pod, key) {
+        Some(_) if !allowed => Err(not_allowed(key, what, switch)),
+        a => Ok(a),
+    }
+}
+
 /// The job's pre-exec shell: the config's `pre_exec`, then the pod's
 /// `slurm-job.vk.io/pre-exec` when the admin allows it (refused otherwise).
 fn pre_exec(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<String>, String> {
@@ -856,14 +871,13 @@ fn pre_exec(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<String>, String> {
     if !cfg.pre_exec.trim().is_empty() {
         parts.push(&cfg.pre_exec);
     }
-    if let Some(a) = annotation(pod, ANN_PRE_EXEC) {
-        if !cfg.allow_pre_exec_annotation {
-            return Err(not_allowed(
-                ANN_PRE_EXEC,
-                "run shell on the node",
-                "allow_pre_exec_annotation",
-            ));
-        }
+    if let Some(a) = gated(
+        pod,
+        ANN_PRE_EXEC,
+        cfg.allow_pre_exec_annotation,
+        "run shell on the node",
+        "allow_pre_exec_annotation",
+    )? {
         parts.push(a);
     }
     Ok((!parts.is_empty()).then(|| {
@@ -879,16 +893,16 @@ fn pre_exec(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<String>, String> {
 /// (apptainer/singularity only) when the admin allows them (refused otherwise).
 fn runtime_options(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
     let mut opts = cfg.runtime_options.clone();
-    let Some(a) = annotation(pod, ANN_SINGULARITY_OPTIONS) else {
+    let Some(a) = gated(
+        pod,
+        ANN_SINGULARITY_OPTIONS,
+        cfg.allow_singularity_options_annotation,
+        "give the container runtime options (binds, devices, capabilities)",
+        "allow_singularity_options_annotation",
+    )?
+    else {
         return Ok(opts);
     };
-    if !cfg.allow_singularity_options_annotation {
-        return Err(not_allowed(
-            ANN_SINGULARITY_OPTIONS,
-            "give the container runtime options (binds, devices, capabilities)",
-            "allow_singularity_options_annotation",
-        ));
-    }
     if matches!(
         cfg.container_runtime,
         ContainerRuntime::Apptainer | ContainerRuntime::Singularity
