@@ -502,6 +502,47 @@ pub fn build_create(
 /// `status.phase: Running` (only pods created and not finished are polled).
 /// Upstream's API server asks its plugin again only for pods whose phase is
 /// Running/Pending; without a phase it would answer its cache for ever.
+/// What the pod's spec in the Kubernetes API says that CRI does not: probes,
+/// ports, security contexts, lifecycle hooks and terminal settings of each
+/// container (matched by name), and the pod's service account, scheduling
+/// and security fields. Everything CRI decided (image, command, env, mounts,
+/// resources) stays as converted.
+pub fn apply_pod_spec(pod: &mut k8s::Pod, real: &k8s::Pod) {
+    let (Some(spec), Some(rs)) = (pod.spec.as_mut(), real.spec.as_ref()) else {
+        return;
+    };
+    for c in spec.containers.iter_mut() {
+        let Some(k) = rs.containers.iter().find(|k| k.name == c.name) else {
+            continue;
+        };
+        c.liveness_probe = k.liveness_probe.clone();
+        c.readiness_probe = k.readiness_probe.clone();
+        c.startup_probe = k.startup_probe.clone();
+        if k.ports.as_ref().is_some_and(|p| !p.is_empty()) {
+            c.ports = k.ports.clone();
+        }
+        c.security_context = k.security_context.clone().or(c.security_context.take());
+        c.lifecycle = k.lifecycle.clone();
+        c.stdin = k.stdin;
+        c.stdin_once = k.stdin_once;
+        c.tty = k.tty;
+        c.termination_message_path = k.termination_message_path.clone();
+        c.termination_message_policy = k.termination_message_policy.clone();
+    }
+    spec.service_account_name = rs.service_account_name.clone();
+    spec.automount_service_account_token = rs.automount_service_account_token;
+    spec.security_context = rs.security_context.clone().or(spec.security_context.take());
+    spec.node_selector = rs.node_selector.clone();
+    spec.tolerations = rs.tolerations.clone();
+    spec.affinity = rs.affinity.clone();
+    spec.priority_class_name = rs.priority_class_name.clone();
+    spec.priority = rs.priority;
+    spec.runtime_class_name = rs.runtime_class_name.clone();
+    spec.subdomain = rs.subdomain.clone();
+    spec.dns_policy = rs.dns_policy.clone();
+    spec.active_deadline_seconds = rs.active_deadline_seconds;
+}
+
 pub fn status_pod(remote: &RemotePod, container_names: Vec<String>) -> k8s::Pod {
     k8s::Pod {
         metadata: ObjectMeta {

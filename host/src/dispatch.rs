@@ -1,4 +1,7 @@
-//! From started containers to remote pods, and back to nothing.
+//! The sender: from started containers to remote pods, and back to nothing.
+//! It decides nothing about state: every change is a [`crate::lifecycle`]
+//! function; this module builds requests, runs the hooks (outside the store
+//! lock), talks to the API server and commits what it answered.
 //!
 //! Design (see README "How pods run remotely"):
 //! - Each remote pod is one *batch*. Regular containers started within
@@ -11,8 +14,15 @@
 //!   every batch; with `EmptyDirMode: hostPath` they map to kubelet's own emptyDir
 //!   directory, so data written by an init container is seen by the next batches
 //!   whenever the plugin runs where that directory is (local backend, shared FS).
-//! - The batch record is written with `Sending` (fsync) before `/create`. After a
-//!   crash, a `Sending` batch is looked up with `/status` first: never created twice.
+//! - A batch is built from a snapshot (annotation and admission hooks run
+//!   outside the lock) and recorded `Sending` (fsync) only if it did not change
+//!   meanwhile. After a crash, a `Sending` batch is looked up with `/status`
+//!   first: never created twice.
+//! - Admission judged each container at `CreateContainer` on the pod it would
+//!   be sent in; a batch that differs from what was judged (several
+//!   containers, a later batch) is judged again here, and a denial then makes
+//!   its containers exit 128 with reason `AdmissionDenied` (the CRI call that
+//!   could have failed has returned).
 //! - A remote pod is deleted (`/delete`, grace from `StopContainer`) when none of
 //!   its containers should run any more; the record stays (`Deleting`) until the
 //!   API server confirmed, so nothing is orphaned.
@@ -20,85 +30,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+
 use crate::convert;
-use crate::proto::runtime::v1 as cri;
+use crate::effects;
+use crate::lifecycle::ExitCause;
+use crate::lifecycle::remote::SendStart;
+use crate::pod_specs::PodSpecs;
 use crate::remote::RemoteError;
 use crate::runtime::Runtime;
+use crate::states::ContainerState;
 use crate::store::{Inner, Kind, Phase, RemotePod};
-
-const EXITED: i32 = cri::ContainerState::ContainerExited as i32;
-const RUNNING: i32 = cri::ContainerState::ContainerRunning as i32;
-
-/// A UID derived from the pod UID for batch `n`.
-pub fn derived_uid(pod_uid: &str, n: u32) -> String {
-    let ns = uuid::Uuid::parse_str(pod_uid).unwrap_or(uuid::Uuid::NAMESPACE_OID);
-    uuid::Uuid::new_v5(&ns, format!("{pod_uid}/batch/{n}").as_bytes()).to_string()
-}
-
-/// Mark a started container and put it in a batch; returns the batch UID.
-pub fn enqueue(rt: &Runtime, st: &mut Inner, container_id: &str) -> Result<String, String> {
-    let now = crate::now_ns();
-    let window = rt.cfg.batch_window.as_nanos() as i64;
-    let c = st
-        .containers
-        .get(container_id)
-        .ok_or("container not found")?;
-    let sandbox_id = c.sandbox_id.clone();
-    let kind = c.kind;
-    let sb = st
-        .sandboxes
-        .get_mut(&sandbox_id)
-        .ok_or("sandbox not found")?;
-    let md = sb.config.metadata.clone().unwrap_or_default();
-    // an open regular batch of this sandbox takes the container
-    let open = if kind == Kind::Regular {
-        st.remotes.values_mut().find(|r| {
-            r.sandbox_id == sandbox_id && r.kind == Kind::Regular && r.phase == Phase::Collecting
-        })
-    } else {
-        None
-    };
-    let uid = if let Some(r) = open {
-        r.containers.push(container_id.to_string());
-        r.send_after = now + window;
-        r.uid.clone()
-    } else {
-        let (uid, name) = if kind == Kind::Regular && !sb.main_used {
-            sb.main_used = true;
-            (sb.uid.clone(), crate::names::pod_name(&md.name))
-        } else {
-            sb.batches += 1;
-            let name = crate::names::pod_name(&format!("{}-{}", md.name, sb.batches));
-            (derived_uid(&sb.uid, sb.batches), name)
-        };
-        st.remotes.insert(
-            uid.clone(),
-            RemotePod {
-                uid: uid.clone(),
-                sandbox_id: sandbox_id.clone(),
-                name,
-                namespace: crate::names::dns_label(&md.namespace),
-                kind,
-                containers: vec![container_id.to_string()],
-                phase: Phase::Collecting,
-                job_id: String::new(),
-                grace_seconds: None,
-                send_after: if kind == Kind::Init {
-                    now
-                } else {
-                    now + window
-                },
-                finished: false,
-            },
-        );
-        uid
-    };
-    let c = st.containers.get_mut(container_id).expect("checked");
-    c.remote_uid = Some(uid.clone());
-    c.state = RUNNING;
-    c.started_at = now;
-    Ok(uid)
-}
 
 /// The dispatcher: sends batches whose window closed and deletes what is due.
 pub async fn run(rt: Arc<Runtime>) {
@@ -111,7 +53,9 @@ pub async fn run(rt: Arc<Runtime>) {
             let st = rt.store.read();
             for r in st.remotes.values() {
                 match r.phase {
-                    Phase::Collecting if r.send_after <= now => sends.push(r.uid.clone()),
+                    Phase::Collecting if r.send_after <= now || complete(&st, r, &rt.pod_specs) => {
+                        sends.push(r.uid.clone())
+                    }
                     Phase::Collecting => next = next.min(r.send_after),
                     Phase::Sending => sends.push(r.uid.clone()),
                     Phase::Deleting => deletes.push(r.uid.clone()),
@@ -120,7 +64,7 @@ pub async fn run(rt: Arc<Runtime>) {
             }
         }
         for uid in sends {
-            if claim(&rt, &uid) {
+            if rt.inflight.claim(&uid) {
                 let rt = rt.clone();
                 tokio::spawn(async move {
                     send(&rt, &uid).await;
@@ -129,7 +73,7 @@ pub async fn run(rt: Arc<Runtime>) {
             }
         }
         for uid in deletes {
-            if claim(&rt, &uid) {
+            if rt.inflight.claim(&uid) {
                 let rt = rt.clone();
                 tokio::spawn(async move {
                     let mut backoff = Duration::from_millis(500);
@@ -149,70 +93,122 @@ pub async fn run(rt: Arc<Runtime>) {
     }
 }
 
-fn claim(rt: &Runtime, uid: &str) -> bool {
-    rt.inflight
-        .lock()
-        .map(|mut s| s.insert(uid.to_string()))
-        .unwrap_or(false)
+/// With the pod's spec from the Kubernetes API: has every one of its regular
+/// containers been started (in this batch or an earlier one)? Then nothing
+/// more will join the batch: it is sent without waiting for the window.
+pub fn complete(st: &Inner, r: &RemotePod, specs: &PodSpecs) -> bool {
+    if r.kind != Kind::Regular || specs.is_empty() {
+        return false;
+    }
+    let Some(sb) = st.sandboxes.get(&r.sandbox_id) else {
+        return false;
+    };
+    let pod_uid = sb
+        .config
+        .metadata
+        .as_ref()
+        .map(|m| m.uid.as_str())
+        .unwrap_or("");
+    let Some(names) = specs.containers(pod_uid) else {
+        return false;
+    };
+    let started = |name: &str| {
+        st.containers.values().any(|c| {
+            c.sandbox_id == r.sandbox_id
+                && c.state != ContainerState::Created
+                && c.config.metadata.as_ref().is_some_and(|m| m.name == name)
+        })
+    };
+    !names.is_empty() && names.iter().all(|n| started(n))
 }
 
 fn release(rt: &Runtime, uid: &str) {
-    if let Ok(mut s) = rt.inflight.lock() {
-        s.remove(uid);
-    }
+    rt.inflight.release(uid);
     rt.dispatch_wake.notify_one();
 }
 
-/// Send one batch: `Sending` (durable) -> `/create` -> `Created` or `Failed`.
-async fn send(rt: &Arc<Runtime>, uid: &str) {
-    let built = rt.store.update(|st, d| {
+/// A fingerprint of the pod admission judged (stable across restarts).
+pub fn admission_fingerprint(pod: &Pod) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(serde_json::to_vec(pod).unwrap_or_default());
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// A batch built from a snapshot, ready to be recorded `Sending`.
+struct Built {
+    req: interlink::PodCreateRequests,
+    /// What `/status` is asked about it before a `/create` is sent again.
+    probe_pod: Pod,
+    containers: Vec<String>,
+    /// Asked `/status` before `/create`: it was `Sending` already (a crash,
+    /// or an earlier try whose answer was lost).
+    probe: bool,
+    denied: Option<String>,
+}
+
+/// Build batch `uid` from a snapshot; hooks run without the store lock.
+fn build(rt: &Runtime, uid: &str) -> Option<Built> {
+    let (sb, r, cs) = {
+        let st = rt.store.read();
         let r = st.remotes.get(uid)?.clone();
         if !matches!(r.phase, Phase::Collecting | Phase::Sending) {
             return None;
         }
-        let live: Vec<String> = r
-            .containers
-            .iter()
-            .filter(|id| st.containers.get(*id).is_some_and(|c| !c.stop_requested))
-            .cloned()
-            .collect();
-        if live.is_empty() {
-            st.remotes.remove(uid);
-            d.remote(uid);
-            return None;
-        }
-        let sb = st.sandboxes.get(&r.sandbox_id)?;
+        let sb = st.sandboxes.get(&r.sandbox_id)?.clone();
         let cs: Vec<_> = r
             .containers
             .iter()
-            .filter_map(|id| st.containers.get(id))
+            .filter_map(|id| st.containers.get(id).cloned())
             .collect();
-        let req = convert::build_create(sb, &r, &cs, rt.hooks.as_ref(), &rt.cfg.plugin_config);
-        let names = cs.iter().map(|c| c.name()).collect();
-        let probe_pod = convert::minimal_pod(&r, names);
-        let r = st.remotes.get_mut(uid)?;
-        r.phase = Phase::Sending;
-        d.remote(uid);
-        d.durable();
-        Some((req, probe_pod))
-    });
-    let Some((req, probe_pod)) = built else {
-        return;
+        (sb, r, cs)
     };
-    if let Err(reason) = rt.hooks.admit(&req.pod) {
-        fail(
-            rt,
-            uid,
-            "AdmissionDenied",
-            &format!("admission denied the pod: {reason}"),
-        );
+    let refs: Vec<_> = cs.iter().collect();
+    let mut req = convert::build_create(&sb, &r, &refs, rt.hooks.as_ref(), &rt.cfg.plugin_config);
+    if let Some(pod) = sb
+        .config
+        .metadata
+        .as_ref()
+        .and_then(|m| rt.pod_specs.get(&m.uid))
+    {
+        convert::apply_pod_spec(&mut req.pod, &pod);
+    }
+    let judged = match cs.as_slice() {
+        [only] => only.admitted == Some(admission_fingerprint(&req.pod)),
+        _ => false,
+    };
+    let denied = if judged {
+        None
+    } else {
+        rt.hooks.admit(&req.pod).err().map(|d| d.to_string())
+    };
+    let probe_pod = convert::minimal_pod(&r, cs.iter().map(|c| c.name()).collect());
+    Some(Built {
+        req,
+        probe_pod,
+        containers: r.containers,
+        probe: r.phase == Phase::Sending,
+        denied,
+    })
+}
+
+/// Send one batch: `Sending` (durable) -> `/create` -> `Created` or `Failed`.
+async fn send(rt: &Arc<Runtime>, uid: &str) {
+    let built = loop {
+        let Some(b) = build(rt, uid) else { return };
+        match effects::change(rt, |ch| ch.begin_send(uid, &b.containers)) {
+            SendStart::Go => break b,
+            SendStart::Changed => continue,
+            SendStart::Nothing => return,
+        }
+    };
+    if let Some(reason) = built.denied {
+        tracing::warn!(uid, %reason, "admission denied the batch");
+        effects::change(rt, |ch| {
+            ch.send_failed(uid, ExitCause::AdmissionDenied(reason))
+        });
         return;
     }
-    let mut probe = rt
-        .probe_before_send
-        .lock()
-        .map(|mut s| s.remove(uid))
-        .unwrap_or(false);
+    let (req, probe_pod, mut probe) = (built.req, built.probe_pod, built.probe);
     let deadline = Instant::now() + rt.cfg.create_retry_for;
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -226,7 +222,7 @@ async fn send(rt: &Arc<Runtime>, uid: &str) {
                 && let Some(s) = sts.iter().find(|s| s.pod_uid == uid && remote_knows(s))
             {
                 tracing::info!(uid, "remote pod already exists; not created again");
-                created(rt, uid, &s.job_id);
+                effects::change(rt, |ch| ch.created(uid, &s.job_id));
                 return;
             }
         }
@@ -238,33 +234,31 @@ async fn send(rt: &Arc<Runtime>, uid: &str) {
                 Err(_) => Err(RemoteError::Unreachable("/create timed out".into())),
             };
         rt.metrics.remote("create", res.is_ok());
-        match res {
+        let failed = match res {
             Ok(cs) => {
                 tracing::info!(uid, job = %cs.pod_jid, "remote pod created");
-                created(rt, uid, &cs.pod_jid);
+                effects::change(rt, |ch| ch.created(uid, &cs.pod_jid));
                 return;
             }
             Err(RemoteError::Refused(msg)) => {
                 tracing::warn!(uid, error = %msg, "remote pod refused");
-                fail(rt, uid, "CreateFailed", &msg);
-                return;
+                msg
+            }
+            Err(e) if Instant::now() > deadline => {
+                format!("{e} (gave up after {:?})", rt.cfg.create_retry_for)
             }
             Err(e) => {
-                if Instant::now() > deadline {
-                    fail(
-                        rt,
-                        uid,
-                        "CreateFailed",
-                        &format!("{e} (gave up after {:?})", rt.cfg.create_retry_for),
-                    );
-                    return;
-                }
                 tracing::warn!(uid, error = %e, "create failed; retrying");
                 probe = true;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
             }
-        }
+        };
+        effects::change(rt, |ch| {
+            ch.send_failed(uid, ExitCause::CreateFailed(failed))
+        });
+        return;
     }
 }
 
@@ -288,70 +282,9 @@ pub fn remote_knows(s: &interlink::PodStatus) -> bool {
     (any && !all.clone().all(unknown_reason)) || (!any && !s.job_id.is_empty())
 }
 
-fn created(rt: &Arc<Runtime>, uid: &str, job_id: &str) {
-    let followers = rt.store.update(|st, d| {
-        let Some(r) = st.remotes.get_mut(uid) else {
-            return vec![];
-        };
-        r.phase = Phase::Created;
-        r.job_id = job_id.to_string();
-        d.remote(uid);
-        let mut all_stopped = true;
-        let mut f = vec![];
-        for id in &r.containers {
-            if let Some(c) = st.containers.get_mut(id) {
-                c.spec = None;
-                d.container(id);
-                all_stopped &= c.stop_requested;
-                if c.log_file.is_some() {
-                    f.push(id.clone());
-                }
-            }
-        }
-        if all_stopped {
-            r.phase = Phase::Deleting;
-        }
-        f
-    });
-    for id in followers {
-        crate::logs::ensure_follower(rt, &id);
-    }
-    rt.dispatch_wake.notify_one();
-}
-
-fn fail(rt: &Runtime, uid: &str, reason: &str, msg: &str) {
-    let now = crate::now_ns();
-    let mut ev = vec![];
-    rt.store.update(|st, d| {
-        let Some(r) = st.remotes.get_mut(uid) else {
-            return;
-        };
-        r.phase = Phase::Failed;
-        d.remote(uid);
-        for id in &r.containers {
-            if let Some(c) = st.containers.get_mut(id) {
-                if c.state == EXITED {
-                    continue;
-                }
-                c.state = EXITED;
-                c.exit_code = 128;
-                c.reason = reason.into();
-                c.message = msg.into();
-                c.finished_at = now;
-                c.log_done = true;
-                d.container(id);
-                ev.push((id.clone(), c.sandbox_id.clone()));
-            }
-        }
-    });
-    for (id, sb) in ev {
-        rt.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
-    }
-}
-
 /// One `/delete` of a remote pod in `Deleting`; on success its record goes and its
 /// still-running containers are reported exited.
-pub async fn delete_once(rt: &Runtime, uid: &str) -> Result<(), RemoteError> {
+pub async fn delete_once(rt: &Arc<Runtime>, uid: &str) -> Result<(), RemoteError> {
     let pod = {
         let st = rt.store.read();
         let Some(r) = st.remotes.get(uid) else {
@@ -394,287 +327,36 @@ pub async fn delete_once(rt: &Runtime, uid: &str) -> Result<(), RemoteError> {
             return Err(e);
         }
     }
-    let now = crate::now_ns();
-    let mut ev = vec![];
-    rt.store.update(|st, d| {
-        let Some(r) = st.remotes.remove(uid) else {
-            return;
-        };
-        d.remote(uid);
-        for id in &r.containers {
-            if let Some(c) = st.containers.get_mut(id) {
-                c.remote_uid = None;
-                c.log_done = true;
-                d.container(id);
-                if c.state != EXITED {
-                    c.state = EXITED;
-                    c.exit_code = 137;
-                    c.reason = "Stopped".into();
-                    c.message = "stopped through the CRI; the remote pod was deleted".into();
-                    c.finished_at = now;
-                    ev.push((id.clone(), c.sandbox_id.clone()));
-                }
-            }
-        }
-    });
-    for (id, sb) in ev {
-        rt.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
-    }
+    effects::change(rt, |ch| ch.deleted(uid));
     Ok(())
 }
 
-/// Delete now (waiting for it) if nobody else is; else leave it to the dispatcher.
-async fn delete_now(rt: &Arc<Runtime>, uid: &str) -> Result<(), RemoteError> {
-    if !claim(rt, uid) {
-        return Ok(());
+/// Delete now (waiting for it) if nobody else is; else leave it to the
+/// dispatcher. A failure shows the containers stopped, delete pending.
+async fn delete_now(rt: &Arc<Runtime>, uid: &str) {
+    if !rt.inflight.claim(uid) {
+        return;
     }
     let r = delete_once(rt, uid).await;
     release(rt, uid);
-    r
+    if let Err(e) = r {
+        // the record stays Deleting: the dispatcher retries until the server confirms
+        effects::change(rt, |ch| ch.delete_pending(uid, &e.to_string()));
+    }
 }
 
 /// `StopContainer`: nothing of this container runs afterwards.
-pub async fn stop_container(
-    rt: &Arc<Runtime>,
-    id: &str,
-    timeout_s: i64,
-) -> Result<(), RemoteError> {
-    let now = crate::now_ns();
-    let mut ev = vec![];
-    let delete = rt.store.update(|st, d| {
-        let c = st.containers.get_mut(id)?;
-        c.stop_requested = true;
-        d.container(id);
-        let stop_local = |c: &mut crate::store::Container, msg: &str| {
-            if c.state != EXITED {
-                c.state = EXITED;
-                c.exit_code = if c.started_at > 0 { 137 } else { 0 };
-                c.reason = "Stopped".into();
-                c.message = msg.into();
-                c.finished_at = now;
-                c.log_done = true;
-            }
-        };
-        let Some(uid) = c.remote_uid.clone() else {
-            let was = c.state;
-            stop_local(c, "stopped before it was started");
-            if was != EXITED {
-                ev.push((id.to_string(), c.sandbox_id.clone()));
-            }
-            return None;
-        };
-        let r = st.remotes.get_mut(&uid)?;
-        match r.phase {
-            Phase::Collecting => {
-                r.containers.retain(|x| x != id);
-                if r.containers.is_empty() {
-                    st.remotes.remove(&uid);
-                }
-                d.remote(&uid);
-                let c = st.containers.get_mut(id)?;
-                c.remote_uid = None;
-                stop_local(c, "stopped before it was sent to the remote side");
-                ev.push((id.to_string(), c.sandbox_id.clone()));
-                None
-            }
-            Phase::Created | Phase::Failed => {
-                let all_done = r.containers.iter().all(|x| {
-                    st.containers
-                        .get(x)
-                        .is_none_or(|c| c.stop_requested || c.state == EXITED)
-                });
-                if all_done {
-                    r.phase = Phase::Deleting;
-                    r.grace_seconds = Some(timeout_s.max(0));
-                    d.remote(&uid);
-                    Some(uid)
-                } else {
-                    let c = st.containers.get_mut(id)?;
-                    if c.state != EXITED {
-                        ev.push((id.to_string(), c.sandbox_id.clone()));
-                    }
-                    stop_local(
-                        c,
-                        "stopped; the remote pod keeps running until its other containers stop",
-                    );
-                    None
-                }
-            }
-            Phase::Sending | Phase::Deleting => None,
-        }
-    });
-    for (id, sb) in ev {
-        rt.emit(&id, &sb, cri::ContainerEventType::ContainerStoppedEvent);
+pub async fn stop_container(rt: &Arc<Runtime>, id: &str, timeout_s: i64) {
+    if let Some(uid) = effects::change(rt, |ch| ch.stop_container(id, timeout_s)) {
+        delete_now(rt, &uid).await;
     }
-    if let Some(uid) = delete
-        && let Err(e) = delete_now(rt, &uid).await
-    {
-        // the record stays Deleting: the dispatcher retries until the server confirms
-        mark_stopped_pending(rt, &uid, &e.to_string());
-        rt.dispatch_wake.notify_one();
-    }
-    Ok(())
-}
-
-fn mark_stopped_pending(rt: &Runtime, uid: &str, err: &str) {
-    let now = crate::now_ns();
-    rt.store.update(|st, d| {
-        let Some(r) = st.remotes.get(uid) else { return };
-        for id in r.containers.clone() {
-            if let Some(c) = st.containers.get_mut(&id)
-                && c.state != EXITED
-            {
-                c.state = EXITED;
-                c.exit_code = 137;
-                c.reason = "Stopped".into();
-                c.message = format!("stopped; remote deletion pending ({err})");
-                c.finished_at = now;
-                d.container(&id);
-            }
-        }
-    });
 }
 
 /// `StopPodSandbox`: every container stopped, every remote pod of the sandbox deleted.
 pub async fn stop_sandbox(rt: &Arc<Runtime>, sandbox_id: &str) {
-    let now = crate::now_ns();
-    let mut ev = vec![];
-    let uids = rt.store.update(|st, d| {
-        if let Some(sb) = st.sandboxes.get_mut(sandbox_id) {
-            sb.ready = false;
-            d.sandbox(sandbox_id);
-        }
-        for c in st
-            .containers
-            .values_mut()
-            .filter(|c| c.sandbox_id == sandbox_id)
-        {
-            c.stop_requested = true;
-            d.container(&c.id);
-            if c.state == cri::ContainerState::ContainerCreated as i32 {
-                c.state = EXITED;
-                c.reason = "Stopped".into();
-                c.finished_at = now;
-                c.log_done = true;
-                ev.push(c.id.clone());
-            }
-        }
-        let mut uids = vec![];
-        let mut gone = vec![];
-        for r in st
-            .remotes
-            .values_mut()
-            .filter(|r| r.sandbox_id == sandbox_id)
-        {
-            match r.phase {
-                Phase::Collecting => gone.push(r.uid.clone()),
-                Phase::Created | Phase::Failed => {
-                    r.phase = Phase::Deleting;
-                    r.grace_seconds.get_or_insert(0);
-                    d.remote(&r.uid);
-                    uids.push(r.uid.clone());
-                }
-                Phase::Deleting => uids.push(r.uid.clone()),
-                Phase::Sending => {}
-            }
-        }
-        for uid in gone {
-            if let Some(r) = st.remotes.remove(&uid) {
-                d.remote(&uid);
-                for id in r.containers {
-                    if let Some(c) = st.containers.get_mut(&id) {
-                        c.remote_uid = None;
-                        if c.state != EXITED {
-                            c.state = EXITED;
-                            c.exit_code = 0;
-                            c.reason = "Stopped".into();
-                            c.message = "stopped before it was sent to the remote side".into();
-                            c.finished_at = now;
-                            c.log_done = true;
-                            ev.push(id.clone());
-                        }
-                    }
-                }
-            }
-        }
-        uids
-    });
-    for id in ev {
-        rt.emit(
-            &id,
-            sandbox_id,
-            cri::ContainerEventType::ContainerStoppedEvent,
-        );
-    }
-    let results = futures::future::join_all(uids.iter().map(|u| delete_now(rt, u))).await;
-    for (uid, r) in uids.iter().zip(results) {
-        if let Err(e) = r {
-            mark_stopped_pending(rt, uid, &e.to_string());
-        }
-    }
+    let uids = effects::change(rt, |ch| ch.stop_sandbox(sandbox_id));
+    futures::future::join_all(uids.iter().map(|u| delete_now(rt, u))).await;
     rt.dispatch_wake.notify_one();
-}
-
-/// After a restart: re-register created pods with the API server (`/updateCache`)
-/// and resume log following. `Sending`/`Deleting` batches are the dispatcher's.
-pub async fn recover(rt: Arc<Runtime>) {
-    let (pods, follow) = {
-        let st = rt.store.read();
-        let pods: Vec<_> = st
-            .remotes
-            .values()
-            .filter(|r| r.phase == Phase::Created)
-            .map(|r| {
-                convert::minimal_pod(
-                    r,
-                    r.containers
-                        .iter()
-                        .filter_map(|id| st.containers.get(id))
-                        .map(|c| c.name())
-                        .collect(),
-                )
-            })
-            .collect();
-        let follow: Vec<String> = st
-            .containers
-            .values()
-            .filter(|c| {
-                c.log_file.is_some()
-                    && !c.log_done
-                    && c.remote_uid.as_ref().is_some_and(|u| {
-                        st.remotes.get(u).is_some_and(|r| r.phase == Phase::Created)
-                    })
-            })
-            .map(|c| c.id.clone())
-            .collect();
-        (pods, follow)
-    };
-    if !pods.is_empty() {
-        tracing::info!(
-            pods = pods.len(),
-            "recovered remote pods; re-registering them with the API server"
-        );
-    }
-    for id in follow {
-        crate::logs::ensure_follower(&rt, &id);
-    }
-    for pod in pods {
-        let mut backoff = Duration::from_millis(500);
-        for _ in 0..10 {
-            let res = tokio::time::timeout(
-                rt.cfg.cri.request_timeout,
-                rt.remote.update_cache(pod.clone()),
-            )
-            .await;
-            let ok = matches!(res, Ok(Ok(())));
-            rt.metrics.remote("update_cache", ok);
-            if ok || matches!(res, Ok(Err(RemoteError::Refused(_)))) {
-                break;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -711,14 +393,5 @@ mod tests {
             ..Default::default()
         }));
         assert!(!remote_knows(&interlink::PodStatus::default()));
-    }
-
-    #[test]
-    fn derived_uids_are_stable_uuids() {
-        let u = "0c6b9ab4-8d43-4b4e-9a1c-6a2f0e8f2b11";
-        assert_eq!(derived_uid(u, 1), derived_uid(u, 1));
-        assert_ne!(derived_uid(u, 1), derived_uid(u, 2));
-        assert!(uuid::Uuid::parse_str(&derived_uid(u, 1)).is_ok());
-        assert!(uuid::Uuid::parse_str(&derived_uid("not-a-uuid", 1)).is_ok());
     }
 }

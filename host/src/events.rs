@@ -25,7 +25,7 @@ impl Events {
         self.tx.receiver_count() > 0
     }
 
-    /// Publish (no subscriber: dropped). See [`crate::runtime::Runtime::emit`].
+    /// Publish (no subscriber: dropped); the `effects` module builds the events.
     pub fn send(&self, ev: cri::ContainerEventResponse) {
         let _ = self.tx.send(ev);
     }

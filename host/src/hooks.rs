@@ -142,8 +142,15 @@ pub trait Hooks: Send + Sync + 'static {
         input.default.clone()
     }
 
-    /// The remote pod about to be created: `Err(reason)` denies it, and the CRI
-    /// call fails with `PermissionDenied` carrying that reason.
+    /// The remote pod about to be created: `Err(reason)` denies it.
+    ///
+    /// It is asked at `CreateContainer`, on the pod the container would be
+    /// sent in alone; a denial fails that call with `PermissionDenied`
+    /// carrying the reason. When the batch finally sent differs from what was
+    /// judged (several containers started together, a later batch of a
+    /// restarted container), it is asked again on the batch; a denial then
+    /// makes each of its containers exit with code 128, reason
+    /// `AdmissionDenied` and the reason in the message, and nothing is sent.
     fn admit(&self, _pod: &Pod) -> Result<(), String> {
         Ok(())
     }

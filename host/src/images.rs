@@ -6,20 +6,27 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{Dirty, Image, Inner};
 
+/// An image reference that cannot be used; the message names what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidImageRef(pub String);
+
 /// Normalise an image reference; `Err` names what is wrong with it.
-pub fn normalize(image: &str) -> Result<String, String> {
+pub fn normalize(image: &str) -> Result<String, InvalidImageRef> {
     let image = image.trim();
     if image.is_empty() {
-        return Err("image reference is empty".into());
+        return Err(InvalidImageRef("image reference is empty".into()));
     }
     if image.len() > 4096 {
-        return Err(format!(
+        return Err(InvalidImageRef(format!(
             "image reference is {} bytes long (max 4096)",
             image.len()
-        ));
+        )));
     }
     if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("image reference {image:?} contains whitespace"));
+        return Err(InvalidImageRef(format!(
+            "image reference {image:?} contains whitespace"
+        )));
     }
     let (name, digest) = match image.split_once('@') {
         Some((n, d)) => (n, Some(d)),
@@ -30,7 +37,9 @@ pub fn normalize(image: &str) -> Result<String, String> {
             !alg.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_alphanumeric())
         });
         if !ok {
-            return Err(format!("image reference {image:?} has an invalid digest"));
+            return Err(InvalidImageRef(format!(
+                "image reference {image:?} has an invalid digest"
+            )));
         }
     }
     // split a tag off the last path component
@@ -39,7 +48,9 @@ pub fn normalize(image: &str) -> Result<String, String> {
         _ => (name, None),
     };
     if path.is_empty() || path.starts_with('/') || path.ends_with('/') || path.contains("//") {
-        return Err(format!("image reference {image:?} has an invalid name"));
+        return Err(InvalidImageRef(format!(
+            "image reference {image:?} has an invalid name"
+        )));
     }
     if let Some(t) = tag
         && (t.is_empty()
@@ -48,7 +59,9 @@ pub fn normalize(image: &str) -> Result<String, String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
     {
-        return Err(format!("image reference {image:?} has an invalid tag"));
+        return Err(InvalidImageRef(format!(
+            "image reference {image:?} has an invalid tag"
+        )));
     }
     let first = path.split('/').next().unwrap_or("");
     let has_registry =
@@ -66,9 +79,9 @@ pub fn normalize(image: &str) -> Result<String, String> {
                 .chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
     }) {
-        return Err(format!(
+        return Err(InvalidImageRef(format!(
             "image reference {image:?} has an invalid repository name (lowercase letters, digits, . _ - only)"
-        ));
+        )));
     }
     let mut out = full_path;
     match (tag, digest) {

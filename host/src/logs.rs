@@ -13,7 +13,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use interlink::{ContainerLogOpts, LogStruct};
 
-use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use crate::store::Phase;
 
@@ -130,21 +129,14 @@ pub fn create_file(path: &Path) -> std::io::Result<()> {
 
 /// Start following a container's remote log, unless already followed.
 pub fn ensure_follower(rt: &Arc<Runtime>, container_id: &str) {
-    {
-        let Ok(mut f) = rt.followers.lock() else {
-            return;
-        };
-        if !f.insert(container_id.to_string()) {
-            return;
-        }
+    if !rt.followers.claim(container_id) {
+        return;
     }
     let rt = rt.clone();
     let id = container_id.to_string();
     tokio::spawn(async move {
         follow(&rt, &id).await;
-        if let Ok(mut f) = rt.followers.lock() {
-            f.remove(&id);
-        }
+        rt.followers.release(&id);
     });
 }
 
@@ -174,19 +166,13 @@ fn target(rt: &Runtime, id: &str) -> Option<Target> {
             opts: ContainerLogOpts::default(),
         },
         offset: c.log_offset,
-        exited: c.state == cri::ContainerState::ContainerExited as i32,
+        exited: c.state.is_exited(),
         phase: r.phase,
     })
 }
 
 fn advance(rt: &Runtime, id: &str, n: u64, done: bool) {
-    rt.store.update(|st, d| {
-        if let Some(c) = st.containers.get_mut(id) {
-            c.log_offset += n;
-            c.log_done |= done;
-            d.container(id);
-        }
-    });
+    crate::lifecycle::change(&rt.store, |ch| ch.log_progress(id, n, done));
 }
 
 async fn follow(rt: &Arc<Runtime>, id: &str) {

@@ -11,7 +11,7 @@ use interlink_cri::hooks::{Hooks, NoHooks};
 use interlink_cri::remote::{InterlinkRemote, Remote};
 use interlink_cri::runtime::Runtime;
 use interlink_cri::store::Store;
-use interlink_cri::{embedded, extensions, metrics, server, streaming};
+use interlink_cri::{embedded, extensions, metrics_server, server, streaming};
 
 const LONG_ABOUT: &str = "\
 A CRI v1 runtime (RuntimeService + ImageService on a Unix socket) that runs every
@@ -39,7 +39,7 @@ Config file (YAML, every key optional, an unknown key is an error):
   VerboseLogging      debug logs          ErrorsOnlyLogging   errors only
   DataRootFolder      state and embedded backend data (default /var/lib/interlink-cri)
   StatusInterval      one /status for all pods per interval (default 1s)
-  BatchWindow         quiet time after the last StartContainer before /create (300ms)
+  BatchWindow         quiet time after the last StartContainer before /create (100ms)
   PingInterval        /pinglink period (default 5s)
   PingTimeout         RuntimeReady false after this long without /pinglink (30s)
   CreateRetryFor      how long an unreachable /create is retried (60s)
@@ -48,6 +48,9 @@ Config file (YAML, every key optional, an unknown key is an error):
   EmptyDirMode        emptyDir | hostPath (kubelet's directory; keeps init data);
                       default hostPath on the embedded default, else emptyDir
   PodCIDR             IPv4 range of pod IPs when kubelet sends none (10.234.0.0/16)
+  Kubeconfig          kubeconfig (kubelet's): watch this node's pods, send a batch once
+                      its last container started, send the real spec (probes, ports)
+  NodeName            this node's name in Kubernetes (default: the host name)
   MetricsAddress      host:port for /metrics and /healthz (off when unset; both are
                       also answered over HTTP/1.1 on the CRI socket)
   Extensions:         WebAssembly hooks
@@ -137,20 +140,11 @@ async fn run(cfg: Config) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_root_folder)
         .with_context(|| format!("data root {}", cfg.data_root_folder.display()))?;
     // one host per data root: a second one would corrupt the state
-    let lock_path = cfg.data_root_folder.join("lock");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("open {}", lock_path.display()))?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| {
-            anyhow::anyhow!(
-                "data root {} is in use by another interlink-cri ({e})",
-                cfg.data_root_folder.display()
-            )
-        })?;
+    let root = cfg.data_root_folder.clone();
+    let _lock = tokio::task::spawn_blocking(move || {
+        interlink_cri::data_root_lock::lock(&root, interlink_cri::data_root_lock::DEFAULT_WAIT)
+    })
+    .await??;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_rx_embedded = stop_rx.clone();
     let shutdown = move || {
@@ -200,10 +194,7 @@ async fn run(cfg: Config) -> Result<()> {
         connect_timeout: std::time::Duration::from_secs(5),
     })
     .context("interLink client")?;
-    let streaming_backend: Arc<dyn streaming::StreamBackend> =
-        Arc::new(streaming::backend::Unavailable(
-            "exec, attach and port-forward need the \"exec\" extension of the interLink API server, which this build cannot use yet".into(),
-        ));
+    let exec_client = client.clone();
     let remote: Arc<dyn Remote> = Arc::new(InterlinkRemote { client });
 
     let state_dir = cfg.data_root_folder.join("state");
@@ -220,7 +211,7 @@ async fn run(cfg: Config) -> Result<()> {
             containers = st.containers.len(), remote_pods = st.remotes.len(), "interlink-cri ready"
         );
     }
-    rt.start_background();
+    interlink_cri::background::start(&rt);
     let streaming = streaming::Streaming::start(
         streaming::Settings {
             address: cfg.cri.streaming_address,
@@ -228,7 +219,10 @@ async fn run(cfg: Config) -> Result<()> {
             idle_timeout: cfg.cri.stream_idle_timeout,
             token_ttl: streaming::server::TOKEN_TTL,
         },
-        streaming_backend,
+        Arc::new(streaming::interlink_exec::InterlinkExec::new(
+            exec_client,
+            &rt,
+        )),
         shutdown(),
     )
     .await
@@ -237,7 +231,7 @@ async fn run(cfg: Config) -> Result<()> {
     if let Some(addr) = cfg.metrics_address {
         let rt = rt.clone();
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, rt).await {
+            if let Err(e) = metrics_server::serve(addr, rt).await {
                 tracing::error!(error = %e, "metrics listener failed");
             }
         });

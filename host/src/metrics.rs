@@ -1,8 +1,5 @@
 //! Prometheus metrics and the optional `/metrics` + `/healthz` listener.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -117,47 +114,24 @@ impl Metrics {
             .observe(secs);
     }
 
+    /// Set the container gauges from the store.
+    pub fn set_container_counts(&self, store: &crate::store::Store) {
+        let mut counts = [0i64; 4];
+        for c in store.read().containers.values() {
+            counts[c.state as usize] += 1;
+        }
+        for (state, n) in crate::states::ContainerState::ALL.iter().zip(counts) {
+            self.containers
+                .get_or_create(&StateLabel {
+                    state: state.label().into(),
+                })
+                .set(n);
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
     }
-}
-
-/// Serve `/metrics` and `/healthz` until the process ends.
-pub async fn serve(addr: SocketAddr, rt: Arc<crate::runtime::Runtime>) -> std::io::Result<()> {
-    use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics listening");
-    let r1 = rt.clone();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let rt = r1.clone();
-                async move {
-                    rt.refresh_gauges();
-                    (
-                        [(
-                            "content-type",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        rt.metrics.encode(),
-                    )
-                }
-            }),
-        )
-        .route(
-            "/healthz",
-            get(move || {
-                let rt = rt.clone();
-                async move {
-                    match rt.runtime_ready() {
-                        Ok(()) => (axum::http::StatusCode::OK, "ok".to_string()),
-                        Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, app).await
 }

@@ -20,6 +20,25 @@ use std::net::Ipv4Addr;
 /// podman/containerd (10.88/16), flannel (10.244/16) or Calico (192.168/16).
 pub const DEFAULT_POD_CIDR: &str = "10.234.0.0/16";
 
+/// Why a pod CIDR was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CidrError(pub String);
+
+impl From<String> for CidrError {
+    fn from(s: String) -> CidrError {
+        CidrError(s)
+    }
+}
+
+/// The range pod IPs come from: the node's (kubelet's), else the configured
+/// one, else [`DEFAULT_POD_CIDR`]; one that does not parse is skipped.
+pub fn choose_cidr(node: Option<&str>, configured: Option<&str>) -> Cidr {
+    node.and_then(|c| Cidr::parse(c).ok())
+        .or_else(|| configured.and_then(|c| Cidr::parse(c).ok()))
+        .unwrap_or_else(|| Cidr::parse(DEFAULT_POD_CIDR).expect("valid"))
+}
+
 /// An IPv4 CIDR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -36,7 +55,7 @@ impl std::fmt::Display for Cidr {
 impl Cidr {
     /// The first IPv4 CIDR of a comma-separated list (kubelet sends dual-stack
     /// CIDRs that way); `Err` names what is wrong.
-    pub fn parse(list: &str) -> Result<Cidr, String> {
+    pub fn parse(list: &str) -> Result<Cidr, CidrError> {
         let mut errors = vec![];
         for one in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if one.contains(':') {
@@ -44,17 +63,17 @@ impl Cidr {
             }
             match Self::parse_v4(one) {
                 Ok(c) => return Ok(c),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.0),
             }
         }
-        Err(if errors.is_empty() {
+        Err(CidrError(if errors.is_empty() {
             format!("pod CIDR {list:?} has no IPv4 range")
         } else {
             errors.join("; ")
-        })
+        }))
     }
 
-    fn parse_v4(s: &str) -> Result<Cidr, String> {
+    fn parse_v4(s: &str) -> Result<Cidr, CidrError> {
         let (ip, len) = s
             .split_once('/')
             .ok_or_else(|| format!("pod CIDR {s:?} is not ADDRESS/PREFIX"))?;

@@ -147,7 +147,7 @@ async fn http1(rt: &Runtime, mut c: Sniffed) -> std::io::Result<()> {
     match path {
         "/healthz" => match rt.runtime_ready() {
             Ok(()) => reply(&mut c.inner, 200, "text/plain", "ok").await,
-            Err(why) => reply(&mut c.inner, 503, "text/plain", &why).await,
+            Err(why) => reply(&mut c.inner, 503, "text/plain", &why.to_string()).await,
         },
         "/metrics" => {
             rt.refresh_gauges();

@@ -5,7 +5,6 @@
 use k8s_openapi::api::core::v1 as k8s;
 
 use crate::hooks::{CriState, Hooks, RemoteState, StateDecision, StateInput};
-use crate::proto::runtime::v1 as cri;
 
 /// What the remote side said about one container, flattened.
 #[derive(Debug, Clone, Default)]
@@ -53,24 +52,6 @@ pub fn view(status: Option<&k8s::ContainerStatus>) -> RemoteView {
             state: Some(RemoteState::Missing),
             ..Default::default()
         }
-    }
-}
-
-pub fn to_cri(s: CriState) -> i32 {
-    match s {
-        CriState::Created => cri::ContainerState::ContainerCreated as i32,
-        CriState::Running => cri::ContainerState::ContainerRunning as i32,
-        CriState::Exited => cri::ContainerState::ContainerExited as i32,
-        CriState::Unknown => cri::ContainerState::ContainerUnknown as i32,
-    }
-}
-
-pub fn from_cri(s: i32) -> CriState {
-    match s {
-        0 => CriState::Created,
-        1 => CriState::Running,
-        2 => CriState::Exited,
-        _ => CriState::Unknown,
     }
 }
 

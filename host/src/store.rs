@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1 as k8s;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::runtime::v1 as cri;
+pub use crate::states::{ContainerState, Phase};
 
 /// Is a container an init container (its own remote pod, run before the next) or regular?
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +62,7 @@ pub struct Container {
     pub created_at: i64,
     pub started_at: i64,
     pub finished_at: i64,
-    /// `cri::ContainerState` as i32.
-    pub state: i32,
+    pub state: ContainerState,
     pub exit_code: i32,
     pub reason: String,
     pub message: String,
@@ -81,20 +81,14 @@ pub struct Container {
     /// answer is skipped by the status loop.
     #[serde(skip, default)]
     pub remote_seen: u64,
-}
-
-/// Where a remote pod is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    /// Waiting for the batch window to close.
-    Collecting,
-    /// `/create` is (or may have been) sent: on recovery, ask `/status` before re-sending.
-    Sending,
-    Created,
-    /// `/create` was refused; nothing runs remotely.
-    Failed,
-    /// `/delete` is due (or in flight).
-    Deleting,
+    /// Bumped by every change of its state (memory only): a decision made on an
+    /// older snapshot is not committed (see [`crate::lifecycle::status`]).
+    #[serde(skip, default)]
+    pub rev: u64,
+    /// Fingerprint of the pod admission judged at `CreateContainer`; the batch
+    /// is judged again at send time only if it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,7 +109,7 @@ pub struct RemotePod {
 }
 
 /// An image as this runtime knows it: references (normalised) sharing one ID.
-/// References pinned to one digest are one image (see [`crate::images`]).
+/// References pinned to one digest are one image (see the `images` module).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Image {
     pub id: String,

@@ -1,4 +1,5 @@
-//! CPU and memory usage of the running containers, from the interLink
+//! CPU and memory usage of the running containers (the cache; `usage_loop`
+//! fills it), from the interLink
 //! extension `stats` (see [`interlink::extensions`]): one `/stats` call per
 //! `StatusInterval` for every running remote pod fills an in-memory cache;
 //! CRI stats calls answer from it and never wait on the network. When the API
@@ -6,13 +7,11 @@
 //! cannot measure), nothing is cached and usage is left unset, not zero.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::RwLock;
 
 use interlink::extensions::PodStats;
 
-use crate::runtime::Runtime;
-use crate::store::Phase;
+use crate::store::{Phase, Store};
 
 /// One container's usage as last read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,55 +42,19 @@ impl UsageCache {
         self.by_container.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn replace(&self, next: HashMap<String, Usage>) {
+    pub fn replace(&self, next: HashMap<String, Usage>) {
         *self.by_container.write().unwrap_or_else(|e| e.into_inner()) = next;
-    }
-}
-
-/// Refresh the cache every `StatusInterval` (backing off to 30 s while the
-/// server fails).
-pub async fn run(rt: Arc<Runtime>) {
-    let interval = rt.cfg.status_interval;
-    let mut delay = interval;
-    loop {
-        tokio::time::sleep(delay).await;
-        let pods = crate::status_loop::polled_pods(&rt);
-        if pods.is_empty() {
-            rt.usage.replace(HashMap::new());
-            delay = interval;
-            continue;
-        }
-        let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.stats(pods)).await;
-        match res {
-            Ok(Ok(Some(list))) => {
-                apply(&rt, &list);
-                delay = interval;
-            }
-            Ok(Ok(None)) => {
-                // no extension: usage unknown
-                rt.usage.replace(HashMap::new());
-                delay = interval.max(Duration::from_secs(10));
-            }
-            Ok(Err(e)) => {
-                delay = (delay * 2).min(Duration::from_secs(30));
-                tracing::debug!(error = %e, retry_in = ?delay, "stats failed");
-            }
-            Err(_) => {
-                delay = (delay * 2).min(Duration::from_secs(30));
-                tracing::debug!(retry_in = ?delay, "stats timed out");
-            }
-        }
     }
 }
 
 /// Put one `/stats` answer in the cache (remote pod UID and remote container
 /// name → container id), with the CPU rate from the previous reading.
-pub fn apply(rt: &Runtime, list: &[PodStats]) {
+pub fn apply(cache: &UsageCache, store: &Store, list: &[PodStats]) {
     let by_uid: HashMap<&str, &PodStats> = list.iter().map(|p| (p.pod_uid.as_str(), p)).collect();
     let mut next = HashMap::new();
     {
-        let st = rt.store.read();
-        let prev = rt.usage.read();
+        let st = store.read();
+        let prev = cache.read();
         for r in st.remotes.values() {
             if r.phase != Phase::Created {
                 continue;
@@ -122,7 +85,7 @@ pub fn apply(rt: &Runtime, list: &[PodStats]) {
             }
         }
     }
-    rt.usage.replace(next);
+    cache.replace(next);
 }
 
 fn rate(prev: &Usage, cpu_now: u64, ts_now: i64) -> Option<u64> {

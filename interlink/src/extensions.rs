@@ -2,9 +2,9 @@
 //! tells which of them it has, and the wire types of each.
 //!
 //! A peer with extensions answers `GET /extensions` with
-//! `{"extensions": {"stats": 1}}` (name → version). Any other answer (404,
+//! `{"extensions": {"stats": 1, "exec": 1}}` (name → version). Any other answer (404,
 //! 405, not JSON: upstream's server and plugins) means it has none. Every
-//! extension (stats now; exec and status streams later) is discovered this one
+//! extension (stats, exec; status streams later) is discovered this one
 //! way: ask once on connect, cache, ask again on reconnect or after a while.
 
 use std::collections::BTreeMap;
@@ -21,6 +21,18 @@ pub const STATS: &str = "stats";
 pub const STATS_VERSION: u32 = 1;
 /// Its endpoint.
 pub const STATS_PATH: &str = "/stats";
+
+/// The exec extension: `GET /exec`, `GET /attach`, `GET /portforward`, each a
+/// WebSocket upgrade (see [`crate::exec`]).
+pub const EXEC: &str = "exec";
+/// Its version.
+pub const EXEC_VERSION: u32 = 1;
+/// Run a command in a container.
+pub const EXEC_PATH: &str = "/exec";
+/// Attach to a container's main process.
+pub const ATTACH_PATH: &str = "/attach";
+/// Forward one TCP connection to a port of a pod.
+pub const PORT_FORWARD_PATH: &str = "/portforward";
 
 /// What a peer answers at [`PATH`]: extension name → version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,14 +3,17 @@
 //!
 //! - [`types`]: every JSON body of the contract, keys exactly as upstream emits them.
 //! - [`client`]: an async client of the API server (http, https/mTLS, unix socket).
+//! - [`exec`]: the wire of the exec extension (exec, attach, port-forward over WebSocket).
 //! - [`validate`]: the input rules (DNS labels, pod UIDs) the server applies; plugins reuse them.
 
 pub mod client;
 mod error_chain;
+pub mod exec;
 pub mod extensions;
 pub mod server;
 mod tls;
 pub mod types;
 pub mod validate;
+mod ws;
 
 pub use types::*;

@@ -175,27 +175,33 @@ impl CriEnv {
 
     /// The sandbox config of a pod whose logs go under this env's log directory.
     pub fn pod(&self, name: &str) -> cri::PodSandboxConfig {
-        let uid = uuid_like(name);
-        cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: name.into(),
-                namespace: "default".into(),
-                uid: uid.clone(),
-                attempt: 0,
-            }),
-            log_directory: self
-                .log_dir
-                .join(format!("default_{name}_{uid}"))
-                .display()
-                .to_string(),
-            labels: [("app".to_string(), name.to_string())].into(),
-            ..Default::default()
-        }
+        let mut c = sandbox_config(name, &self.log_dir);
+        c.labels = [("app".to_string(), name.to_string())].into();
+        c
+    }
+}
+
+/// A sandbox config as kubelet sends it: namespace `default`, a pod UID
+/// derived from the name, logs in `<log_root>/default_<name>_<uid>`.
+pub fn sandbox_config(name: &str, log_root: &Path) -> cri::PodSandboxConfig {
+    let uid = uuid_like(name);
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: uid.clone(),
+            attempt: 0,
+        }),
+        log_directory: log_root
+            .join(format!("default_{name}_{uid}"))
+            .display()
+            .to_string(),
+        ..Default::default()
     }
 }
 
 /// [`FAST`] without the keys `extra` sets itself.
-fn fast_without(extra: &str) -> String {
+pub fn fast_without(extra: &str) -> String {
     let keys: Vec<&str> = extra
         .lines()
         .filter_map(|l| l.split(':').next())

@@ -171,6 +171,8 @@ pub mod apiserver;
 pub mod cri;
 pub mod engine;
 pub mod extensions;
+pub mod kube_api;
 pub mod plugin;
+pub mod recording;
 pub mod slurm;
 pub mod spdy_client;

@@ -857,7 +857,7 @@ async fn host_with_double(env: &mut CriEnv) -> anyhow::Result<tokio::sync::watch
         Arc::new(interlink_cri::hooks::NoHooks),
         remote,
     );
-    rt.start_background();
+    interlink_cri::background::start(&rt);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (s, _) = server(8, Duration::from_secs(60)).await;
     let _ = rt.streaming.set(s);

@@ -139,21 +139,7 @@ fn start_host(dir: &Path, config: &str) -> Proc {
 }
 
 fn sandbox(dir: &Path, name: &str) -> cri::PodSandboxConfig {
-    let uid = uuid_like(name);
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            namespace: "default".into(),
-            uid: uid.clone(),
-            attempt: 0,
-        }),
-        log_directory: dir
-            .join("pod-logs")
-            .join(format!("default_{name}_{uid}"))
-            .display()
-            .to_string(),
-        ..Default::default()
-    }
+    interlink_test_harness::cri::sandbox_config(name, &dir.join("pod-logs"))
 }
 
 /// Pull busybox, run a sandbox with one container running `script`; answers

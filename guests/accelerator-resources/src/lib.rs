@@ -16,7 +16,6 @@
 // the bindings wit-bindgen generates take one argument per record field
 #![allow(clippy::too_many_arguments)]
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -61,23 +60,7 @@ impl Default for Config {
     }
 }
 
-thread_local! {
-    static CONFIG: OnceCell<Result<Config, String>> = const { OnceCell::new() };
-}
-
-fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Result<R, String> {
-    CONFIG.with(|cell| {
-        let cfg = cell.get_or_init(|| {
-            let text = config();
-            if text.trim().is_empty() {
-                Ok(Config::default())
-            } else {
-                serde_json::from_str(&text).map_err(|e| format!("bad configuration: {e}"))
-            }
-        });
-        cfg.as_ref().map(f).map_err(Clone::clone)
-    })
-}
+interlink_guest_sdk::config!(Config, config);
 
 /// A Kubernetes quantity: digits with an optional fraction and suffix.
 fn is_quantity(s: &str) -> bool {

@@ -17,7 +17,7 @@
 // the bindings wit-bindgen generates take one argument per record field
 #![allow(clippy::too_many_arguments)]
 
-use std::cell::OnceCell;
+use interlink_guest_sdk::ConfigCell;
 
 use serde::Deserialize;
 
@@ -36,7 +36,7 @@ struct Config {
 }
 
 thread_local! {
-    static CONFIG: OnceCell<Result<Config, String>> = const { OnceCell::new() };
+    static CONFIG: ConfigCell<Config> = const { ConfigCell::new() };
 }
 
 /// `registry/path` of an image reference, normalised like Docker does.
@@ -71,20 +71,10 @@ struct Policy;
 
 impl Guest for Policy {
     fn admit(pod: PodSummary) -> AdmissionDecision {
-        CONFIG.with(|cell| {
-            let cfg = cell.get_or_init(|| {
-                let text = config();
-                if text.trim().is_empty() {
-                    Ok(Config::default())
-                } else {
-                    serde_json::from_str(&text).map_err(|e| e.to_string())
-                }
-            });
-            match cfg {
-                Ok(cfg) => judge(cfg, &pod),
-                Err(e) => AdmissionDecision::Deny(format!(
-                    "admission policy configuration is invalid: {e}"
-                )),
+        CONFIG.with(|cell| match cell.get(config) {
+            Ok(cfg) => judge(cfg, &pod),
+            Err(e) => {
+                AdmissionDecision::Deny(format!("admission policy configuration is invalid: {e}"))
             }
         })
     }

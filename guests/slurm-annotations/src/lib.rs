@@ -20,7 +20,6 @@
 // the bindings wit-bindgen generates take one argument per record field
 #![allow(clippy::too_many_arguments)]
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -48,23 +47,7 @@ struct Config {
     extra: BTreeMap<String, String>,
 }
 
-thread_local! {
-    static CONFIG: OnceCell<Result<Config, String>> = const { OnceCell::new() };
-}
-
-fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Result<R, String> {
-    CONFIG.with(|cell| {
-        let cfg = cell.get_or_init(|| {
-            let text = config();
-            if text.trim().is_empty() {
-                Ok(Config::default())
-            } else {
-                serde_json::from_str(&text).map_err(|e| format!("bad configuration: {e}"))
-            }
-        });
-        cfg.as_ref().map(f).map_err(Clone::clone)
-    })
-}
+interlink_guest_sdk::config!(Config, config);
 
 /// A value safe to put on an `#SBATCH` line: no whitespace, quotes or shell
 /// metacharacters.

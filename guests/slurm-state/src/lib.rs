@@ -20,7 +20,6 @@
 // the bindings wit-bindgen generates take one argument per record field
 #![allow(clippy::too_many_arguments)]
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -51,23 +50,7 @@ impl Default for Config {
     }
 }
 
-thread_local! {
-    static CONFIG: OnceCell<Result<Config, String>> = const { OnceCell::new() };
-}
-
-fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Result<R, String> {
-    CONFIG.with(|cell| {
-        let cfg = cell.get_or_init(|| {
-            let text = config();
-            if text.trim().is_empty() {
-                Ok(Config::default())
-            } else {
-                serde_json::from_str(&text).map_err(|e| format!("bad configuration: {e}"))
-            }
-        });
-        cfg.as_ref().map(f).map_err(Clone::clone)
-    })
-}
+interlink_guest_sdk::config!(Config, config);
 
 /// (Slurm state, reason, exit code, explanation)
 const TERMINAL: &[(&str, &str, i32, &str)] = &[

@@ -33,7 +33,7 @@ pub fn container_status(
         );
     }
     Ok(cri::ContainerStatusResponse {
-        status: Some(rt.container_status(c, None)),
+        status: Some(crate::views::container_status(c)),
         info,
     })
 }

@@ -1,5 +1,6 @@
 //! `CreateContainer`: validates, converts (resource step through the hooks),
-//! runs admission on the pod as it would be sent, records the container CREATED.
+//! runs admission on the pod as it would be sent (a denial is
+//! `PermissionDenied`), records the container CREATED.
 
 use std::path::PathBuf;
 
@@ -45,13 +46,13 @@ fn resolve_image(rt: &Runtime, spec: Option<&cri::ImageSpec>) -> Result<String> 
         // an ID prefix, as typed into crictl
         Err(e) => match crate::images::find(&st, image) {
             Some(img) => Ok(img.reference.clone()),
-            None => Err(Status::invalid_argument(e)),
+            None => Err(Status::invalid_argument(e.to_string())),
         },
     }
 }
 
 pub fn create_container(
-    rt: &Runtime,
+    rt: &std::sync::Arc<Runtime>,
     req: cri::CreateContainerRequest,
 ) -> Result<cri::CreateContainerResponse> {
     let sandbox_id = resolve_sandbox(rt, &req.pod_sandbox_id)?;
@@ -150,7 +151,7 @@ pub fn create_container(
         created_at: crate::now_ns(),
         started_at: 0,
         finished_at: 0,
-        state: cri::ContainerState::ContainerCreated as i32,
+        state: crate::states::ContainerState::Created,
         exit_code: 0,
         reason: String::new(),
         message: String::new(),
@@ -161,6 +162,8 @@ pub fn create_container(
         log_done: false,
         stop_requested: false,
         remote_seen: 0,
+        rev: 0,
+        admitted: None,
         config: cfg,
     };
     // admission sees the remote pod this container would be sent in
@@ -189,7 +192,7 @@ pub fn create_container(
         send_after: 0,
         finished: false,
     };
-    let pod = convert::build_create(
+    let mut pod = convert::build_create(
         &sb_snapshot,
         &trial,
         &[&c],
@@ -197,41 +200,21 @@ pub fn create_container(
         &rt.cfg.plugin_config,
     )
     .pod;
+    if let Some(real) = rt
+        .pod_specs
+        .get(&sandbox_cfg.metadata.clone().unwrap_or_default().uid)
+    {
+        convert::apply_pod_spec(&mut pod, &real);
+    }
     if let Err(reason) = rt.hooks.admit(&pod) {
         return Err(Status::permission_denied(format!(
             "admission denied container {:?}: {reason}",
             md.name
         )));
     }
-    rt.store.update(|st, d| {
-        let dup = st.containers.values().find(|o| {
-            o.sandbox_id == sandbox_id
-                && o.config
-                    .metadata
-                    .as_ref()
-                    .is_some_and(|m| m.name == md.name && m.attempt == md.attempt)
-        });
-        if let Some(o) = dup {
-            return Err(Status::already_exists(format!(
-                "container {:?} attempt {} already exists in pod sandbox {} as {}",
-                md.name, md.attempt, sandbox_id, o.id
-            )));
-        }
-        if !st.sandboxes.get(&sandbox_id).is_some_and(|s| s.ready) {
-            return Err(Status::failed_precondition(format!(
-                "pod sandbox {sandbox_id} is not ready (stopped)"
-            )));
-        }
-        // the ID PullImage answered for this image (ContainerStatus.image_ref)
-        c.image_id = crate::images::record(st, d, &c.image_ref);
-        st.containers.insert(id.clone(), c);
-        d.container(&id);
-        Ok(())
-    })?;
-    rt.emit(
-        &id,
-        &sandbox_id,
-        cri::ContainerEventType::ContainerCreatedEvent,
-    );
+    // sent alone in this very pod, it is not judged again (see `dispatch`)
+    c.admitted = Some(crate::dispatch::admission_fingerprint(&pod));
+    let window = rt.cfg.batch_window.as_nanos() as i64;
+    crate::effects::change(rt, |ch| ch.create_container(c, window))?;
     Ok(cri::CreateContainerResponse { container_id: id })
 }

@@ -10,6 +10,7 @@ use tonic::Status;
 use super::{Result, resolve_container};
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
+use crate::states::ContainerState;
 use crate::streaming::remotecommand::Options;
 use crate::streaming::{ExecTarget, Pending, Streaming};
 
@@ -30,12 +31,10 @@ pub fn running_container(rt: &Runtime, id: &str) -> Result<String> {
         .containers
         .get(&id)
         .ok_or_else(|| Status::not_found(format!("container {id:?} not found")))?;
-    if c.state != cri::ContainerState::ContainerRunning as i32 {
-        let state = cri::ContainerState::try_from(c.state)
-            .map(|s| s.as_str_name())
-            .unwrap_or("CONTAINER_UNKNOWN");
+    if c.state != ContainerState::Running {
         return Err(Status::failed_precondition(format!(
-            "container {id:?} is not running (state {state})"
+            "container {id:?} is not running (state {})",
+            c.state.to_cri().as_str_name()
         )));
     }
     Ok(id)

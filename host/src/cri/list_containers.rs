@@ -11,7 +11,7 @@ pub fn list(rt: &Runtime, f: Option<&cri::ContainerFilter>) -> Vec<cri::Containe
         return st
             .containers
             .values()
-            .map(|c| rt.container_summary(c))
+            .map(crate::views::container_summary)
             .collect();
     };
     let sandbox = if f.pod_sandbox_id.is_empty() {
@@ -24,7 +24,7 @@ pub fn list(rt: &Runtime, f: Option<&cri::ContainerFilter>) -> Vec<cri::Containe
     };
     let keep = |c: &Container| {
         sandbox.as_ref().is_none_or(|s| &c.sandbox_id == s)
-            && f.state.as_ref().is_none_or(|v| v.state == c.state)
+            && f.state.as_ref().is_none_or(|v| v.state == c.state.as_i32())
             && labels_match(&c.config.labels, &f.label_selector)
     };
     if !f.id.is_empty() {
@@ -33,7 +33,7 @@ pub fn list(rt: &Runtime, f: Option<&cri::ContainerFilter>) -> Vec<cri::Containe
                 .containers
                 .get(id)
                 .filter(|c| keep(c))
-                .map(|c| rt.container_summary(c))
+                .map(crate::views::container_summary)
                 .into_iter()
                 .collect(),
             Err(_) => vec![],
@@ -42,6 +42,6 @@ pub fn list(rt: &Runtime, f: Option<&cri::ContainerFilter>) -> Vec<cri::Containe
     st.containers
         .values()
         .filter(|c| keep(c))
-        .map(|c| rt.container_summary(c))
+        .map(crate::views::container_summary)
         .collect()
 }

@@ -6,19 +6,7 @@ use crate::runtime::Runtime;
 
 pub fn list(rt: &Runtime, f: Option<&cri::PodSandboxFilter>) -> Vec<cri::PodSandbox> {
     let st = rt.store.read();
-    let one = |s: &crate::store::Sandbox| cri::PodSandbox {
-        id: s.id.clone(),
-        metadata: s.config.metadata.clone(),
-        state: if s.ready {
-            cri::PodSandboxState::SandboxReady as i32
-        } else {
-            cri::PodSandboxState::SandboxNotready as i32
-        },
-        created_at: s.created_at,
-        labels: s.config.labels.clone(),
-        annotations: s.config.annotations.clone(),
-        runtime_handler: s.runtime_handler.clone(),
-    };
+    let one = crate::views::sandbox_summary;
     let Some(f) = f else {
         return st.sandboxes.values().map(one).collect();
     };

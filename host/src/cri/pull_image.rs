@@ -25,7 +25,8 @@ pub fn pull_image(rt: &Runtime, req: cri::PullImageRequest) -> Result<cri::PullI
             ))),
         };
     }
-    let reference = crate::images::normalize(image).map_err(Status::invalid_argument)?;
+    let reference =
+        crate::images::normalize(image).map_err(|e| Status::invalid_argument(e.to_string()))?;
     let id = rt
         .store
         .update(|st, d| crate::images::record(st, d, &reference));

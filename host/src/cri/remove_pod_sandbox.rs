@@ -19,23 +19,6 @@ pub async fn remove_pod_sandbox(
         }
     };
     crate::dispatch::stop_sandbox(rt, &id).await;
-    let removed = rt.store.update(|st, d| {
-        let ids: Vec<String> = st
-            .containers
-            .values()
-            .filter(|c| c.sandbox_id == id)
-            .map(|c| c.id.clone())
-            .collect();
-        for c in &ids {
-            st.containers.remove(c);
-            d.container(c);
-        }
-        st.sandboxes.remove(&id);
-        d.sandbox(&id);
-        ids
-    });
-    for c in removed {
-        rt.emit(&c, &id, cri::ContainerEventType::ContainerDeletedEvent);
-    }
+    crate::effects::change(rt, |ch| ch.remove_sandbox(&id));
     Ok(cri::RemovePodSandboxResponse {})
 }

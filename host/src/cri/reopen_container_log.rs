@@ -21,7 +21,7 @@ pub fn reopen_container_log(
             .ok_or_else(|| Status::not_found(format!("container {id:?} not found")))?;
         (
             c.log_file.clone(),
-            c.state == cri::ContainerState::ContainerRunning as i32,
+            c.state == crate::states::ContainerState::Running,
         )
     };
     if !running {

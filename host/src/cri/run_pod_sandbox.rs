@@ -53,55 +53,18 @@ pub fn run_pod_sandbox(
         .is_some_and(|n| n.network == cri::NamespaceMode::Node as i32);
     let cidr = (!host_network).then(|| rt.pod_cidr());
     let id = crate::ids::new_id();
-    rt.store.update(|st, d| {
-        if let Some(other) = st.sandboxes.values().find(|s| {
-            s.config.metadata.as_ref().is_some_and(|m| {
-                m.name == md.name
-                    && m.namespace == md.namespace
-                    && m.uid == md.uid
-                    && m.attempt == md.attempt
-            })
-        }) {
-            return Err(Status::already_exists(format!(
-                "pod sandbox {}/{} (uid {}, attempt {}) already exists as {}",
-                md.namespace, md.name, md.uid, md.attempt, other.id
-            )));
-        }
-        let ip = match cidr {
-            Some(c) => {
-                let used: std::collections::HashSet<std::net::Ipv4Addr> = st
-                    .sandboxes
-                    .values()
-                    .filter_map(|s| s.ip.parse().ok())
-                    .collect();
-                c.allocate(&used)
-                    .ok_or_else(|| {
-                        Status::resource_exhausted(format!(
-                            "no free pod IP left in {c} ({} sandboxes hold one)",
-                            used.len()
-                        ))
-                    })?
-                    .to_string()
-            }
-            None => String::new(),
-        };
-        st.sandboxes.insert(
-            id.clone(),
-            Sandbox {
-                ip,
-                id: id.clone(),
-                uid: remote_uid(&md.uid),
-                config,
-                created_at: crate::now_ns(),
-                ready: true,
-                runtime_handler: handler,
-                batches: 0,
-                main_used: false,
-            },
-        );
-        d.sandbox(&id);
-        Ok(())
-    })?;
+    let sb = Sandbox {
+        ip: String::new(),
+        id: id.clone(),
+        uid: remote_uid(&md.uid),
+        config,
+        created_at: crate::now_ns(),
+        ready: true,
+        runtime_handler: handler,
+        batches: 0,
+        main_used: false,
+    };
+    crate::lifecycle::change(&rt.store, |ch| ch.create_sandbox(sb, cidr.as_ref())).0?;
     tracing::info!(sandbox = %id, pod = %format!("{}/{}", md.namespace, md.name), "sandbox ready");
     Ok(cri::RunPodSandboxResponse { pod_sandbox_id: id })
 }

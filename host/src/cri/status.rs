@@ -19,7 +19,7 @@ pub fn status(rt: &Runtime, req: cri::StatusRequest) -> Result<cri::StatusRespon
             r#type: "RuntimeReady".into(),
             status: false,
             reason: "InterLinkUnreachable".into(),
-            message: why,
+            message: why.to_string(),
         },
     };
     let network = cri::RuntimeCondition {

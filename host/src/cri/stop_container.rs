@@ -18,6 +18,6 @@ pub async fn stop_container(
             Err(_) => return Ok(cri::StopContainerResponse {}),
         }
     };
-    let _ = crate::dispatch::stop_container(rt, &id, req.timeout).await;
+    crate::dispatch::stop_container(rt, &id, req.timeout).await;
     Ok(cri::StopContainerResponse {})
 }

@@ -56,20 +56,31 @@ pub(crate) fn list(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > max {
-        return Err(format!(
+        return Err(LoadError::from(format!(
             "{} is too large ({} bytes, at most {max})",
             path.display(),
             meta.len()
-        ));
+        )));
     }
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    Ok(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)
 }
 
-pub(crate) fn read_source(path: &Path) -> Result<Source, String> {
+/// Why a module was not loaded (the message names the module's problem).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+impl From<String> for LoadError {
+    fn from(s: String) -> LoadError {
+        LoadError(s)
+    }
+}
+
+pub(crate) fn read_source(path: &Path) -> Result<Source, LoadError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -142,7 +153,7 @@ impl Compiler {
     }
 
     /// The component, from the cache when possible. Returns whether it was cached.
-    pub(crate) fn compile(&self, src: &Source) -> Result<(Component, bool), String> {
+    pub(crate) fn compile(&self, src: &Source) -> Result<(Component, bool), LoadError> {
         let cached = self.cache_path(&src.wasm_hash);
         if let Some(path) = cached.as_ref().filter(|p| p.is_file()) {
             // SAFETY: the cache folder is ours (0700, next to the module folder);
@@ -221,7 +232,7 @@ fn link_imports(
     engine: &Engine,
     component: &Component,
     linker: &mut Linker<StoreState>,
-) -> Result<(), String> {
+) -> Result<(), LoadError> {
     use wasmtime::component::ResourceType;
     use wasmtime::component::types::ComponentItem;
 
@@ -231,12 +242,14 @@ fn link_imports(
             continue;
         }
         let ComponentItem::ComponentInstance(instance) = &ext.ty else {
-            return Err(format!("imports {name}, which the host does not provide"));
+            return Err(LoadError::from(format!(
+                "imports {name}, which the host does not provide"
+            )));
         };
         if !name.starts_with("wasi:") {
-            return Err(format!(
+            return Err(LoadError::from(format!(
                 "imports {name}, which the host does not provide (only interlink:extensions/host and WASI)"
-            ));
+            )));
         }
         let stub = |e: wasmtime::Error| format!("does not link: {}", first_line(&e));
         let mut li = linker.instance(name).map_err(stub)?;
@@ -282,7 +295,7 @@ pub(crate) fn load(
     linker: &Linker<StoreState>,
     engine: &Engine,
     bounds: Bounds,
-) -> Result<Module, String> {
+) -> Result<Module, LoadError> {
     let (component, _cached) = compiler.compile(&src)?;
     let mut linker = linker.clone();
     link_imports(engine, &component, &mut linker)?;

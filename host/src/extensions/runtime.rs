@@ -144,7 +144,7 @@ impl Inner {
                             hook,
                             name,
                             digest,
-                            reason,
+                            reason: reason.to_string(),
                         });
                         list.extend(prev.cloned());
                     }

@@ -9,6 +9,7 @@
 //! - [`backend`]: the [`StreamBackend`] sessions run on.
 
 pub mod backend;
+pub mod interlink_exec;
 pub mod portforward;
 pub mod remotecommand;
 pub mod server;

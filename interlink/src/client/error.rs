@@ -43,6 +43,12 @@ impl ClientError {
         }
     }
 
+    /// The server, or the plugin behind it, does not implement what was asked
+    /// (501: an extension it lacks; the message names it).
+    pub fn is_unimplemented(&self) -> bool {
+        self.status() == Some(501)
+    }
+
     /// Map an error response (status + body) to a typed error; the message is the
     /// body's `{"error": ...}` field when it has one, else its text (shortened).
     pub(crate) fn from_response(status: u16, body: &[u8]) -> ClientError {

@@ -12,12 +12,14 @@
 
 mod config;
 mod error;
+mod exec;
 mod extensions;
 mod tls;
 mod token;
 
 pub use config::ClientConfig;
 pub use error::ClientError;
+pub use exec::{ExecEvent, ExecInput, ExecOutcome, ExecOutput, ExecSession, PortForwardStream};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +48,9 @@ struct Inner {
     base: String,
     token: Option<TokenFile>,
     request_timeout: Duration,
+    connect_timeout: Duration,
+    /// How WebSockets (the exec extension) reach the server.
+    dial: crate::ws::Dial,
     /// The server's extensions and when they were asked (see `extensions`).
     extensions: std::sync::Mutex<Option<(crate::extensions::Extensions, std::time::Instant)>>,
 }
@@ -100,6 +105,20 @@ impl Client {
     /// Build a client; fails on an unusable address or unreadable TLS files.
     pub fn new(cfg: ClientConfig) -> Result<Client, ClientError> {
         let (base, socket) = endpoint(&cfg)?;
+        let dial = match &socket {
+            Some(path) => crate::ws::Dial::Unix(path.clone()),
+            None => {
+                let tls = if base.starts_with("https://") {
+                    // a WebSocket upgrade is HTTP/1.1 only
+                    let mut t = tls::rustls_config(&cfg)?;
+                    t.alpn_protocols = vec![b"http/1.1".to_vec()];
+                    Some(Arc::new(t))
+                } else {
+                    None
+                };
+                crate::ws::Dial::from_url(&base, tls).map_err(ClientError::Config)?
+            }
+        };
         let mut b = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(20))
@@ -128,6 +147,8 @@ impl Client {
                 base,
                 token: cfg.token_file.map(TokenFile::new),
                 request_timeout: cfg.request_timeout,
+                connect_timeout: cfg.connect_timeout,
+                dial,
                 extensions: std::sync::Mutex::new(None),
             }),
         })

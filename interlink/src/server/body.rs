@@ -47,3 +47,38 @@ pub async fn json<T: DeserializeOwned>(
     let bytes = read(body, limit).await?;
     parse(&bytes, what)
 }
+
+/// A JSON array of pods (`/status`, `/stats`): each pod's UID, name and
+/// namespace checked, nothing else decoded; answers how many there are. An
+/// empty body and `null` (what Go sends for a nil slice) are no pods.
+pub fn pod_list(bytes: &[u8]) -> Result<usize, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct PodRef {
+        #[serde(default)]
+        metadata: MetaRef,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct MetaRef {
+        #[serde(default)]
+        uid: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        namespace: Option<String>,
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(0);
+    }
+    let pods =
+        parse::<Option<Vec<PodRef>>>(bytes, "a JSON array of Pod objects")?.unwrap_or_default();
+    for (i, p) in pods.iter().enumerate() {
+        let m = &p.metadata;
+        crate::validate::check_pod_ref_fields(
+            m.uid.as_deref().unwrap_or(""),
+            m.name.as_deref().unwrap_or(""),
+            m.namespace.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| ApiError::bad_request(format!("pod [{i}]: {e}")))?;
+    }
+    Ok(pods.len())
+}

@@ -11,14 +11,16 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use super::state::AppState;
-use crate::extensions::{Extensions, STATS, STATS_VERSION};
+use crate::extensions::{EXEC, EXEC_VERSION, Extensions, STATS, STATS_VERSION};
 
 /// How long the plugin's answer is trusted before it is asked again.
 pub const REASK: Duration = Duration::from_secs(60);
 
 /// The extensions this server can proxy, with their versions.
 fn proxied() -> Extensions {
-    Extensions::none().with(STATS, STATS_VERSION)
+    Extensions::none()
+        .with(STATS, STATS_VERSION)
+        .with(EXEC, EXEC_VERSION)
 }
 
 /// The plugin's extensions, as last asked.

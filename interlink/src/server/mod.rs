@@ -20,6 +20,7 @@ pub mod connections;
 mod create;
 mod delete;
 mod error;
+mod exec;
 mod extensions;
 mod health;
 mod listen;
@@ -82,7 +83,8 @@ fn router(state: state::AppState, auth: Option<Arc<auth::Authenticator>>) -> Rou
         .route("/pinglink", post(ping::ping).get(ping::ping))
         .route("/updateCache", post(update_cache::update_cache))
         .route(crate::extensions::PATH, get(extensions::extensions))
-        .route(crate::extensions::STATS_PATH, post(stats::stats));
+        .route(crate::extensions::STATS_PATH, post(stats::stats))
+        .merge(exec::routes());
     let api = match auth {
         Some(a) => api.route_layer(middleware::from_fn_with_state(a, auth::require)),
         None => api,

@@ -34,6 +34,8 @@ pub struct PluginClient {
     metrics: Metrics,
     /// Whether the plugin serves `/pinglink` (see [`PluginClient::ping`]).
     pinglink: Arc<AtomicU8>,
+    /// How WebSockets (the exec extension) reach the plugin.
+    dial: crate::ws::Dial,
 }
 
 const PINGLINK_UNKNOWN: u8 = 0;
@@ -110,6 +112,7 @@ impl PluginClient {
             .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(64)
             .tls_backend_preconfigured(crate::tls::default_client_config());
+        let mut dial = None;
         let (base, target) = if let Some(path) = url.strip_prefix("unix://") {
             if !path.starts_with('/') {
                 return Err(format!(
@@ -117,6 +120,7 @@ impl PluginClient {
                 ));
             }
             b = b.unix_socket(path);
+            dial = Some(crate::ws::Dial::Unix(path.into()));
             ("http://localhost".to_string(), url.to_string())
         } else if let Some(rest) = url.strip_prefix("http://") {
             let has_port = rest.rsplit(']').next().is_some_and(|t| t.contains(':'));
@@ -135,6 +139,10 @@ impl PluginClient {
         let http = b
             .build()
             .map_err(|e| format!("plugin client: {}", chain(&e)))?;
+        let dial = match dial {
+            Some(d) => d,
+            None => crate::ws::Dial::from_url(&base, None)?,
+        };
         Ok(PluginClient {
             http,
             base,
@@ -142,6 +150,7 @@ impl PluginClient {
             timeout,
             metrics,
             pinglink: Arc::new(AtomicU8::new(PINGLINK_UNKNOWN)),
+            dial,
         })
     }
 
@@ -285,6 +294,45 @@ impl PluginClient {
             )
             .await?;
         self.body_of(resp).await
+    }
+
+    /// Open a WebSocket to the plugin at `path_and_query` (an endpoint of the
+    /// exec extension), with the request's session, within the plugin timeout.
+    /// Answers the socket and the subprotocol the plugin chose.
+    pub async fn websocket(
+        &self,
+        endpoint: &'static str,
+        path_and_query: &str,
+        protocol: Option<&str>,
+    ) -> Result<(crate::ws::Ws, Option<String>), PluginFailure> {
+        use crate::ws::DialError;
+        let start = Instant::now();
+        let mut headers = Vec::new();
+        if let Some(session) = super::session::current()
+            && let Ok(v) = axum::http::HeaderValue::from_str(&session)
+        {
+            headers.push((
+                axum::http::HeaderName::from_static("interlink-http-session"),
+                v,
+            ));
+        }
+        tracing::debug!(endpoint, "opening a WebSocket to the plugin");
+        let result = self
+            .dial
+            .websocket(path_and_query, headers, protocol, self.timeout)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(DialError::Status(..)) => "error_status",
+            Err(DialError::Timeout(_)) => "timeout",
+            Err(_) => "unreachable",
+        };
+        self.metrics.plugin_call(endpoint, outcome, start.elapsed());
+        result.map_err(|e| match e {
+            DialError::Status(s, body) => PluginFailure::Status(s, error_text(&body)),
+            DialError::Timeout(m) => PluginFailure::Timeout(m),
+            DialError::Unreachable(m) | DialError::Config(m) => PluginFailure::Unreachable(m),
+        })
     }
 
     /// `GET /getLogs` with a body; the response streams (no overall timeout on follow).

@@ -6,54 +6,22 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::body;
 use super::error::ApiError;
 use super::plugin_client::PluginFailure;
 use super::state::AppState;
 use crate::extensions::{PodStats, STATS};
-use crate::validate;
-
-#[derive(Deserialize)]
-struct PodRef {
-    #[serde(default)]
-    metadata: MetaRef,
-}
-
-#[derive(Deserialize, Default)]
-struct MetaRef {
-    #[serde(default)]
-    uid: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-}
 
 pub async fn stats(State(st): State<AppState>, req: Body) -> Result<Response, ApiError> {
     let bytes = body::read(req, st.max_body).await?;
-    let pods: Vec<PodRef> = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        body::parse::<Option<Vec<PodRef>>>(&bytes, "a JSON array of Pod objects")?
-            .unwrap_or_default()
-    };
-    for (i, p) in pods.iter().enumerate() {
-        let m = &p.metadata;
-        validate::check_pod_ref_fields(
-            m.uid.as_deref().unwrap_or(""),
-            m.name.as_deref().unwrap_or(""),
-            m.namespace.as_deref().unwrap_or(""),
-        )
-        .map_err(|e| ApiError::bad_request(format!("pod [{i}]: {e}")))?;
-    }
+    let pods = body::pod_list(&bytes)?;
     if !st.plugin_extensions.get(&st).await.has(STATS) {
         return Err(ApiError::not_found(
             "the plugin has no stats extension (GET /extensions)",
         ));
     }
-    if pods.is_empty() {
+    if pods == 0 {
         return Ok(([(header::CONTENT_TYPE, "application/json")], "[]").into_response());
     }
     let answer = match st.plugin.stats(bytes).await {

@@ -11,53 +11,20 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::body;
 use super::error::ApiError;
 use super::state::AppState;
-use crate::validate;
-
-#[derive(Deserialize)]
-struct PodRef {
-    #[serde(default)]
-    metadata: MetaRef,
-}
-
-#[derive(Deserialize, Default)]
-struct MetaRef {
-    #[serde(default)]
-    uid: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-}
 
 pub async fn status(State(st): State<AppState>, req: Body) -> Result<Response, ApiError> {
     let bytes = body::read(req, st.max_body).await?;
-    let pods: Vec<PodRef> = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        // Go reads `null` as an empty list
-        body::parse::<Option<Vec<PodRef>>>(&bytes, "a JSON array of Pod objects")?
-            .unwrap_or_default()
-    };
-    if pods.is_empty() {
+    let pods = body::pod_list(&bytes)?;
+    if pods == 0 {
         let all = st.cache.statuses();
         let body = serde_json::to_vec(&all).map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding: {e}"))
         })?;
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
-    }
-    for (i, p) in pods.iter().enumerate() {
-        let m = &p.metadata;
-        validate::check_pod_ref_fields(
-            m.uid.as_deref().unwrap_or(""),
-            m.name.as_deref().unwrap_or(""),
-            m.namespace.as_deref().unwrap_or(""),
-        )
-        .map_err(|e| ApiError::bad_request(format!("pod [{i}]: {e}")))?;
     }
     let answer = st
         .plugin

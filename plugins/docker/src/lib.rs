@@ -5,16 +5,15 @@
 //! that holds the pod's network, IPC and UTS namespaces, plus one engine container
 //! per Kubernetes container joined to them with `container:<infra>`. Every engine
 //! container carries the label `interlink.pod-uid`. Init containers run in order
-//! (each must exit 0), then the regular containers start. ConfigMap, Secret and
-//! projected volumes are written under `<data-root>/pods/<uid>/volumes/` and bind
-//! mounted read-only; emptyDirs are directories there. State is persisted next to
+//! (each must exit 0), then the regular containers start. Env, downward API and
+//! volume contents come from the plugin kit's pod model. ConfigMap, Secret,
+//! projected and downwardAPI volumes are written under
+//! `<data-root>/pods/<uid>/volumes/` and bind mounted read-only; emptyDirs are directories there. State is persisted next to
 //! them, so a restarted plugin keeps tracking (and finishes starting) its pods.
 
 pub mod config;
 pub mod engine;
-pub mod env;
 pub mod provider;
-pub mod quantity;
 pub mod spec;
 pub mod state;
 pub mod stats;

@@ -26,7 +26,8 @@ use crate::engine::{Engine, is_connection_error, is_not_found};
 use crate::spec::{self, LABEL_POD_UID, Role};
 use crate::state::{ContainerRecord, Failure, PodRecord, StateError, Store};
 use crate::status;
-use crate::volumes::{self, PodObjects};
+use crate::volumes;
+use interlink_plugin_kit::pod::{self, PodModel};
 
 pub struct DockerProvider {
     inner: Arc<Inner>,
@@ -113,20 +114,7 @@ impl DockerProvider {
 
 /// A pod UID names a directory and a container: keep it to safe characters.
 fn check_uid(uid: &str) -> Result<(), PluginError> {
-    if uid.is_empty() {
-        return Err(PluginError::BadRequest("pod has no metadata.uid".into()));
-    }
-    if uid.len() > 128
-        || !uid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        || uid.starts_with('.')
-    {
-        return Err(PluginError::BadRequest(format!(
-            "pod uid {uid:?} is not a valid UID"
-        )));
-    }
-    Ok(())
+    interlink_plugin_kit::validate::pod_uid(uid).map_err(PluginError::BadRequest)
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -345,9 +333,10 @@ impl Inner {
             self.ensure_image(docker, img, policy).await?;
         }
 
-        let objects = PodObjects::from_request(data);
+        let model = PodModel::new(data, spec::placement(pod, &self.config));
+        let view = model.view();
         let vol_dir = self.store.pod_dir(&rec.uid).join("volumes");
-        let vols = volumes::prepare(spec.volumes.as_deref().unwrap_or(&[]), &objects, &vol_dir)
+        let vols = volumes::prepare(view, &vol_dir)
             .map_err(|e| Refusal::rejected("CreateContainerConfigError", e.to_string()))?;
         let mut bodies = Vec::new();
         for (role, c) in inits
@@ -355,12 +344,14 @@ impl Inner {
             .map(|c| (Role::Init, *c))
             .chain(spec.containers.iter().map(|c| (Role::Regular, c)))
         {
-            let env = crate::env::resolve(c, pod, &objects).map_err(|e| {
-                Refusal::rejected(
-                    "CreateContainerConfigError",
-                    format!("container {:?}: {e}", c.name),
-                )
-            })?;
+            let env = pod::env::resolve(view, c)
+                .map(pod::Env::into_vars)
+                .map_err(|e| {
+                    Refusal::rejected(
+                        "CreateContainerConfigError",
+                        format!("container {:?}: {e}", c.name),
+                    )
+                })?;
             let (binds, subpaths) =
                 volumes::binds(c, &vols, &self.store.subpath_dir(&rec.uid, &c.name))
                     .map_err(|e| Refusal::rejected("CreateContainerConfigError", e.to_string()))?;

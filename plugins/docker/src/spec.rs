@@ -8,7 +8,8 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::config::{Config, capability_name};
-use crate::quantity;
+use interlink_plugin_kit::pod::Placement;
+use interlink_plugin_kit::quantity;
 
 pub const LABEL_POD_UID: &str = "interlink.pod-uid";
 pub const LABEL_POD_NAME: &str = "interlink.pod-name";
@@ -129,6 +130,22 @@ pub fn check_host_access(pod: &Pod, config: &Config) -> Result<(), String> {
 }
 
 /// The infra container: sleeps forever, owns the pod's namespaces.
+/// What the downward API can know of where the pod runs. With the host's
+/// network (`hostNetwork`, or `network_mode: host`) on an engine of this host
+/// (a Unix socket), the pod's IP is this host's. Otherwise the pod's address
+/// is its infra container's, given when that starts, after the containers
+/// (and their environment) are created, or none (`network_mode: none`): the
+/// downward API has what the pod's status says.
+pub fn placement(pod: &Pod, config: &Config) -> Placement {
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+        || config.network_mode == "host";
+    if host_network && config.engine_host().starts_with("unix://") {
+        interlink_plugin_kit::pod::host::this_host()
+    } else {
+        Placement::default()
+    }
+}
+
 pub fn infra(pod: &Pod, config: &Config) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(config.infra_image.clone()),
@@ -174,22 +191,20 @@ pub fn container(
         let req = res.requests.as_ref();
         if let Some(q) = lim.and_then(|l| l.get("cpu")) {
             hc.nano_cpus =
-                Some(quantity::nano_cpus(&q.0).ok_or_else(|| bad_quantity(c, "limits.cpu", &q.0))?);
+                Some(quantity::nano_cpus(&q.0).map_err(|_| bad_quantity(c, "limits.cpu", &q.0))?);
         }
         if let Some(q) = lim.and_then(|l| l.get("memory")) {
             hc.memory =
-                Some(quantity::bytes(&q.0).ok_or_else(|| bad_quantity(c, "limits.memory", &q.0))?);
+                Some(quantity::bytes(&q.0).map_err(|_| bad_quantity(c, "limits.memory", &q.0))?);
         }
         if let Some(q) = req.and_then(|l| l.get("cpu")) {
-            let cores =
-                quantity::parse(&q.0).ok_or_else(|| bad_quantity(c, "requests.cpu", &q.0))?;
+            let cores = quantity::parse(&q.0).map_err(|_| bad_quantity(c, "requests.cpu", &q.0))?;
             // the kubelet's mapping: 1 core = 1024 shares, at least 2
             hc.cpu_shares = Some(((cores * 1024.0).round() as i64).max(2));
         }
         if let Some(q) = req.and_then(|l| l.get("memory")) {
-            hc.memory_reservation = Some(
-                quantity::bytes(&q.0).ok_or_else(|| bad_quantity(c, "requests.memory", &q.0))?,
-            );
+            hc.memory_reservation =
+                Some(quantity::bytes(&q.0).map_err(|_| bad_quantity(c, "requests.memory", &q.0))?);
         }
     }
     let mut user = None;
@@ -224,10 +239,10 @@ pub fn container(
             hc.pid_mode = Some("host".into());
         }
     }
-    let vars: Vec<(String, String)> = env.to_vec();
+    let lookup = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     let expand = |v: &Vec<String>| {
         v.iter()
-            .map(|a| crate::env::expand(a, &vars))
+            .map(|a| interlink_plugin_kit::pod::env::expand(a, lookup))
             .collect::<Vec<_>>()
     };
     let (entrypoint, cmd) = match (&c.command, &c.args) {
@@ -376,6 +391,34 @@ mod tests {
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(hc.network_mode.as_deref(), Some("host"));
         assert_eq!(hc.pid_mode.as_deref(), Some("host"));
+    }
+
+    #[test]
+    fn pod_ip_is_the_host_s_only_with_the_host_s_network_here() {
+        let pod = |host_network: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"},
+                "spec": {"hostNetwork": host_network, "containers": []}}))
+            .unwrap()
+        };
+        let local = Config {
+            docker_host: Some("unix:///run/podman.sock".into()),
+            ..Default::default()
+        };
+        let here = placement(&pod(true), &local);
+        assert!(here.pod_ip.is_some() && here.pod_ip == here.host_ip);
+        // the default network mode `none` gives the pod no address
+        assert_eq!(placement(&pod(false), &local), Placement::default());
+        let host_mode = Config {
+            network_mode: "host".into(),
+            ..local.clone()
+        };
+        assert!(placement(&pod(false), &host_mode).pod_ip.is_some());
+        // an engine elsewhere: this host's address is not the pod's
+        let remote = Config {
+            docker_host: Some("tcp://engine.example:2375".into()),
+            ..host_mode
+        };
+        assert_eq!(placement(&pod(true), &remote), Placement::default());
     }
 
     #[test]

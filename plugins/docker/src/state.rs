@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use interlink_plugin_kit::json_store::{self, StoreError};
 use interlink_plugin_kit::subpath::SubPathBind;
 use serde::{Deserialize, Serialize};
 
@@ -92,18 +93,13 @@ pub enum StateError {
     },
 }
 
-/// Write `bytes` to a new file at `path` (mode 0600) and flush it to disk.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+impl From<StoreError> for StateError {
+    fn from(e: StoreError) -> StateError {
+        match e {
+            StoreError::Io { path, source } => StateError::Io { path, err: source },
+            StoreError::Json { path, source } => StateError::Json { path, err: source },
+        }
+    }
 }
 
 /// The per-pod directories under the data root.
@@ -137,31 +133,14 @@ impl Store {
         self.pod_dir(uid).join("subpaths").join(container)
     }
 
-    /// Write a record atomically (temp file + rename).
+    /// Write a record atomically (see [`json_store`]).
     pub fn save(&self, rec: &PodRecord) -> Result<(), StateError> {
         let dir = self.pod_dir(&rec.uid);
         std::fs::create_dir_all(&dir).map_err(|err| StateError::Io {
             path: dir.clone(),
             err,
         })?;
-        let path = dir.join("state.json");
-        let tmp = dir.join("state.json.tmp");
-        let body = serde_json::to_vec_pretty(rec).map_err(|err| StateError::Json {
-            path: path.clone(),
-            err,
-        })?;
-        write_synced(&tmp, &body).map_err(|err| StateError::Io {
-            path: tmp.clone(),
-            err,
-        })?;
-        std::fs::rename(&tmp, &path).map_err(|err| StateError::Io {
-            path: path.clone(),
-            err,
-        })?;
-        // the rename itself survives a crash once the directory is synced
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|err| StateError::Io { path: dir, err })
+        Ok(json_store::save(&dir.join("state.json"), rec)?)
     }
 
     /// Forget a pod: its record and its volume files.
@@ -188,21 +167,12 @@ impl Store {
             path: self.root.clone(),
             err,
         })?;
-        for e in rd.flatten() {
-            let path = e.path().join("state.json");
-            if !path.exists() {
-                continue;
-            }
-            match std::fs::read(&path) {
-                Err(err) => bad.push(StateError::Io { path, err }),
-                Ok(b) => match serde_json::from_slice::<PodRecord>(&b) {
-                    Ok(r) => {
-                        out.insert(r.uid.clone(), r);
-                    }
-                    Err(err) => bad.push(StateError::Json { path, err }),
-                },
-            }
+        let (records, errors) =
+            json_store::load_all::<PodRecord>(rd.flatten().map(|e| e.path().join("state.json")));
+        for r in records {
+            out.insert(r.uid.clone(), r);
         }
+        bad.extend(errors.into_iter().map(StateError::from));
         Ok((out, bad))
     }
 }

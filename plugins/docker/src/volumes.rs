@@ -1,14 +1,17 @@
-//! A pod's volumes as files on the engine's host: ConfigMap, Secret and projected
-//! volumes are written under `<pod dir>/volumes/<volume>/`, emptyDirs are empty
-//! directories there, and each container's volumeMounts become bind mounts.
+//! A pod's volumes as files on the engine's host: the kit's pod model says what
+//! each volume holds ([`interlink_plugin_kit::pod::volumes`]); here ConfigMap,
+//! Secret, projected and downwardAPI volumes are written under
+//! `<pod dir>/volumes/<volume>/`, emptyDirs are empty directories there, and
+//! each container's volumeMounts become bind mounts.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use interlink::RetrievedPodData;
+use interlink_plugin_kit::pod::PodView;
+use interlink_plugin_kit::pod::volumes::{self as pod_volumes, Content};
 use interlink_plugin_kit::subpath::{self, SubPathBind};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Secret, Volume};
+use k8s_openapi::api::core::v1::Container;
 
 /// A volume that cannot be prepared: the pod is rejected with this message.
 #[derive(Debug, thiserror::Error)]
@@ -19,59 +22,6 @@ pub enum VolumeError {
     Io { path: PathBuf, err: std::io::Error },
 }
 
-/// ConfigMaps, Secrets and projected maps sent with a pod, by name.
-#[derive(Debug, Default)]
-pub struct PodObjects {
-    pub config_maps: BTreeMap<String, ConfigMap>,
-    pub secrets: BTreeMap<String, Secret>,
-    pub projected: BTreeMap<String, ConfigMap>,
-}
-
-impl PodObjects {
-    pub fn from_request(data: &RetrievedPodData) -> PodObjects {
-        let mut o = PodObjects::default();
-        for c in &data.containers {
-            for cm in &c.config_maps {
-                o.config_maps
-                    .insert(cm.metadata.name.clone().unwrap_or_default(), cm.clone());
-            }
-            for s in &c.secrets {
-                o.secrets
-                    .insert(s.metadata.name.clone().unwrap_or_default(), s.clone());
-            }
-            for p in &c.projected_volume_maps {
-                o.projected
-                    .insert(p.metadata.name.clone().unwrap_or_default(), p.clone());
-            }
-        }
-        o
-    }
-
-    /// A ConfigMap's keys and values (`data` and `binaryData`).
-    pub fn config_map_entries(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
-        let mut m = BTreeMap::new();
-        for (k, v) in cm.data.iter().flatten() {
-            m.insert(k.clone(), v.clone().into_bytes());
-        }
-        for (k, v) in cm.binary_data.iter().flatten() {
-            m.insert(k.clone(), v.0.clone());
-        }
-        m
-    }
-
-    /// A Secret's keys and values (`data` and `stringData`).
-    pub fn secret_entries(s: &Secret) -> BTreeMap<String, Vec<u8>> {
-        let mut m = BTreeMap::new();
-        for (k, v) in s.data.iter().flatten() {
-            m.insert(k.clone(), v.0.clone());
-        }
-        for (k, v) in s.string_data.iter().flatten() {
-            m.insert(k.clone(), v.clone().into_bytes());
-        }
-        m
-    }
-}
-
 /// A prepared volume: its host directory and whether mounts are read-only.
 #[derive(Debug, Clone)]
 pub struct HostVolume {
@@ -79,84 +29,40 @@ pub struct HostVolume {
     pub read_only: bool,
 }
 
-/// Write every volume of the pod under `dir` (`<pod dir>/volumes`).
-pub fn prepare(
-    volumes: &[Volume],
-    objects: &PodObjects,
-    dir: &Path,
-) -> Result<BTreeMap<String, HostVolume>, VolumeError> {
+/// Write every volume of the pod under `dir` (`<pod dir>/volumes`). Nothing is
+/// written when a volume cannot be provided.
+pub fn prepare(view: PodView<'_>, dir: &Path) -> Result<BTreeMap<String, HostVolume>, VolumeError> {
+    let planned = pod_volumes::plan(view).map_err(|e| VolumeError::Invalid(e.to_string()))?;
+    if let Some(v) = planned
+        .iter()
+        .find(|v| matches!(v.content, Content::HostPath { .. } | Content::Unsupported))
+    {
+        return Err(VolumeError::Invalid(format!(
+            "volume {:?}: only configMap, secret, projected, downwardAPI and emptyDir volumes are supported by the docker plugin",
+            v.name
+        )));
+    }
     let mut out = BTreeMap::new();
-    for v in volumes {
-        let path = dir.join(safe_name(&v.name, "volume name")?);
-        mkdir(&path)?;
-        let read_only;
-        if let Some(src) = &v.config_map {
-            read_only = true;
-            match objects.config_maps.get(&src.name) {
-                Some(cm) => write_entries(
-                    &path,
-                    &PodObjects::config_map_entries(cm),
-                    src.items.as_deref(),
-                    src.default_mode,
-                    &format!("ConfigMap {}", src.name),
-                )?,
-                None if src.optional == Some(true) => {}
-                None => {
-                    return Err(VolumeError::Invalid(format!(
-                        "volume {:?}: ConfigMap {:?} was not sent with the pod",
-                        v.name, src.name
-                    )));
-                }
+    for v in planned {
+        let path = dir.join(&v.name);
+        let io = |err| VolumeError::Io {
+            path: path.clone(),
+            err,
+        };
+        let read_only = match &v.content {
+            Content::Files(files) => {
+                pod_volumes::write_files(&path, files).map_err(io)?;
+                true
             }
-        } else if let Some(src) = &v.secret {
-            read_only = true;
-            let name = src.secret_name.clone().unwrap_or_default();
-            match objects.secrets.get(&name) {
-                Some(s) => write_entries(
-                    &path,
-                    &PodObjects::secret_entries(s),
-                    src.items.as_deref(),
-                    src.default_mode,
-                    &format!("Secret {name}"),
-                )?,
-                None if src.optional == Some(true) => {}
-                None => {
-                    return Err(VolumeError::Invalid(format!(
-                        "volume {:?}: Secret {name:?} was not sent with the pod",
-                        v.name
-                    )));
-                }
+            _ => {
+                // emptyDir: written by the containers, whatever user they run as
+                mkdir(&path)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
+                    .map_err(io)?;
+                false
             }
-        } else if let Some(src) = &v.projected {
-            read_only = true;
-            // upstream sends each projected volume as a ConfigMap named after the volume
-            match objects.projected.get(&v.name) {
-                Some(cm) => write_entries(
-                    &path,
-                    &PodObjects::config_map_entries(cm),
-                    None,
-                    src.default_mode,
-                    &format!("projected volume {}", v.name),
-                )?,
-                None => {
-                    tracing::warn!(volume = %v.name, "projected volume sent without its files: mounted empty")
-                }
-            }
-        } else if v.empty_dir.is_some() {
-            read_only = false;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).map_err(
-                |err| VolumeError::Io {
-                    path: path.clone(),
-                    err,
-                },
-            )?;
-        } else {
-            return Err(VolumeError::Invalid(format!(
-                "volume {:?}: only configMap, secret, projected and emptyDir volumes are supported by the docker plugin",
-                v.name
-            )));
-        }
-        out.insert(v.name.clone(), HostVolume { path, read_only });
+        };
+        out.insert(v.name, HostVolume { path, read_only });
     }
     Ok(out)
 }
@@ -222,56 +128,6 @@ pub fn binds(
     Ok((out, subpaths))
 }
 
-fn write_entries(
-    dir: &Path,
-    entries: &BTreeMap<String, Vec<u8>>,
-    items: Option<&[KeyToPath]>,
-    default_mode: Option<i32>,
-    what: &str,
-) -> Result<(), VolumeError> {
-    let mode = default_mode.unwrap_or(0o644) as u32 & 0o777;
-    let files: Vec<(String, String, u32)> = match items {
-        Some(items) if !items.is_empty() => {
-            let mut v = Vec::new();
-            for it in items {
-                if !entries.contains_key(&it.key) {
-                    return Err(VolumeError::Invalid(format!(
-                        "{what} has no key {:?}",
-                        it.key
-                    )));
-                }
-                v.push((
-                    it.key.clone(),
-                    it.path.clone(),
-                    it.mode.map(|m| m as u32 & 0o777).unwrap_or(mode),
-                ));
-            }
-            v
-        }
-        _ => entries
-            .keys()
-            .map(|k| (k.clone(), k.clone(), mode))
-            .collect(),
-    };
-    for (key, rel, mode) in files {
-        let path = dir.join(safe_rel(&rel, &format!("{what} key"))?);
-        if let Some(p) = path.parent() {
-            mkdir(p)?;
-        }
-        std::fs::write(&path, &entries[&key]).map_err(|err| VolumeError::Io {
-            path: path.clone(),
-            err,
-        })?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|err| {
-            VolumeError::Io {
-                path: path.clone(),
-                err,
-            }
-        })?;
-    }
-    Ok(())
-}
-
 fn mkdir(p: &Path) -> Result<(), VolumeError> {
     std::fs::create_dir_all(p).map_err(|err| VolumeError::Io {
         path: p.into(),
@@ -279,40 +135,43 @@ fn mkdir(p: &Path) -> Result<(), VolumeError> {
     })
 }
 
-/// A single path component (no `/`, not `.`/`..`).
-fn safe_name<'a>(s: &'a str, what: &str) -> Result<&'a str, VolumeError> {
-    if s.is_empty() || s.contains('/') || s == "." || s == ".." {
-        return Err(VolumeError::Invalid(format!(
-            "{what} {s:?} is not a valid file name"
-        )));
-    }
-    Ok(s)
-}
-
-/// A relative path that stays inside its directory.
-fn safe_rel(s: &str, what: &str) -> Result<PathBuf, VolumeError> {
-    let p = Path::new(s);
-    if s.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(VolumeError::Invalid(format!(
-            "{what} {s:?} must be a relative path without '..'"
-        )));
-    }
-    Ok(p.to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use interlink::RetrievedPodData;
+    use interlink_plugin_kit::pod::{Placement, PodObjects};
     use serde_json::json;
 
-    fn pod_volumes() -> Vec<Volume> {
-        serde_json::from_value(json!([
+    fn prepare_with(
+        volumes: serde_json::Value,
+        data: &RetrievedPodData,
+        dir: &Path,
+    ) -> Result<BTreeMap<String, HostVolume>, VolumeError> {
+        let mut pod = data.pod.clone();
+        pod.spec =
+            Some(serde_json::from_value(json!({"volumes": volumes, "containers": []})).unwrap());
+        let objects = PodObjects::from_request(data);
+        prepare(
+            PodView {
+                pod: &pod,
+                objects: &objects,
+                placement: &Placement::default(),
+            },
+            dir,
+        )
+    }
+
+    fn no_objects() -> RetrievedPodData {
+        serde_json::from_value(json!({"pod": {"metadata": {"name": "p", "uid": "u"}}})).unwrap()
+    }
+
+    fn pod_volumes() -> serde_json::Value {
+        json!([
             {"name": "cfg", "configMap": {"name": "cm1", "items": [{"key": "a", "path": "sub/a.txt"}]}},
             {"name": "sec", "secret": {"secretName": "s1", "defaultMode": 0o600}},
             {"name": "kube-api-access-x", "projected": {"sources": []}},
             {"name": "scratch", "emptyDir": {}}
-        ]))
-        .unwrap()
+        ])
     }
 
     #[test]
@@ -327,7 +186,7 @@ mod tests {
                 "emptyDirs": []}]
         }))
         .unwrap();
-        let vols = prepare(&pod_volumes(), &PodObjects::from_request(&data), d.path()).unwrap();
+        let vols = prepare_with(pod_volumes(), &data, d.path()).unwrap();
         assert_eq!(
             std::fs::read_to_string(d.path().join("cfg/sub/a.txt")).unwrap(),
             "A"
@@ -388,13 +247,12 @@ mod tests {
     #[test]
     fn missing_objects_and_bad_paths_are_rejected() {
         let d = tempfile::tempdir().unwrap();
-        let e = prepare(&pod_volumes(), &PodObjects::default(), d.path())
+        let e = prepare_with(pod_volumes(), &no_objects(), d.path())
             .unwrap_err()
             .to_string();
         assert!(e.contains("ConfigMap \"cm1\" was not sent"), "{e}");
-        let v: Vec<Volume> =
-            serde_json::from_value(json!([{"name": "h", "hostPath": {"path": "/etc"}}])).unwrap();
-        let e = prepare(&v, &PodObjects::default(), d.path())
+        let v = json!([{"name": "h", "hostPath": {"path": "/etc"}}]);
+        let e = prepare_with(v, &no_objects(), d.path())
             .unwrap_err()
             .to_string();
         assert!(e.contains("only configMap"), "{e}");
@@ -407,7 +265,7 @@ mod tests {
                 .to_string()
                 .contains("names no volume")
         );
-        assert!(safe_rel("../x", "p").is_err());
-        assert!(safe_rel("/abs", "p").is_err());
+        assert!(pod_volumes::relative_path("../x").is_none());
+        assert!(pod_volumes::relative_path("/abs").is_none());
     }
 }

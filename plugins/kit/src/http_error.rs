@@ -35,6 +35,7 @@ impl PluginError {
             PluginError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             PluginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PluginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PluginError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 }

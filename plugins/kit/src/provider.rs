@@ -5,9 +5,12 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::Stream;
+use interlink::exec::{AttachRequest, ExecRequest, PortForwardRequest};
 use interlink::extensions::{Extensions, PodStats};
 use interlink::{CreateStruct, LogStruct, PingResponse, PodStatus, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
+
+pub use crate::exec_ws::{ExecIo, ExecResult, ExecRun, PortIo, PortStream, exec_run};
 
 /// Log bytes, finite for a bounded request, open while the container runs on `Follow`.
 pub type LogStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -31,6 +34,9 @@ pub enum PluginError {
     /// Anything else (500).
     #[error("{0}")]
     Internal(String),
+    /// This backend cannot do what was asked (501): an extension it lacks.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A resource kind that runs pods: local processes, Slurm jobs, containers.
@@ -78,6 +84,46 @@ pub trait Provider: Send + Sync + 'static {
             ))
         }
     }
+
+    /// Run a command in a container (extension `exec`, which a provider that
+    /// implements this lists in [`Provider::extensions`]). Check the pod and
+    /// container here (unknown: [`PluginError::NotFound`]; not running:
+    /// [`PluginError::BadRequest`]); the returned run gets the streams once the
+    /// client's WebSocket is open and answers the exit code. The kit has
+    /// validated the request's names. The default: unsupported (501).
+    fn exec(&self, req: ExecRequest) -> impl Future<Output = Result<ExecRun, PluginError>> + Send {
+        let _ = req;
+        async { Err(no_exec("run commands in containers")) }
+    }
+
+    /// Attach to the streams of a container's main process (extension
+    /// `exec`), as [`Provider::exec`]. The run ends when the process does
+    /// (or the client goes). The default: unsupported (501).
+    fn attach(
+        &self,
+        req: AttachRequest,
+    ) -> impl Future<Output = Result<ExecRun, PluginError>> + Send {
+        let _ = req;
+        async { Err(no_exec("attach to containers")) }
+    }
+
+    /// Connect to a port of the pod (extension `exec`): answer the connected
+    /// stream; a port that refuses is an error here ([`PluginError::Unavailable`]).
+    /// The default: unsupported (501).
+    fn port_forward(
+        &self,
+        req: PortForwardRequest,
+    ) -> impl Future<Output = Result<PortStream, PluginError>> + Send {
+        let _ = req;
+        async { Err(no_exec("forward ports")) }
+    }
+}
+
+fn no_exec(what: &str) -> PluginError {
+    PluginError::Unsupported(format!(
+        "this plugin has no {:?} extension: it cannot {what}",
+        interlink::extensions::EXEC
+    ))
 }
 
 /// Check that a log request's `Namespace` and `PodName` are those of the pod

@@ -1,7 +1,7 @@
 //! Kubernetes resource quantities (`500m`, `1.5`, `64Mi`, `1e3`) as numbers.
 //!
 //! Accepted: a non-negative decimal number, optionally in scientific notation,
-//! followed by one of the decimal (`m`, `k`, `M`, `G`, `T`, `P`, `E`) or binary
+//! followed by one of the decimal (`n`, `u`, `m`, `k`, `M`, `G`, `T`, `P`, `E`) or binary
 //! (`Ki`, `Mi`, `Gi`, `Ti`, `Pi`, `Ei`) suffixes.
 
 /// A quantity that is not one of the accepted forms.
@@ -34,6 +34,8 @@ pub fn parse(q: &str) -> Result<f64, InvalidQuantity> {
     }
     let mult: f64 = match suffix {
         "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
         "k" => 1e3,
         "M" => 1e6,
@@ -58,6 +60,16 @@ pub fn parse_scaled(q: &str, scale: f64) -> Result<u64, InvalidQuantity> {
     Ok((parse(q)? * scale - 1e-9).ceil().max(0.0) as u64)
 }
 
+/// CPU cores as nanocores (a container engine's `NanoCpus`), rounded.
+pub fn nano_cpus(q: &str) -> Result<i64, InvalidQuantity> {
+    Ok((parse(q)? * 1e9).round() as i64)
+}
+
+/// A quantity as whole base units (bytes), rounded up.
+pub fn bytes(q: &str) -> Result<i64, InvalidQuantity> {
+    Ok(parse(q)?.ceil() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +87,22 @@ mod tests {
         assert!(parse_scaled("lots", 1.0).is_err());
         assert!(parse_scaled("1Zi", 1.0).is_err());
         assert!(parse_scaled("-1", 1.0).is_err());
+    }
+
+    #[test]
+    fn engine_units() {
+        assert_eq!(nano_cpus("500m"), Ok(500_000_000));
+        assert_eq!(nano_cpus("2"), Ok(2_000_000_000));
+        assert_eq!(nano_cpus("0.25"), Ok(250_000_000));
+        assert_eq!(nano_cpus("100u"), Ok(100_000));
+        assert_eq!(nano_cpus("7n"), Ok(7));
+        assert_eq!(bytes("64Mi"), Ok(64 << 20));
+        assert_eq!(bytes("1G"), Ok(1_000_000_000));
+        assert_eq!(bytes("129e6"), Ok(129_000_000));
+        assert_eq!(bytes("128974848"), Ok(128_974_848));
+        assert!(bytes("12x").is_err());
+        assert!(bytes("-1").is_err());
+        assert!(bytes("").is_err());
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! | `/status` | GET, POST (with body) | `[v1.Pod]` (`[]` or no body: liveness) | `[PodStatus]` |
 //! | `/getLogs` | GET, POST (with body) | `LogStruct` | `text/plain`, streamed on `Follow` |
 //! | `/pinglink` | GET, POST | none | `PingResponse` |
+//! | `/extensions` | GET | none | the extensions the provider lists |
+//! | `/stats` | POST | `[v1.Pod]` | `[PodStats]` (extension `stats`) |
+//! | `/exec`, `/attach`, `/portforward` | GET, WebSocket upgrade | query (see [`interlink::exec`]) | `v5.channel.k8s.io` frames / raw bytes (extension `exec`, see [`crate::exec_ws`]) |
 //! | `/healthz` | GET | none | `ok` (the process answers; the provider is not asked) |
 //! | `/metrics` | GET | none | Prometheus text format |
 //!
@@ -29,12 +32,15 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use interlink::exec::{AttachRequest, ExecRequest, PortForwardRequest, StreamRequest};
 use interlink::server::connections::{ConnectionLimits, Connections};
 use interlink::{LogStruct, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
@@ -339,6 +345,12 @@ pub fn router<P: Provider>(
         .route("/pinglink", get(ping::<P>).post(ping::<P>))
         .route(interlink::extensions::PATH, get(extensions::<P>))
         .route(interlink::extensions::STATS_PATH, post(stats::<P>))
+        .route(interlink::extensions::EXEC_PATH, get(exec::<P>))
+        .route(interlink::extensions::ATTACH_PATH, get(attach::<P>))
+        .route(
+            interlink::extensions::PORT_FORWARD_PATH,
+            get(port_forward::<P>),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text::<P>))
         .fallback(not_found)
@@ -348,7 +360,7 @@ pub fn router<P: Provider>(
         .layer(axum::middleware::from_fn_with_state(metrics, track))
 }
 
-const ENDPOINTS: [&str; 9] = [
+const ENDPOINTS: [&str; 12] = [
     "/create",
     "/delete",
     "/status",
@@ -356,6 +368,9 @@ const ENDPOINTS: [&str; 9] = [
     "/pinglink",
     "/extensions",
     "/stats",
+    "/exec",
+    "/attach",
+    "/portforward",
     "/healthz",
     "/metrics",
 ];
@@ -525,6 +540,85 @@ async fn stats<P: Provider>(
     }
     let answer = s.provider.stats(pods).await?;
     Ok(axum::Json(answer).into_response())
+}
+
+/// An endpoint of the exec extension: the extension (else a JSON 501), a
+/// WebSocket upgrade offering the request's subprotocol (else a JSON 400),
+/// and a valid request (else a JSON 400).
+fn exec_request<P: Provider, R: StreamRequest>(
+    s: &Shared<P>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    query: Option<String>,
+) -> Result<(WebSocketUpgrade, R), ApiError> {
+    if !s.provider.extensions().has(interlink::extensions::EXEC) {
+        return Err(crate::PluginError::Unsupported(format!(
+            "this plugin has no {:?} extension",
+            interlink::extensions::EXEC
+        ))
+        .into());
+    }
+    let upgrade = upgrade.map_err(|r| {
+        ApiError::bad_request(format!(
+            "{} is a WebSocket endpoint (GET with Upgrade: websocket): {}",
+            R::PATH,
+            r.body_text()
+        ))
+    })?;
+    let upgrade = match R::PROTOCOL {
+        None => upgrade,
+        Some(p) => {
+            let u = upgrade.protocols([p]);
+            if u.selected_protocol().is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "{} speaks the WebSocket protocol {p}: offer it in Sec-WebSocket-Protocol",
+                    R::PATH
+                )));
+            }
+            u
+        }
+    };
+    let req =
+        R::from_query(query.as_deref().unwrap_or("")).map_err(|e| ApiError::bad_request(e.0))?;
+    tracing::info!(
+        endpoint = R::PATH,
+        uid = %req.target().pod_uid,
+        "opening a stream"
+    );
+    Ok((upgrade, req))
+}
+
+type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
+
+async fn exec<P: Provider>(
+    State(s): St<P>,
+    RawQuery(q): RawQuery,
+    upgrade: Upgrade,
+) -> Result<Response, ApiError> {
+    let (upgrade, req) = exec_request::<P, ExecRequest>(&s, upgrade, q)?;
+    let stdin = req.stdin;
+    let run = s.provider.exec(req).await?;
+    Ok(crate::exec_ws::serve_exec(upgrade, stdin, run))
+}
+
+async fn attach<P: Provider>(
+    State(s): St<P>,
+    RawQuery(q): RawQuery,
+    upgrade: Upgrade,
+) -> Result<Response, ApiError> {
+    let (upgrade, req) = exec_request::<P, AttachRequest>(&s, upgrade, q)?;
+    let stdin = req.stdin;
+    let run = s.provider.attach(req).await?;
+    Ok(crate::exec_ws::serve_exec(upgrade, stdin, run))
+}
+
+async fn port_forward<P: Provider>(
+    State(s): St<P>,
+    RawQuery(q): RawQuery,
+    upgrade: Upgrade,
+) -> Result<Response, ApiError> {
+    let (upgrade, req) = exec_request::<P, PortForwardRequest>(&s, upgrade, q)?;
+    let target = s.provider.port_forward(req).await?;
+    Ok(crate::exec_ws::serve_port_forward(upgrade, target))
 }
 
 async fn logs<P: Provider>(

@@ -41,17 +41,22 @@ pub fn container_paths(kind: &str, c: &Container) -> Result<(), String> {
     interlink::validate::check_container_paths(kind, c)
 }
 
-fn check_uid(pod: &Pod, what: &str) -> Result<(), String> {
-    let u = interlink::pod_uid(pod);
+/// A pod UID as the plugins use it (a directory, job or container name): set,
+/// and [`uid`]. The one check every plugin makes of a UID it is given.
+pub fn pod_uid(u: &str) -> Result<(), String> {
     if u.is_empty() {
-        return Err(format!("{what}: metadata.uid is required"));
+        return Err("metadata.uid is required".into());
     }
     if !uid(u) {
         return Err(format!(
-            "{what}: metadata.uid {u:?} is not a valid UID (letters, digits, '-', '_', '.', at most {MAX_UID_LEN})"
+            "metadata.uid {u:?} is not a valid UID (letters, digits, '-', '_', '.', at most {MAX_UID_LEN})"
         ));
     }
     Ok(())
+}
+
+fn check_uid(pod: &Pod, what: &str) -> Result<(), String> {
+    pod_uid(interlink::pod_uid(pod)).map_err(|e| format!("{what}: {e}"))
 }
 
 fn check_names(pod: &Pod, what: &str, name_required: bool) -> Result<(), String> {

@@ -15,8 +15,11 @@
 //! - **Environment.** Not inherited from the plugin. Each container gets `PATH`
 //!   (the plugin's `path` setting, else the plugin's own `PATH`), `HOME` (its working
 //!   directory), `HOSTNAME` (the pod name), `INTERLINK_POD_DIR`, `INTERLINK_MOUNTS`,
-//!   then `envFrom` and `env` in order, with Kubernetes' `$(VAR)` expansion and
-//!   `valueFrom` (ConfigMap/Secret keys, downward-API fields, resource fields).
+//!   then `envFrom` and `env` as the kit's pod model resolves them
+//!   ([`interlink_plugin_kit::pod::env`]: Kubernetes' `$(VAR)` expansion and
+//!   `valueFrom` of ConfigMap/Secret keys, downward-API fields, resource
+//!   fields; the pod IP is the host's, see
+//!   [`interlink_plugin_kit::pod::host`]).
 //!   As in Kubernetes, `$(VAR)` is also expanded in `command` and `args`, and `$$`
 //!   stands for a literal `$` (a shell's `$$` is written `$$$$`).
 //! - **Working directory.** `<pod>/work`, shared by the pod's containers; a
@@ -27,9 +30,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use interlink_plugin_kit::pod::{self, Env, PodView};
+use k8s_openapi::api::core::v1::Container;
 
-use crate::objects::{Objects, field_value};
 use crate::state::Launch;
 
 /// Why a container cannot be launched: a Kubernetes waiting reason and a message.
@@ -114,80 +117,6 @@ pub fn rewrite(s: &str, mounts: &[Mount]) -> String {
     out
 }
 
-/// Kubernetes' `$(VAR)` expansion: defined variables are replaced, undefined
-/// references are left as written, `$$` is a literal `$`.
-pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let rest = &s[i..];
-        if rest.starts_with("$$") {
-            out.push('$');
-            i += 2;
-            continue;
-        }
-        if let Some(inner) = rest.strip_prefix("$(")
-            && let Some(end) = inner.find(')')
-            && let Some(v) = lookup(&inner[..end])
-        {
-            out.push_str(&v);
-            i += 2 + end + 1;
-            continue;
-        }
-        let c = rest.chars().next().unwrap_or('\0');
-        out.push(c);
-        i += c.len_utf8();
-    }
-    out
-}
-
-/// An ordered environment where a later definition replaces an earlier one.
-#[derive(Default)]
-struct Env {
-    vars: Vec<(String, String)>,
-}
-
-impl Env {
-    fn set(&mut self, k: &str, v: String) {
-        match self.vars.iter_mut().find(|(n, _)| n == k) {
-            Some(slot) => slot.1 = v,
-            None => self.vars.push((k.to_string(), v)),
-        }
-    }
-    fn get(&self, k: &str) -> Option<String> {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    }
-}
-
-fn utf8(bytes: &[u8], what: &str) -> Result<String, LaunchError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| config_error(format!("{what} is not UTF-8 text")))
-}
-
-fn resource_value(c: &Container, resource: &str) -> String {
-    let (kind, name) = resource.split_once('.').unwrap_or(("", resource));
-    let res = c.resources.as_ref();
-    let map = match kind {
-        "limits" => res.and_then(|r| r.limits.as_ref()),
-        "requests" => res.and_then(|r| r.requests.as_ref()),
-        _ => None,
-    };
-    map.and_then(|m| m.get(name))
-        .map(|q| q.0.clone())
-        .unwrap_or_else(|| {
-            if name == "cpu" {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-                    .to_string()
-            } else {
-                "0".to_string()
-            }
-        })
-}
-
 /// Where `program` resolves with this `PATH` (relative paths against `cwd`).
 pub fn find_program(program: &str, path_var: &str, cwd: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -242,13 +171,12 @@ pub fn working_dir(work: &Path, w: &str, mounts: &[Mount]) -> Result<PathBuf, La
     Ok(dir)
 }
 
-/// Resolve `c` of `pod` into a [`Launch`].
+/// Resolve container `c` of the pod into a [`Launch`].
 pub fn resolve(
     pod_dir: &Path,
-    pod: &Pod,
+    view: PodView<'_>,
     c: &Container,
     volumes: &BTreeMap<String, PathBuf>,
-    objs: &Objects,
     path_var: &str,
 ) -> Result<Launch, LaunchError> {
     let mounts = mounts(c, volumes);
@@ -264,107 +192,26 @@ pub fn resolve(
         ))
     })?;
 
-    let mut env = Env::default();
+    let mut env = Env::new();
     env.set("PATH", path_var.to_string());
     env.set("HOME", cwd.to_string_lossy().into_owned());
-    env.set("HOSTNAME", interlink::pod_name(pod).to_string());
+    env.set("HOSTNAME", interlink::pod_name(view.pod).to_string());
     env.set("INTERLINK_POD_DIR", pod_dir.to_string_lossy().into_owned());
     let pairs: Vec<String> = mounts
         .iter()
         .map(|m| format!("{}={}", m.path, m.host.display()))
         .collect();
     env.set("INTERLINK_MOUNTS", pairs.join(":"));
+    // mount paths in `env` values point at the volumes' directories
+    pod::env::resolve_into(view, c, &mut env, &|v| rewrite(&v, &mounts))
+        .map_err(|e| config_error(e.with_field_names()))?;
 
-    for from in c.env_from.iter().flatten() {
-        let prefix = from.prefix.clone().unwrap_or_default();
-        let (data, name, optional, what) = if let Some(r) = &from.config_map_ref {
-            (
-                objs.config_map(&r.name),
-                r.name.clone(),
-                r.optional == Some(true),
-                "configMap",
-            )
-        } else if let Some(r) = &from.secret_ref {
-            (
-                objs.secret(&r.name),
-                r.name.clone(),
-                r.optional == Some(true),
-                "secret",
-            )
-        } else {
-            continue;
-        };
-        match data {
-            Some(d) => {
-                for (k, v) in d {
-                    env.set(
-                        &format!("{prefix}{k}"),
-                        utf8(v, &format!("{what} {name:?} key {k:?}"))?,
-                    );
-                }
-            }
-            None if optional => {}
-            None => {
-                return Err(config_error(format!(
-                    "envFrom: {what} {name:?} was not sent with the pod"
-                )));
-            }
-        }
-    }
-
-    for e in c.env.iter().flatten() {
-        let value = if let Some(src) = &e.value_from {
-            if let Some(r) = &src.config_map_key_ref {
-                match objs.config_map(&r.name).and_then(|d| d.get(&r.key)) {
-                    Some(v) => utf8(v, &format!("configMap {:?} key {:?}", r.name, r.key))?,
-                    None if r.optional == Some(true) => continue,
-                    None => {
-                        return Err(config_error(format!(
-                            "env {:?}: key {:?} of configMap {:?} was not sent with the pod",
-                            e.name, r.key, r.name
-                        )));
-                    }
-                }
-            } else if let Some(r) = &src.secret_key_ref {
-                match objs.secret(&r.name).and_then(|d| d.get(&r.key)) {
-                    Some(v) => utf8(v, &format!("secret {:?} key {:?}", r.name, r.key))?,
-                    None if r.optional == Some(true) => continue,
-                    None => {
-                        return Err(config_error(format!(
-                            "env {:?}: key {:?} of secret {:?} was not sent with the pod",
-                            e.name, r.key, r.name
-                        )));
-                    }
-                }
-            } else if let Some(r) = &src.field_ref {
-                field_value(pod, &r.field_path).ok_or_else(|| {
-                    config_error(format!(
-                        "env {:?}: field {:?} is not supported",
-                        e.name, r.field_path
-                    ))
-                })?
-            } else if let Some(r) = &src.resource_field_ref {
-                resource_value(c, &r.resource)
-            } else {
-                return Err(config_error(format!(
-                    "env {:?}: this valueFrom is not supported",
-                    e.name
-                )));
-            }
-        } else {
-            let raw = e.value.clone().unwrap_or_default();
-            expand(&raw, &|n| env.get(n))
-        };
-        env.set(&e.name, rewrite(&value, &mounts));
-    }
-
-    let lookup = |n: &str| env.get(n);
     let mut argv: Vec<String> = c
         .command
         .iter()
         .flatten()
         .chain(c.args.iter().flatten())
-        .map(|a| rewrite(&expand(a, &lookup), &mounts))
+        .map(|a| rewrite(&env.expand(a), &mounts))
         .collect();
     if argv.is_empty() {
         return Err(config_error(format!(
@@ -372,7 +219,7 @@ pub fn resolve(
             c.name
         )));
     }
-    let path_now = env.get("PATH").unwrap_or_default();
+    let path_now = env.get("PATH").unwrap_or_default().to_string();
     match find_program(&argv[0], &path_now, &cwd) {
         Some(p) => argv[0] = p.to_string_lossy().into_owned(),
         None => {
@@ -388,7 +235,7 @@ pub fn resolve(
     }
     Ok(Launch {
         argv,
-        env: env.vars,
+        env: env.into_vars(),
         cwd,
     })
 }
@@ -453,15 +300,5 @@ mod tests {
             assert_eq!(e.reason, "CreateContainerConfigError");
             assert!(e.message.contains("without '..'"), "{}", e.message);
         }
-    }
-
-    #[test]
-    fn expansion() {
-        let f = |n: &str| (n == "A").then(|| "1".to_string());
-        assert_eq!(expand("x$(A)y", &f), "x1y");
-        assert_eq!(expand("$(B)", &f), "$(B)");
-        assert_eq!(expand("$$(A)", &f), "$(A)");
-        assert_eq!(expand("$(A", &f), "$(A");
-        assert_eq!(expand("é$(A)", &f), "é1");
     }
 }

@@ -25,6 +25,11 @@
 //! reports a process whose end was not recorded as terminated with reason
 //! `Lost` (exit code 255), and carries on with the pods' remaining containers.
 //!
+//! `kubectl exec`, `attach` and `port-forward` (the interLink exec extension)
+//! run commands with the container's environment, working directory and
+//! mounts, follow its output, and connect to its ports on this host; see
+//! `exec.rs` for what each does and does not do.
+//!
 //! Limits, said plainly:
 //! - no isolation of any kind: no image, no mount/network/pid namespace, no
 //!   resource limits (requests and limits are only reported through the downward
@@ -46,9 +51,9 @@
 //! # Ok(()) }
 //! ```
 
+mod exec;
 pub mod launch;
 pub mod logfile;
-pub mod objects;
 pub mod options;
 pub mod process;
 mod provider;

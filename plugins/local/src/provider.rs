@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::launch::{self, LaunchError};
 use crate::logfile;
-use crate::objects::Objects;
 use crate::options::{LocalOptions, Supervisor};
 use crate::state::{self, ContainerRecord, ContainerState, LOST_EXIT_CODE, PodRecord};
 use crate::{process, runner, volumes};
+use interlink_plugin_kit::pod::{self, PodModel};
 
 /// Why the local provider could not start.
 #[derive(Debug, thiserror::Error)]
@@ -386,12 +386,14 @@ impl LocalProvider {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| io_internal("create", &p, e))?;
         }
-        let objs = Objects::from_data(data);
+        let model = PodModel::new(data, pod::host::this_host());
+        let view = model.view();
         let record = |c: &core::Container, state: ContainerState, launch| ContainerRecord {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
             launch,
             state,
+            stdin: c.stdin == Some(true),
         };
         let init: Vec<&core::Container> = spec.init_containers.iter().flatten().collect();
         let mut rec = PodRecord {
@@ -405,7 +407,7 @@ impl LocalProvider {
             containers: Vec::new(),
             refused: None,
         };
-        let vols = volumes::prepare(dir, pod, &objs);
+        let vols = volumes::prepare(dir, view);
         let mut refusal: Option<LaunchError> = vols.as_ref().err().map(|m| LaunchError {
             reason: "CreateContainerConfigError",
             message: m.clone(),
@@ -415,7 +417,7 @@ impl LocalProvider {
             if refusal.is_some() {
                 return record(c, ContainerState::waiting("PodRefused", None), None);
             }
-            match launch::resolve(dir, pod, c, &vols, &objs, &self.inner.path_var) {
+            match launch::resolve(dir, view, c, &vols, &self.inner.path_var) {
                 Ok(l) => record(c, first_state, Some(l)),
                 Err(err) => {
                     let r = record(
@@ -589,10 +591,34 @@ impl Provider for LocalProvider {
     }
 
     fn extensions(&self) -> interlink::extensions::Extensions {
-        interlink::extensions::Extensions::none().with(
-            interlink::extensions::STATS,
-            interlink::extensions::STATS_VERSION,
-        )
+        use interlink::extensions as x;
+        x::Extensions::none()
+            .with(x::STATS, x::STATS_VERSION)
+            .with(x::EXEC, x::EXEC_VERSION)
+    }
+
+    async fn exec(
+        &self,
+        req: interlink::exec::ExecRequest,
+    ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
+        self.ensure_started();
+        crate::exec::exec(self.entry(&req.target.pod_uid), req)
+    }
+
+    async fn attach(
+        &self,
+        req: interlink::exec::AttachRequest,
+    ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
+        self.ensure_started();
+        crate::exec::attach(self.entry(&req.target.pod_uid), req)
+    }
+
+    async fn port_forward(
+        &self,
+        req: interlink::exec::PortForwardRequest,
+    ) -> Result<interlink_plugin_kit::PortStream, PluginError> {
+        self.ensure_started();
+        crate::exec::port_forward(self.entry(&req.target.pod_uid), req).await
     }
 
     async fn stats(

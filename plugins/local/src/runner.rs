@@ -142,12 +142,14 @@ fn start(inner: &Inner, e: &PodEntry, kind: Kind, i: usize) -> Started {
         return Started::No;
     };
     let name = c.name.clone();
+    let stdin = c.stdin.then(|| crate::exec::stdin_path(e, &name));
     let spec = SupervisorSpec {
         argv: launch.argv,
         env: launch.env,
         cwd: launch.cwd,
         log: e.log_path(&name),
         exit: e.exit_path(&name),
+        stdin,
     };
     let _ = std::fs::remove_file(&spec.exit);
     let result = match &inner.supervisor {

@@ -2,9 +2,9 @@
 //! pod's directory (written to a temporary file, then renamed), so a restarted
 //! plugin knows every pod it was running.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use interlink_plugin_kit::json_store;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -47,6 +47,10 @@ pub struct ContainerRecord {
     /// `None` when the pod was refused before this container could be prepared.
     pub launch: Option<Launch>,
     pub state: ContainerState,
+    /// The spec asked for stdin (`stdin: true`): the process reads a FIFO
+    /// that attach writes to (see `exec.rs`).
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 /// Where a container is in its life.
@@ -125,39 +129,16 @@ impl ExitRecord {
     }
 }
 
-/// Write `bytes` to `path` atomically (temporary file + fsync + rename, then
-/// fsync of the directory), mode 0600.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_data()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    // the rename survives a crash once the directory is synced too
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-pub fn save(path: &Path, rec: &PodRecord) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
-    write_atomic(path, &bytes)
+/// Replace `path` with `value` atomically, mode 0600 (see
+/// [`interlink_plugin_kit::json_store`]).
+pub fn save<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    Ok(json_store::save(path, value)?)
 }
 
 pub fn load(path: &Path) -> std::io::Result<PodRecord> {
-    let bytes = std::fs::read(path)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(json_store::load(path)?)
 }
 
 pub fn read_exit(path: &Path) -> Option<ExitRecord> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    json_store::load(path).ok()
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
-use crate::state::{ExitRecord, START_ERROR_EXIT_CODE, write_atomic};
+use crate::state::{ExitRecord, START_ERROR_EXIT_CODE};
 
 /// Longest log entry; longer lines are split into partial (`P`) entries.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -34,6 +34,23 @@ pub struct SupervisorSpec {
     pub cwd: PathBuf,
     pub log: PathBuf,
     pub exit: PathBuf,
+    /// A FIFO made here for the process's stdin (else `/dev/null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<PathBuf>,
+}
+
+/// The process's stdin: a new FIFO at `path` (mode 0600), opened for reading
+/// and writing, so the process never reads an end of input while attaches
+/// come and go (as a container with `stdin: true` and `stdinOnce: false`).
+fn stdin_fifo(path: &std::path::Path) -> std::io::Result<Stdio> {
+    let _ = std::fs::remove_file(path);
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(std::io::Error::from)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    Ok(Stdio::from(f))
 }
 
 /// Appends entries to a container log.
@@ -146,12 +163,18 @@ pub fn spawn(spec: &SupervisorSpec, new_group: bool) -> std::io::Result<Supervis
             "empty command",
         ));
     };
+    let stdin = match &spec.stdin {
+        Some(p) => stdin_fifo(p).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("stdin FIFO {}: {e}", p.display()))
+        })?,
+        None => Stdio::null(),
+    };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&spec.argv[1..])
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
@@ -199,9 +222,7 @@ pub fn spawn(spec: &SupervisorSpec, new_group: bool) -> std::io::Result<Supervis
                 r
             }
         };
-        if let Ok(bytes) = serde_json::to_vec(&rec) {
-            let _ = write_atomic(&exit_path, &bytes);
-        }
+        let _ = crate::state::save(&exit_path, &rec);
         rec
     });
     Ok(Supervised { pid, done })
@@ -251,9 +272,7 @@ pub fn shim_main() -> i32 {
             },
             Err(e) => {
                 let rec = start_error(e.to_string());
-                if let Ok(bytes) = serde_json::to_vec(&rec) {
-                    let _ = write_atomic(&spec.exit, &bytes);
-                }
+                let _ = crate::state::save(&spec.exit, &rec);
                 rec.exit_code
             }
         }

@@ -1,10 +1,9 @@
-//! A container's environment, with `valueFrom` and `envFrom` resolved from the
-//! ConfigMaps and Secrets sent with the pod.
+//! A container's environment for the job script: the kit's pod model resolves
+//! it as Kubernetes does ([`interlink_plugin_kit::pod::env`]); here names are
+//! held to what a shell can `export`.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
-
-use crate::refs::Refs;
-use crate::volumes::field_value;
+use interlink_plugin_kit::pod::{self, PodView};
+use k8s_openapi::api::core::v1::Container;
 
 /// A valid shell variable name (what the job script can export).
 pub fn valid_name(n: &str) -> bool {
@@ -13,101 +12,48 @@ pub fn valid_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).into_owned()
-}
-
-/// Resolve `env` and `envFrom`, in Kubernetes order (envFrom first, env overrides).
-pub fn resolve(pod: &Pod, c: &Container, refs: &Refs) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let set = |k: String, v: String, out: &mut Vec<(String, String)>| {
-        if let Some(slot) = out.iter_mut().find(|(n, _)| *n == k) {
-            slot.1 = v;
-        } else {
-            out.push((k, v));
-        }
-    };
+/// Resolve `env` and `envFrom` in Kubernetes order (envFrom first, env
+/// overrides, `$(VAR)` expanded). An `env` name the script cannot export is an
+/// error; such `envFrom` keys are skipped (as the kubelet skips invalid ones).
+pub fn resolve(view: PodView<'_>, c: &Container) -> Result<Vec<(String, String)>, String> {
     let ctx = |e: String| format!("container {:?}: {e}", c.name);
-    for src in c.env_from.iter().flatten() {
-        let prefix = src.prefix.clone().unwrap_or_default();
-        let (data, optional, what) = if let Some(r) = &src.config_map_ref {
-            (
-                refs.config_maps.get(&r.name),
-                r.optional.unwrap_or(false),
-                format!("ConfigMap {:?}", r.name),
-            )
-        } else if let Some(r) = &src.secret_ref {
-            (
-                refs.secrets.get(&r.name),
-                r.optional.unwrap_or(false),
-                format!("Secret {:?}", r.name),
-            )
-        } else {
-            continue;
-        };
-        match data {
-            Some(d) => {
-                for (k, v) in d {
-                    let name = format!("{prefix}{k}");
-                    if valid_name(&name) {
-                        set(name, text(v), &mut out);
-                    }
-                }
-            }
-            None if optional => {}
-            None => return Err(ctx(format!("envFrom: {what} was not sent with the pod"))),
-        }
+    if let Some(e) = c.env.iter().flatten().find(|e| !valid_name(&e.name)) {
+        return Err(ctx(format!(
+            "env name {:?} is not a valid variable name",
+            e.name
+        )));
     }
-    for e in c.env.iter().flatten() {
-        if !valid_name(&e.name) {
-            return Err(ctx(format!(
-                "env name {:?} is not a valid variable name",
-                e.name
-            )));
-        }
-        let value = if let Some(from) = &e.value_from {
-            if let Some(r) = &from.config_map_key_ref {
-                match refs.config_maps.get(&r.name).and_then(|d| d.get(&r.key)) {
-                    Some(v) => text(v),
-                    None if r.optional.unwrap_or(false) => continue,
-                    None => {
-                        return Err(ctx(format!(
-                            "env {:?}: key {:?} of ConfigMap {:?} not found",
-                            e.name, r.key, r.name
-                        )));
-                    }
-                }
-            } else if let Some(r) = &from.secret_key_ref {
-                match refs.secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
-                    Some(v) => text(v),
-                    None if r.optional.unwrap_or(false) => continue,
-                    None => {
-                        return Err(ctx(format!(
-                            "env {:?}: key {:?} of Secret {:?} not found",
-                            e.name, r.key, r.name
-                        )));
-                    }
-                }
-            } else if let Some(f) = &from.field_ref {
-                field_value(pod, &f.field_path)
-                    .map_err(|x| ctx(format!("env {:?}: {x}", e.name)))?
-            } else {
-                // resourceFieldRef and others: not known on the Slurm side
-                String::new()
-            }
-        } else {
-            e.value.clone().unwrap_or_default()
-        };
-        set(e.name.clone(), value, &mut out);
-    }
-    Ok(out)
+    let env = pod::env::resolve(view, c).map_err(|e| ctx(e.to_string()))?;
+    Ok(env
+        .into_vars()
+        .into_iter()
+        .filter(|(k, _)| valid_name(k))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use interlink::RetrievedPodData;
+    use interlink_plugin_kit::pod::{Placement, PodObjects};
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
+
+    fn resolve_with(
+        pod: &Pod,
+        c: &Container,
+        objects: &PodObjects,
+    ) -> Result<Vec<(String, String)>, String> {
+        let placement = Placement::default();
+        resolve(
+            PodView {
+                pod,
+                objects,
+                placement: &placement,
+            },
+            c,
+        )
+    }
 
     #[test]
     fn resolves_all_sources() {
@@ -127,8 +73,13 @@ mod tests {
                 "secrets": [{"metadata": {"name": "s"}, "data": {"pw": "aHVudGVyMg=="}}]}]
         }))
         .unwrap();
-        let refs = Refs::from_request(&d);
-        let env = resolve(&d.pod, &d.pod.spec.as_ref().unwrap().containers[0], &refs).unwrap();
+        let objects = PodObjects::from_request(&d);
+        let env = resolve_with(
+            &d.pod,
+            &d.pod.spec.as_ref().unwrap().containers[0],
+            &objects,
+        )
+        .unwrap();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PLAIN"), Some("v"));
         assert_eq!(get("CM_a"), Some("overridden"));
@@ -147,10 +98,10 @@ mod tests {
             "container": []
         }))
         .unwrap();
-        let e = resolve(
+        let e = resolve_with(
             &d.pod,
             &d.pod.spec.as_ref().unwrap().containers[0],
-            &Refs::default(),
+            &PodObjects::default(),
         )
         .unwrap_err();
         assert!(e.contains("gone") && e.contains("\"c\""), "{e}");

@@ -3,7 +3,8 @@
 //! - [`config`]: the `slurm:` section of the config file.
 //! - [`resources`]: flavors and resources to `#SBATCH` flags; [`sbatch_flags`]:
 //!   sbatch's option syntax, for the flags pods may give.
-//! - [`refs`], [`volumes`], [`env`]: ConfigMaps/Secrets/projected maps as files and env.
+//! - [`volumes`], [`env`]: the kit's pod model (ConfigMaps/Secrets/projected maps,
+//!   downward API) as files, mounts and job-script env.
 //! - [`script`]: the job script; [`files`]: what it writes for the plugin to read.
 //! - [`subpath_exec`]: the job's helper that binds volume subPaths safely.
 //! - [`slurm`]: sbatch/squeue/scontrol/scancel; [`jobinfo`]: parsing their answers.
@@ -15,8 +16,8 @@ pub mod env;
 pub mod files;
 pub mod jobinfo;
 pub mod logs;
+pub mod probes;
 pub mod provider;
-pub mod refs;
 pub mod resources;
 pub mod sbatch_flags;
 pub mod script;
@@ -24,6 +25,7 @@ pub mod slurm;
 pub mod status;
 pub mod store;
 pub mod subpath_exec;
+pub mod template;
 pub mod volumes;
 
 pub use config::SlurmConfig;

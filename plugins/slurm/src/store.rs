@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use interlink::PodStatus;
+use interlink_plugin_kit::json_store;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -36,23 +37,16 @@ pub struct PodRecord {
     /// (the end of the pod's grace period). A restarted plugin finishes the delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_at: Option<Timestamp>,
+    /// A container has a preStop hook: delete signals the job's shell alone,
+    /// which runs the hooks, then sends TERM to the containers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_stop: bool,
 }
 
 /// The directory of records.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
-}
-
-/// A UID usable as a file name.
-pub fn valid_uid(uid: &str) -> bool {
-    !uid.is_empty()
-        && uid.len() <= 128
-        && uid != "."
-        && uid != ".."
-        && uid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl Store {
@@ -68,8 +62,7 @@ impl Store {
     }
 
     pub fn save(&self, r: &PodRecord) -> std::io::Result<()> {
-        let body = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
-        interlink_plugin_kit::private_fs::write_atomic(&self.path(&r.uid), &body)
+        Ok(json_store::save(&self.path(&r.uid), r)?)
     }
 
     pub fn remove(&self, uid: &str) -> std::io::Result<()> {
@@ -90,15 +83,12 @@ impl Store {
             {
                 continue;
             }
-            match std::fs::read(&p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<PodRecord>(&b).map_err(|e| e.to_string()))
-            {
+            match json_store::load::<PodRecord>(&p) {
                 Ok(r) => {
                     out.insert(r.uid.clone(), r);
                 }
                 Err(e) => {
-                    tracing::warn!(file = %p.display(), error = %e, "skipping unreadable pod record")
+                    tracing::warn!(error = %e, "skipping unreadable pod record")
                 }
             }
         }
@@ -129,6 +119,7 @@ mod tests {
             created: Timestamp::now(),
             final_status: None,
             kill_at: None,
+            pre_stop: false,
         };
         s.save(&r).unwrap();
         std::fs::write(d.path().join("junk.json"), "{").unwrap();
@@ -138,6 +129,7 @@ mod tests {
         s.remove("u-1").unwrap();
         s.remove("u-1").unwrap();
         assert!(s.load_all().unwrap().is_empty());
+        let valid_uid = interlink_plugin_kit::validate::uid;
         assert!(valid_uid("0c6b9ab4-8d43-4b4e-9a1c-6a2f0e8f2b11"));
         assert!(!valid_uid("../etc") && !valid_uid("") && !valid_uid(".."));
     }

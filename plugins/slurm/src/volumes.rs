@@ -3,17 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
+use interlink_plugin_kit::pod::PodView;
+use interlink_plugin_kit::pod::volumes::{self as pod_volumes, Content, VolumeFile};
+use k8s_openapi::api::core::v1::Pod;
 
-use crate::refs::{Data, Refs};
-
-/// One file to write, relative to the pod directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedFile {
-    pub rel: PathBuf,
-    pub contents: Vec<u8>,
-    pub mode: u32,
-}
+/// One file to write, its path relative to the pod directory
+/// (`volumes/<volume>/<file>`).
+pub type PlannedFile = VolumeFile;
 
 /// A volume as a container sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,241 +46,6 @@ pub struct VolumePlan {
     pub dirs: Vec<PathBuf>,
     /// Mounts by container name (init and regular).
     pub mounts: BTreeMap<String, Vec<Mount>>,
-}
-
-/// A relative path that stays inside its directory.
-pub fn safe_rel(p: &str) -> Result<PathBuf, String> {
-    let path = Path::new(p);
-    if p.is_empty()
-        || path.is_absolute()
-        || path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-    {
-        return Err(format!(
-            "path {p:?} must be relative and stay inside the volume"
-        ));
-    }
-    Ok(path.to_path_buf())
-}
-
-fn files_from(
-    vol: &str,
-    data: &Data,
-    items: Option<&Vec<KeyToPath>>,
-    default_mode: Option<i32>,
-    what: &str,
-) -> Result<Vec<PlannedFile>, String> {
-    let base = PathBuf::from("volumes").join(vol);
-    let mode = default_mode.map_or(0o644, |m| m as u32 & 0o777);
-    let mut out = Vec::new();
-    match items {
-        Some(items) if !items.is_empty() => {
-            for it in items {
-                let Some(v) = data.get(&it.key) else {
-                    return Err(format!(
-                        "volume {vol:?}: key {:?} not found in {what}",
-                        it.key
-                    ));
-                };
-                out.push(PlannedFile {
-                    rel: base.join(safe_rel(&it.path).map_err(|e| format!("volume {vol:?}: {e}"))?),
-                    contents: v.clone(),
-                    mode: it.mode.map_or(mode, |m| m as u32 & 0o777),
-                });
-            }
-        }
-        _ => {
-            for (k, v) in data {
-                out.push(PlannedFile {
-                    rel: base.join(safe_rel(k).map_err(|e| format!("volume {vol:?}: {e}"))?),
-                    contents: v.clone(),
-                    mode,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn downward(pod: &Pod, field: &str) -> Option<String> {
-    let m = &pod.metadata;
-    let lookup = |map: &Option<BTreeMap<String, String>>, key: &str| {
-        map.as_ref()
-            .and_then(|x| x.get(key))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let key_of = |prefix: &str| {
-        field
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix("['").and_then(|r| r.strip_suffix("']")))
-            .map(str::to_string)
-    };
-    Some(match field {
-        "metadata.name" => m.name.clone().unwrap_or_default(),
-        "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
-        "metadata.uid" => m.uid.clone().unwrap_or_default(),
-        "spec.nodeName" => pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default(),
-        "spec.serviceAccountName" => pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_default(),
-        "status.podIP" => pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.clone())
-            .unwrap_or_default(),
-        "status.hostIP" => pod
-            .status
-            .as_ref()
-            .and_then(|s| s.host_ip.clone())
-            .unwrap_or_default(),
-        "metadata.labels" | "metadata.annotations" => {
-            let map = if field == "metadata.labels" {
-                &m.labels
-            } else {
-                &m.annotations
-            };
-            map.iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={v:?}\n"))
-                .collect::<String>()
-        }
-        _ => {
-            if let Some(k) = key_of("metadata.labels") {
-                lookup(&m.labels, &k)
-            } else if let Some(k) = key_of("metadata.annotations") {
-                lookup(&m.annotations, &k)
-            } else {
-                return None;
-            }
-        }
-    })
-}
-
-/// Value of a downward-API field path, for env and downwardAPI volumes.
-pub fn field_value(pod: &Pod, field: &str) -> Result<String, String> {
-    downward(pod, field).ok_or_else(|| format!("field {field:?} is not supported"))
-}
-
-/// Files of downward-API items (a downwardAPI volume or a projected source): each
-/// item's own `mode` wins over the volume's `defaultMode`.
-fn downward_files(
-    pod: &Pod,
-    vol: &str,
-    items: Option<&Vec<DownwardAPIVolumeFile>>,
-    default_mode: Option<i32>,
-) -> Result<Vec<PlannedFile>, String> {
-    let mut out = Vec::new();
-    for it in items.into_iter().flatten() {
-        if let Some(f) = &it.field_ref {
-            out.push(PlannedFile {
-                rel: PathBuf::from("volumes")
-                    .join(vol)
-                    .join(safe_rel(&it.path).map_err(|e| format!("volume {vol:?}: {e}"))?),
-                contents: field_value(pod, &f.field_path)?.into_bytes(),
-                mode: it.mode.or(default_mode).map_or(0o644, |m| m as u32 & 0o777),
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn volume_files(pod: &Pod, v: &Volume, refs: &Refs) -> Result<Option<Vec<PlannedFile>>, String> {
-    let name = &v.name;
-    if let Some(cm) = &v.config_map {
-        let optional = cm.optional.unwrap_or(false);
-        return match refs.config_maps.get(&cm.name) {
-            Some(d) => {
-                files_from(name, d, cm.items.as_ref(), cm.default_mode, "its ConfigMap").map(Some)
-            }
-            None if optional => Ok(Some(Vec::new())),
-            None => Err(format!(
-                "volume {name:?}: ConfigMap {:?} was not sent with the pod",
-                cm.name
-            )),
-        };
-    }
-    if let Some(s) = &v.secret {
-        let sname = s.secret_name.clone().unwrap_or_default();
-        let optional = s.optional.unwrap_or(false);
-        return match refs.secrets.get(&sname) {
-            Some(d) => {
-                files_from(name, d, s.items.as_ref(), s.default_mode, "its Secret").map(Some)
-            }
-            None if optional => Ok(Some(Vec::new())),
-            None => Err(format!(
-                "volume {name:?}: Secret {sname:?} was not sent with the pod"
-            )),
-        };
-    }
-    if let Some(p) = &v.projected {
-        // interLink sends projected volumes already resolved, as a map named after the volume.
-        if let Some(d) = refs.projected.get(name) {
-            return files_from(name, d, None, p.default_mode, "its projected map").map(Some);
-        }
-        let mut out = Vec::new();
-        for src in p.sources.iter().flatten() {
-            if let Some(cm) = &src.config_map {
-                match refs.config_maps.get(&cm.name) {
-                    Some(d) => out.extend(files_from(
-                        name,
-                        d,
-                        cm.items.as_ref(),
-                        p.default_mode,
-                        "a ConfigMap",
-                    )?),
-                    None if cm.optional.unwrap_or(false) => {}
-                    None => {
-                        return Err(format!(
-                            "volume {name:?}: ConfigMap {:?} was not sent with the pod",
-                            cm.name
-                        ));
-                    }
-                }
-            }
-            if let Some(s) = &src.secret {
-                match refs.secrets.get(&s.name) {
-                    Some(d) => out.extend(files_from(
-                        name,
-                        d,
-                        s.items.as_ref(),
-                        p.default_mode,
-                        "a Secret",
-                    )?),
-                    None if s.optional.unwrap_or(false) => {}
-                    None => {
-                        return Err(format!(
-                            "volume {name:?}: Secret {:?} was not sent with the pod",
-                            s.name
-                        ));
-                    }
-                }
-            }
-            if let Some(da) = &src.downward_api {
-                out.extend(downward_files(
-                    pod,
-                    name,
-                    da.items.as_ref(),
-                    p.default_mode,
-                )?);
-            }
-        }
-        return Ok(Some(out));
-    }
-    if let Some(da) = &v.downward_api {
-        return downward_files(pod, name, da.items.as_ref(), da.default_mode).map(Some);
-    }
-    if v.empty_dir.is_some() {
-        return Ok(Some(Vec::new()));
-    }
-    Ok(None)
 }
 
 /// A hostPath volume's path, absolute and lexically normalised (`.`, `..` and
@@ -361,44 +122,38 @@ pub fn check_host_paths(pod: &Pod, allowed: &[PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
-/// Plan every volume of the pod: files to write and mounts per container.
-pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String> {
+/// Plan every volume of the pod: files to write (as the kit's pod model fills
+/// them) and mounts per container.
+pub fn plan(view: PodView<'_>, pod_dir: &Path) -> Result<VolumePlan, String> {
     let mut plan = VolumePlan::default();
-    let Some(spec) = &pod.spec else {
+    let Some(spec) = &view.pod.spec else {
         return Ok(plan);
     };
     // each volume's directory on the node, and whether containers write it
     let mut hosts: BTreeMap<String, Result<(PathBuf, bool), String>> = BTreeMap::new();
-    for v in spec.volumes.iter().flatten() {
-        safe_rel(&v.name).map_err(|_| format!("volume name {:?} is not a valid name", v.name))?;
-        if let Some(hp) = &v.host_path {
+    for v in pod_volumes::plan(view).map_err(|e| e.to_string())? {
+        let rel = PathBuf::from("volumes").join(&v.name);
+        let host = match v.content {
             // bound as normalised, the form check_host_paths allowed
-            hosts.insert(
-                v.name.clone(),
-                normal_host_path(&v.name, &hp.path).map(|p| (p, false)),
-            );
-            continue;
-        }
-        match volume_files(pod, v, refs)? {
-            Some(files) => {
-                plan.files.extend(files);
-                let rel = PathBuf::from("volumes").join(&v.name);
+            Content::HostPath { path, .. } => normal_host_path(&v.name, &path).map(|p| (p, false)),
+            Content::Files(files) => {
+                plan.files.extend(files.into_iter().map(|f| VolumeFile {
+                    path: rel.join(&f.path),
+                    ..f
+                }));
                 plan.dirs.push(rel.clone());
-                hosts.insert(
-                    v.name.clone(),
-                    Ok((pod_dir.join(rel), v.empty_dir.is_some())),
-                );
+                Ok((pod_dir.join(rel), false))
             }
-            None => {
-                hosts.insert(
-                    v.name.clone(),
-                    Err(format!(
-                        "volume {:?}: this kind of volume is not supported by the slurm plugin",
-                        v.name
-                    )),
-                );
+            Content::EmptyDir => {
+                plan.dirs.push(rel.clone());
+                Ok((pod_dir.join(rel), true))
             }
-        }
+            Content::Unsupported => Err(format!(
+                "volume {:?}: this kind of volume is not supported by the slurm plugin",
+                v.name
+            )),
+        };
+        hosts.insert(v.name, host);
     }
     let all = spec
         .init_containers
@@ -452,31 +207,30 @@ pub fn plan(pod: &Pod, pod_dir: &Path, refs: &Refs) -> Result<VolumePlan, String
 /// user reads them through its bind); each file has its planned mode from the
 /// moment it exists.
 pub fn write(plan: &VolumePlan, pod_dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    let mkdir = |p: &Path| {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(p)
-    };
     for d in &plan.dirs {
-        mkdir(&pod_dir.join(d))?;
+        pod_volumes::write_files(&pod_dir.join(d), &[])?;
     }
-    for f in &plan.files {
-        let p = pod_dir.join(&f.rel);
-        if let Some(parent) = p.parent() {
-            mkdir(parent)?;
-        }
-        interlink_plugin_kit::private_fs::write_new(&p, &f.contents, f.mode)?;
-    }
-    Ok(())
+    pod_volumes::write_files(pod_dir, &plan.files)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use interlink::RetrievedPodData;
+    use interlink_plugin_kit::pod::{Placement, PodObjects};
     use serde_json::json;
+
+    fn plan_of(pod: &Pod, pod_dir: &Path, objects: &PodObjects) -> Result<VolumePlan, String> {
+        let placement = Placement::default();
+        plan(
+            PodView {
+                pod,
+                objects,
+                placement: &placement,
+            },
+            pod_dir,
+        )
+    }
 
     fn data() -> RetrievedPodData {
         serde_json::from_value(json!({
@@ -511,9 +265,9 @@ mod tests {
     #[test]
     fn plans_every_kind() {
         let d = data();
-        let refs = Refs::from_request(&d);
-        let p = plan(&d.pod, Path::new("/pods/u1"), &refs).unwrap();
-        let find = |rel: &str| p.files.iter().find(|f| f.rel == Path::new(rel)).cloned();
+        let refs = PodObjects::from_request(&d);
+        let p = plan_of(&d.pod, Path::new("/pods/u1"), &refs).unwrap();
+        let find = |rel: &str| p.files.iter().find(|f| f.path == Path::new(rel)).cloned();
         assert_eq!(find("volumes/cfg/sub/a.txt").unwrap().contents, b"hello");
         assert!(find("volumes/cfg/b").is_none());
         let s = find("volumes/sec/key").unwrap();
@@ -543,13 +297,13 @@ mod tests {
             .as_mut()
             .unwrap()
             .push(serde_json::from_value(json!({"name": "pvc", "mountPath": "/pvc"})).unwrap());
-        let refs = Refs::from_request(&d);
-        let e = plan(&d.pod, Path::new("/p"), &refs).unwrap_err();
+        let refs = PodObjects::from_request(&d);
+        let e = plan_of(&d.pod, Path::new("/p"), &refs).unwrap_err();
         assert!(e.contains("\"pvc\"") && e.contains("not supported"), "{e}");
 
         let mut d = data();
         d.containers[0].config_maps.clear();
-        let e = plan(&d.pod, Path::new("/p"), &Refs::from_request(&d)).unwrap_err();
+        let e = plan_of(&d.pod, Path::new("/p"), &PodObjects::from_request(&d)).unwrap_err();
         assert!(e.contains("cm1"), "{e}");
 
         let mut d = data();
@@ -563,7 +317,7 @@ mod tests {
             .as_mut()
             .unwrap()
             .items = None;
-        let e = plan(&d.pod, Path::new("/p"), &Refs::from_request(&d)).unwrap_err();
+        let e = plan_of(&d.pod, Path::new("/p"), &PodObjects::from_request(&d)).unwrap_err();
         assert!(e.contains("../x"), "{e}");
     }
 
@@ -584,9 +338,9 @@ mod tests {
             ], "containers": [{"name": "main", "image": "busybox"}]}
         }))
         .unwrap();
-        let p = plan(&pod, Path::new("/p"), &Refs::from_request(&d)).unwrap();
+        let p = plan_of(&pod, Path::new("/p"), &PodObjects::from_request(&d)).unwrap();
         let mode = |rel: &str| {
-            let f = p.files.iter().find(|f| f.rel == Path::new(rel)).unwrap();
+            let f = p.files.iter().find(|f| f.path == Path::new(rel)).unwrap();
             f.mode
         };
         assert_eq!(mode("volumes/proj/name"), 0o400);
@@ -600,7 +354,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let d = data();
         let dir = tempfile::tempdir().unwrap();
-        let p = plan(&d.pod, dir.path(), &Refs::from_request(&d)).unwrap();
+        let p = plan_of(&d.pod, dir.path(), &PodObjects::from_request(&d)).unwrap();
         write(&p, dir.path()).unwrap();
         let key = dir.path().join("volumes/sec/key");
         assert_eq!(std::fs::read(&key).unwrap(), b"s3cr3t");
