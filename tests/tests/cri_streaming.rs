@@ -4,10 +4,11 @@
 //! client, `spdy_client`), WebSocket `v5.channel.k8s.io` and port-forward
 //! tunnelled in WebSocket (tokio-tungstenite).
 //!
-//! The interLink exec extension is not in this tree yet, so sessions run on
-//! `LocalProcessDouble`, a test double of the streaming backend that runs the
-//! command as a local process (and connects to ports on 127.0.0.1). The CRI
-//! checks and the "no exec extension" answer are tested on the real binaries.
+//! The protocol tests run the streaming server alone on `LocalProcessDouble`, a
+//! test double of the streaming backend that runs the command as a local
+//! process (and connects to ports on 127.0.0.1), so every stream and failure can
+//! be driven; `cri_exec_sync_exec_and_port_forward_through_...` runs the real
+//! binaries (host, API server, local plugin) through interLink's exec extension.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -717,10 +718,11 @@ async fn a_failing_backend_and_an_idle_session_end_with_a_failure_status() {
     .expect("the backend's session ended with it");
 }
 
-// ---- the CRI side, on the real binaries (no exec extension in this tree) ----
+// ---- the CRI side on the real binaries: host, API server, local plugin ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cri_checks_containers_and_names_the_missing_exec_extension() -> anyhow::Result<()> {
+async fn cri_exec_sync_exec_and_port_forward_through_the_interlink_exec_extension()
+-> anyhow::Result<()> {
     let env = CriEnv::start("")?;
     let (mut rt, _) = env.connect().await?;
     let unknown = rt
@@ -761,40 +763,86 @@ async fn cri_checks_containers_and_names_the_missing_exec_extension() -> anyhow:
     start(&mut rt, &created).await?;
     wait_state(&mut rt, &created, RUNNING, T).await?;
 
-    let sync = rt
+    // through the real chain: the API server's and the local plugin's exec
+    // extension (the remote pod may still be in its batch window: retried)
+    let deadline = std::time::Instant::now() + T;
+    let sync = loop {
+        match rt
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: created.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo via-interlink; echo e >&2; exit 4".into(),
+                ],
+                timeout: 10,
+            })
+            .await
+        {
+            Err(e)
+                if e.code() == tonic::Code::FailedPrecondition
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            r => break r?.into_inner(),
+        }
+    };
+    assert_eq!(sync.stdout, b"via-interlink\n");
+    assert_eq!(sync.stderr, b"e\n");
+    assert_eq!(sync.exit_code, 4);
+    let slow = rt
         .exec_sync(cri::ExecSyncRequest {
             container_id: created.clone(),
-            cmd: vec!["true".into()],
-            timeout: 5,
+            cmd: vec!["sleep".into(), "10".into()],
+            timeout: 1,
         })
         .await
         .unwrap_err();
-    assert_eq!(sync.code(), tonic::Code::Unimplemented, "{sync:?}");
-    assert!(sync.message().contains("\"exec\" extension"), "{sync:?}");
+    assert_eq!(slow.code(), tonic::Code::DeadlineExceeded, "{slow:?}");
 
-    // a backend without exec answers before any URL is handed out
-    let ex = rt
+    // Exec over SPDY, by a container ID prefix
+    let url = rt
         .exec(cri::ExecRequest {
             container_id: created[..12].to_string(),
-            cmd: vec!["true".into()],
+            cmd: vec!["sh".into(), "-c".into(), "cat; echo err >&2; exit 6".into()],
+            stdin: true,
             stdout: true,
             stderr: true,
             ..Default::default()
         })
-        .await
-        .unwrap_err();
-    assert_eq!(ex.code(), tonic::Code::Unimplemented, "{ex:?}");
-    assert!(ex.message().contains("\"exec\" extension"), "{ex:?}");
-    let at = rt
-        .attach(cri::AttachRequest {
-            container_id: created.clone(),
-            stdin: true,
-            stdout: true,
-            ..Default::default()
+        .await?
+        .into_inner()
+        .url;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let mut c = spdy(&url, &["v4.channel.k8s.io"]).await;
+    let ids = c
+        .open_typed(&["error", "stdin", "stdout", "stderr"])
+        .await?;
+    c.send(ids[1], b"through interLink\n", true).await?;
+    let got = c.drain(T).await?;
+    assert_eq!(got.text(ids[2]), "through interLink\n");
+    assert_eq!(got.text(ids[3]), "err\n");
+    assert_eq!(status(&got, ids[0])["details"]["causes"][0]["message"], "6");
+
+    // port-forward to a port on the local plugin's machine
+    let (port, echo) = echo_server().await;
+    let url = rt
+        .port_forward(cri::PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![port as i32],
         })
+        .await?
+        .into_inner()
+        .url;
+    let mut c = spdy(&url, &["portforward.k8s.io"]).await;
+    let (_, d) = c.open_forward(&port.to_string(), Some("0")).await?;
+    c.send(d, b"hi", false).await?;
+    let mut got = Collected::default();
+    c.until(&mut got, T, |got| got.text(d) == "echo:hi")
         .await
-        .unwrap_err();
-    assert_eq!(at.code(), tonic::Code::Unimplemented, "{at:?}");
+        .expect("the port answered through interLink");
+    echo.abort();
 
     let pf = rt
         .port_forward(cri::PortForwardRequest {
@@ -812,14 +860,6 @@ async fn cri_checks_containers_and_names_the_missing_exec_extension() -> anyhow:
         .await
         .unwrap_err();
     assert_eq!(pf.code(), tonic::Code::InvalidArgument);
-    let pf = rt
-        .port_forward(cri::PortForwardRequest {
-            pod_sandbox_id: pod.clone(),
-            port: vec![80],
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(pf.code(), tonic::Code::Unimplemented, "{pf:?}");
     Ok(())
 }
 

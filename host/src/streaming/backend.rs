@@ -89,26 +89,3 @@ pub trait StreamBackend: Send + Sync + 'static {
         port: u16,
     ) -> BoxFuture<'_, Result<Box<dyn PortStream>, BackendError>>;
 }
-
-/// The backend when none can run sessions: every call answers `Unimplemented`
-/// with `why`.
-pub struct Unavailable(pub String);
-
-impl StreamBackend for Unavailable {
-    fn available(&self) -> BoxFuture<'_, Result<(), BackendError>> {
-        Box::pin(async move { Err(BackendError::Unimplemented(self.0.clone())) })
-    }
-    fn exec(&self, _t: ExecTarget, _io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>> {
-        Box::pin(async move { Err(BackendError::Unimplemented(self.0.clone())) })
-    }
-    fn attach(&self, _c: &str, _t: bool, _io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>> {
-        Box::pin(async move { Err(BackendError::Unimplemented(self.0.clone())) })
-    }
-    fn port_forward(
-        &self,
-        _s: &str,
-        _p: u16,
-    ) -> BoxFuture<'_, Result<Box<dyn PortStream>, BackendError>> {
-        Box::pin(async move { Err(BackendError::Unimplemented(self.0.clone())) })
-    }
-}
