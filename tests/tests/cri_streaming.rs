@@ -860,6 +860,11 @@ async fn cri_exec_sync_exec_and_port_forward_through_the_interlink_exec_extensio
         .await
         .unwrap_err();
     assert_eq!(pf.code(), tonic::Code::InvalidArgument);
+    // the containers' shims outlive the plugin: stop them
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
     Ok(())
 }
 
@@ -1167,6 +1172,11 @@ async fn real_crictl_exec_attach_and_port_forward_over_spdy_and_websocket() -> a
         let _ = pf.kill().await;
     }
     echo.abort();
+    // the containers' shims outlive the plugin: stop them
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
     let _ = stop.send(true);
     Ok(())
 }
