@@ -5,20 +5,14 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A terminal size, as the resize stream carries it (`{"Width":80,"Height":24}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TermSize {
-    #[serde(rename = "Width")]
-    pub width: u16,
-    #[serde(rename = "Height")]
-    pub height: u16,
-}
+/// A terminal size, as the resize stream carries it (`{"Width":80,"Height":24}`):
+/// the exec extension's own type.
+pub use interlink::exec::TermSize;
 
 /// A command to run in a running container.
 #[derive(Debug, Clone, PartialEq)]

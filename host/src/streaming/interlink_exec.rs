@@ -137,11 +137,7 @@ async fn relay(session: ExecSession, io: ExecIo) -> Result<i32, BackendError> {
     });
     let resize_task = tokio::spawn(async move {
         if let Some(mut rx) = resize {
-            while let Some(s) = rx.recv().await {
-                let size = interlink::exec::TermSize {
-                    width: s.width,
-                    height: s.height,
-                };
+            while let Some(size) = rx.recv().await {
                 if input.resize(size).await.is_err() {
                     return;
                 }
