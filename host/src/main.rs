@@ -221,7 +221,7 @@ async fn run(cfg: Config) -> Result<()> {
         },
         Arc::new(streaming::interlink_exec::InterlinkExec::new(
             exec_client,
-            &rt,
+            Arc::downgrade(&rt) as _,
         )),
         shutdown(),
     )

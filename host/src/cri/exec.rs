@@ -11,8 +11,10 @@ use super::{Result, resolve_container};
 use crate::proto::runtime::v1 as cri;
 use crate::runtime::Runtime;
 use crate::states::ContainerState;
+use crate::streaming::interlink_exec::{self, Targets};
 use crate::streaming::remotecommand::Options;
-use crate::streaming::{ExecTarget, Pending, Streaming};
+use crate::streaming::{BackendError, ExecTarget, Pending, Streaming};
+use interlink::exec::Target;
 
 /// The streaming server, or `Unavailable` when it is not running.
 pub fn streaming(rt: &Runtime) -> Result<Arc<Streaming>> {
@@ -80,6 +82,16 @@ pub async fn exec(rt: &Runtime, req: cri::ExecRequest) -> Result<cri::ExecRespon
         })
         .map_err(|e| Status::resource_exhausted(e.to_string()))?;
     Ok(cri::ExecResponse { url })
+}
+
+/// The runtime's store says where containers and sandboxes run remotely.
+impl Targets for Runtime {
+    fn container(&self, id: &str) -> std::result::Result<(Target, String), BackendError> {
+        interlink_exec::container_target(&self.store, id)
+    }
+    fn sandbox(&self, id: &str) -> std::result::Result<Target, BackendError> {
+        interlink_exec::sandbox_target(&self.store, id)
+    }
 }
 
 pub fn checkpoint_container(

@@ -11,25 +11,30 @@ use interlink::client::{Client, ClientError, ExecEvent, ExecSession};
 use interlink::exec::{AttachRequest, ExecRequest, ExitStatus, PortForwardRequest, Target};
 
 use super::backend::{BackendError, BoxFuture, ExecIo, ExecTarget, PortStream, StreamBackend};
-use crate::runtime::Runtime;
 use crate::states::ContainerState;
-use crate::store::{Kind, Phase};
+use crate::store::{Kind, Phase, Store};
+
+/// Where CRI containers and sandboxes run remotely (the runtime answers from
+/// its store: see `cri::exec`).
+pub trait Targets: Send + Sync {
+    /// The remote pod and container name of a running container.
+    fn container(&self, id: &str) -> Result<(Target, String), BackendError>;
+    /// The running remote pod of a sandbox.
+    fn sandbox(&self, id: &str) -> Result<Target, BackendError>;
+}
 
 pub struct InterlinkExec {
     pub client: Client,
-    pub rt: Weak<Runtime>,
+    pub targets: Weak<dyn Targets>,
 }
 
 impl InterlinkExec {
-    pub fn new(client: Client, rt: &Arc<Runtime>) -> InterlinkExec {
-        InterlinkExec {
-            client,
-            rt: Arc::downgrade(rt),
-        }
+    pub fn new(client: Client, targets: Weak<dyn Targets>) -> InterlinkExec {
+        InterlinkExec { client, targets }
     }
 
-    fn runtime(&self) -> Result<Arc<Runtime>, BackendError> {
-        self.rt
+    fn targets(&self) -> Result<Arc<dyn Targets>, BackendError> {
+        self.targets
             .upgrade()
             .ok_or_else(|| BackendError::Failed("the runtime is shutting down".into()))
     }
@@ -47,8 +52,8 @@ fn map_err(e: ClientError) -> BackendError {
 }
 
 /// The remote pod and container name of a running CRI container.
-pub fn container_target(rt: &Runtime, id: &str) -> Result<(Target, String), BackendError> {
-    let st = rt.store.read();
+pub fn container_target(store: &Store, id: &str) -> Result<(Target, String), BackendError> {
+    let st = store.read();
     let c = st
         .containers
         .get(id)
@@ -96,8 +101,8 @@ pub fn container_target(rt: &Runtime, id: &str) -> Result<(Target, String), Back
 
 /// The remote pod serving a sandbox's ports: its regular containers' pod that
 /// was created and still runs.
-pub fn sandbox_target(rt: &Runtime, sandbox_id: &str) -> Result<Target, BackendError> {
-    let st = rt.store.read();
+pub fn sandbox_target(store: &Store, sandbox_id: &str) -> Result<Target, BackendError> {
+    let st = store.read();
     let r = st
         .remotes
         .values()
@@ -195,7 +200,7 @@ impl StreamBackend for InterlinkExec {
 
     fn exec(&self, t: ExecTarget, io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>> {
         Box::pin(async move {
-            let (target, container) = container_target(&*self.runtime()?, &t.container_id)?;
+            let (target, container) = self.targets()?.container(&t.container_id)?;
             let req = ExecRequest {
                 target,
                 container,
@@ -216,7 +221,7 @@ impl StreamBackend for InterlinkExec {
     ) -> BoxFuture<'_, Result<i32, BackendError>> {
         let id = container_id.to_string();
         Box::pin(async move {
-            let (target, container) = container_target(&*self.runtime()?, &id)?;
+            let (target, container) = self.targets()?.container(&id)?;
             let req = AttachRequest {
                 target,
                 container,
@@ -235,7 +240,7 @@ impl StreamBackend for InterlinkExec {
     ) -> BoxFuture<'_, Result<Box<dyn PortStream>, BackendError>> {
         let id = sandbox_id.to_string();
         Box::pin(async move {
-            let target = sandbox_target(&*self.runtime()?, &id)?;
+            let target = self.targets()?.sandbox(&id)?;
             let s = self
                 .client
                 .port_forward(&PortForwardRequest { target, port })
