@@ -117,6 +117,16 @@ pub struct CriSection {
     /// Seeds' key, accepted and ignored: the host always serves CRI.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// The streaming server (exec/attach/port-forward URLs): `host:port`, port 0
+    /// for an ephemeral one.
+    #[serde(default = "default_streaming_address")]
+    pub streaming_address: SocketAddr,
+    /// Exec/attach/port-forward sessions at once; more are refused (HTTP 429).
+    #[serde(default = "default_max_streams")]
+    pub max_streaming_sessions: usize,
+    /// A session with no traffic either way for this long is closed.
+    #[serde(default = "d_4h", deserialize_with = "de_dur")]
+    pub stream_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -146,6 +156,16 @@ pub struct ExtensionsSection {
     pub admission_fail_open: bool,
 }
 
+fn default_streaming_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_max_streams() -> usize {
+    128
+}
+fn d_4h() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+
 impl Default for CriSection {
     fn default() -> Self {
         CriSection {
@@ -153,6 +173,9 @@ impl Default for CriSection {
             runtime_handler: default_handler(),
             request_timeout: d_30s(),
             enabled: None,
+            streaming_address: default_streaming_address(),
+            max_streaming_sessions: default_max_streams(),
+            stream_idle_timeout: d_4h(),
         }
     }
 }

@@ -45,6 +45,7 @@ pub mod state_map;
 pub mod states;
 pub mod status_loop;
 pub mod store;
+pub mod streaming;
 pub mod usage;
 pub mod usage_loop;
 pub mod views;

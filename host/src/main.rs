@@ -11,7 +11,7 @@ use interlink_cri::hooks::{Hooks, NoHooks};
 use interlink_cri::remote::{InterlinkRemote, Remote};
 use interlink_cri::runtime::Runtime;
 use interlink_cri::store::Store;
-use interlink_cri::{embedded, extensions, metrics_server, server};
+use interlink_cri::{embedded, extensions, metrics_server, server, streaming};
 
 const LONG_ABOUT: &str = "\
 A CRI v1 runtime (RuntimeService + ImageService on a Unix socket) that runs every
@@ -29,6 +29,10 @@ Config file (YAML, every key optional, an unknown key is an error):
     SocketPath        gRPC socket (default /var/run/interlink/cri.sock; unix:// ok)
     RuntimeHandler    handler served and reported (default interlink)
     RequestTimeout    bound on each interLink request (default 30s)
+    StreamingAddress  exec/attach/port-forward server (default 127.0.0.1:0,
+                      an ephemeral port)
+    MaxStreamingSessions  sessions at once (default 128)
+    StreamIdleTimeout     a session idle this long is closed (default 4h)
   TLS:
     Enabled, CertFile, KeyFile, CACertFile, InsecureSkipVerify   (to the API server)
   TokenFile           bearer token file, re-read on change (env VK_TOKEN_FILE wins)
@@ -190,6 +194,7 @@ async fn run(cfg: Config) -> Result<()> {
         connect_timeout: std::time::Duration::from_secs(5),
     })
     .context("interLink client")?;
+    let exec_client = client.clone();
     let remote: Arc<dyn Remote> = Arc::new(InterlinkRemote { client });
 
     let state_dir = cfg.data_root_folder.join("state");
@@ -207,6 +212,22 @@ async fn run(cfg: Config) -> Result<()> {
         );
     }
     interlink_cri::background::start(&rt);
+    let streaming = streaming::Streaming::start(
+        streaming::Settings {
+            address: cfg.cri.streaming_address,
+            max_sessions: cfg.cri.max_streaming_sessions,
+            idle_timeout: cfg.cri.stream_idle_timeout,
+            token_ttl: streaming::server::TOKEN_TTL,
+        },
+        Arc::new(streaming::interlink_exec::InterlinkExec::new(
+            exec_client,
+            Arc::downgrade(&rt) as _,
+        )),
+        shutdown(),
+    )
+    .await
+    .with_context(|| format!("streaming server {}", cfg.cri.streaming_address))?;
+    let _ = rt.streaming.set(streaming);
     if let Some(addr) = cfg.metrics_address {
         let rt = rt.clone();
         tokio::spawn(async move {

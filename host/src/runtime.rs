@@ -43,6 +43,8 @@ pub struct Runtime {
     pub usage: UsageCache,
     /// This node's pods from the Kubernetes API, when a kubeconfig is set.
     pub pod_specs: PodSpecs,
+    /// The exec/attach/port-forward server, once started (see `streaming`).
+    pub streaming: std::sync::OnceLock<Arc<crate::streaming::Streaming>>,
 }
 
 impl Runtime {
@@ -68,6 +70,7 @@ impl Runtime {
             polled: PolledPods::default(),
             usage: UsageCache::default(),
             pod_specs: PodSpecs::default(),
+            streaming: Default::default(),
         })
     }
 

@@ -175,3 +175,4 @@ pub mod kube_api;
 pub mod plugin;
 pub mod recording;
 pub mod slurm;
+pub mod spdy_client;

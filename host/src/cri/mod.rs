@@ -16,10 +16,12 @@ use crate::proto::runtime::v1::image_service_server::ImageService;
 use crate::proto::runtime::v1::runtime_service_server::RuntimeService;
 use crate::runtime::Runtime;
 
+pub mod attach;
 pub mod container_stats;
 pub mod container_status;
 pub mod create_container;
 pub mod exec;
+pub mod exec_sync;
 pub mod get_container_events;
 pub mod image_fs_info;
 pub mod image_status;
@@ -28,6 +30,7 @@ pub mod list_images;
 pub mod list_pod_sandbox;
 pub mod pod_sandbox_stats;
 pub mod pod_sandbox_status;
+pub mod port_forward;
 pub mod pull_image;
 pub mod remove_container;
 pub mod remove_image;
@@ -258,13 +261,13 @@ impl RuntimeService for Cri {
         r: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>> {
         timed(&self.rt, "ExecSync", async {
-            exec::exec_sync(&self.rt, r.into_inner())
+            exec_sync::exec_sync(&self.rt, r.into_inner()).await
         })
         .await
     }
     async fn exec(&self, r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>> {
         timed(&self.rt, "Exec", async {
-            exec::exec(&self.rt, r.into_inner())
+            exec::exec(&self.rt, r.into_inner()).await
         })
         .await
     }
@@ -273,7 +276,7 @@ impl RuntimeService for Cri {
         r: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>> {
         timed(&self.rt, "Attach", async {
-            exec::attach(&self.rt, r.into_inner())
+            attach::attach(&self.rt, r.into_inner()).await
         })
         .await
     }
@@ -282,7 +285,7 @@ impl RuntimeService for Cri {
         r: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>> {
         timed(&self.rt, "PortForward", async {
-            exec::port_forward(&self.rt, r.into_inner())
+            port_forward::port_forward(&self.rt, r.into_inner()).await
         })
         .await
     }

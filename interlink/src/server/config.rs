@@ -61,7 +61,8 @@ pub struct ServerConfig {
     /// Upstream's pprof server: accepted, not served (`Enabled: true` is logged).
     #[serde(rename = "Pprof")]
     pub pprof: Option<serde_yaml::Value>,
-    /// Upstream's Go-template job script: not supported here; an empty value is accepted.
+    /// Upstream's Go-template job script: an empty value is accepted; a path is
+    /// refused, naming the Slurm plugin's `job_script_template` that replaces it.
     #[serde(rename = "JobScriptTemplate")]
     pub job_script_template: Option<String>,
     /// Sidecar keys of the original shared file, refused with their replacement.
@@ -146,8 +147,12 @@ impl ServerConfig {
             .is_some_and(|t| !t.trim().is_empty())
         {
             return Err(ConfigError(
-                "JobScriptTemplate is not supported by this server: the Slurm plugin \
-                 writes the job script (see interlink-slurm's config); remove the key"
+                "JobScriptTemplate is not rendered by this server (upstream's Go template \
+                 prints pod fields into the script unquoted): the Slurm plugin writes the job \
+                 script; move the template to interlink-slurm's config as \
+                 `job_script_template: /path` (placeholders such as {{ .Job }}, \
+                 {{ .SbatchFlags }}, {{ .Pod.Name }}; values are shell-quoted) and set \
+                 JobScriptTemplate: \"\" here"
                     .into(),
             ));
         }
@@ -483,6 +488,63 @@ impl OidcConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key of upstream's `InterLinkConfig` (its `config.go`) loads as
+    /// written: `Pprof` enabled (accepted, not served), an empty
+    /// `JobScriptTemplate`, a `JobScriptBuildConfig`; a template path is refused
+    /// naming the Slurm plugin's key that replaces it.
+    #[test]
+    fn upstream_keys_load_as_written() {
+        let cfg = ServerConfig::from_yaml_str(
+            r#"
+InterlinkAddress: "http://0.0.0.0"
+InterlinkPort: "3000"
+SidecarURL: "http://plugin"
+SidecarPort: "4000"
+VerboseLogging: true
+ErrorsOnlyLogging: false
+DataRootFolder: "~/.interlink"
+JobScriptTemplate: ""
+JobScriptBuildConfig:
+  SingularityHubProxy: {server: "https://shub", master_token: "", cache_validity_seconds: 60}
+  ApptainerOptions: {executable: /usr/bin/apptainer, fakeroot: false, containall: true,
+    fuseMode: "", noInit: false, noHome: false, noPrivs: false, nvidiaSupport: true,
+    cleanenv: true, unsquash: false}
+  Volumes: {scratch_area: /scratch, apptainer_cachedir: /cache, image_dir: /images,
+    additional_directories_in_path: [/opt/bin], fuse_sleep_seconds: 2}
+Pprof:
+  Enabled: true
+  Address: "127.0.0.1"
+  Port: "6061"
+TLS:
+  Enabled: false
+"#,
+        )
+        .unwrap();
+        cfg.check().unwrap();
+        assert!(cfg.job_script_build_config.is_some() && cfg.pprof.is_some());
+
+        let with_template =
+            ServerConfig::from_yaml_str("SidecarURL: http://p\nJobScriptTemplate: /etc/job.tmpl\n")
+                .unwrap();
+        let e = with_template.check().unwrap_err().to_string();
+        assert!(
+            e.contains("JobScriptTemplate") && e.contains("job_script_template"),
+            "{e}"
+        );
+
+        // upstream's own sample files, when its source is on this machine
+        for f in [
+            "/tmp/up/interLink/ci/manifests/interlink-config.yaml",
+            "/tmp/up/interLink/scripts/interlink-config.yaml",
+        ] {
+            if std::path::Path::new(f).exists() {
+                let c = ServerConfig::from_yaml_file(f).unwrap_or_else(|e| panic!("{f}: {e}"));
+                c.check().unwrap_or_else(|e| panic!("{f}: {e}"));
+                assert_eq!(c.sidecar_port, 4000);
+            }
+        }
+    }
 
     #[test]
     fn upstream_file_parses() {

@@ -11,17 +11,22 @@ use super::state::AppState;
 use crate::types::{CreateStruct, PodCreateRequests, pod_uid};
 use crate::validate;
 
+/// Why a `jobscriptURL` is refused.
+pub const JOB_SCRIPT_URL_REFUSED: &str = "jobscriptURL is not supported: upstream's server would \
+     send the pod with its Secrets to the URL named in the request, per pod, and run the answer \
+     as the job script outside any container; here the Slurm plugin writes the job script \
+     (the site admin can give it a template: job_script_template in its config). \
+     Remove JobScriptBuilderURL from the virtual kubelet's config";
+
 pub async fn create(State(st): State<AppState>, req: Body) -> Result<Json<CreateStruct>, ApiError> {
     let req: PodCreateRequests = body::json(req, st.max_body, "a PodCreateRequests object").await?;
     validate::check_pod_for_create(&req.pod)
         .map_err(|e| ApiError::bad_request(format!("pod: {e}")))?;
     if !req.job_script_url.is_empty() {
-        // upstream's server would fetch a job script there; a URL in a request is
-        // not fetched here (the plugin writes the job script)
-        tracing::warn!(
-            pod = %pod_uid(&req.pod),
-            "jobscriptURL is set but this server calls no job-script builder; ignored"
-        );
+        // upstream's server POSTs the pod, with its Secrets, to the URL the
+        // request names and hands the answer to the plugin as the job script,
+        // which runs outside any container: neither fits here
+        return Err(ApiError::bad_request(JOB_SCRIPT_URL_REFUSED.to_string()));
     }
     let data =
         super::retrieve::build(&req, st.job_config.as_ref()).map_err(ApiError::bad_request)?;

@@ -17,6 +17,10 @@ pub enum ContainerRuntime {
     Singularity,
     /// `podman run --rm IMAGE ...`.
     Podman,
+    /// `enroot import` + `enroot create` + `enroot start` (as upstream's Slurm
+    /// plugin's `ContainerRuntime: enroot`); the container's root filesystem is
+    /// removed when it ends.
+    Enroot,
     /// No container: the command runs directly on the node. Mount paths are not
     /// bound; volumes are found through `$INTERLINK_VOLUME_<NAME>` and `$INTERLINK_POD_DIR`.
     None,
@@ -28,6 +32,7 @@ impl ContainerRuntime {
             ContainerRuntime::Apptainer => "apptainer",
             ContainerRuntime::Singularity => "singularity",
             ContainerRuntime::Podman => "podman",
+            ContainerRuntime::Enroot => "enroot",
             ContainerRuntime::None => "none",
         }
     }
@@ -105,6 +110,47 @@ pub const NEVER_FLAGS: &[&str] = &[
     "wrap",
 ];
 
+/// What the plugin answers at `/status` ping (upstream's `PingResponse`): the
+/// node's capacity and taints as the site admin states them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PingConfig {
+    /// The virtual node's capacity; a field left out is measured (the sum of
+    /// the nodes' `CPUTot`/`RealMemory`, stable totals, never what is free).
+    pub resources: PingResourcesConfig,
+    /// Taints advertised on the virtual node; unset = leave the node's taints
+    /// alone, `[]` = clear them (upstream's `Taints`).
+    pub taints: Option<Vec<TaintConfig>>,
+}
+
+/// Configured capacity (Kubernetes quantities: `"128"`, `"512Gi"`, `"110"`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PingResourcesConfig {
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub pods: Option<String>,
+    /// Accelerators: `{resource_type: nvidia.com/gpu, available: "8"}`.
+    pub accelerators: Vec<AcceleratorConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcceleratorConfig {
+    pub resource_type: String,
+    pub available: String,
+}
+
+/// A taint on the virtual node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaintConfig {
+    pub key: String,
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
 /// Everything the Slurm plugin reads from its configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -142,6 +188,34 @@ pub struct SlurmConfig {
     /// Host directories under which pods may mount `hostPath` volumes (absolute;
     /// the path is normalised before it is compared); none by default.
     pub allowed_host_paths: Vec<PathBuf>,
+    /// Also take a pod's `slurm-job.vk.io/singularity-mounts` annotation (binds
+    /// of the node's paths, apptainer/singularity only).
+    pub allow_singularity_mounts_annotation: bool,
+    /// Also take a pod's `slurm-job.vk.io/mpi-flags` annotation: the container
+    /// is started under `mpi_command` followed by the pod's flags (words, each
+    /// quoted); mpiexec runs on the node, outside the container, so off by default.
+    pub allow_mpi_flags_annotation: bool,
+    /// The MPI launcher put before the container runtime for pods with
+    /// `slurm-job.vk.io/mpi-flags` (the admin's; `${SLURM_NTASKS:-1}` is expanded by the job: Slurm sets it only with `--ntasks`).
+    pub mpi_command: Vec<String>,
+    /// Binds added to every apptainer/singularity/enroot container, `HOST:CONTAINER[:ro]`
+    /// (the admin's; upstream's `slurm-job.vk.io/singularity-mounts`).
+    pub singularity_mounts: Vec<String>,
+    /// Where images are taken from for apptainer/singularity/enroot: a prefix put
+    /// before image names without a scheme (`/cvmfs/unpacked.cern.ch/`, a SIF
+    /// directory, `docker://registry.site/`); replaces `image_prefix` when set.
+    pub image_root: Option<String>,
+    /// Other image roots a pod may choose with `slurm-job.vk.io/image-root`
+    /// (exact values); none by default, so the annotation is refused.
+    pub allowed_image_roots: Vec<String>,
+    /// Run the containers' liveness/readiness/startup probes and postStart/preStop
+    /// exec hooks in the job (upstream's `EnableProbes`).
+    pub enable_probes: bool,
+    /// A job script template file (the admin's, read at start): see
+    /// [`crate::template`] for its variables. Unset = the built-in script.
+    pub job_script_template: Option<PathBuf>,
+    /// What `/status` ping answers.
+    pub ping: PingConfig,
     /// Named flavors.
     pub flavors: BTreeMap<String, Flavor>,
     /// The flavor used when the pod names none and its resources do not pick one.
@@ -195,6 +269,15 @@ impl Default for SlurmConfig {
             allow_pre_exec_annotation: false,
             allow_singularity_options_annotation: false,
             allowed_host_paths: Vec::new(),
+            allow_singularity_mounts_annotation: false,
+            allow_mpi_flags_annotation: false,
+            mpi_command: vec!["mpiexec".into(), "-np".into(), "${SLURM_NTASKS:-1}".into()],
+            singularity_mounts: Vec::new(),
+            image_root: None,
+            allowed_image_roots: Vec::new(),
+            enable_probes: true,
+            job_script_template: None,
+            ping: PingConfig::default(),
             flavors: BTreeMap::new(),
             default_flavor: None,
             container_runtime: ContainerRuntime::Apptainer,
@@ -272,6 +355,25 @@ impl SlurmConfig {
                 }
             }
         }
+        for m in &self.singularity_mounts {
+            if m.is_empty() || m.chars().any(|c| c.is_control()) || !m.starts_with('/') {
+                return Err(ConfigError(format!(
+                    "singularity_mounts: {m:?} must be HOST:CONTAINER[:ro] with an absolute host path"
+                )));
+            }
+        }
+        if self.mpi_command.is_empty() {
+            return Err(ConfigError("mpi_command must not be empty".into()));
+        }
+        for t in self.ping.taints.iter().flatten() {
+            if t.key.is_empty()
+                || !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&t.effect.as_str())
+            {
+                return Err(ConfigError(format!(
+                    "ping.taints: {t:?} needs a key and an effect (NoSchedule, PreferNoSchedule or NoExecute)"
+                )));
+            }
+        }
         for p in &self.allowed_host_paths {
             if !p.is_absolute() {
                 return Err(ConfigError(format!(
@@ -327,6 +429,38 @@ squeue: /usr/bin/squeue
         assert_eq!(c.flavors["gpu"].flags, vec!["--qos=gpu"]);
         assert_eq!(c.sbatch, "sbatch");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn upstream_feature_keys() {
+        let c: SlurmConfig = serde_yaml::from_str(
+            r#"
+container_runtime: enroot
+image_root: /cvmfs/unpacked.cern.ch/
+allowed_image_roots: [/sif/]
+singularity_mounts: ["/cvmfs:/cvmfs:ro"]
+allow_singularity_mounts_annotation: true
+allow_mpi_flags_annotation: true
+mpi_command: [srun, --mpi=pmix]
+enable_probes: false
+job_script_template: /etc/interlink/job.tmpl
+ping:
+  resources: {cpu: "64", memory: 256Gi}
+  taints: [{key: a, effect: NoExecute}]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.container_runtime, ContainerRuntime::Enroot);
+        assert!(!c.enable_probes && SlurmConfig::default().enable_probes);
+        let bad = |yaml: &str, says: &str| {
+            let c: SlurmConfig = serde_yaml::from_str(yaml).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        };
+        bad("singularity_mounts: [cvmfs]", "absolute host path");
+        bad("ping: {taints: [{key: a, effect: Never}]}", "NoSchedule");
+        bad("mpi_command: []", "mpi_command");
     }
 
     #[test]

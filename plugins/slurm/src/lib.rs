@@ -16,6 +16,7 @@ pub mod env;
 pub mod files;
 pub mod jobinfo;
 pub mod logs;
+pub mod probes;
 pub mod provider;
 pub mod resources;
 pub mod sbatch_flags;
@@ -24,6 +25,7 @@ pub mod slurm;
 pub mod status;
 pub mod store;
 pub mod subpath_exec;
+pub mod template;
 pub mod volumes;
 
 pub use config::SlurmConfig;

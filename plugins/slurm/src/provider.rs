@@ -17,7 +17,10 @@ use crate::env;
 use crate::files::{log_path, read_container, read_job_done};
 use crate::jobinfo::JobInfo;
 use crate::logs;
-use crate::resources::{ANN_PRE_EXEC, ANN_SINGULARITY_OPTIONS, job_resources};
+use crate::resources::{
+    ANN_IMAGE_ROOT, ANN_MPI_FLAGS, ANN_PRE_EXEC, ANN_SINGULARITY_MOUNTS, ANN_SINGULARITY_OPTIONS,
+    job_resources,
+};
 use crate::script::{ContainerRun, JobScript, job_name, render};
 use crate::slurm::{Slurm, SlurmError};
 use crate::status::{JobView, pod_status};
@@ -47,6 +50,8 @@ struct Inner {
     pods_dir: PathBuf,
     pods: Mutex<HashMap<String, PodRecord>>,
     creating: Mutex<HashSet<String>>,
+    /// The admin's job script template, read at start.
+    template: Option<Arc<crate::template::Template>>,
 }
 
 /// The provider behind `interlink-slurm`.
@@ -118,6 +123,14 @@ impl SlurmProvider {
                 tracing::warn!("{what}");
             }
         }
+        let template = match &cfg.job_script_template {
+            Some(p) => {
+                let t = crate::template::Template::load(p)?;
+                tracing::info!(template = %p.display(), "job scripts are written from the admin's template");
+                Some(Arc::new(t))
+            }
+            None => None,
+        };
         let cfg = Arc::new(cfg);
         Ok(SlurmProvider {
             inner: Arc::new(Inner {
@@ -127,6 +140,7 @@ impl SlurmProvider {
                 pods_dir,
                 pods: Mutex::new(pods),
                 creating: Mutex::new(HashSet::new()),
+                template,
             }),
         })
     }
@@ -170,6 +184,13 @@ impl SlurmProvider {
         let view = model.view();
         volumes::check_host_paths(pod, &cfg.allowed_host_paths)?;
         let plan = volumes::plan(view, pod_dir)?;
+        let run_checks = |c: &Container| -> Result<crate::probes::Checks, String> {
+            if cfg.enable_probes {
+                crate::probes::checks(c)
+            } else {
+                Ok(Default::default())
+            }
+        };
         let run = |c: &Container| -> Result<ContainerRun, String> {
             let env = env::resolve(view, c)?;
             // `$(VAR)` in command and args, as Kubernetes expands them
@@ -189,6 +210,7 @@ impl SlurmProvider {
                 working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
                 env,
                 mounts: plan.mounts.get(&c.name).cloned().unwrap_or_default(),
+                checks: Default::default(),
             })
         };
         let init = spec
@@ -200,8 +222,12 @@ impl SlurmProvider {
         let containers = spec
             .containers
             .iter()
-            .map(run)
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|c| {
+                let mut r = run(c)?;
+                r.checks = run_checks(c)?;
+                Ok(r)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         let uid = interlink::pod_uid(pod);
         let script = JobScript {
             pod_dir: pod_dir.to_path_buf(),
@@ -217,10 +243,16 @@ impl SlurmProvider {
             containers,
             runtime: cfg.container_runtime,
             runtime_options: runtime_options(cfg, pod)?,
-            image_prefix: cfg.image_prefix.clone(),
+            image_prefix: image_root(cfg, pod)?,
             shell: cfg.shell.clone(),
             stamp_logs: cfg.log_timestamps,
             subpath_helper: subpath_helper(cfg)?,
+            binds: binds(cfg, pod)?,
+            mpi: mpi(cfg, pod)?,
+            template: self.inner.template.clone(),
+            pod_name: interlink::pod_name(pod).to_string(),
+            pod_namespace: interlink::pod_namespace(pod).to_string(),
+            pod_uid: uid.to_string(),
         };
         Ok((render(&script)?, plan.files, plan.dirs))
     }
@@ -232,12 +264,20 @@ impl SlurmProvider {
         script: &str,
         files: &[volumes::PlannedFile],
         dirs: &[PathBuf],
+        not_ready: &[String],
     ) -> std::io::Result<PathBuf> {
         use interlink_plugin_kit::private_fs;
         if pod_dir.exists() {
             std::fs::remove_dir_all(pod_dir)?;
         }
         private_fs::create_dir_all(&pod_dir.join("containers"))?;
+        // containers a readiness or startup probe gates start not ready
+        for name in not_ready {
+            std::fs::write(
+                crate::files::containers_dir(pod_dir).join(format!("{name}.ready")),
+                "0\n",
+            )?;
+        }
         volumes::write(
             &volumes::VolumePlan {
                 files: files.to_vec(),
@@ -277,6 +317,11 @@ impl SlurmProvider {
             created: Timestamp::now(),
             final_status: None,
             kill_at: None,
+            pre_stop: self.inner.cfg.enable_probes
+                && spec
+                    .into_iter()
+                    .flat_map(|s| s.containers.iter())
+                    .any(|c| c.lifecycle.as_ref().is_some_and(|l| l.pre_stop.is_some())),
         }
     }
 
@@ -322,10 +367,22 @@ impl SlurmProvider {
             Err(m) => return Err(self.refuse(rec, m)),
         };
         let pd = pod_dir.clone();
-        let written =
-            tokio::task::spawn_blocking(move || Self::write_pod_dir(&pd, &script, &files, &dirs))
-                .await
-                .map_err(|e| PluginError::Internal(e.to_string()))?;
+        let not_ready: Vec<String> = if self.inner.cfg.enable_probes {
+            data.pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .filter(|c| c.readiness_probe.is_some() || c.startup_probe.is_some())
+                .map(|c| c.name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let written = tokio::task::spawn_blocking(move || {
+            Self::write_pod_dir(&pd, &script, &files, &dirs, &not_ready)
+        })
+        .await
+        .map_err(|e| PluginError::Internal(e.to_string()))?;
         let script_path = written.map_err(|e| {
             PluginError::Internal(format!(
                 "cannot write the pod directory {}: {e}",
@@ -469,11 +526,13 @@ impl SlurmProvider {
         // TERM to the script and the containers now; KILL later, in the background,
         // if the job outlives the grace period. The deadline is persisted, so a
         // restarted plugin finishes the delete.
-        self.inner
-            .slurm
-            .signal(&id, "TERM")
-            .await
-            .map_err(unavailable)?;
+        if rec.pre_stop {
+            // the job's shell runs the preStop hooks, then TERMs the containers
+            self.inner.slurm.signal_batch(&id, "TERM").await
+        } else {
+            self.inner.slurm.signal(&id, "TERM").await
+        }
+        .map_err(unavailable)?;
         let deadline = jiff::SignedDuration::from_secs(grace.as_secs() as i64);
         rec.kill_at = Some(
             Timestamp::now()
@@ -638,17 +697,125 @@ impl SlurmProvider {
 
     async fn do_ping(&self) -> Result<PingResponse, PluginError> {
         let (cpus, mem) = self.inner.slurm.ping().await.map_err(unavailable)?;
-        Ok(PingResponse {
-            status: Some("ok".into()),
-            resources: Some(PingResources {
-                cpu: Some(cpus.to_string()),
-                memory: Some(format!("{mem}Mi")),
-                pods: None,
-                accelerators: Vec::new(),
-            }),
-            taints: None,
-        })
+        Ok(ping_answer(&self.inner.cfg.ping, cpus, mem))
     }
+}
+
+/// What ping answers: the configured capacity, else the measured totals (stable:
+/// the nodes' sizes, never what is free); the configured taints.
+fn ping_answer(p: &crate::config::PingConfig, cpus: u64, mem_mib: u64) -> PingResponse {
+    let r = &p.resources;
+    PingResponse {
+        status: Some("ok".into()),
+        resources: Some(PingResources {
+            cpu: Some(r.cpu.clone().unwrap_or_else(|| cpus.to_string())),
+            memory: Some(r.memory.clone().unwrap_or_else(|| format!("{mem_mib}Mi"))),
+            pods: r.pods.clone(),
+            accelerators: r
+                .accelerators
+                .iter()
+                .map(|a| interlink::Accelerator {
+                    resource_type: a.resource_type.clone(),
+                    available: a.available.clone(),
+                })
+                .collect(),
+        }),
+        taints: p.taints.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| interlink::Taint {
+                    key: t.key.clone(),
+                    value: t.value.clone(),
+                    effect: t.effect.clone(),
+                })
+                .collect()
+        }),
+    }
+}
+
+/// The image prefix: the config's `image_root` (else `image_prefix`), or the
+/// pod's `slurm-job.vk.io/image-root` when it is one the admin lists in
+/// `allowed_image_roots` (refused otherwise).
+fn image_root(cfg: &SlurmConfig, pod: &Pod) -> Result<String, String> {
+    let own = cfg
+        .image_root
+        .clone()
+        .unwrap_or_else(|| cfg.image_prefix.clone());
+    let Some(a) = annotation(pod, ANN_IMAGE_ROOT) else {
+        return Ok(own);
+    };
+    if a == own || cfg.allowed_image_roots.iter().any(|r| r == a) {
+        return Ok(a.to_string());
+    }
+    Err(format!(
+        "annotation {ANN_IMAGE_ROOT} {a:?} is not an image root pods may use (the site admin lists them in allowed_image_roots: {})",
+        if cfg.allowed_image_roots.is_empty() {
+            "none".to_string()
+        } else {
+            cfg.allowed_image_roots.join(", ")
+        }
+    ))
+}
+
+/// Binds of the node's paths: the config's `singularity_mounts`, then the pod's
+/// `slurm-job.vk.io/singularity-mounts` (`--bind SRC:DST[:ro]` / `SRC:DST` words)
+/// when the admin allows it (refused otherwise).
+fn binds(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
+    let mut out = cfg.singularity_mounts.clone();
+    let Some(a) = gated(
+        pod,
+        ANN_SINGULARITY_MOUNTS,
+        cfg.allow_singularity_mounts_annotation,
+        "bind the node's files",
+        "allow_singularity_mounts_annotation",
+    )?
+    else {
+        return Ok(out);
+    };
+    let words =
+        crate::resources::split_words(a).map_err(|e| format!("{ANN_SINGULARITY_MOUNTS}: {e}"))?;
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let spec = match w.as_str() {
+            "--bind" | "-B" | "--mount" => it
+                .next()
+                .ok_or_else(|| format!("{ANN_SINGULARITY_MOUNTS}: {w} without a value"))?,
+            _ => w
+                .strip_prefix("--bind=")
+                .map(str::to_string)
+                .unwrap_or(w.clone()),
+        };
+        if spec.starts_with('-') || spec.is_empty() {
+            return Err(format!(
+                "{ANN_SINGULARITY_MOUNTS}: {spec:?} is not SRC:DST[:ro] (only binds are taken)"
+            ));
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// The MPI launch of `slurm-job.vk.io/mpi-flags` (`"true"` = the launcher
+/// without flags, as upstream), when the admin allows it (refused otherwise).
+fn mpi(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<crate::script::MpiLaunch>, String> {
+    let Some(a) = gated(
+        pod,
+        ANN_MPI_FLAGS,
+        cfg.allow_mpi_flags_annotation,
+        "give options to the MPI launcher, which runs",
+        "allow_mpi_flags_annotation",
+    )?
+    else {
+        return Ok(None);
+    };
+    let flags = if a.trim() == "true" {
+        Vec::new()
+    } else {
+        crate::resources::split_words(a).map_err(|e| format!("{ANN_MPI_FLAGS}: {e}"))?
+    };
+    Ok(Some(crate::script::MpiLaunch {
+        launcher: cfg.mpi_command.clone(),
+        flags,
+    }))
 }
 
 /// The helper binary the job scripts run for subPaths (see [`crate::subpath_exec`]).
@@ -682,6 +849,21 @@ fn not_allowed(key: &str, what: &str, switch: &str) -> String {
     )
 }
 
+/// A pod's annotation that acts outside the container: `None` when absent,
+/// refused (naming it and the switch) unless the admin turned `switch` on.
+fn gated<'a>(
+    pod: &'a Pod,
+    key: &str,
+    allowed: bool,
+    what: &str,
+    switch: &str,
+) -> Result<Option<&'a str>, String> {
+    match annotation(pod, key) {
+        Some(_) if !allowed => Err(not_allowed(key, what, switch)),
+        a => Ok(a),
+    }
+}
+
 /// The job's pre-exec shell: the config's `pre_exec`, then the pod's
 /// `slurm-job.vk.io/pre-exec` when the admin allows it (refused otherwise).
 fn pre_exec(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<String>, String> {
@@ -689,14 +871,13 @@ fn pre_exec(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<String>, String> {
     if !cfg.pre_exec.trim().is_empty() {
         parts.push(&cfg.pre_exec);
     }
-    if let Some(a) = annotation(pod, ANN_PRE_EXEC) {
-        if !cfg.allow_pre_exec_annotation {
-            return Err(not_allowed(
-                ANN_PRE_EXEC,
-                "run shell on the node",
-                "allow_pre_exec_annotation",
-            ));
-        }
+    if let Some(a) = gated(
+        pod,
+        ANN_PRE_EXEC,
+        cfg.allow_pre_exec_annotation,
+        "run shell on the node",
+        "allow_pre_exec_annotation",
+    )? {
         parts.push(a);
     }
     Ok((!parts.is_empty()).then(|| {
@@ -712,16 +893,16 @@ fn pre_exec(cfg: &SlurmConfig, pod: &Pod) -> Result<Option<String>, String> {
 /// (apptainer/singularity only) when the admin allows them (refused otherwise).
 fn runtime_options(cfg: &SlurmConfig, pod: &Pod) -> Result<Vec<String>, String> {
     let mut opts = cfg.runtime_options.clone();
-    let Some(a) = annotation(pod, ANN_SINGULARITY_OPTIONS) else {
+    let Some(a) = gated(
+        pod,
+        ANN_SINGULARITY_OPTIONS,
+        cfg.allow_singularity_options_annotation,
+        "give the container runtime options (binds, devices, capabilities)",
+        "allow_singularity_options_annotation",
+    )?
+    else {
         return Ok(opts);
     };
-    if !cfg.allow_singularity_options_annotation {
-        return Err(not_allowed(
-            ANN_SINGULARITY_OPTIONS,
-            "give the container runtime options (binds, devices, capabilities)",
-            "allow_singularity_options_annotation",
-        ));
-    }
     if matches!(
         cfg.container_runtime,
         ContainerRuntime::Apptainer | ContainerRuntime::Singularity
@@ -803,6 +984,109 @@ mod tests {
         .unwrap();
         let e = runtime_options(&cfg, &bad).unwrap_err();
         assert!(e.contains("singularity-options"), "{e}");
+    }
+
+    fn annotated(key: &str, value: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {"annotations": {key: value}}})).unwrap()
+    }
+
+    /// `image-root`, `singularity-mounts` and `mpi-flags` are refused unless the
+    /// admin allows them; what the admin configures applies to every pod.
+    #[test]
+    fn upstream_annotations_are_gated() {
+        let plain: Pod = serde_json::from_value(json!({"metadata": {}})).unwrap();
+        let d = SlurmConfig::default();
+        // image root: the config's, or one the admin lists
+        assert_eq!(image_root(&d, &plain).unwrap(), "docker://");
+        let cfg = SlurmConfig {
+            image_root: Some("/cvmfs/unpacked.cern.ch/".into()),
+            allowed_image_roots: vec!["/sif/".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            image_root(&cfg, &plain).unwrap(),
+            "/cvmfs/unpacked.cern.ch/"
+        );
+        assert_eq!(
+            image_root(&cfg, &annotated(ANN_IMAGE_ROOT, "/sif/")).unwrap(),
+            "/sif/"
+        );
+        let e = image_root(&cfg, &annotated(ANN_IMAGE_ROOT, "/home/eve/")).unwrap_err();
+        assert!(e.contains("allowed_image_roots: /sif/"), "{e}");
+        let e = image_root(&d, &annotated(ANN_IMAGE_ROOT, "/x/")).unwrap_err();
+        assert!(e.contains("allowed_image_roots: none"), "{e}");
+
+        // mounts: the admin's always, the pod's only when allowed
+        let cfg = SlurmConfig {
+            singularity_mounts: vec!["/cvmfs:/cvmfs:ro".into()],
+            ..Default::default()
+        };
+        assert_eq!(binds(&cfg, &plain).unwrap(), vec!["/cvmfs:/cvmfs:ro"]);
+        let pod = annotated(
+            ANN_SINGULARITY_MOUNTS,
+            "--bind /scratch:/scratch /data:/d:ro",
+        );
+        let e = binds(&cfg, &pod).unwrap_err();
+        assert!(e.contains("allow_singularity_mounts_annotation"), "{e}");
+        let open = SlurmConfig {
+            allow_singularity_mounts_annotation: true,
+            ..cfg
+        };
+        assert_eq!(
+            binds(&open, &pod).unwrap(),
+            vec!["/cvmfs:/cvmfs:ro", "/scratch:/scratch", "/data:/d:ro"]
+        );
+        let e = binds(&open, &annotated(ANN_SINGULARITY_MOUNTS, "--nv")).unwrap_err();
+        assert!(e.contains("only binds"), "{e}");
+
+        // mpi flags: refused by default; allowed, words are data
+        let pod = annotated(ANN_MPI_FLAGS, "--bind-to core '-x A=1'");
+        let e = mpi(&d, &pod).unwrap_err();
+        assert!(e.contains("allow_mpi_flags_annotation"), "{e}");
+        assert_eq!(mpi(&d, &plain).unwrap(), None);
+        let open = SlurmConfig {
+            allow_mpi_flags_annotation: true,
+            ..Default::default()
+        };
+        let m = mpi(&open, &pod).unwrap().unwrap();
+        assert_eq!(m.launcher, vec!["mpiexec", "-np", "${SLURM_NTASKS:-1}"]);
+        assert_eq!(m.flags, vec!["--bind-to", "core", "-x A=1"]);
+        let m = mpi(&open, &annotated(ANN_MPI_FLAGS, "true"))
+            .unwrap()
+            .unwrap();
+        assert!(m.flags.is_empty());
+    }
+
+    /// Ping: the configured capacity and taints; else the measured totals.
+    #[test]
+    fn ping_answers_capacity_and_taints() {
+        let measured = ping_answer(&Default::default(), 8, 16000);
+        let r = measured.resources.unwrap();
+        assert_eq!(
+            (r.cpu.as_deref(), r.memory.as_deref()),
+            (Some("8"), Some("16000Mi"))
+        );
+        assert_eq!(measured.taints, None);
+        let p: crate::config::PingConfig = serde_yaml::from_str(
+            r#"
+resources: {cpu: "128", memory: 512Gi, pods: "1000",
+            accelerators: [{resource_type: nvidia.com/gpu, available: "8"}]}
+taints: [{key: site.io/slurm, value: "yes", effect: NoSchedule}]
+"#,
+        )
+        .unwrap();
+        let a = ping_answer(&p, 8, 16000);
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            json,
+            json!({"status": "ok",
+                "resources": {"cpu": "128", "memory": "512Gi", "pods": "1000",
+                    "accelerators": [{"resourceType": "nvidia.com/gpu", "available": "8"}]},
+                "taints": [{"key": "site.io/slurm", "value": "yes", "effect": "NoSchedule"}]})
+        );
+        // `[]` clears the node's taints (upstream's *[]TaintResponse)
+        let p: crate::config::PingConfig = serde_yaml::from_str("taints: []").unwrap();
+        assert_eq!(ping_answer(&p, 1, 1).taints, Some(vec![]));
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub const ANN_FLAGS: &str = "slurm-job.vk.io/flags";
 pub const ANN_PRE_EXEC: &str = "slurm-job.vk.io/pre-exec";
 pub const ANN_FLAVOR: &str = "slurm-job.vk.io/flavor";
 pub const ANN_SINGULARITY_OPTIONS: &str = "slurm-job.vk.io/singularity-options";
+pub const ANN_SINGULARITY_MOUNTS: &str = "slurm-job.vk.io/singularity-mounts";
+pub const ANN_MPI_FLAGS: &str = "slurm-job.vk.io/mpi-flags";
+pub const ANN_IMAGE_ROOT: &str = "slurm-job.vk.io/image-root";
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
 /// What a pod asks for, summed as Kubernetes does: regular containers add up,
@@ -159,6 +162,29 @@ pub fn check_flag(f: &str) -> Result<(), String> {
 /// For lines the admin trusts (`slurm-job.vk.io/singularity-options` when allowed);
 /// a pod's sbatch flags go through [`pod_flags`].
 pub fn split_flags(s: &str) -> Result<Vec<String>, String> {
+    let words = split_words(s).map_err(|e| format!("{e} in {ANN_FLAGS}: {s:?}"))?;
+    let mut flags: Vec<String> = Vec::new();
+    for w in words {
+        if w.starts_with('-') {
+            flags.push(w);
+        } else if let Some(last) = flags.last_mut() {
+            last.push(' ');
+            last.push_str(&w);
+        } else {
+            return Err(format!(
+                "{ANN_FLAGS}: {w:?} is not a flag (flags start with '-')"
+            ));
+        }
+    }
+    for f in &flags {
+        check_flag(f).map_err(|e| format!("{ANN_FLAGS}: {e}"))?;
+    }
+    Ok(flags)
+}
+
+/// Split a line into words: separated by blanks, quotes group words (no
+/// escapes, no expansion: the words are data).
+pub fn split_words(s: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -184,28 +210,15 @@ pub fn split_flags(s: &str) -> Result<Vec<String>, String> {
         }
     }
     if quote.is_some() {
-        return Err(format!("unbalanced quote in {ANN_FLAGS}: {s:?}"));
+        return Err("unbalanced quote".into());
     }
     if in_word {
         words.push(cur);
     }
-    let mut flags: Vec<String> = Vec::new();
-    for w in words {
-        if w.starts_with('-') {
-            flags.push(w);
-        } else if let Some(last) = flags.last_mut() {
-            last.push(' ');
-            last.push_str(&w);
-        } else {
-            return Err(format!(
-                "{ANN_FLAGS}: {w:?} is not a flag (flags start with '-')"
-            ));
-        }
+    if words.iter().any(|w| w.chars().any(|c| c.is_control())) {
+        return Err("control character".into());
     }
-    for f in &flags {
-        check_flag(f).map_err(|e| format!("{ANN_FLAGS}: {e}"))?;
-    }
-    Ok(flags)
+    Ok(words)
 }
 
 /// The values a pod may give to a value-listed option (`partition`, `account`,

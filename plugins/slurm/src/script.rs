@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::ContainerRuntime;
+use crate::probes::{Checks, Probe, ProbeAction};
 use crate::volumes::Mount;
 
 /// One container as the script runs it.
@@ -23,6 +24,17 @@ pub struct ContainerRun {
     pub working_dir: Option<String>,
     pub env: Vec<(String, String)>,
     pub mounts: Vec<Mount>,
+    /// Probes and lifecycle hooks run in the job (regular containers only).
+    pub checks: Checks,
+}
+
+/// The MPI launch of the regular containers (`slurm-job.vk.io/mpi-flags`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MpiLaunch {
+    /// The admin's launcher words (`mpi_command`): shell words, `$VAR` expands.
+    pub launcher: Vec<String>,
+    /// The pod's flags: each one quoted word.
+    pub flags: Vec<String>,
 }
 
 /// Everything the job script is made of.
@@ -44,6 +56,17 @@ pub struct JobScript {
     /// The plugin's own binary as compute nodes see it: its `subpath-exec`
     /// subcommand binds subPaths safely just before a container starts.
     pub subpath_helper: String,
+    /// Binds added to every container (apptainer/singularity/enroot), `HOST:CONTAINER[:ro]`.
+    pub binds: Vec<String>,
+    /// MPI launch of the regular containers: the admin's launcher words (shell
+    /// words: `$SLURM_NTASKS` expands) and the pod's flags (each quoted as data).
+    pub mpi: Option<MpiLaunch>,
+    /// The admin's job script template (see [`crate::template`]); `None` = the built-in layout.
+    pub template: Option<std::sync::Arc<crate::template::Template>>,
+    /// The pod's name, namespace and uid, for the template's variables.
+    pub pod_name: String,
+    pub pod_namespace: String,
+    pub pod_uid: String,
 }
 
 /// Quote a word for the shell.
@@ -97,6 +120,17 @@ fn image_ref(prefix: &str, image: &str) -> String {
     } else {
         format!("{prefix}{image}")
     }
+}
+
+/// The name a podman/enroot container of this pod runs under (unique per node:
+/// the pod directory's name is the pod's uid).
+pub fn runtime_name(s: &JobScript, c: &ContainerRun) -> String {
+    let pod = s
+        .pod_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("il-{pod}-{}", c.name)
 }
 
 /// Where the `i`-th subPath mount of a container is bound: in the pod directory,
@@ -153,19 +187,27 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
             w.push(s.runtime.as_str().into());
             w.push(if c.command.is_empty() { "run" } else { "exec" }.into());
             w.extend(s.runtime_options.iter().cloned());
-            push_mounts(&mut w, s, c, "--bind", "--pwd");
+            for b in &s.binds {
+                w.push("--bind".into());
+                w.push(b.clone());
+            }
+            push_mounts(&mut w, s, c, "--bind", Some("--pwd"));
             w.push(image_ref(&s.image_prefix, &c.image));
             w.extend(c.command.iter().cloned());
             w.extend(c.args.iter().cloned());
         }
         ContainerRuntime::Podman => {
             w.extend(["podman", "run", "--rm", "--network=host"].map(String::from));
+            if needs_name(c) {
+                w.push(format!("--name={}", runtime_name(s, c)));
+                w.push("--replace".into());
+            }
             w.extend(s.runtime_options.iter().cloned());
             for (k, _) in &c.env {
                 w.push("-e".into());
                 w.push(k.clone());
             }
-            push_mounts(&mut w, s, c, "-v", "-w");
+            push_mounts(&mut w, s, c, "-v", Some("-w"));
             let mut rest = c.command.iter();
             if let Some(ep) = rest.next() {
                 w.push("--entrypoint".into());
@@ -175,8 +217,91 @@ pub fn container_command(s: &JobScript, c: &ContainerRun) -> Result<Vec<String>,
             w.extend(rest.cloned());
             w.extend(c.args.iter().cloned());
         }
+        ContainerRuntime::Enroot => {
+            // the root filesystem was made by `enroot create` (see `enroot_prepare`)
+            w.extend(enroot_start(s, c));
+            if c.working_dir.is_some() {
+                // enroot has no working-directory option: the image's shell
+                // changes to it (the directory is an argument, never code)
+                w.extend(
+                    ["/bin/sh", "-c", r#"cd "$1" && shift && exec "$@""#, "sh"].map(String::from),
+                );
+                w.push(c.working_dir.clone().unwrap_or_default());
+            }
+            w.extend(c.command.iter().cloned());
+            w.extend(c.args.iter().cloned());
+        }
     }
     Ok(w)
+}
+
+/// `enroot start --rw [options] [--env K]... [--mount ...]... NAME`.
+fn enroot_start(s: &JobScript, c: &ContainerRun) -> Vec<String> {
+    let mut w: Vec<String> = vec!["enroot".into(), "start".into(), "--rw".into()];
+    w.extend(s.runtime_options.iter().cloned());
+    for (k, _) in &c.env {
+        w.push("--env".into());
+        w.push(k.clone());
+    }
+    for b in &s.binds {
+        w.push("--mount".into());
+        w.push(b.clone());
+    }
+    push_mounts(&mut w, s, c, "--mount", None);
+    w.push(runtime_name(s, c));
+    w
+}
+
+/// The lines that make an enroot container's root filesystem from its image
+/// (in the pod directory: `images/NAME.sqsh`), before the container runs.
+fn enroot_prepare(s: &JobScript, c: &ContainerRun) -> String {
+    let name = runtime_name(s, c);
+    let sqsh = s.pod_dir.join("images").join(format!("{}.sqsh", c.name));
+    let sqsh = sh_quote(&sqsh.display().to_string());
+    format!(
+        "    mkdir -p \"$INTERLINK_POD_DIR/images\"\n    enroot remove -f {n} >/dev/null 2>&1\n    enroot import --output {sqsh} {img} || exit 1\n    enroot create --name {n} {sqsh} || exit 1\n",
+        n = sh_quote(&name),
+        img = sh_quote(&image_ref(&s.image_prefix, &c.image)),
+    )
+}
+
+/// A podman container gets a name when probes or hooks must reach it.
+fn needs_name(c: &ContainerRun) -> bool {
+    !c.checks.is_empty()
+}
+
+/// The command line that runs `"$@"` inside a running container (probes and
+/// hooks), without `exec`; `"$@"` is appended by the caller.
+fn in_container(s: &JobScript, c: &ContainerRun) -> Vec<String> {
+    match s.runtime {
+        ContainerRuntime::None => Vec::new(),
+        ContainerRuntime::Apptainer | ContainerRuntime::Singularity => {
+            // a second instance of the image with the container's binds
+            let mut w: Vec<String> = vec![s.runtime.as_str().into(), "exec".into()];
+            w.extend(s.runtime_options.iter().cloned());
+            for b in &s.binds {
+                w.push("--bind".into());
+                w.push(b.clone());
+            }
+            push_mounts(&mut w, s, c, "--bind", Some("--pwd"));
+            w.push(image_ref(&s.image_prefix, &c.image));
+            w
+        }
+        ContainerRuntime::Podman => {
+            let mut w: Vec<String> = vec!["podman".into(), "exec".into()];
+            for (k, _) in &c.env {
+                w.push("-e".into());
+                w.push(k.clone());
+            }
+            if let Some(wd) = &c.working_dir {
+                w.push("-w".into());
+                w.push(wd.clone());
+            }
+            w.push(runtime_name(s, c));
+            w
+        }
+        ContainerRuntime::Enroot => enroot_start(s, c),
+    }
 }
 
 /// `<mount_flag> host:path[:ro]` for every mount (a subPath's host side is its
@@ -187,7 +312,7 @@ fn push_mounts(
     s: &JobScript,
     c: &ContainerRun,
     mount_flag: &str,
-    workdir_flag: &str,
+    workdir_flag: Option<&str>,
 ) {
     let mut sub = 0;
     for m in &c.mounts {
@@ -201,8 +326,8 @@ fn push_mounts(
         w.push(mount_flag.into());
         w.push(format!("{}:{}{ro}", host.display(), m.path));
     }
-    if let Some(wd) = &c.working_dir {
-        w.push(workdir_flag.into());
+    if let (Some(wd), Some(flag)) = (&c.working_dir, workdir_flag) {
+        w.push(flag.into());
         w.push(wd.clone());
     }
 }
@@ -247,11 +372,154 @@ __il_wait() {
     done
     [ "$rc" -eq 0 ] || [ "$__il_rc" -ne 0 ] || __il_rc=$rc
 }
+__il_bg=()
 __il_finish() {
+    local p
+    for p in "${__il_bg[@]}"; do kill "$p" 2>/dev/null; done
+    ! declare -F __il_cleanup >/dev/null || __il_cleanup
     printf '%s %s\n' "$__il_rc" "$(__il_now)" > "$INTERLINK_POD_DIR/job.done"
     exit "$__il_rc"
 }
 "#;
+
+/// Helpers of probes and hooks (only in scripts that have some).
+const CHECKS_PRELUDE: &str = r#"
+# --- probes and lifecycle hooks (interlink-slurm) ---
+__il_log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
+__il_alive() { [ ! -e "$__il_dir/$1.exit" ]; }
+__il_set_ready() {
+    printf '%s\n' "$2" > "$__il_dir/$1.ready.tmp" && mv -f "$__il_dir/$1.ready.tmp" "$__il_dir/$1.ready"
+}
+# wait until the container runs (its pid is known); false if it ended first
+__il_wait_pid() {
+    while [ ! -e "$__il_dir/$1.pid" ]; do
+        __il_alive "$1" || return 1
+        sleep 0.2
+    done
+}
+__il_kill() {
+    local pid
+    pid=$(cat "$__il_dir/$1.pid" 2>/dev/null) || return 0
+    __il_log "container $1: $2: killed"
+    kill -TERM "$pid" 2>/dev/null
+}
+# SECONDS COMMAND...: the command, killed after SECONDS
+__il_timeout() {
+    local t=$1 p w rc
+    shift
+    "$@" &
+    p=$!
+    ( sleep "$t" & s=$!; trap 'kill $s 2>/dev/null; exit 0' TERM; wait $s; kill -KILL $p 2>/dev/null ) &
+    w=$!
+    wait "$p"; rc=$?
+    kill "$w" 2>/dev/null
+    return "$rc"
+}
+# NAME KIND DELAY PERIOD TIMEOUT SUCCESS-THRESHOLD FAILURE-THRESHOLD CHECK
+__il_probe() {
+    local name=$1 kind=$2 delay=$3 period=$4 t=$5 need=$6 fail=$7 fn=$8 ok=0 bad=0 state=
+    [ "$delay" -gt 0 ] && sleep "$delay"
+    while __il_alive "$name"; do
+        if __il_timeout "$t" "$fn" >/dev/null 2>&1 </dev/null; then
+            ok=$((ok + 1)); bad=0
+        else
+            bad=$((bad + 1)); ok=0
+        fi
+        if [ "$ok" -ge "$need" ] && [ "$state" != ok ]; then
+            state=ok
+            __il_log "container $name: $kind probe succeeded"
+            case $kind in
+                startup) printf 'SUCCESS\n' > "$__il_dir/$name.startup"; return 0 ;;
+                readiness) __il_set_ready "$name" 1 ;;
+            esac
+        elif [ "$bad" -ge "$fail" ] && [ "$state" != failed ]; then
+            state=failed
+            __il_log "container $name: $kind probe failed $bad times"
+            case $kind in
+                startup|liveness) __il_kill "$name" "$kind probe failed"; return 1 ;;
+                readiness) __il_set_ready "$name" 0 ;;
+            esac
+        elif [ "$bad" -gt 0 ]; then
+            __il_log "container $name: $kind probe failed ($bad/$fail)"
+        fi
+        sleep "$period"
+    done
+}
+"#;
+
+/// The preStop handler: hooks in their containers, then TERM to every container
+/// still running (the job's shell alone is signalled when a pod has preStop hooks).
+const PRE_STOP_PRELUDE: &str = r#"
+__il_stopping=0
+__il_stop() {
+    [ "$__il_stopping" = 1 ] && return
+    __il_stopping=1
+    local f h=()
+    __il_pre_stop_hooks
+    for f in "$__il_dir"/*.pid; do
+        [ -e "$f" ] || continue
+        f=${f##*/}
+        __il_alive "${f%.pid}" && kill -TERM "$(cat "$__il_dir/$f")" 2>/dev/null
+    done
+}
+"#;
+
+/// A word the admin wrote, for the shell with `$VAR` expanded (`"..."`).
+fn sh_dquote(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        if matches!(c, '"' | '\\' | '`') {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o.push('"');
+    o
+}
+
+/// The shell that runs one probe's check (exit 0 = success).
+fn probe_check(i: usize, p: &Probe) -> String {
+    match &p.action {
+        ProbeAction::Exec(cmd) => {
+            let words: Vec<String> = cmd.iter().map(|w| sh_quote(w)).collect();
+            format!("__il_x{i} {}", words.join(" "))
+        }
+        ProbeAction::Http {
+            scheme,
+            port,
+            path,
+            headers,
+        } => {
+            let mut w = format!(
+                "curl -fsSk -o /dev/null --max-time {} --noproxy '*'",
+                p.timeout_s
+            );
+            for (k, v) in headers {
+                w.push_str(&format!(" -H {}", sh_quote(&format!("{k}: {v}"))));
+            }
+            w.push_str(&format!(
+                " {}",
+                sh_quote(&format!("{scheme}://127.0.0.1:{port}{path}"))
+            ));
+            w
+        }
+        ProbeAction::Tcp { port } => {
+            format!("( exec 3<>/dev/tcp/127.0.0.1/{port} ) 2>/dev/null")
+        }
+    }
+}
+
+fn probe_line(name: &str, kind: &str, i: usize, k: char, p: &Probe) -> String {
+    format!(
+        "__il_probe {} {kind} {} {} {} {} {} __il_k{i}{k}",
+        sh_quote(name),
+        p.initial_delay_s,
+        p.period_s,
+        p.timeout_s,
+        p.success_threshold,
+        p.failure_threshold
+    )
+}
 
 /// Render the job script.
 pub fn render(s: &JobScript) -> Result<String, String> {
@@ -260,15 +528,15 @@ pub fn render(s: &JobScript) -> Result<String, String> {
     if pod_dir.chars().any(|c| c.is_control()) {
         return Err(format!("pod directory {pod_dir:?} is not a usable path"));
     }
-    out.push_str(&format!("#!{}\n", s.shell));
-    out.push_str(&format!("#SBATCH --job-name={}\n", s.job_name));
-    out.push_str(&format!(
+    let mut sbatch = String::new();
+    sbatch.push_str(&format!("#SBATCH --job-name={}\n", s.job_name));
+    sbatch.push_str(&format!(
         "#SBATCH --output={}\n",
         Path::new(&pod_dir).join("job.out").display()
     ));
     for f in &s.flags {
         crate::resources::check_flag(f)?;
-        out.push_str(&format!("#SBATCH {f}\n"));
+        sbatch.push_str(&format!("#SBATCH {f}\n"));
     }
     out.push_str(&format!(
         "# Generated by interlink-slurm for pod {} (container runtime: {})\n",
@@ -282,11 +550,21 @@ pub fn render(s: &JobScript) -> Result<String, String> {
     out.push_str("cd \"$INTERLINK_POD_DIR\" || exit 1\n");
     out.push_str(&format!("__il_stamp_logs={}\n", u8::from(s.stamp_logs)));
     out.push_str(PRELUDE);
+    let any_checks = s.containers.iter().any(|c| !c.checks.is_empty());
+    let any_pre_stop = s.containers.iter().any(|c| c.checks.pre_stop.is_some());
+    if any_checks {
+        out.push_str(CHECKS_PRELUDE);
+    }
+    if any_pre_stop {
+        out.push_str(PRE_STOP_PRELUDE);
+    }
 
     // one function per container: its environment, then exec of the runtime
     let all: Vec<&ContainerRun> = s.init.iter().chain(s.containers.iter()).collect();
     for (i, c) in all.iter().enumerate() {
+        let is_main = i >= s.init.len();
         out.push_str(&format!("__il_c{i}() {{ # container {}\n", c.name));
+        let mut setup = String::new();
         for (k, v) in &c.env {
             if !crate::env::valid_name(k) {
                 return Err(format!(
@@ -294,11 +572,11 @@ pub fn render(s: &JobScript) -> Result<String, String> {
                     c.name
                 ));
             }
-            out.push_str(&format!("    export {k}={}\n", sh_quote(v)));
+            setup.push_str(&format!("    export {k}={}\n", sh_quote(v)));
         }
         if s.runtime == ContainerRuntime::None {
             for m in &c.mounts {
-                out.push_str(&format!(
+                setup.push_str(&format!(
                     "    export {}={}\n",
                     volume_env_name(&m.volume),
                     sh_quote(&m.source().display().to_string())
@@ -306,18 +584,61 @@ pub fn render(s: &JobScript) -> Result<String, String> {
             }
             if let Some(wd) = &c.working_dir {
                 let q = sh_quote(wd);
-                out.push_str(&format!(
+                setup.push_str(&format!(
                     "    cd {q} || {{ echo \"workingDir {}: not found\" >&2; exit 1; }}\n",
                     wd.replace(['"', '$', '`', '\\'], "_")
                 ));
             }
         }
+        out.push_str(&setup);
+        if s.runtime == ContainerRuntime::Enroot {
+            out.push_str(&enroot_prepare(s, c));
+        }
         let cmd = container_command(s, c)?;
-        let words: Vec<String> = cmd.iter().map(|w| sh_quote(w)).collect();
+        let mut words: Vec<String> = Vec::new();
+        if let (true, Some(m)) = (is_main, &s.mpi) {
+            words.extend(m.launcher.iter().map(|w| sh_dquote(w)));
+            words.extend(m.flags.iter().map(|w| sh_quote(w)));
+        }
+        words.extend(cmd.iter().map(|w| sh_quote(w)));
+        out.push_str("    printf '%s\\n' \"$BASHPID\" > \"$__il_dir/\"");
+        out.push_str(&sh_quote(&format!("{}.pid", c.name)));
+        out.push('\n');
         out.push_str(&format!("    exec {}\n}}\n", words.join(" ")));
+        if is_main && !c.checks.is_empty() {
+            render_checks(&mut out, s, c, i, &setup);
+        }
+    }
+    if s.runtime == ContainerRuntime::Enroot {
+        // the containers' root filesystems go with the job
+        let names: Vec<String> = all.iter().map(|c| sh_quote(&runtime_name(s, c))).collect();
+        out.push_str(&format!(
+            "__il_cleanup() {{\n    local n\n    for n in {}; do enroot remove -f \"$n\" >/dev/null 2>&1; done\n}}\n",
+            names.join(" ")
+        ));
+    }
+    if any_pre_stop {
+        out.push_str("__il_pre_stop_hooks() {\n    local h=()\n");
+        for (j, c) in s.containers.iter().enumerate() {
+            if let Some(cmd) = &c.checks.pre_stop {
+                let i = s.init.len() + j;
+                let words: Vec<String> = cmd.iter().map(|w| sh_quote(w)).collect();
+                out.push_str(&format!(
+                    "    if __il_alive {n}; then __il_log \"container \"{n}\": preStop hook\"; __il_x{i} {} & h+=($!); fi\n",
+                    words.join(" "),
+                    n = sh_quote(&c.name)
+                ));
+            }
+        }
+        out.push_str("    [ ${#h[@]} -eq 0 ] || wait \"${h[@]}\"\n}\n");
     }
 
-    out.push_str("\n# --- the pod ---\n__il_rc=0\ntrap ':' TERM INT\n");
+    out.push_str("\n# --- the pod ---\n__il_rc=0\n");
+    out.push_str(if any_pre_stop {
+        "trap '__il_stop' TERM INT\n"
+    } else {
+        "trap ':' TERM INT\n"
+    });
     out.push_str("printf '%s %s\\n' \"${SLURM_JOB_ID:-}\" \"$(__il_now)\" > \"$INTERLINK_POD_DIR/job.started\"\n");
     if let Some(pre) = s.pre_exec.as_deref().filter(|p| !p.trim().is_empty()) {
         out.push_str("# pre-exec (slurm-job.vk.io/pre-exec)\n");
@@ -339,12 +660,77 @@ pub fn render(s: &JobScript) -> Result<String, String> {
             sh_quote(&c.name),
             base + j
         ));
+        if !c.checks.is_empty() {
+            out.push_str(&format!("__il_w{} &\n__il_bg+=($!)\n", base + j));
+        }
     }
     for j in 0..s.containers.len() {
         out.push_str(&format!("__il_wait \"$__il_p{j}\"\n"));
     }
     out.push_str("__il_finish\n");
-    Ok(out)
+    match &s.template {
+        Some(t) => Ok(t.render(&crate::template::Values {
+            shell: &s.shell,
+            sbatch: &sbatch,
+            body: &out,
+            pod_name: &s.pod_name,
+            pod_namespace: &s.pod_namespace,
+            pod_uid: &s.pod_uid,
+            job_name: &s.job_name,
+            pod_dir: &pod_dir,
+        })),
+        None => Ok(format!("#!{}\n{sbatch}{out}", s.shell)),
+    }
+}
+
+/// A container's probes and hooks: `__il_xI` runs `"$@"` in the container,
+/// `__il_kI{s,r,l}` are the checks, `__il_wI` runs postStart and the probes.
+fn render_checks(out: &mut String, s: &JobScript, c: &ContainerRun, i: usize, setup: &str) {
+    let k = &c.checks;
+    let name = sh_quote(&c.name);
+    let inside: Vec<String> = in_container(s, c).iter().map(|w| sh_quote(w)).collect();
+    out.push_str(&format!(
+        "__il_x{i}() {{ # in container {}\n{setup}",
+        c.name
+    ));
+    out.push_str(&format!("    exec {} \"$@\"\n}}\n", inside.join(" ")).replace("exec  ", "exec "));
+    for (kind, p) in [('s', &k.startup), ('r', &k.readiness), ('l', &k.liveness)] {
+        if let Some(p) = p {
+            out.push_str(&format!("__il_k{i}{kind}() {{ {}; }}\n", probe_check(i, p)));
+        }
+    }
+    out.push_str(&format!(
+        "__il_w{i}() {{\n    __il_wait_pid {name} || return 0\n"
+    ));
+    if let Some(cmd) = &k.post_start {
+        let words: Vec<String> = cmd.iter().map(|w| sh_quote(w)).collect();
+        out.push_str(&format!(
+            "    if ! ( __il_x{i} {} ) </dev/null; then\n        __il_log \"container \"{name}\": postStart hook failed\"\n        __il_kill {name} 'postStart hook failed'\n        return 0\n    fi\n",
+            words.join(" ")
+        ));
+    }
+    if let Some(p) = &k.startup {
+        out.push_str(&format!(
+            "    {} || return 0\n",
+            probe_line(&c.name, "startup", i, 's', p)
+        ));
+        if k.readiness.is_none() {
+            out.push_str(&format!("    __il_set_ready {name} 1\n"));
+        }
+    }
+    if let Some(p) = &k.readiness {
+        out.push_str(&format!(
+            "    {} &\n",
+            probe_line(&c.name, "readiness", i, 'r', p)
+        ));
+    }
+    if let Some(p) = &k.liveness {
+        out.push_str(&format!(
+            "    {} &\n",
+            probe_line(&c.name, "liveness", i, 'l', p)
+        ));
+    }
+    out.push_str("    wait\n}\n");
 }
 
 #[cfg(test)]
@@ -378,6 +764,7 @@ mod tests {
                     read_only: true,
                     ..Default::default()
                 }],
+                checks: Default::default(),
             }],
             runtime,
             runtime_options: vec!["--nv".into()],
@@ -385,6 +772,12 @@ mod tests {
             shell: "/bin/bash".into(),
             stamp_logs: true,
             subpath_helper: "/opt/il/interlink-slurm".into(),
+            binds: Vec::new(),
+            mpi: None,
+            template: None,
+            pod_name: "p".into(),
+            pod_namespace: "ns".into(),
+            pod_uid: "u1".into(),
         }
     }
 
@@ -626,5 +1019,285 @@ mod tests {
         assert_eq!(st.code(), Some(7));
         assert!(dir.path().join("containers/setup.exit").exists());
         assert!(!dir.path().join("containers/main.started").exists());
+    }
+
+    fn exec_probe(cmd: &[&str], period: u32, fail: u32) -> Probe {
+        Probe {
+            action: ProbeAction::Exec(cmd.iter().map(|s| s.to_string()).collect()),
+            initial_delay_s: 0,
+            period_s: period,
+            timeout_s: 2,
+            success_threshold: 1,
+            failure_threshold: fail,
+        }
+    }
+
+    fn run_script(s: &JobScript) -> (std::process::ExitStatus, String) {
+        let path = s.pod_dir.join("job.sh");
+        std::fs::write(&path, render(s).unwrap()).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// Probes and hooks really run (bash, runtime none): a readiness exec probe
+    /// marks the container ready once its command succeeds, a failing liveness
+    /// probe kills its container, postStart runs in the container's env.
+    #[test]
+    fn probes_and_hooks_run_in_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = None;
+        s.init.clear();
+        s.containers = vec![
+            ContainerRun {
+                name: "web".into(),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("sleep 1; touch {d}/flag; sleep 2"),
+                ],
+                env: vec![("HOOK_WORD".into(), "from env".into())],
+                checks: Checks {
+                    readiness: Some(exec_probe(&["test", "-e", &format!("{d}/flag")], 1, 3)),
+                    post_start: Some(vec![
+                        "sh".into(),
+                        "-c".into(),
+                        format!("echo \"$HOOK_WORD\" > {d}/hook.out"),
+                    ]),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ContainerRun {
+                name: "sick".into(),
+                command: vec!["sleep".into(), "30".into()],
+                checks: Checks {
+                    liveness: Some(exec_probe(&["false"], 1, 2)),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        ];
+        let t0 = std::time::Instant::now();
+        let (st, out) = run_script(&s);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{out}");
+        assert_eq!(st.code(), Some(143), "{out}");
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+        assert_eq!(read("containers/web.ready"), "1\n", "{out}");
+        assert!(
+            out.contains("container web: readiness probe succeeded"),
+            "{out}"
+        );
+        assert!(
+            out.contains("container web: readiness probe failed (1/3)"),
+            "{out}"
+        );
+        assert_eq!(read("hook.out"), "from env\n");
+        assert!(read("containers/web.exit").starts_with("0 "));
+        assert!(
+            out.contains("container sick: liveness probe failed 2 times"),
+            "{out}"
+        );
+        assert!(
+            out.contains("container sick: liveness probe failed: killed"),
+            "{out}"
+        );
+        assert!(read("containers/sick.exit").starts_with("143 "), "{out}");
+    }
+
+    /// TERM to the job's shell runs preStop in the container, then ends the containers.
+    #[test]
+    fn pre_stop_runs_before_the_containers_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = None;
+        s.init.clear();
+        s.containers = vec![ContainerRun {
+            name: "app".into(),
+            command: vec!["sleep".into(), "30".into()],
+            checks: Checks {
+                pre_stop: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("echo bye > {d}/stop.out"),
+                ]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }];
+        let path = dir.path().join("job.sh");
+        std::fs::write(&path, render(&s).unwrap()).unwrap();
+        let mut child = std::process::Command::new("bash")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid_file = dir.path().join("containers/app.pid");
+        for _ in 0..100 {
+            if pid_file.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(pid_file.exists());
+        let t0 = std::time::Instant::now();
+        // the job's shell alone, as `scancel --batch` does
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let st = child.wait().unwrap();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(st.code(), Some(143));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("stop.out")).unwrap(),
+            "bye\n"
+        );
+        assert!(
+            std::fs::read_to_string(dir.path().join("containers/app.exit"))
+                .unwrap()
+                .starts_with("143 ")
+        );
+    }
+
+    /// Tenant words of probes and hooks reach the script only quoted; probes go
+    /// through the container's runtime; HTTP/TCP probes target 127.0.0.1.
+    #[test]
+    fn probe_text_per_runtime() {
+        let with_checks = |rt| {
+            let mut b = base(rt);
+            b.containers[0].checks = Checks {
+                readiness: Some(exec_probe(&["sh", "-c", "$(reboot); `id`"], 5, 3)),
+                liveness: Some(Probe {
+                    action: ProbeAction::Http {
+                        scheme: "http".into(),
+                        port: 8080,
+                        path: "/h'z".into(),
+                        headers: vec![("X-T".into(), "a b".into())],
+                    },
+                    initial_delay_s: 7,
+                    period_s: 10,
+                    timeout_s: 1,
+                    success_threshold: 1,
+                    failure_threshold: 3,
+                }),
+                startup: Some(Probe {
+                    action: ProbeAction::Tcp { port: 9000 },
+                    initial_delay_s: 0,
+                    period_s: 1,
+                    timeout_s: 1,
+                    success_threshold: 1,
+                    failure_threshold: 30,
+                }),
+                ..Default::default()
+            };
+            render(&b).unwrap()
+        };
+        let s = with_checks(ContainerRuntime::Apptainer);
+        assert!(s.contains("__il_x1() { # in container main\n    export GREETING='hello world'\n    exec apptainer exec --nv --bind /data/pods/u1/volumes/cfg:/etc/cfg:ro --pwd /work docker://docker.io/library/alpine:3 \"$@\"\n}"), "{s}");
+        assert!(
+            s.contains("__il_k1r() { __il_x1 sh -c '$(reboot); `id`'; }"),
+            "{s}"
+        );
+        assert!(s.contains("__il_k1l() { curl -fsSk -o /dev/null --max-time 1 --noproxy '*' -H 'X-T: a b' 'http://127.0.0.1:8080/h'\\''z'; }"), "{s}");
+        assert!(
+            s.contains("__il_k1s() { ( exec 3<>/dev/tcp/127.0.0.1/9000 ) 2>/dev/null; }"),
+            "{s}"
+        );
+        assert!(s.contains("    __il_probe main startup 0 1 1 1 30 __il_k1s || return 0\n    __il_probe main readiness 0 5 2 1 3 __il_k1r &\n    __il_probe main liveness 7 10 1 1 3 __il_k1l &\n"), "{s}");
+        assert!(
+            s.contains("__il_run main __il_c1 &\n__il_p0=$!\n__il_w1 &\n__il_bg+=($!)\n"),
+            "{s}"
+        );
+        let s = with_checks(ContainerRuntime::Podman);
+        assert!(
+            s.contains("exec podman run --rm --network=host --name=il-u1-main --replace --nv"),
+            "{s}"
+        );
+        assert!(
+            s.contains("    exec podman exec -e GREETING -w /work il-u1-main \"$@\"\n"),
+            "{s}"
+        );
+        // no probes: no helpers, no name
+        let s = render(&base(ContainerRuntime::Podman)).unwrap();
+        assert!(!s.contains("__il_probe") && !s.contains("--name="), "{s}");
+    }
+
+    #[test]
+    fn enroot_imports_creates_and_starts() {
+        let s = render(&base(ContainerRuntime::Enroot)).unwrap();
+        assert!(s.contains("    enroot remove -f il-u1-main >/dev/null 2>&1\n    enroot import --output /data/pods/u1/images/main.sqsh docker://docker.io/library/alpine:3 || exit 1\n    enroot create --name il-u1-main /data/pods/u1/images/main.sqsh || exit 1\n"), "{s}");
+        assert!(s.contains("    exec enroot start --rw --nv --env GREETING --mount /data/pods/u1/volumes/cfg:/etc/cfg:ro il-u1-main /bin/sh -c 'cd \"$1\" && shift && exec \"$@\"' sh /work python3 -c 'print(\"it'\\''s\")'\n"), "{s}");
+        assert!(
+            s.contains("    exec enroot start --rw --nv il-u1-setup sh -c"),
+            "{s}"
+        );
+        assert!(
+            s.contains("    for n in il-u1-setup il-u1-main; do enroot remove -f \"$n\" >/dev/null 2>&1; done\n"),
+            "{s}"
+        );
+    }
+
+    /// The admin's launcher words keep `$SLURM_NTASKS`; the pod's flags are quoted;
+    /// init containers are not launched by MPI; binds go to every container.
+    #[test]
+    fn mpi_and_binds() {
+        let mut b = base(ContainerRuntime::Apptainer);
+        b.mpi = Some(MpiLaunch {
+            launcher: vec!["mpiexec".into(), "-np".into(), "$SLURM_NTASKS".into()],
+            flags: vec!["--bind-to".into(), "core;reboot".into()],
+        });
+        b.binds = vec!["/cvmfs:/cvmfs:ro".into()];
+        let s = render(&b).unwrap();
+        assert!(s.contains("    exec \"mpiexec\" \"-np\" \"$SLURM_NTASKS\" --bind-to 'core;reboot' apptainer exec --nv --bind /cvmfs:/cvmfs:ro --bind /data/pods/u1/volumes/cfg"), "{s}");
+        assert!(
+            s.contains(
+                "    exec apptainer exec --nv --bind /cvmfs:/cvmfs:ro docker://busybox sh -c"
+            ),
+            "{s}"
+        );
+    }
+
+    /// With a template the admin's lines surround the job; pod values are quoted.
+    #[test]
+    fn template_wraps_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = base(ContainerRuntime::None);
+        s.pod_dir = dir.path().to_path_buf();
+        s.pre_exec = None;
+        s.pod_name = "p; touch /tmp/x".into();
+        s.init.clear();
+        s.containers = vec![ContainerRun {
+            name: "c".into(),
+            command: vec!["sh".into(), "-c".into(), "echo \"site=$SITE\"".into()],
+            ..Default::default()
+        }];
+        s.template = Some(std::sync::Arc::new(
+            crate::template::Template::parse(
+                "#!{{ .Shell }}\n{{ .SbatchFlags }}\n#SBATCH --comment=site\nexport SITE=cern\necho \"pod\" {{ .PodName }}\n{{ .Job }}",
+            )
+            .unwrap(),
+        ));
+        let text = render(&s).unwrap();
+        assert!(
+            text.starts_with("#!/bin/bash\n#SBATCH --job-name=ns-p\n"),
+            "{text}"
+        );
+        assert!(text.contains("#SBATCH --mem=100M\n#SBATCH --comment=site\nexport SITE=cern\necho \"pod\" 'p; touch /tmp/x'\n"), "{text}");
+        let (st, out) = run_script(&s);
+        assert_eq!(st.code(), Some(0));
+        assert!(out.contains("pod p; touch /tmp/x"), "{out}");
+        let log = std::fs::read_to_string(dir.path().join("containers/c.log")).unwrap();
+        assert!(log.ends_with("Z site=cern\n"), "{log}");
     }
 }

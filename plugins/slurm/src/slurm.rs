@@ -220,6 +220,12 @@ impl Slurm {
         self.scancel(id, &[&flag, "--full"]).await
     }
 
+    /// Signal the job's shell alone (`--batch`), not its containers.
+    pub async fn signal_batch(&self, id: &str, sig: &str) -> Result<(), SlurmError> {
+        let flag = format!("--signal={sig}");
+        self.scancel(id, &[&flag, "--batch"]).await
+    }
+
     async fn scancel(&self, id: &str, flags: &[&str]) -> Result<(), SlurmError> {
         let mut args = flags.to_vec();
         args.push(id);

@@ -297,7 +297,14 @@ pub fn pod_status(r: &PodRecord, job: JobView<'_>, pod_dir: &Path) -> (PodStatus
         .iter()
         .zip(&main_files)
         .enumerate()
-        .map(|(i, (m, f))| status(m, one(m, f, false, i)))
+        .map(|(i, (m, f))| {
+            let mut st = status(m, one(m, f, false, i));
+            // a readiness/startup probe decides (see `probes`): `NAME.ready`
+            if st.ready && read_ready(pod_dir, &m.name) == Some(false) {
+                st.ready = false;
+            }
+            st
+        })
         .collect();
     (
         PodStatus {
@@ -310,6 +317,16 @@ pub fn pod_status(r: &PodRecord, job: JobView<'_>, pod_dir: &Path) -> (PodStatus
         },
         finished,
     )
+}
+
+/// What the job's probes say of a container's readiness: `None` when no probe
+/// gates it (no `NAME.ready` file).
+fn read_ready(pod_dir: &Path, name: &str) -> Option<bool> {
+    let s = std::fs::read_to_string(
+        crate::files::containers_dir(pod_dir).join(format!("{name}.ready")),
+    )
+    .ok()?;
+    Some(s.trim() == "1")
 }
 
 /// The last line of the job's own output (`job.out`): why a script failed early.
@@ -359,6 +376,7 @@ mod tests {
             created: Timestamp::now(),
             final_status: None,
             kill_at: None,
+            pre_stop: false,
         }
     }
 
@@ -428,6 +446,30 @@ mod tests {
             .unwrap();
         assert!(msg.contains("42") && msg.contains("Resources"));
         assert_eq!(s.job_id, "42");
+    }
+
+    /// A running container a probe gates is ready only once the job's probe says so.
+    #[test]
+    fn readiness_follows_the_probe() {
+        let d = tempfile::tempdir().unwrap();
+        let r = record(d.path(), &[], &["web", "plain"]);
+        let j = job("RUNNING", "None", None);
+        write(d.path(), "web", true, None);
+        write(d.path(), "plain", true, None);
+        let ready = |v: &str| {
+            std::fs::write(d.path().join("containers/web.ready"), v).unwrap();
+            let (s, _) = pod_status(&r, JobView::Known(&j), d.path());
+            assert_eq!(state_of(&s.containers[0]).0, "running");
+            assert!(s.containers[1].ready);
+            s.containers[0].ready
+        };
+        assert!(!ready("0\n"));
+        assert!(ready("1\n"));
+        assert!(!ready("0\n"));
+        // a container that ended is never ready, whatever the file says
+        write(d.path(), "web", true, Some(0));
+        let (s, _) = pod_status(&r, JobView::Known(&j), d.path());
+        assert!(!s.containers[0].ready);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct PodRecord {
     /// (the end of the pod's grace period). A restarted plugin finishes the delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_at: Option<Timestamp>,
+    /// A container has a preStop hook: delete signals the job's shell alone,
+    /// which runs the hooks, then sends TERM to the containers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_stop: bool,
 }
 
 /// The directory of records.
@@ -115,6 +119,7 @@ mod tests {
             created: Timestamp::now(),
             final_status: None,
             kill_at: None,
+            pre_stop: false,
         };
         s.save(&r).unwrap();
         std::fs::write(d.path().join("junk.json"), "{").unwrap();

@@ -1,0 +1,252 @@
+//! The real [`StreamBackend`]: sessions through the interLink API server's
+//! `exec` extension (`interlink::client::Client::exec/attach/port_forward`).
+//! A CRI container maps to its remote pod (the store's `RemotePod`: UID,
+//! namespace, name) and the container's remote name; a sandbox to its running
+//! remote pod. A server (or plugin) without the extension answers
+//! `Unimplemented` naming it.
+
+use std::sync::{Arc, Weak};
+
+use interlink::client::{Client, ClientError, ExecEvent, ExecSession};
+use interlink::exec::{AttachRequest, ExecRequest, ExitStatus, PortForwardRequest, Target};
+
+use super::backend::{BackendError, BoxFuture, ExecIo, ExecTarget, PortStream, StreamBackend};
+use crate::states::ContainerState;
+use crate::store::{Kind, Phase, Store};
+
+/// Where CRI containers and sandboxes run remotely (the runtime answers from
+/// its store: see `cri::exec`).
+pub trait Targets: Send + Sync {
+    /// The remote pod and container name of a running container.
+    fn container(&self, id: &str) -> Result<(Target, String), BackendError>;
+    /// The running remote pod of a sandbox.
+    fn sandbox(&self, id: &str) -> Result<Target, BackendError>;
+}
+
+pub struct InterlinkExec {
+    pub client: Client,
+    pub targets: Weak<dyn Targets>,
+}
+
+impl InterlinkExec {
+    pub fn new(client: Client, targets: Weak<dyn Targets>) -> InterlinkExec {
+        InterlinkExec { client, targets }
+    }
+
+    fn targets(&self) -> Result<Arc<dyn Targets>, BackendError> {
+        self.targets
+            .upgrade()
+            .ok_or_else(|| BackendError::Failed("the runtime is shutting down".into()))
+    }
+}
+
+fn map_err(e: ClientError) -> BackendError {
+    if e.is_unimplemented() {
+        return BackendError::Unimplemented(e.to_string());
+    }
+    match e.status() {
+        Some(404) => BackendError::NotFound(e.to_string()),
+        Some(400) => BackendError::FailedPrecondition(e.to_string()),
+        _ => BackendError::Failed(e.to_string()),
+    }
+}
+
+/// The remote pod and container name of a running CRI container.
+pub fn container_target(store: &Store, id: &str) -> Result<(Target, String), BackendError> {
+    let st = store.read();
+    let c = st
+        .containers
+        .get(id)
+        .ok_or_else(|| BackendError::NotFound(format!("container {id:?} not found")))?;
+    if c.state != ContainerState::Running {
+        return Err(BackendError::FailedPrecondition(format!(
+            "container {id:?} is not running"
+        )));
+    }
+    let r = c
+        .remote_uid
+        .as_ref()
+        .and_then(|u| st.remotes.get(u))
+        .ok_or_else(|| {
+            BackendError::FailedPrecondition(format!("container {id:?} has no remote pod"))
+        })?;
+    if r.phase != Phase::Created {
+        return Err(BackendError::FailedPrecondition(format!(
+            "container {id:?} is not running remotely yet (its pod is {:?})",
+            r.phase
+        )));
+    }
+    let name = c
+        .spec
+        .as_ref()
+        .map(|s| s.container.name.clone())
+        .unwrap_or_else(|| {
+            crate::names::dns_label(
+                c.config
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.as_str())
+                    .unwrap_or(""),
+            )
+        });
+    Ok((
+        Target {
+            pod_uid: r.uid.clone(),
+            namespace: r.namespace.clone(),
+            pod_name: r.name.clone(),
+        },
+        name,
+    ))
+}
+
+/// The remote pod serving a sandbox's ports: its regular containers' pod that
+/// was created and still runs.
+pub fn sandbox_target(store: &Store, sandbox_id: &str) -> Result<Target, BackendError> {
+    let st = store.read();
+    let r = st
+        .remotes
+        .values()
+        .filter(|r| r.sandbox_id == sandbox_id && r.phase == Phase::Created && !r.finished)
+        .max_by_key(|r| r.kind == Kind::Regular)
+        .ok_or_else(|| {
+            BackendError::FailedPrecondition(format!(
+                "pod sandbox {sandbox_id:?} has no running remote pod"
+            ))
+        })?;
+    Ok(Target {
+        pod_uid: r.uid.clone(),
+        namespace: r.namespace.clone(),
+        pod_name: r.name.clone(),
+    })
+}
+
+/// Relay `io` to and from a session until its exit status.
+async fn relay(session: ExecSession, io: ExecIo) -> Result<i32, BackendError> {
+    let ExecSession { input, mut output } = session;
+    let ExecIo {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+    } = io;
+    let i = input.clone();
+    let stdin_task = tokio::spawn(async move {
+        if let Some(mut rx) = stdin {
+            while let Some(b) = rx.recv().await {
+                if i.stdin(b).await.is_err() {
+                    return;
+                }
+            }
+            let _ = i.close_stdin().await;
+        }
+    });
+    let resize_task = tokio::spawn(async move {
+        if let Some(mut rx) = resize {
+            while let Some(size) = rx.recv().await {
+                if input.resize(size).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let r = loop {
+        match output.next().await {
+            Some(Ok(ExecEvent::Stdout(b))) => {
+                if let Some(tx) = &stdout {
+                    let _ = tx.send(b).await;
+                }
+            }
+            Some(Ok(ExecEvent::Stderr(b))) => {
+                if let Some(tx) = stderr.as_ref().or(stdout.as_ref()) {
+                    let _ = tx.send(b).await;
+                }
+            }
+            Some(Ok(ExecEvent::Exit(st))) => {
+                break match st {
+                    ExitStatus::Success => Ok(0),
+                    ExitStatus::ExitCode(c) => Ok(c),
+                    ExitStatus::Failure(m) => Err(BackendError::Failed(m)),
+                };
+            }
+            Some(Err(e)) => break Err(BackendError::Failed(e.to_string())),
+            None => {
+                break Err(BackendError::Failed(
+                    "the exec stream ended without an exit status".into(),
+                ));
+            }
+        }
+    };
+    stdin_task.abort();
+    resize_task.abort();
+    r
+}
+
+impl StreamBackend for InterlinkExec {
+    fn available(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            // unreachable now: let the session itself report it later
+            let Ok(ext) = self.client.extensions().await else {
+                return Ok(());
+            };
+            if ext.has(interlink::extensions::EXEC) {
+                Ok(())
+            } else {
+                Err(BackendError::Unimplemented(
+                    "exec, attach and port-forward need the \"exec\" extension of the interLink API server and its plugin; GET /extensions does not list it".into(),
+                ))
+            }
+        })
+    }
+
+    fn exec(&self, t: ExecTarget, io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>> {
+        Box::pin(async move {
+            let (target, container) = self.targets()?.container(&t.container_id)?;
+            let req = ExecRequest {
+                target,
+                container,
+                command: t.cmd,
+                tty: t.tty,
+                stdin: io.stdin.is_some(),
+            };
+            let s = self.client.exec(&req).await.map_err(map_err)?;
+            relay(s, io).await
+        })
+    }
+
+    fn attach(
+        &self,
+        container_id: &str,
+        tty: bool,
+        io: ExecIo,
+    ) -> BoxFuture<'_, Result<i32, BackendError>> {
+        let id = container_id.to_string();
+        Box::pin(async move {
+            let (target, container) = self.targets()?.container(&id)?;
+            let req = AttachRequest {
+                target,
+                container,
+                tty,
+                stdin: io.stdin.is_some(),
+            };
+            let s = self.client.attach(&req).await.map_err(map_err)?;
+            relay(s, io).await
+        })
+    }
+
+    fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> BoxFuture<'_, Result<Box<dyn PortStream>, BackendError>> {
+        let id = sandbox_id.to_string();
+        Box::pin(async move {
+            let target = self.targets()?.sandbox(&id)?;
+            let s = self
+                .client
+                .port_forward(&PortForwardRequest { target, port })
+                .await
+                .map_err(map_err)?;
+            Ok(Box::new(s) as Box<dyn PortStream>)
+        })
+    }
+}
