@@ -129,6 +129,7 @@ async fn docker_exec_tty_port_forward_and_refusals() {
     let Some(mut w) = World::new() else { return };
     assert!(w.client.extensions().await.unwrap().has(EXEC));
     let b = PodBuilder::new("dexec")
+        .grace(1)
         .container("main", &["sleep", "600"])
         .env("main", "GREETING", "hello from the pod")
         .with_container("main", |c| c.working_dir = Some("/tmp".into()))
@@ -169,6 +170,7 @@ async fn docker_exec_tty_port_forward_and_refusals() {
 async fn docker_attach_output_and_stdin() {
     let Some(mut w) = World::new() else { return };
     let b = PodBuilder::new("dattach")
+        .grace(1)
         .container(
             "talk",
             &[

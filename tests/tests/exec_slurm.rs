@@ -57,6 +57,7 @@ async fn slurm_exec_attach_port_forward() {
     let echo = echo_server(echo_port);
     let echo: Vec<&str> = echo.iter().map(String::as_str).collect();
     let b = PodBuilder::new("sexec")
+        .grace(1)
         .container("main", &["sleep", "300"])
         .env("main", "GREETING", "hello from the job")
         .with_container("main", |c| c.working_dir = Some("/tmp".into()))
