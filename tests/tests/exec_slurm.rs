@@ -4,7 +4,7 @@
 //! the pod's job (`srun --jobid --overlap`): stdout/stderr on their channels,
 //! exit code, the container's env and working dir, stdin, a tty (`srun
 //! --pty`) that follows resizes; attach follows the container's output;
-//! port-forward reaches a server the job runs on its node; refusals; the
+//! port-forward reaches a server the job runs on its node (its `NodeAddr`); refusals; the
 //! latency of exec `true`. Skipped when no Slurm controller answers, unless
 //! INTERLINK_REQUIRE_BACKENDS=1.
 

@@ -23,7 +23,8 @@
 //!   file (stdout and stderr merged there, so all on stdout), until the
 //!   container ends; its exit code then. A job has no stdin: attach with
 //!   stdin is refused (400).
-//! - **port-forward** connects to `<job's node>:<port>` (`squeue -h -o %N`):
+//! - **port-forward** connects to `<job's node>:<port>` (`squeue -h -o %N`,
+//!   the node's `NodeAddr` from `scontrol show node`):
 //!   jobs share their node's network, so that is where the pod listens.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -479,20 +480,40 @@ pub(crate) fn attach_run(rec: PodRecord, container: String, mut output: LogStrea
     })
 }
 
-/// The node the job `id` runs on (`squeue -h -o %N -j id`).
-async fn job_node(cfg: &SlurmConfig, id: &str) -> Result<String, PluginError> {
-    let mut cmd = Command::new(&cfg.squeue);
-    cmd.args(["-h", "-o", "%N", "-j", id])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+/// Run a Slurm client command with the plugin's `SLURM_CONF`, bounded.
+async fn slurm_output(
+    cfg: &SlurmConfig,
+    prog: &str,
+    args: &[&str],
+) -> Result<std::process::Output, PluginError> {
+    let mut cmd = Command::new(prog);
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     if let Some(c) = &cfg.slurm_conf {
         cmd.env("SLURM_CONF", c);
     }
     let t = Duration::from_secs(cfg.command_timeout_s.max(1));
-    let out = tokio::time::timeout(t, cmd.output())
+    tokio::time::timeout(t, cmd.output())
         .await
-        .map_err(|_| PluginError::Unavailable(format!("squeue did not answer within {t:?}")))?
-        .map_err(|e| PluginError::Unavailable(format!("cannot run squeue: {e}")))?;
+        .map_err(|_| PluginError::Unavailable(format!("{prog} did not answer within {t:?}")))?
+        .map_err(|e| PluginError::Unavailable(format!("cannot run {prog}: {e}")))
+}
+
+/// Where `node` is reached: its `NodeAddr` as Slurm has it, else its name.
+async fn node_addr(cfg: &SlurmConfig, node: &str) -> String {
+    let Ok(out) = slurm_output(cfg, &cfg.scontrol, &["-o", "show", "node", node]).await else {
+        return node.to_string();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("NodeAddr="))
+        .filter(|a| !a.is_empty() && *a != "(null)")
+        .unwrap_or(node)
+        .to_string()
+}
+
+/// The node the job `id` runs on (`squeue -h -o %N -j id`).
+async fn job_node(cfg: &SlurmConfig, id: &str) -> Result<String, PluginError> {
+    let out = slurm_output(cfg, &cfg.squeue, &["-h", "-o", "%N", "-j", id]).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     // one node (a job on several: the first, where the batch step runs)
     let list = text.trim();
@@ -549,17 +570,18 @@ pub(crate) async fn port_forward(
         _ => return Err(PluginError::BadRequest(format!("pod {label} is not running"))),
     };
     let node = job_node(cfg, &job).await?;
+    let addr = node_addr(cfg, &node).await;
     let port = req.port;
     let s = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect((node.as_str(), port)),
+        tokio::net::TcpStream::connect((addr.as_str(), port)),
     )
     .await
     .map_err(|_| "timed out".to_string())
     .and_then(|r| r.map_err(|e| e.to_string()))
     .map_err(|e| {
         PluginError::Unavailable(format!(
-            "cannot connect to port {port} of pod {label} on node {node}: {e}"
+            "cannot connect to port {port} of pod {label} on node {node} ({addr}): {e}"
         ))
     })?;
     Ok(Box::new(s))
