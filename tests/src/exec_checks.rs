@@ -91,7 +91,13 @@ pub async fn run(client: &Client, b: &PodBuilder, c: &str, cmd: &[&str]) -> Exec
 /// stdout and stderr on their channels, the exit code; stdin in and out
 /// again, EOF ends it; without stdin the command reads EOF at once.
 pub async fn check_streams_and_stdin(client: &Client, b: &PodBuilder, c: &str) {
-    let o = run(client, b, c, &["sh", "-c", "echo out; echo err >&2; exit 3"]).await;
+    let o = run(
+        client,
+        b,
+        c,
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+    )
+    .await;
     assert_eq!(text(&o.stdout), "out\n", "{o:?}");
     assert_eq!(text(&o.stderr), "err\n", "{o:?}");
     assert_eq!(o.status, ExitStatus::ExitCode(3));

@@ -40,8 +40,10 @@ async fn slurm_exec_attach_port_forward() {
         .tempdir()
         .unwrap();
     let d = dir.path();
-    let SlurmPlugin { proc: _plugin, port } =
-        start_plugin(&conf, &d.join("plugin"), "  container_runtime: none\n", &[]).unwrap();
+    let SlurmPlugin {
+        proc: _plugin,
+        port,
+    } = start_plugin(&conf, &d.join("plugin"), "  container_runtime: none\n", &[]).unwrap();
     let srv = start_interlink(
         d,
         "interlink",
@@ -87,7 +89,10 @@ async fn slurm_exec_attach_port_forward() {
     let o = attached.await.unwrap();
     assert_eq!(o.status, ExitStatus::Success, "{o:?}");
     let out = text(&o.stdout);
-    assert!(out.contains("tick 0\n") && out.contains("tick 29\n"), "{out:?}");
+    assert!(
+        out.contains("tick 0\n") && out.contains("tick 29\n"),
+        "{out:?}"
+    );
 
     // a job has no stdin: attach with it is refused
     let e = refused(c.attach(&attach_req(&b, "main", true))).await;

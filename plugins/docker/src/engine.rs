@@ -231,7 +231,12 @@ pub mod raw {
         pub fn addresses(&self) -> Vec<String> {
             self.ip_address
                 .iter()
-                .chain(self.networks.iter().flat_map(|n| n.values()).filter_map(|e| e.ip_address.as_ref()))
+                .chain(
+                    self.networks
+                        .iter()
+                        .flat_map(|n| n.values())
+                        .filter_map(|e| e.ip_address.as_ref()),
+                )
                 .filter(|a| !a.is_empty())
                 .cloned()
                 .collect()

@@ -28,10 +28,12 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
-use bollard::query_parameters::{AttachContainerOptions, ResizeContainerTTYOptions, ResizeExecOptions};
-use bollard::container::LogOutput;
+use bollard::query_parameters::{
+    AttachContainerOptions, ResizeContainerTTYOptions, ResizeExecOptions,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use interlink::exec::{AttachRequest, ExecRequest, PortForwardRequest, Target};
@@ -163,7 +165,9 @@ pub(crate) async fn exec(
         .await
         .map_err(|e| engine.error(&what, e, PluginError::BadRequest))?;
     let StartExecResults::Attached { output, input } = started else {
-        return Err(PluginError::Internal(format!("{what}: the engine did not attach")));
+        return Err(PluginError::Internal(format!(
+            "{what}: the engine did not attach"
+        )));
     };
     let mut guard = ExecGuard {
         docker: docker.clone(),
@@ -359,7 +363,9 @@ pub(crate) async fn port_forward(
         ))
     };
     if rec.infra_id.is_empty() {
-        return Err(PluginError::BadRequest(format!("pod {pod_name} is not running")));
+        return Err(PluginError::BadRequest(format!(
+            "pod {pod_name} is not running"
+        )));
     }
     let infra = engine.raw().inspect(&rec.infra_id).await.map_err(|e| {
         if e.is_not_found() {
@@ -375,7 +381,9 @@ pub(crate) async fn port_forward(
         .map(|s| s.pid)
         .unwrap_or(0);
     if pid <= 0 {
-        return Err(PluginError::BadRequest(format!("pod {pod_name} is not running")));
+        return Err(PluginError::BadRequest(format!(
+            "pod {pod_name} is not running"
+        )));
     }
     let port = req.port;
     let std = if engine.host().starts_with("unix://")

@@ -83,19 +83,13 @@ pub fn spec_files(s: &JobScript) -> Result<Vec<PlannedFile>, String> {
         .chain(&s.containers)
         .map(|c| {
             let mut env = c.env.clone();
-            env.push((
-                "INTERLINK_POD_DIR".into(),
-                s.pod_dir.display().to_string(),
-            ));
+            env.push(("INTERLINK_POD_DIR".into(), s.pod_dir.display().to_string()));
             let mut chdir = s.pod_dir.clone();
             let mut wrap = Vec::new();
             match s.runtime {
                 ContainerRuntime::None => {
                     for m in &c.mounts {
-                        env.push((
-                            volume_env_name(&m.volume),
-                            m.source().display().to_string(),
-                        ));
+                        env.push((volume_env_name(&m.volume), m.source().display().to_string()));
                     }
                     if let Some(wd) = &c.working_dir {
                         chdir = PathBuf::from(wd);
@@ -264,7 +258,10 @@ impl Drop for StepGuard {
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         }
         tokio::spawn(async move {
-            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+            if tokio::time::timeout(STOP_GRACE, child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         });
@@ -280,9 +277,7 @@ impl StepGuard {
             .map_err(|e| PluginError::Internal(format!("waiting for srun: {e}")))?;
         self.0 = None;
         use std::os::unix::process::ExitStatusExt;
-        Ok(st
-            .code()
-            .unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+        Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
     }
 }
 
@@ -404,12 +399,10 @@ async fn run_tty(cmd: std::process::Command, io: ExecIo) -> Result<i32, PluginEr
     drop(cmd);
     let mut guard = StepGuard(Some(child));
     // blocking reads and writes on the master, one descriptor each
-    let reader = tokio::fs::File::from_std(std::fs::File::from(
-        master.try_clone().map_err(pty_err)?,
-    ));
-    let mut writer = tokio::fs::File::from_std(std::fs::File::from(
-        master.try_clone().map_err(pty_err)?,
-    ));
+    let reader =
+        tokio::fs::File::from_std(std::fs::File::from(master.try_clone().map_err(pty_err)?));
+    let mut writer =
+        tokio::fs::File::from_std(std::fs::File::from(master.try_clone().map_err(pty_err)?));
     let out = tokio::spawn(pump(reader, stdout));
     let feed = tokio::spawn(async move {
         while let Some(b) = stdin.recv().await {
@@ -433,10 +426,7 @@ async fn run_tty(cmd: std::process::Command, io: ExecIo) -> Result<i32, PluginEr
 }
 
 /// The log request attach follows: the container's output from now on.
-pub(crate) fn attach_logs(
-    rec: &PodRecord,
-    req: &AttachRequest,
-) -> Result<LogStruct, PluginError> {
+pub(crate) fn attach_logs(rec: &PodRecord, req: &AttachRequest) -> Result<LogStruct, PluginError> {
     if req.stdin {
         return Err(PluginError::BadRequest(format!(
             "container {:?} of pod {}/{} has no stdin to attach to (a Slurm job reads none)",
@@ -567,7 +557,11 @@ pub(crate) async fn port_forward(
     let label = format!("{}/{}", rec.namespace, rec.name);
     let job = match (&rec.job_id, &rec.final_status) {
         (Some(id), None) => id.clone(),
-        _ => return Err(PluginError::BadRequest(format!("pod {label} is not running"))),
+        _ => {
+            return Err(PluginError::BadRequest(format!(
+                "pod {label} is not running"
+            )));
+        }
     };
     let node = job_node(cfg, &job).await?;
     let addr = node_addr(cfg, &node).await;
