@@ -154,6 +154,21 @@ async fn docker_exec_tty_port_forward_and_refusals() {
         "{e:?}"
     );
     check_unknown_refused(c, &b).await;
+    // a program the image lacks: the runtime's refusal, naming it, never a hang
+    match c
+        .exec(&exec_req(&b, "main", &["no-such-program-anywhere"]))
+        .await
+    {
+        Err(e) => assert!(e.to_string().contains("no-such-program-anywhere"), "{e:?}"),
+        Ok(s) => {
+            let o = collect(s, T).await;
+            assert!(matches!(o.status, ExitStatus::ExitCode(126 | 127)), "{o:?}");
+            assert!(
+                text(&o.stderr).contains("no-such-program-anywhere"),
+                "{o:?}"
+            );
+        }
+    }
 
     let (p50, p99) = exec_latency(c, &b, "main", 20, "docker (podman)").await;
     assert!(p50 <= p99);

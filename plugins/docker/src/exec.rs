@@ -177,37 +177,62 @@ pub(crate) async fn exec(
     };
     let tty = req.tty;
     Ok(exec_run(move |io| async move {
-        let ExecIo {
-            stdin,
-            mut resize,
-            stdout,
-            stderr,
-        } = io;
-        let feed = tokio::spawn(feed_stdin(stdin, input));
-        let exec_id = guard.exec_id.clone();
-        let d = docker.clone();
-        let resizer = tokio::spawn(async move {
-            while let Some(s) = resize.recv().await {
-                if tty {
-                    let opts = ResizeExecOptions {
-                        h: s.height as i32,
-                        w: s.width as i32,
-                    };
-                    if let Err(e) = d.resize_exec(&exec_id, opts).await {
-                        tracing::debug!("exec {exec_id}: resize: {e}");
-                    }
-                }
-            }
-        });
-        relay_output(output, &stdout, &stderr).await;
-        feed.abort();
-        resizer.abort();
+        let resize = tty.then(|| Resize::Exec(guard.exec_id.clone()));
+        relay(&docker, io, input, output, resize).await;
         let code = exit_code(&docker, &guard.exec_id).await;
         if code.is_ok() {
             guard.finished();
         }
         code
     }))
+}
+
+/// What a terminal size goes to.
+enum Resize {
+    Exec(String),
+    Container(String),
+}
+
+type EngineOutput = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+>;
+
+/// Relay a session's streams to and from an exec or attach until its output
+/// ends; sizes go to `resize` (with a tty).
+async fn relay(
+    docker: &Docker,
+    io: ExecIo,
+    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    output: EngineOutput,
+    resize: Option<Resize>,
+) {
+    let ExecIo {
+        stdin,
+        resize: mut sizes,
+        stdout,
+        stderr,
+    } = io;
+    let feed = tokio::spawn(feed_stdin(stdin, input));
+    let d = docker.clone();
+    let resizer = tokio::spawn(async move {
+        while let Some(s) = sizes.recv().await {
+            let (h, w) = (s.height as i32, s.width as i32);
+            let r = match &resize {
+                Some(Resize::Exec(id)) => d.resize_exec(id, ResizeExecOptions { h, w }).await,
+                Some(Resize::Container(id)) => {
+                    d.resize_container_tty(id, ResizeContainerTTYOptions { h, w })
+                        .await
+                }
+                None => Ok(()),
+            };
+            if let Err(e) = r {
+                tracing::debug!("resize: {e}");
+            }
+        }
+    });
+    relay_output(output, &stdout, &stderr).await;
+    feed.abort();
+    resizer.abort();
 }
 
 /// Copy stdin to the engine; its end closes the engine's side.
@@ -225,9 +250,7 @@ async fn feed_stdin(
 
 /// Copy the engine's output to the session's channels until it ends.
 async fn relay_output(
-    mut output: std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
-    >,
+    mut output: EngineOutput,
     stdout: &tokio::sync::mpsc::Sender<Bytes>,
     stderr: &tokio::sync::mpsc::Sender<Bytes>,
 ) {
@@ -302,28 +325,8 @@ pub(crate) async fn attach(
         .map_err(|e| engine.error(&what, e, PluginError::BadRequest))?;
     let container_tty = config.tty;
     Ok(exec_run(move |io| async move {
-        let ExecIo {
-            stdin,
-            mut resize,
-            stdout,
-            stderr,
-        } = io;
-        let feed = tokio::spawn(feed_stdin(stdin, attached.input));
-        let (d, cid) = (docker.clone(), id.clone());
-        let resizer = tokio::spawn(async move {
-            while let Some(s) = resize.recv().await {
-                if container_tty {
-                    let opts = ResizeContainerTTYOptions {
-                        h: s.height as i32,
-                        w: s.width as i32,
-                    };
-                    let _ = d.resize_container_tty(&cid, opts).await;
-                }
-            }
-        });
-        relay_output(attached.output, &stdout, &stderr).await;
-        feed.abort();
-        resizer.abort();
+        let resize = container_tty.then(|| Resize::Container(id.clone()));
+        relay(&docker, io, attached.input, attached.output, resize).await;
         container_exit(&docker, &id).await
     }))
 }
