@@ -259,3 +259,44 @@ pub async fn exec_latency(
     println!("exec `true` latency on {backend}: n={n} p50={p50:?} p99={p99:?}");
     (p50, p99)
 }
+
+/// A client that goes away before its command ended: the command is
+/// stopped (checked from the container: its pid is gone within 20 s).
+pub async fn check_interrupted_exec_stops(client: &Client, b: &PodBuilder, c: &str) {
+    let s = client
+        .exec(&exec_req(b, c, &["sh", "-c", "echo $$; exec sleep 300"]))
+        .await
+        .unwrap();
+    let ExecSession { input, mut output } = s;
+    let mut seen = String::new();
+    let pid: u32 = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match output.next().await.expect("an event").unwrap() {
+                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
+                e => panic!("before the pid: {e:?}"),
+            }
+            if let Some((line, _)) = seen.split_once('\n') {
+                return line.trim().parse().expect("a pid");
+            }
+        }
+    })
+    .await
+    .expect("the pid in time");
+    // still there while the session is open
+    let alive = format!("kill -0 {pid}");
+    let o = run(client, b, c, &["sh", "-c", &alive]).await;
+    assert_eq!(o.status, ExitStatus::Success, "{o:?}");
+    drop((input, output));
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = run(client, b, c, &["sh", "-c", &alive]).await;
+        if o.status != ExitStatus::Success {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "pid {pid} still runs after its client went away"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -146,6 +146,7 @@ async fn docker_exec_tty_port_forward_and_refusals() {
     check_tty(c, &b, "main", "busybox stty").await;
 
     check_port_forward(c, &b, 8080, 8081).await;
+    check_interrupted_exec_stops(c, &b, "main").await;
 
     // an ended container: 400 with a message, before anything runs
     let e = refused(c.exec(&exec_req(&b, "once", &["true"]))).await;

@@ -85,6 +85,7 @@ async fn slurm_exec_attach_port_forward() {
     assert_eq!(text(&o.stdout), "hello from the job\n/tmp\n", "{o:?}");
     check_tty(c, &b, "main", "stty").await;
     check_port_forward(c, &b, echo_port, closed).await;
+    check_interrupted_exec_stops(c, &b, "main").await;
 
     let o = attached.await.unwrap();
     assert_eq!(o.status, ExitStatus::Success, "{o:?}");
