@@ -42,6 +42,15 @@ pub fn attach_req(b: &PodBuilder, container: &str, stdin: bool) -> AttachRequest
     }
 }
 
+/// A TCP echo server (perl, which every Debian has) on `port` of 127.0.0.1:
+/// it answers `echo:` and what it got.
+pub fn echo_server(port: u16) -> Vec<String> {
+    let script = "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', \
+        LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; \
+        while (my $c = $s->accept) { while (sysread($c, my $b, 65536)) { syswrite($c, \"echo:\" . $b) } close $c }";
+    vec!["perl".into(), "-e".into(), script.into(), port.to_string()]
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -10,12 +10,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use interlink::client::{Client, ClientConfig, ClientError, ExecEvent, ExecSession};
-use interlink::exec::{
-    AttachRequest, ExecRequest, ExitStatus, PortForwardRequest, Target, TermSize,
-};
+use interlink::exec::{ExitStatus, PortForwardRequest, TermSize};
 use interlink::extensions::EXEC;
 use interlink_test_harness::apiserver::{
     ApiServer, Listen, ScriptedHttp, create_request, make_pki, start_interlink,
+};
+use interlink_test_harness::exec_checks::{
+    attach_req, echo_server, exec_req, refused, target, text,
 };
 use interlink_test_harness::free_port;
 use interlink_test_harness::plugin::{PodBuilder, ReapLocalPods, container_status, start_local};
@@ -26,43 +27,6 @@ const T: Duration = Duration::from_secs(30);
 
 /// A container that lives long enough for the test, and not much longer.
 const IDLE: &[&str] = &["sleep", "120"];
-
-fn target(b: &PodBuilder) -> Target {
-    Target {
-        pod_uid: b.uid().to_string(),
-        namespace: "default".into(),
-        pod_name: interlink::pod_name(&b.pod).to_string(),
-    }
-}
-
-fn exec_req(b: &PodBuilder, container: &str, cmd: &[&str]) -> ExecRequest {
-    ExecRequest {
-        target: target(b),
-        container: container.into(),
-        command: cmd.iter().map(|s| s.to_string()).collect(),
-        tty: false,
-        stdin: false,
-    }
-}
-
-fn attach_req(b: &PodBuilder, container: &str, stdin: bool) -> AttachRequest {
-    AttachRequest {
-        target: target(b),
-        container: container.into(),
-        tty: false,
-        stdin,
-    }
-}
-
-/// The error of a call that must fail.
-async fn refused<T>(
-    call: impl std::future::Future<Output = Result<T, ClientError>>,
-) -> ClientError {
-    match call.await {
-        Ok(_) => panic!("the call succeeded"),
-        Err(e) => e,
-    }
-}
 
 /// Create the pod and wait until `container` runs.
 async fn run_pod(client: &Client, b: &PodBuilder, container: &str) {
@@ -88,10 +52,6 @@ async fn collect(s: ExecSession) -> interlink::client::ExecOutcome {
         .await
         .expect("the stream ended in time")
         .expect("an exit status")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 struct Setup {
@@ -518,14 +478,6 @@ async fn attach_follows_the_container_until_it_ends() {
     for p in [&b.pod, &b2.pod, &b3.pod] {
         client.delete(p).await.unwrap();
     }
-}
-
-/// A TCP echo server (perl, which every Debian has) on `port` of 127.0.0.1.
-fn echo_server(port: u16) -> Vec<String> {
-    let script = "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', \
-        LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; \
-        while (my $c = $s->accept) { while (sysread($c, my $b, 65536)) { syswrite($c, \"echo:\" . $b) } close $c }";
-    vec!["perl".into(), "-e".into(), script.into(), port.to_string()]
 }
 
 /// Port-forward reaches a TCP echo server run as the container, bytes both

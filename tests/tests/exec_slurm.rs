@@ -21,15 +21,6 @@ use interlink_test_harness::slurm::{SlurmPlugin, slurm_conf, start_plugin};
 
 const T: Duration = Duration::from_secs(120);
 
-/// A TCP echo server (perl, which every Debian has) on `port` of 127.0.0.1:
-/// it answers `echo:` and what it got.
-fn echo_server(port: u16) -> Vec<String> {
-    let script = "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', \
-        LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; \
-        while (my $c = $s->accept) { while (sysread($c, my $b, 65536)) { syswrite($c, \"echo:\" . $b) } close $c }";
-    vec!["perl".into(), "-e".into(), script.into(), port.to_string()]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slurm_exec_attach_port_forward() {
     let Some(conf) = slurm_conf("Slurm exec test") else {
