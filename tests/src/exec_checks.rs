@@ -309,3 +309,31 @@ pub async fn check_interrupted_exec_stops(client: &Client, b: &PodBuilder, c: &s
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Attach with stdin to a shell started with `stdin: true` (as critest's
+/// attach test runs): what attach sends is its input, what it prints comes
+/// back, `exit 0` ends it.
+pub async fn check_attach_stdin(client: &Client, b: &PodBuilder, c: &str) {
+    let ExecSession { input, mut output } = client.attach(&attach_req(b, c, true)).await.unwrap();
+    input
+        .stdin(&b"echo hello from \"$((6*7))\"\n"[..])
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match output.next().await.expect("an event").unwrap() {
+                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
+                ExecEvent::Stderr(b) => panic!("stderr: {b:?}"),
+                ExecEvent::Exit(s) => return s,
+            }
+            if seen.contains("hello from 42\n") {
+                input.stdin(&b"exit 0\n"[..]).await.unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the shell ended; saw {seen:?}"));
+    assert_eq!(status, ExitStatus::Success, "{seen:?}");
+    assert_eq!(seen, "hello from 42\n");
+}

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use interlink::client::{Client, ClientError, ExecEvent, ExecSession};
+use interlink::client::{Client, ClientError};
 use interlink::exec::ExitStatus;
 use interlink::extensions::EXEC;
 use interlink_test_harness::apiserver::{ApiServer, Listen, start_interlink};
@@ -221,27 +221,6 @@ async fn docker_attach_output_and_stdin() {
         "{e:?}"
     );
 
-    let ExecSession { input, mut output } = c.attach(&attach_req(&b, "sh", true)).await.unwrap();
-    input
-        .stdin(&b"echo hello from \"$((6*7))\"\n"[..])
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    let status = tokio::time::timeout(T, async {
-        loop {
-            match output.next().await.expect("an event").unwrap() {
-                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
-                ExecEvent::Stderr(b) => panic!("stderr: {b:?}"),
-                ExecEvent::Exit(s) => return s,
-            }
-            if seen.contains("hello from 42\n") {
-                input.stdin(&b"exit 0\n"[..]).await.unwrap();
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the shell ended; saw {seen:?}"));
-    assert_eq!(status, ExitStatus::Success, "{seen:?}");
-    assert_eq!(seen, "hello from 42\n");
+    check_attach_stdin(c, &b, "sh").await;
     w.client.delete(&b.pod).await.unwrap();
 }

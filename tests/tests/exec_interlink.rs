@@ -10,13 +10,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use interlink::client::{Client, ClientConfig, ClientError, ExecEvent, ExecSession};
-use interlink::exec::{ExitStatus, PortForwardRequest, TermSize};
+use interlink::exec::{ExitStatus, PortForwardRequest};
 use interlink::extensions::EXEC;
 use interlink_test_harness::apiserver::{
     ApiServer, Listen, ScriptedHttp, create_request, make_pki, start_interlink,
 };
 use interlink_test_harness::exec_checks::{
-    attach_req, echo_server, exec_req, refused, target, text,
+    attach_req, check_attach_stdin, check_tty, echo_server, exec_req, refused, target, text,
 };
 use interlink_test_harness::free_port;
 use interlink_test_harness::plugin::{PodBuilder, ReapLocalPods, container_status, start_local};
@@ -194,56 +194,7 @@ async fn exec_streams_exit_codes_stdin_and_tty() {
     assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
 
     // a tty: its size follows the resizes, stderr comes on stdout
-    let mut r = exec_req(
-        &b,
-        "main",
-        &[
-            "sh",
-            "-c",
-            "read x; stty size; echo to-stderr >&2; read y; stty size",
-        ],
-    );
-    r.tty = true;
-    r.stdin = true;
-    let ExecSession { input, mut output } = client.exec(&r).await.unwrap();
-    input
-        .resize(TermSize {
-            width: 100,
-            height: 40,
-        })
-        .await
-        .unwrap();
-    input.stdin(&b"go\n"[..]).await.unwrap();
-    let mut seen = String::new();
-    let mut resized = false;
-    let status = tokio::time::timeout(T, async {
-        loop {
-            match output.next().await.expect("an event").unwrap() {
-                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
-                ExecEvent::Stderr(b) => panic!("stderr with a tty: {b:?}"),
-                ExecEvent::Exit(s) => return s,
-            }
-            if seen.contains("40 100") && !resized {
-                resized = true;
-                input
-                    .resize(TermSize {
-                        width: 132,
-                        height: 50,
-                    })
-                    .await
-                    .unwrap();
-                input.stdin(&b"again\n"[..]).await.unwrap();
-            }
-        }
-    })
-    .await
-    .expect("the tty session ended");
-    assert_eq!(status, ExitStatus::Success, "{seen:?}");
-    assert!(seen.contains("40 100\r\n"), "{seen:?}");
-    assert!(seen.contains("to-stderr"), "{seen:?}");
-    assert!(seen.contains("50 132\r\n"), "{seen:?}");
-    // the terminal echoed what was typed
-    assert!(seen.contains("go\r\n"), "{seen:?}");
+    check_tty(&client, &b, "main", "stty").await;
 
     // a program that is not there: a clear refusal before anything runs
     let e = client
@@ -451,29 +402,7 @@ async fn attach_follows_the_container_until_it_ends() {
         .container("sh", &["sh"])
         .with_container("sh", |c| c.stdin = Some(true));
     run_pod(&client, &b3, "sh").await;
-    let ExecSession { input, mut output } =
-        client.attach(&attach_req(&b3, "sh", true)).await.unwrap();
-    input
-        .stdin(&b"echo hello from \"$((6*7))\"\n"[..])
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    let status = tokio::time::timeout(T, async {
-        loop {
-            match output.next().await.expect("an event").unwrap() {
-                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
-                ExecEvent::Stderr(b) => panic!("stderr: {b:?}"),
-                ExecEvent::Exit(s) => return s,
-            }
-            if seen.contains("hello from 42\n") {
-                input.stdin(&b"exit 0\n"[..]).await.unwrap();
-            }
-        }
-    })
-    .await
-    .expect("the shell ended");
-    assert_eq!(status, ExitStatus::Success, "{seen:?}");
-    assert_eq!(seen, "hello from 42\n");
+    check_attach_stdin(&client, &b3, "sh").await;
 
     for p in [&b.pod, &b2.pod, &b3.pod] {
         client.delete(p).await.unwrap();
