@@ -170,6 +170,7 @@ pub fn backends_required() -> bool {
 pub mod apiserver;
 pub mod cri;
 pub mod engine;
+pub mod exec_checks;
 pub mod extensions;
 pub mod kube_api;
 pub mod plugin;

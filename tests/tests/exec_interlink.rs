@@ -10,12 +10,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use interlink::client::{Client, ClientConfig, ClientError, ExecEvent, ExecSession};
-use interlink::exec::{
-    AttachRequest, ExecRequest, ExitStatus, PortForwardRequest, Target, TermSize,
-};
+use interlink::exec::{ExitStatus, PortForwardRequest};
 use interlink::extensions::EXEC;
 use interlink_test_harness::apiserver::{
     ApiServer, Listen, ScriptedHttp, create_request, make_pki, start_interlink,
+};
+use interlink_test_harness::exec_checks::{
+    attach_req, check_attach_stdin, check_tty, echo_server, exec_req, refused, target, text,
 };
 use interlink_test_harness::free_port;
 use interlink_test_harness::plugin::{PodBuilder, ReapLocalPods, container_status, start_local};
@@ -26,43 +27,6 @@ const T: Duration = Duration::from_secs(30);
 
 /// A container that lives long enough for the test, and not much longer.
 const IDLE: &[&str] = &["sleep", "120"];
-
-fn target(b: &PodBuilder) -> Target {
-    Target {
-        pod_uid: b.uid().to_string(),
-        namespace: "default".into(),
-        pod_name: interlink::pod_name(&b.pod).to_string(),
-    }
-}
-
-fn exec_req(b: &PodBuilder, container: &str, cmd: &[&str]) -> ExecRequest {
-    ExecRequest {
-        target: target(b),
-        container: container.into(),
-        command: cmd.iter().map(|s| s.to_string()).collect(),
-        tty: false,
-        stdin: false,
-    }
-}
-
-fn attach_req(b: &PodBuilder, container: &str, stdin: bool) -> AttachRequest {
-    AttachRequest {
-        target: target(b),
-        container: container.into(),
-        tty: false,
-        stdin,
-    }
-}
-
-/// The error of a call that must fail.
-async fn refused<T>(
-    call: impl std::future::Future<Output = Result<T, ClientError>>,
-) -> ClientError {
-    match call.await {
-        Ok(_) => panic!("the call succeeded"),
-        Err(e) => e,
-    }
-}
 
 /// Create the pod and wait until `container` runs.
 async fn run_pod(client: &Client, b: &PodBuilder, container: &str) {
@@ -88,10 +52,6 @@ async fn collect(s: ExecSession) -> interlink::client::ExecOutcome {
         .await
         .expect("the stream ended in time")
         .expect("an exit status")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 struct Setup {
@@ -234,56 +194,7 @@ async fn exec_streams_exit_codes_stdin_and_tty() {
     assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
 
     // a tty: its size follows the resizes, stderr comes on stdout
-    let mut r = exec_req(
-        &b,
-        "main",
-        &[
-            "sh",
-            "-c",
-            "read x; stty size; echo to-stderr >&2; read y; stty size",
-        ],
-    );
-    r.tty = true;
-    r.stdin = true;
-    let ExecSession { input, mut output } = client.exec(&r).await.unwrap();
-    input
-        .resize(TermSize {
-            width: 100,
-            height: 40,
-        })
-        .await
-        .unwrap();
-    input.stdin(&b"go\n"[..]).await.unwrap();
-    let mut seen = String::new();
-    let mut resized = false;
-    let status = tokio::time::timeout(T, async {
-        loop {
-            match output.next().await.expect("an event").unwrap() {
-                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
-                ExecEvent::Stderr(b) => panic!("stderr with a tty: {b:?}"),
-                ExecEvent::Exit(s) => return s,
-            }
-            if seen.contains("40 100") && !resized {
-                resized = true;
-                input
-                    .resize(TermSize {
-                        width: 132,
-                        height: 50,
-                    })
-                    .await
-                    .unwrap();
-                input.stdin(&b"again\n"[..]).await.unwrap();
-            }
-        }
-    })
-    .await
-    .expect("the tty session ended");
-    assert_eq!(status, ExitStatus::Success, "{seen:?}");
-    assert!(seen.contains("40 100\r\n"), "{seen:?}");
-    assert!(seen.contains("to-stderr"), "{seen:?}");
-    assert!(seen.contains("50 132\r\n"), "{seen:?}");
-    // the terminal echoed what was typed
-    assert!(seen.contains("go\r\n"), "{seen:?}");
+    check_tty(&client, &b, "main", "stty").await;
 
     // a program that is not there: a clear refusal before anything runs
     let e = client
@@ -491,41 +402,11 @@ async fn attach_follows_the_container_until_it_ends() {
         .container("sh", &["sh"])
         .with_container("sh", |c| c.stdin = Some(true));
     run_pod(&client, &b3, "sh").await;
-    let ExecSession { input, mut output } =
-        client.attach(&attach_req(&b3, "sh", true)).await.unwrap();
-    input
-        .stdin(&b"echo hello from \"$((6*7))\"\n"[..])
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    let status = tokio::time::timeout(T, async {
-        loop {
-            match output.next().await.expect("an event").unwrap() {
-                ExecEvent::Stdout(b) => seen.push_str(&text(&b)),
-                ExecEvent::Stderr(b) => panic!("stderr: {b:?}"),
-                ExecEvent::Exit(s) => return s,
-            }
-            if seen.contains("hello from 42\n") {
-                input.stdin(&b"exit 0\n"[..]).await.unwrap();
-            }
-        }
-    })
-    .await
-    .expect("the shell ended");
-    assert_eq!(status, ExitStatus::Success, "{seen:?}");
-    assert_eq!(seen, "hello from 42\n");
+    check_attach_stdin(&client, &b3, "sh").await;
 
     for p in [&b.pod, &b2.pod, &b3.pod] {
         client.delete(p).await.unwrap();
     }
-}
-
-/// A TCP echo server (perl, which every Debian has) on `port` of 127.0.0.1.
-fn echo_server(port: u16) -> Vec<String> {
-    let script = "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', \
-        LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; \
-        while (my $c = $s->accept) { while (sysread($c, my $b, 65536)) { syswrite($c, \"echo:\" . $b) } close $c }";
-    vec!["perl".into(), "-e".into(), script.into(), port.to_string()]
 }
 
 /// Port-forward reaches a TCP echo server run as the container, bytes both

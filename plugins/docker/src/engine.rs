@@ -196,6 +196,51 @@ pub mod raw {
         pub image: String,
         #[serde(rename = "State", default)]
         pub state: Option<State>,
+        #[serde(rename = "Config", default)]
+        pub config: Option<ContainerConfig>,
+        #[serde(rename = "NetworkSettings", default)]
+        pub network: Option<NetworkSettings>,
+    }
+
+    /// The parts of a container's config that exec and attach read.
+    #[derive(Debug, Clone, Default, Deserialize)]
+    pub struct ContainerConfig {
+        #[serde(rename = "OpenStdin", default)]
+        pub open_stdin: bool,
+        #[serde(rename = "Tty", default)]
+        pub tty: bool,
+    }
+
+    /// Where a container is reachable on the engine's networks.
+    #[derive(Debug, Clone, Default, Deserialize)]
+    pub struct NetworkSettings {
+        #[serde(rename = "IPAddress", default)]
+        pub ip_address: Option<String>,
+        #[serde(rename = "Networks", default)]
+        pub networks: Option<HashMap<String, Endpoint>>,
+    }
+
+    #[derive(Debug, Clone, Default, Deserialize)]
+    pub struct Endpoint {
+        #[serde(rename = "IPAddress", default)]
+        pub ip_address: Option<String>,
+    }
+
+    impl NetworkSettings {
+        /// The container's addresses, the default network's first.
+        pub fn addresses(&self) -> Vec<String> {
+            self.ip_address
+                .iter()
+                .chain(
+                    self.networks
+                        .iter()
+                        .flat_map(|n| n.values())
+                        .filter_map(|e| e.ip_address.as_ref()),
+                )
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .collect()
+        }
     }
 
     #[derive(Debug, Clone, Default, Deserialize)]
@@ -212,6 +257,9 @@ pub mod raw {
         pub started_at: String,
         #[serde(rename = "FinishedAt", default)]
         pub finished_at: String,
+        /// The main process on the engine's host (0 when not running).
+        #[serde(rename = "Pid", default)]
+        pub pid: i64,
     }
 
     impl State {

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod exec;
 pub mod provider;
 pub mod spec;
 pub mod state;

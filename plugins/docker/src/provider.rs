@@ -1089,10 +1089,39 @@ impl Provider for DockerProvider {
     }
 
     fn extensions(&self) -> interlink::extensions::Extensions {
-        interlink::extensions::Extensions::none().with(
-            interlink::extensions::STATS,
-            interlink::extensions::STATS_VERSION,
-        )
+        interlink::extensions::Extensions::none()
+            .with(
+                interlink::extensions::STATS,
+                interlink::extensions::STATS_VERSION,
+            )
+            .with(
+                interlink::extensions::EXEC,
+                interlink::extensions::EXEC_VERSION,
+            )
+    }
+
+    async fn exec(
+        &self,
+        req: interlink::exec::ExecRequest,
+    ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
+        let rec = lock(&self.inner.pods).get(&req.target.pod_uid).cloned();
+        crate::exec::exec(&self.inner.engine, rec, req).await
+    }
+
+    async fn attach(
+        &self,
+        req: interlink::exec::AttachRequest,
+    ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
+        let rec = lock(&self.inner.pods).get(&req.target.pod_uid).cloned();
+        crate::exec::attach(&self.inner.engine, rec, req).await
+    }
+
+    async fn port_forward(
+        &self,
+        req: interlink::exec::PortForwardRequest,
+    ) -> Result<interlink_plugin_kit::PortStream, PluginError> {
+        let rec = lock(&self.inner.pods).get(&req.target.pod_uid).cloned();
+        crate::exec::port_forward(&self.inner.engine, rec, req).await
     }
 
     async fn stats(

@@ -261,6 +261,9 @@ pub fn container(
         working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
         user,
         tty: Some(false),
+        // stdin kept open for `kubectl attach -i` when the pod asks for it
+        open_stdin: c.stdin.filter(|s| *s),
+        stdin_once: c.stdin_once.filter(|s| *s),
         labels: Some(labels(pod, role, &c.name)),
         host_config: Some(hc),
         ..Default::default()

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod env;
+pub mod exec;
 pub mod files;
 pub mod jobinfo;
 pub mod logs;

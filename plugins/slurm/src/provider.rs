@@ -254,7 +254,10 @@ impl SlurmProvider {
             pod_namespace: interlink::pod_namespace(pod).to_string(),
             pod_uid: uid.to_string(),
         };
-        Ok((render(&script)?, plan.files, plan.dirs))
+        // what an exec in each container needs, next to its other files
+        let mut files = plan.files;
+        files.extend(crate::exec::spec_files(&script)?);
+        Ok((render(&script)?, files, plan.dirs))
     }
 
     /// Write the pod directory: 0700, job script 0700 (it exports the pod's env,
@@ -935,6 +938,41 @@ impl Provider for SlurmProvider {
 
     async fn ping(&self) -> Result<PingResponse, PluginError> {
         self.do_ping().await
+    }
+
+    fn extensions(&self) -> interlink::extensions::Extensions {
+        interlink::extensions::Extensions::none().with(
+            interlink::extensions::EXEC,
+            interlink::extensions::EXEC_VERSION,
+        )
+    }
+
+    async fn exec(
+        &self,
+        req: interlink::exec::ExecRequest,
+    ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
+        let rec = self.pods().get(&req.target.pod_uid).cloned();
+        crate::exec::exec(&self.inner.cfg, rec, req)
+    }
+
+    async fn attach(
+        &self,
+        req: interlink::exec::AttachRequest,
+    ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
+        let rec = self.pods().get(&req.target.pod_uid).cloned();
+        let rec = crate::exec::pod(rec, &req.target)?;
+        crate::exec::running(&rec, &req.container)?;
+        let logs = crate::exec::attach_logs(&rec, &req)?;
+        let output = self.do_logs(logs).await?;
+        Ok(crate::exec::attach_run(rec, req.container, output))
+    }
+
+    async fn port_forward(
+        &self,
+        req: interlink::exec::PortForwardRequest,
+    ) -> Result<interlink_plugin_kit::PortStream, PluginError> {
+        let rec = self.pods().get(&req.target.pod_uid).cloned();
+        crate::exec::port_forward(&self.inner.cfg, rec, req).await
     }
 }
 

@@ -272,7 +272,7 @@ fn needs_name(c: &ContainerRun) -> bool {
 
 /// The command line that runs `"$@"` inside a running container (probes and
 /// hooks), without `exec`; `"$@"` is appended by the caller.
-fn in_container(s: &JobScript, c: &ContainerRun) -> Vec<String> {
+pub fn in_container(s: &JobScript, c: &ContainerRun) -> Vec<String> {
     match s.runtime {
         ContainerRuntime::None => Vec::new(),
         ContainerRuntime::Apptainer | ContainerRuntime::Singularity => {
