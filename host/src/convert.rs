@@ -523,9 +523,9 @@ pub fn apply_pod_spec(pod: &mut k8s::Pod, real: &k8s::Pod) {
         }
         c.security_context = k.security_context.clone().or(c.security_context.take());
         c.lifecycle = k.lifecycle.clone();
-        c.stdin = k.stdin;
-        c.stdin_once = k.stdin_once;
-        c.tty = k.tty;
+        c.stdin = k.stdin.or(c.stdin);
+        c.stdin_once = k.stdin_once.or(c.stdin_once);
+        c.tty = k.tty.or(c.tty);
         c.termination_message_path = k.termination_message_path.clone();
         c.termination_message_policy = k.termination_message_policy.clone();
     }

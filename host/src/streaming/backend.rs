@@ -43,6 +43,10 @@ pub enum BackendError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Started, but its remote pod is not created yet (the batch window, the
+    /// `/create` in flight): worth waiting for.
+    #[error("{0}")]
+    NotYetRemote(String),
     #[error("{0}")]
     Unimplemented(String),
     #[error("{0}")]
@@ -53,7 +57,9 @@ impl From<BackendError> for tonic::Status {
     fn from(e: BackendError) -> Self {
         match e {
             BackendError::NotFound(m) => tonic::Status::not_found(m),
-            BackendError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
+            BackendError::FailedPrecondition(m) | BackendError::NotYetRemote(m) => {
+                tonic::Status::failed_precondition(m)
+            }
             BackendError::Unimplemented(m) => tonic::Status::unimplemented(m),
             BackendError::Failed(m) => tonic::Status::unavailable(m),
         }

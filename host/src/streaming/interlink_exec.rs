@@ -70,9 +70,15 @@ pub fn container_target(store: &Store, id: &str) -> Result<(Target, String), Bac
         .ok_or_else(|| {
             BackendError::FailedPrecondition(format!("container {id:?} has no remote pod"))
         })?;
+    if matches!(r.phase, Phase::Collecting | Phase::Sending) {
+        return Err(BackendError::NotYetRemote(format!(
+            "container {id:?} is not running remotely yet (its pod is {:?})",
+            r.phase
+        )));
+    }
     if r.phase != Phase::Created {
         return Err(BackendError::FailedPrecondition(format!(
-            "container {id:?} is not running remotely yet (its pod is {:?})",
+            "container {id:?} does not run remotely (its pod is {:?})",
             r.phase
         )));
     }
@@ -109,15 +115,42 @@ pub fn sandbox_target(store: &Store, sandbox_id: &str) -> Result<Target, Backend
         .filter(|r| r.sandbox_id == sandbox_id && r.phase == Phase::Created && !r.finished)
         .max_by_key(|r| r.kind == Kind::Regular)
         .ok_or_else(|| {
-            BackendError::FailedPrecondition(format!(
-                "pod sandbox {sandbox_id:?} has no running remote pod"
-            ))
+            let started = st.remotes.values().any(|r| {
+                r.sandbox_id == sandbox_id && matches!(r.phase, Phase::Collecting | Phase::Sending)
+            });
+            let m = format!("pod sandbox {sandbox_id:?} has no running remote pod");
+            if started {
+                BackendError::NotYetRemote(m)
+            } else {
+                BackendError::FailedPrecondition(m)
+            }
         })?;
     Ok(Target {
         pod_uid: r.uid.clone(),
         namespace: r.namespace.clone(),
         pod_name: r.name.clone(),
     })
+}
+
+/// How long a session for a started container waits for its remote pod
+/// (kubelet and critest exec right after `StartContainer`, inside the batch
+/// window).
+pub const REMOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `lookup` until it answers something else than "not remote yet", for at
+/// most [`REMOTE_WAIT`].
+async fn when_remote<T>(
+    mut lookup: impl FnMut() -> Result<T, BackendError>,
+) -> Result<T, BackendError> {
+    let deadline = tokio::time::Instant::now() + REMOTE_WAIT;
+    loop {
+        match lookup() {
+            Err(BackendError::NotYetRemote(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Relay `io` to and from a session until its exit status.
@@ -200,7 +233,8 @@ impl StreamBackend for InterlinkExec {
 
     fn exec(&self, t: ExecTarget, io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>> {
         Box::pin(async move {
-            let (target, container) = self.targets()?.container(&t.container_id)?;
+            let targets = self.targets()?;
+            let (target, container) = when_remote(|| targets.container(&t.container_id)).await?;
             let req = ExecRequest {
                 target,
                 container,
@@ -221,7 +255,8 @@ impl StreamBackend for InterlinkExec {
     ) -> BoxFuture<'_, Result<i32, BackendError>> {
         let id = container_id.to_string();
         Box::pin(async move {
-            let (target, container) = self.targets()?.container(&id)?;
+            let targets = self.targets()?;
+            let (target, container) = when_remote(|| targets.container(&id)).await?;
             let req = AttachRequest {
                 target,
                 container,
@@ -240,7 +275,8 @@ impl StreamBackend for InterlinkExec {
     ) -> BoxFuture<'_, Result<Box<dyn PortStream>, BackendError>> {
         let id = sandbox_id.to_string();
         Box::pin(async move {
-            let target = self.targets()?.sandbox(&id)?;
+            let targets = self.targets()?;
+            let target = when_remote(|| targets.sandbox(&id)).await?;
             let s = self
                 .client
                 .port_forward(&PortForwardRequest { target, port })
