@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use reqwest::Method;
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::metrics::Metrics;
@@ -166,10 +167,41 @@ impl PluginClient {
         body: Option<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, PluginFailure> {
+        let span = tracing::debug_span!(
+            "plugin.request",
+            otel.name = %format_args!("plugin {method} {endpoint}"),
+            otel.kind = "client",
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let r = self
+            .call_in(&span, endpoint, method, body, timeout)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &r {
+            crate::telemetry::fail(&span, &format!("{e:?}"));
+        }
+        r
+    }
+
+    async fn call_in(
+        &self,
+        span: &tracing::Span,
+        endpoint: &'static str,
+        method: Method,
+        body: Option<Bytes>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, PluginFailure> {
         let start = Instant::now();
         let mut rb = self
             .http
             .request(method, format!("{}{}", self.base, endpoint));
+        if crate::telemetry::enabled() {
+            let mut h = http::HeaderMap::new();
+            crate::telemetry::inject(span, &mut h);
+            rb = rb.headers(h);
+        }
         if let Some(t) = timeout {
             rb = rb.timeout(t);
         }
@@ -192,6 +224,7 @@ impl PluginClient {
         self.metrics.plugin_call(endpoint, outcome, start.elapsed());
         let resp = result.map_err(from_reqwest)?;
         let status = resp.status();
+        span.record("http.response.status_code", status.as_u16());
         if status.is_success() {
             return Ok(resp);
         }
