@@ -108,12 +108,18 @@ impl Settings {
             ));
         }
         let path = |keys: &[&str]| first(get, keys).map(PathBuf::from);
-        let ca_file = path(&["OTEL_EXPORTER_OTLP_CERTIFICATE", "TELEMETRY_CA_CRT_FILEPATH"]);
+        let ca_file = path(&[
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "TELEMETRY_CA_CRT_FILEPATH",
+        ]);
         let client_cert_file = path(&[
             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
             "TELEMETRY_CLIENT_CRT_FILEPATH",
         ]);
-        let client_key_file = path(&["OTEL_EXPORTER_OTLP_CLIENT_KEY", "TELEMETRY_CLIENT_KEY_FILEPATH"]);
+        let client_key_file = path(&[
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            "TELEMETRY_CLIENT_KEY_FILEPATH",
+        ]);
         if client_cert_file.is_some() != client_key_file.is_some() {
             return Err(TelemetryError(
                 "a client certificate needs its key and a key its certificate".into(),
@@ -131,9 +137,17 @@ impl Settings {
                 "the OTLP endpoint {endpoint:?} is neither http:// nor https://"
             )));
         }
-        let timeout = match first(get, &["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]) {
+        let timeout = match first(
+            get,
+            &[
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+            ],
+        ) {
             Some(ms) => Duration::from_millis(u64::from_str(&ms).map_err(|_| {
-                TelemetryError(format!("OTEL_EXPORTER_OTLP_TIMEOUT {ms:?} is not milliseconds"))
+                TelemetryError(format!(
+                    "OTEL_EXPORTER_OTLP_TIMEOUT {ms:?} is not milliseconds"
+                ))
             })?),
             None => Duration::from_secs(10),
         };
@@ -189,8 +203,7 @@ where
         .with_default(LevelFilter::INFO)
         .with_target("interlink", LevelFilter::DEBUG);
     let layer = tracing_subscriber::Layer::with_filter(
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer),
+        tracing_opentelemetry::layer().with_tracer(tracer),
         filter,
     );
     opentelemetry::global::set_text_map_propagator(
@@ -302,7 +315,8 @@ pub fn adopt_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     if !enabled() || !headers.contains_key("traceparent") {
         return;
     }
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     let _ = span.set_parent(cx);
 }
 
@@ -366,7 +380,10 @@ mod tests {
     fn off_unless_configured() {
         assert_eq!(settings(&[]).unwrap(), None);
         assert_eq!(settings(&[("ENABLE_TRACING", "0")]).unwrap(), None);
-        let s = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_SDK_DISABLED", "true")]);
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
         assert_eq!(s.unwrap(), None);
     }
 
@@ -400,9 +417,15 @@ mod tests {
 
     #[test]
     fn bad_settings_are_errors() {
-        let e = settings(&[("ENABLE_TRACING", "1"), ("TELEMETRY_INSECURE_SKIP_VERIFY", "true")]);
+        let e = settings(&[
+            ("ENABLE_TRACING", "1"),
+            ("TELEMETRY_INSECURE_SKIP_VERIFY", "true"),
+        ]);
         assert!(e.unwrap_err().to_string().contains("CA"));
-        let e = settings(&[("ENABLE_TRACING", "1"), ("TELEMETRY_CLIENT_CRT_FILEPATH", "/c.pem")]);
+        let e = settings(&[
+            ("ENABLE_TRACING", "1"),
+            ("TELEMETRY_CLIENT_CRT_FILEPATH", "/c.pem"),
+        ]);
         assert!(e.unwrap_err().to_string().contains("key"));
         let e = settings(&[("TELEMETRY_ENDPOINT", "grpc://x:1")]);
         assert!(e.is_err());

@@ -172,6 +172,7 @@ pub mod cri;
 pub mod engine;
 pub mod extensions;
 pub mod kube_api;
+pub mod otlp_receiver;
 pub mod plugin;
 pub mod recording;
 pub mod slurm;
