@@ -327,6 +327,19 @@ pub fn fail(span: &tracing::Span, message: &str) {
     span.record("otel.status_description", message);
 }
 
+/// Run `f` in `span`; an error marks the span failed with `message(&error)`.
+pub async fn traced<T, E>(
+    span: tracing::Span,
+    f: impl std::future::Future<Output = Result<T, E>>,
+    message: impl FnOnce(&E) -> String,
+) -> Result<T, E> {
+    let r = tracing::Instrument::instrument(f, span.clone()).await;
+    if let Err(e) = &r {
+        fail(&span, &message(e));
+    }
+    r
+}
+
 /// Trace contexts handed from one task to a later one (a CRI call to the
 /// background work it queued), keyed by what both know. Bounded; empty while
 /// tracing is off.

@@ -30,7 +30,6 @@ use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use tracing::Instrument;
 
 use crate::types::{CreateStruct, LogStruct, PingResponse, PodCreateRequests, PodStatus};
 use token::TokenFile;
@@ -179,14 +178,8 @@ impl Client {
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
         );
-        let r = self
-            .send_in(&span, method, path, body, timeout)
-            .instrument(span.clone())
-            .await;
-        if let Err(e) = &r {
-            crate::telemetry::fail(&span, &e.to_string());
-        }
-        r
+        let call = self.send_in(&span, method, path, body, timeout);
+        crate::telemetry::traced(span.clone(), call, |e| e.to_string()).await
     }
 
     async fn send_in(

@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use reqwest::Method;
-use tracing::Instrument;
 
 use super::error::ApiError;
 use super::metrics::Metrics;
@@ -175,14 +174,8 @@ impl PluginClient {
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
         );
-        let r = self
-            .call_in(&span, endpoint, method, body, timeout)
-            .instrument(span.clone())
-            .await;
-        if let Err(e) = &r {
-            crate::telemetry::fail(&span, &format!("{e:?}"));
-        }
-        r
+        let call = self.call_in(&span, endpoint, method, body, timeout);
+        crate::telemetry::traced(span.clone(), call, |e| format!("{e:?}")).await
     }
 
     async fn call_in(
