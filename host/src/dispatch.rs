@@ -67,7 +67,9 @@ pub async fn run(rt: Arc<Runtime>) {
             if rt.inflight.claim(&uid) {
                 let rt = rt.clone();
                 tokio::spawn(async move {
-                    send(&rt, &uid).await;
+                    let span = tracing::debug_span!("batch", uid = %uid, otel.name = "send batch");
+                    interlink::telemetry::resume(&span, &uid);
+                    tracing::Instrument::instrument(send(&rt, &uid), span).await;
                     release(&rt, &uid);
                 });
             }

@@ -57,7 +57,12 @@ Config file (YAML, every key optional, an unknown key is an error):
     Dir, CallTimeout, MemoryLimitBytes, AdmissionFailOpen
 
 Environment: INTERLINK_CRI_CONFIG (config path), INTERLINK_CRI_DEBUG=true (debug
-logs), VK_TOKEN_FILE or VKTOKENFILE (token file), RUST_LOG (log filter, overrides the rest).";
+logs), VK_TOKEN_FILE or VKTOKENFILE (token file), RUST_LOG (log filter, overrides the rest).
+Tracing (OpenTelemetry over OTLP/gRPC, off unless set): ENABLE_TRACING=1,
+TELEMETRY_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS,
+OTEL_EXPORTER_OTLP_CERTIFICATE / _CLIENT_CERTIFICATE / _CLIENT_KEY (or upstream's
+TELEMETRY_CA_CRT_FILEPATH / TELEMETRY_CLIENT_CRT_FILEPATH / TELEMETRY_CLIENT_KEY_FILEPATH),
+OTEL_SERVICE_NAME, TELEMETRY_UNIQUE_ID; see README.md.";
 
 #[derive(Parser, Debug)]
 #[command(name = "interlink-cri", version, about = "CRI runtime offloading every pod through interLink", long_about = LONG_ABOUT)]
@@ -108,14 +113,21 @@ fn main() -> Result<()> {
     {
         cfg.token_file = Some(PathBuf::from(t));
     }
-    init_logging(&cfg, cli.debug);
-    tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run(cfg))
+        .build()?;
+    // the OTLP exporter (when configured) lives on this runtime
+    let telemetry = {
+        let _in = rt.enter();
+        init_logging(&cfg, cli.debug)?
+    };
+    let r = rt.block_on(run(cfg));
+    drop(telemetry);
+    r
 }
 
-fn init_logging(cfg: &Config, debug: bool) {
+fn init_logging(cfg: &Config, debug: bool) -> Result<interlink::telemetry::Guard> {
+    use tracing_subscriber::prelude::*;
     let level = if debug || cfg.verbose_logging {
         "info,interlink_cri=debug"
     } else if cfg.errors_only_logging {
@@ -125,15 +137,18 @@ fn init_logging(cfg: &Config, debug: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // colour only on a terminal (log files and journald get plain text)
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
         )
-        .init();
+        .with_filter(filter);
+    let (otel, guard) = interlink::telemetry::init("interlink-cri")?;
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    interlink::telemetry::log_settings("interlink-cri");
+    Ok(guard)
 }
 
 async fn run(cfg: Config) -> Result<()> {

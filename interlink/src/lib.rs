@@ -11,6 +11,7 @@ mod error_chain;
 pub mod exec;
 pub mod extensions;
 pub mod server;
+pub mod telemetry;
 mod tls;
 pub mod types;
 pub mod validate;

@@ -19,6 +19,9 @@ use interlink::server::{Server, ServerConfig};
 /// INTERLINK_ERRORS_ONLY_LOGGING, INTERLINK_DATA_ROOT_FOLDER,
 /// INTERLINK_TOKENS_FILE, INTERLINK_MAX_BODY_BYTES,
 /// INTERLINK_PLUGIN_TIMEOUT_SECONDS. RUST_LOG overrides the log level.
+/// Tracing (off unless set): ENABLE_TRACING=1, TELEMETRY_ENDPOINT or
+/// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, TLS files; see
+/// the README.
 #[derive(Parser, Debug)]
 #[command(name = "interlink", version)]
 struct Args {
@@ -30,7 +33,8 @@ struct Args {
     check: bool,
 }
 
-fn init_logging(cfg: &ServerConfig) {
+fn init_logging(cfg: &ServerConfig) -> anyhow::Result<interlink::telemetry::Guard> {
+    use tracing_subscriber::prelude::*;
     let level = if cfg.verbose_logging {
         "debug"
     } else if cfg.errors_only_logging {
@@ -41,11 +45,14 @@ fn init_logging(cfg: &ServerConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn"))
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter(filter);
+    let (otel, guard) = interlink::telemetry::init("interlink")?;
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    interlink::telemetry::log_settings("interlink");
+    Ok(guard)
 }
 
 async fn shutdown_signal() {
@@ -87,7 +94,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("configuration ok");
         return Ok(());
     }
-    init_logging(&cfg);
+    let _telemetry = init_logging(&cfg)?;
     let server = Server::bind(cfg).await.context("starting the API server")?;
     server.serve(shutdown_signal()).await?;
     Ok(())

@@ -32,6 +32,8 @@ pub struct CriEnv {
     pub plugin: Option<Proc>,
     /// `None`: the local plugin; `Some(conf)`: the Slurm plugin on that cluster.
     pub slurm_conf: Option<PathBuf>,
+    /// Environment given to all three processes (OTLP settings, for example).
+    pub env: Vec<(String, String)>,
 }
 
 impl CriEnv {
@@ -47,7 +49,24 @@ impl CriEnv {
         Self::start_with(None, extra)
     }
 
+    /// [`CriEnv::start`] with `env` set in the plugin, API server and host.
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Result<CriEnv> {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_full(None, extra, env)
+    }
+
     fn start_with(slurm_conf: Option<PathBuf>, extra: &str) -> Result<CriEnv> {
+        Self::start_full(slurm_conf, extra, Vec::new())
+    }
+
+    fn start_full(
+        slurm_conf: Option<PathBuf>,
+        extra: &str,
+        vars: Vec<(String, String)>,
+    ) -> Result<CriEnv> {
         let dir = tempfile::Builder::new().prefix("cri-e2e").tempdir()?;
         let d = dir.path().to_path_buf();
         let mut env = CriEnv {
@@ -61,6 +80,7 @@ impl CriEnv {
             api: None,
             plugin: None,
             slurm_conf,
+            env: vars,
         };
         std::fs::write(
             &env.host_config,
@@ -114,6 +134,7 @@ impl CriEnv {
             return wait_for_unix_socket(&self.plugin_socket, Duration::from_secs(20));
         }
         let mut cmd = Command::new(bin("interlink-local"));
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--listen")
             .arg(format!("unix://{}", self.plugin_socket.display()))
             .arg("--data-root")
@@ -128,6 +149,7 @@ impl CriEnv {
 
     pub fn start_api(&mut self) -> Result<()> {
         let mut cmd = Command::new(bin("interlink"));
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--config").arg(self.path("interlink.yaml"));
         self.api = Some(Proc::spawn("interlink", cmd, &self.path("api.log"))?);
         wait_for_unix_socket(&self.api_socket, Duration::from_secs(20))
@@ -141,6 +163,7 @@ impl CriEnv {
 
     pub fn start_host(&mut self) -> Result<()> {
         let mut cmd = Command::new(bin("interlink-cri"));
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--config").arg(&self.host_config);
         let mut p = Proc::spawn("interlink-cri", cmd, &self.path("host.log"))?;
         let end = Instant::now() + Duration::from_secs(20);

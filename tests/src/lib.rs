@@ -173,6 +173,7 @@ pub mod engine;
 pub mod exec_checks;
 pub mod extensions;
 pub mod kube_api;
+pub mod otlp_receiver;
 pub mod plugin;
 pub mod recording;
 pub mod slurm;

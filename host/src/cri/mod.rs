@@ -93,14 +93,24 @@ async fn timed<T>(
     f: impl Future<Output = Result<T>>,
 ) -> Result<Response<T>> {
     let t0 = Instant::now();
-    let span = tracing::debug_span!("cri", method);
-    let _e = span.enter();
-    drop(_e);
-    let r = tracing::Instrument::instrument(f, span).await;
+    let span = tracing::debug_span!(
+        "cri",
+        method,
+        otel.name = method,
+        otel.kind = "server",
+        rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    let r = tracing::Instrument::instrument(f, span.clone()).await;
     let code = match &r {
         Ok(_) => tonic::Code::Ok,
         Err(s) => s.code(),
     };
+    span.record("rpc.grpc.status_code", code as i32);
+    if let Err(s) = &r {
+        interlink::telemetry::fail(&span, &format!("{code:?}: {}", s.message()));
+    }
     rt.metrics.cri(method, code, t0.elapsed().as_secs_f64());
     match &r {
         Err(s) if code == tonic::Code::Internal || code == tonic::Code::Unavailable => {

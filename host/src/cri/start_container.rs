@@ -19,6 +19,8 @@ pub fn start_container(
     let (res, fx) = crate::lifecycle::change(&rt.store, |ch| {
         let batch = ch.start_container(&id, window)?;
         tracing::debug!(container = %id, %batch, "started: in its batch");
+        // the batch's /create (sent later by the dispatcher) continues this call's trace
+        interlink::telemetry::hand_off(&batch);
         Ok::<_, crate::lifecycle::LifecycleError>(
             ch.state()
                 .containers

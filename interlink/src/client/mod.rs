@@ -167,8 +167,36 @@ impl Client {
         body: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ClientError> {
+        // one span per request (exported when tracing is on), its context sent on
+        let span = tracing::debug_span!(
+            "interlink.request",
+            otel.name = %format_args!("{method} {path}"),
+            otel.kind = "client",
+            http.request.method = %method,
+            url.path = path,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let call = self.send_in(&span, method, path, body, timeout);
+        crate::telemetry::traced(span.clone(), call, |e| e.to_string()).await
+    }
+
+    async fn send_in(
+        &self,
+        span: &tracing::Span,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{}", self.inner.base, path);
         let mut rb = self.inner.http.request(method, &url);
+        if crate::telemetry::enabled() {
+            let mut h = http::HeaderMap::new();
+            crate::telemetry::inject(span, &mut h);
+            rb = rb.headers(h);
+        }
         if let Some(t) = timeout {
             rb = rb.timeout(t);
         }
@@ -186,6 +214,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::from_reqwest(e, path))?;
         let status = resp.status();
+        span.record("http.response.status_code", status.as_u16());
         if status.is_success() {
             return Ok(resp);
         }

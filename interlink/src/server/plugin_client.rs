@@ -166,10 +166,35 @@ impl PluginClient {
         body: Option<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, PluginFailure> {
+        let span = tracing::debug_span!(
+            "plugin.request",
+            otel.name = %format_args!("plugin {method} {endpoint}"),
+            otel.kind = "client",
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let call = self.call_in(&span, endpoint, method, body, timeout);
+        crate::telemetry::traced(span.clone(), call, |e| format!("{e:?}")).await
+    }
+
+    async fn call_in(
+        &self,
+        span: &tracing::Span,
+        endpoint: &'static str,
+        method: Method,
+        body: Option<Bytes>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, PluginFailure> {
         let start = Instant::now();
         let mut rb = self
             .http
             .request(method, format!("{}{}", self.base, endpoint));
+        if crate::telemetry::enabled() {
+            let mut h = http::HeaderMap::new();
+            crate::telemetry::inject(span, &mut h);
+            rb = rb.headers(h);
+        }
         if let Some(t) = timeout {
             rb = rb.timeout(t);
         }
@@ -192,6 +217,7 @@ impl PluginClient {
         self.metrics.plugin_call(endpoint, outcome, start.elapsed());
         let resp = result.map_err(from_reqwest)?;
         let status = resp.status();
+        span.record("http.response.status_code", status.as_u16());
         if status.is_success() {
             return Ok(resp);
         }

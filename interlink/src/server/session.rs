@@ -69,18 +69,31 @@ pub async fn track(req: Request, next: Next) -> Response {
         .unwrap_or_else(new_session);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let span = tracing::info_span!("request", %method, path, session = %session);
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        path,
+        session = %session,
+        otel.name = %format_args!("{method} {path}"),
+        otel.kind = "server",
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    crate::telemetry::adopt_parent(&span, req.headers());
     let resp = SESSION
         .scope(session, next.run(req))
         .instrument(span.clone())
         .await;
     let status = resp.status();
+    span.record("http.response.status_code", status.as_u16());
     if status.is_client_error() || status.is_server_error() {
         let message = resp
             .extensions()
             .get::<ErrorMessage>()
             .map(|m| m.0.as_str())
             .unwrap_or("");
+        crate::telemetry::fail(&span, &format!("{}: {message}", status.as_u16()));
         let _g = span.enter();
         if status.is_server_error() {
             tracing::error!(code = status.as_u16(), "request failed: {message}");

@@ -33,6 +33,11 @@
 //! | `--listen ADDR` | `INTERLINK_PLUGIN_LISTEN` | `unix:///path` or `host:port` (default `127.0.0.1:4000`) |
 //! | `--data-root DIR` | `INTERLINK_PLUGIN_DATA_ROOT` | plugin state (default `/var/lib/<name>` as root, else `~/.local/state/<name>`) |
 //! | `--log FILTER` | `INTERLINK_PLUGIN_LOG` | tracing filter (`RUST_LOG` wins) |
+//!
+//! OpenTelemetry tracing (a span per plugin action, a child of the API
+//! server's through `traceparent`) is off unless the environment configures it:
+//! `ENABLE_TRACING=1`, `TELEMETRY_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`, ...
+//! (see [`interlink::telemetry`]).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -171,11 +176,19 @@ where
     Fut: Future<Output = anyhow::Result<Arc<P>>>,
 {
     let settings: Settings<T> = settings_from(&info, std::env::args_os())?;
-    logging::init(settings.common.log.as_deref(), settings.common.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    // the OTLP exporter (when configured) lives on this runtime
+    let telemetry = {
+        let _in = rt.enter();
+        logging::init(
+            info.name,
+            settings.common.log.as_deref(),
+            settings.common.log_format,
+        )?
+    };
+    let r = rt.block_on(async move {
         std::fs::create_dir_all(&settings.data_root)
             .with_context(|| format!("create data root {}", settings.data_root.display()))?;
         let mut opts = ServeOptions {
@@ -199,7 +212,9 @@ where
             .await
             .context("serve")?;
         Ok(())
-    })
+    });
+    drop(telemetry);
+    r
 }
 
 /// Resolves on SIGTERM or SIGINT.

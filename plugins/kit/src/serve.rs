@@ -397,9 +397,23 @@ async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Resp
         .find(|e| **e == path)
         .copied()
         .unwrap_or("other");
-    let resp = next.run(req).await;
+    // one span per plugin action, a child of the caller's (W3C traceparent)
+    let span = tracing::debug_span!(
+        "plugin.action",
+        otel.name = %format_args!("{method} {endpoint}"),
+        otel.kind = "server",
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    interlink::telemetry::adopt_parent(&span, req.headers());
+    let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let secs = start.elapsed().as_secs_f64();
     let code = resp.status().as_u16();
+    span.record("http.response.status_code", code);
+    if code >= 400 {
+        interlink::telemetry::fail(&span, &format!("{method} {path}: HTTP {code}"));
+    }
     metrics.observe(endpoint, code, secs);
     let ms = secs * 1000.0;
     if code >= 500 {
