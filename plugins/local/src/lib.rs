@@ -52,6 +52,7 @@
 //! ```
 
 mod exec;
+pub mod file_watch;
 pub mod launch;
 pub mod logfile;
 pub mod options;
