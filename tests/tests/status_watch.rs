@@ -191,14 +191,11 @@ async fn api_server_watch_and_a_followed_log() {
     // the log: every line, then the end
     let mut text = Vec::new();
     let end = Instant::now() + VIA_WATCH;
-    loop {
-        match tokio::time::timeout_at(end.into(), log.next())
-            .await
-            .expect("the followed log ended after the container did")
-        {
-            Some(chunk) => text.extend_from_slice(&chunk.unwrap()),
-            None => break,
-        }
+    while let Some(chunk) = tokio::time::timeout_at(end.into(), log.next())
+        .await
+        .expect("the followed log ended after the container did")
+    {
+        text.extend_from_slice(&chunk.unwrap());
     }
     let text = String::from_utf8(text).unwrap();
     let want: Vec<String> = (1..=40).map(|i| format!("line {i}")).collect();

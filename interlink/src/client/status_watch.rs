@@ -87,8 +87,9 @@ mod tests {
         ];
         let chunks = futures::stream::iter(
             parts
+                .iter()
                 .map(|p| Ok::<_, ClientError>(bytes::Bytes::from_static(p.as_bytes())))
-                .to_vec(),
+                .collect::<Vec<_>>(),
         );
         let got: Vec<_> = status_lines(chunks).collect().await;
         let uids: Vec<_> = got

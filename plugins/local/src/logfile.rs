@@ -24,6 +24,16 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// every change wakes it before).
 pub const FOLLOW_SAFETY: Duration = Duration::from_secs(30);
 
+/// Set (to anything but `0`) in the environment, followed logs are polled
+/// every [`FOLLOW_POLL`] instead of watched: for filesystems where inotify
+/// does not see the writes (some network filesystems), and for comparison.
+pub const POLL_ENV: &str = "INTERLINK_LOCAL_LOG_POLL";
+
+fn poll_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var_os(POLL_ENV).is_some_and(|v| v != "0"))
+}
+
 /// Largest piece of the file read (and emitted) at once.
 pub const CHUNK: usize = 64 * 1024;
 
@@ -220,7 +230,7 @@ impl Follower {
         if self.watch.as_ref().is_some_and(|w| w.is_dead()) {
             self.watch = None;
         }
-        if self.watch.is_none() && self.file.is_some() && self.ended.is_some() {
+        if self.watch.is_none() && self.file.is_some() && self.ended.is_some() && !poll_forced() {
             self.watch = crate::file_watch::watch(&self.path);
             if self.watch.is_some() {
                 // what was written before the watch began: read it first
