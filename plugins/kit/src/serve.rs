@@ -450,6 +450,21 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// The body of `/status`, `/stats` and `/status/watch`: a JSON array of
+/// pods (an empty body: none), each naming a pod.
+fn pod_list(body: Result<Bytes, BytesRejection>) -> Result<Vec<Pod>, ApiError> {
+    let body = body_bytes(body)?;
+    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        parse_json(&body, "JSON array of v1.Pod")?
+    };
+    for (i, p) in pods.iter().enumerate() {
+        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
+    }
+    Ok(pods)
+}
+
 fn parse_json<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(format!(
@@ -509,15 +524,7 @@ async fn status<P: Provider>(
     State(s): St<P>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_bytes(body)?;
-    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        parse_json(&body, "JSON array of v1.Pod")?
-    };
-    for (i, p) in pods.iter().enumerate() {
-        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
-    }
+    let pods = pod_list(body)?;
     let answer = s.provider.status(pods).await?;
     Ok(axum::Json(answer).into_response())
 }
@@ -535,15 +542,7 @@ async fn stats<P: Provider>(
             crate::PluginError::NotFound("this plugin has no stats extension".into()).into(),
         );
     }
-    let body = body_bytes(body)?;
-    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        parse_json(&body, "JSON array of v1.Pod")?
-    };
-    for (i, p) in pods.iter().enumerate() {
-        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
-    }
+    let pods = pod_list(body)?;
     let answer = s.provider.stats(pods).await?;
     Ok(axum::Json(answer).into_response())
 }
@@ -564,15 +563,7 @@ async fn status_watch<P: Provider>(
         )
         .into());
     }
-    let body = body_bytes(body)?;
-    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        parse_json(&body, "JSON array of v1.Pod")?
-    };
-    for (i, p) in pods.iter().enumerate() {
-        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
-    }
+    let pods = pod_list(body)?;
     let stream = crate::status_watch::open(s.provider.clone(), pods, s.cancel.clone()).await?;
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(
