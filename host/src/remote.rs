@@ -51,7 +51,16 @@ pub trait Remote: Send + Sync + 'static {
         let _ = pods;
         Box::pin(async { Ok(None) })
     }
+    /// The statuses of every pod as they change (extension `statusWatch`):
+    /// first the current ones, then each change; `None` when the server does
+    /// not have the extension (the caller polls [`Remote::status`]).
+    fn status_watch(&self) -> BoxFuture<'_, RemoteResult<Option<StatusStream>>> {
+        Box::pin(async { Ok(None) })
+    }
 }
+
+/// A stream of pod statuses as they change (see [`Remote::status_watch`]).
+pub type StatusStream = BoxStream<'static, RemoteResult<PodStatus>>;
 
 /// [`Remote`] over the interLink client (HTTP, HTTPS with mTLS, or a Unix socket).
 pub struct InterlinkRemote {
@@ -127,6 +136,28 @@ impl Remote for InterlinkRemote {
             async move { self.client.update_cache(&pod).await.map_err(map_err) },
             span,
         ))
+    }
+    fn status_watch(&self) -> BoxFuture<'_, RemoteResult<Option<StatusStream>>> {
+        Box::pin(async move {
+            use futures::StreamExt;
+            let ext = self.client.extensions().await.map_err(map_err)?;
+            if !ext.has(interlink::extensions::STATUS_WATCH) {
+                return Ok(None);
+            }
+            match self.client.status_watch(&[]).await {
+                Ok(s) => Ok(Some(s.map(|r| r.map_err(map_err)).boxed())),
+                Err(e) => {
+                    // the server may have changed (restarted, replaced): ask again
+                    self.client.forget_extensions();
+                    if matches!(e, interlink::client::ClientError::NotFound(_))
+                        || e.is_unimplemented()
+                    {
+                        return Ok(None);
+                    }
+                    Err(map_err(e))
+                }
+            }
+        })
     }
     fn stats(
         &self,

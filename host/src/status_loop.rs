@@ -1,6 +1,10 @@
-//! One status loop for the whole host: every created, unfinished remote pod in one
-//! `/status` per `StatusInterval`; exponential backoff (to 30 s) while the API
-//! server does not answer. CRI reads never wait on it: they read the store.
+//! One status loop for the whole host. When the API server has the status
+//! watch (extension `statusWatch`), statuses arrive as they change, each
+//! applied at once, with a polling round only every so often; otherwise (an
+//! upstream server, a plugin without it) every created, unfinished remote pod
+//! in one `/status` per `StatusInterval`, with exponential backoff (to 30 s)
+//! while the API server does not answer. CRI reads never wait on it: they
+//! read the store.
 //!
 //! A round reads a snapshot under the read lock, runs the state-mapping step
 //! (hooks, possibly guest code) with no lock held, and commits the decisions
@@ -22,38 +26,188 @@ use crate::store::Phase;
 pub async fn run(rt: Arc<Runtime>) {
     let interval = rt.cfg.status_interval;
     let mut delay = interval;
+    let mut next_round = Instant::now() + interval;
+    // when to try the status watch again, and how long to wait after a failure
+    let mut watch_at = Instant::now();
+    let mut watch_backoff = WATCH_RETRY_MIN;
     loop {
-        tokio::time::sleep(delay).await;
-        let pods = rt.polled.get(&rt.store);
-        rt.metrics.status_loop_pods.set(pods.len() as i64);
-        if pods.is_empty() {
-            delay = interval;
-            continue;
-        }
-        let t0 = Instant::now();
-        let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.status(pods)).await;
-        let ok = matches!(res, Ok(Ok(_)));
-        rt.metrics.remote("status", ok);
-        match res {
-            Ok(Ok(list)) => {
-                let changed = apply(&rt, &list);
-                delay = interval;
-                if changed > 0 {
-                    tracing::debug!(changed, "container states changed");
+        if Instant::now() >= watch_at {
+            match watch(&rt).await {
+                Ok(false) => {
+                    tracing::debug!("the API server has no status watch: polling /status");
+                    watch_at = Instant::now() + WATCH_RECHECK;
+                }
+                Ok(true) => {
+                    // it ran and ended (the server or plugin restarted): poll now, reconnect soon
+                    watch_backoff = WATCH_RETRY_MIN;
+                    watch_at = Instant::now() + watch_backoff;
+                    next_round = Instant::now();
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, retry_in = ?watch_backoff, "status watch failed");
+                    watch_at = Instant::now() + watch_backoff;
+                    watch_backoff = (watch_backoff * 2).min(Duration::from_secs(30));
+                    next_round = next_round.min(Instant::now() + interval);
                 }
             }
-            Ok(Err(e)) => {
-                delay = (delay * 2).min(Duration::from_secs(30));
-                tracing::warn!(error = %e, retry_in = ?delay, "status failed");
+        }
+        tokio::time::sleep_until(next_round.min(watch_at).into()).await;
+        if Instant::now() >= next_round {
+            delay = match round(&rt).await {
+                Ok(_) => interval,
+                Err(()) => (delay.max(interval) * 2).min(Duration::from_secs(30)),
+            };
+            next_round = Instant::now() + delay;
+        }
+    }
+}
+
+/// The shortest wait before a failed status watch is opened again.
+const WATCH_RETRY_MIN: Duration = Duration::from_secs(1);
+/// How often a server without the status watch is asked again whether it has it.
+const WATCH_RECHECK: Duration = Duration::from_secs(60);
+/// While a status arrived for a pod not yet recorded as created here, how
+/// often to look whether it is now.
+const PENDING_TICK: Duration = Duration::from_millis(5);
+/// How long such a status waits for its pod.
+const PENDING_FOR: Duration = Duration::from_secs(10);
+/// Most statuses applied in one commit.
+const BATCH: usize = 4096;
+
+/// One polling round: every created, unfinished remote pod in one `/status`.
+/// `Err` when the server did not answer (the caller backs off).
+async fn round(rt: &Arc<Runtime>) -> Result<usize, ()> {
+    let pods = rt.polled.get(&rt.store);
+    rt.metrics.status_loop_pods.set(pods.len() as i64);
+    if pods.is_empty() {
+        return Ok(0);
+    }
+    let t0 = Instant::now();
+    let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.status(pods)).await;
+    let ok = matches!(res, Ok(Ok(_)));
+    rt.metrics.remote("status", ok);
+    rt.metrics
+        .status_loop_lag_ms
+        .set(t0.elapsed().as_millis() as i64);
+    match res {
+        Ok(Ok(list)) => {
+            let changed = apply(rt, &list);
+            if changed > 0 {
+                tracing::debug!(changed, "container states changed");
             }
-            Err(_) => {
-                delay = (delay * 2).min(Duration::from_secs(30));
-                tracing::warn!(retry_in = ?delay, "status timed out");
+            Ok(changed)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "status failed");
+            Err(())
+        }
+        Err(_) => {
+            tracing::warn!("status timed out");
+            Err(())
+        }
+    }
+}
+
+/// Follow the server's status watch (extension `statusWatch`) while it
+/// lasts: each status, as it arrives, goes through [`apply`]. A status of a
+/// pod this host does not know as created yet (its create answer is still on
+/// its way) waits for it a little. A polling round every so often catches
+/// what a watch cannot tell (a pod the plugin forgot). `Ok(false)`: the server
+/// has no watch; `Ok(true)`: the watch ran and ended.
+async fn watch(rt: &Arc<Runtime>) -> Result<bool, crate::remote::RemoteError> {
+    use futures::{FutureExt, StreamExt};
+    let Some(mut stream) = rt.remote.status_watch().await? else {
+        return Ok(false);
+    };
+    tracing::info!("status watch open: container states arrive as they change");
+    let silent_limit = interlink::extensions::WATCH_KEEPALIVE * 3;
+    let resync = (rt.cfg.status_interval * 10).max(Duration::from_secs(60));
+    let mut pending: HashMap<String, (PodStatus, Instant)> = HashMap::new();
+    let mut heard = Instant::now();
+    let mut resynced = Instant::now();
+    let mut generation = rt.store.remotes_generation();
+    loop {
+        let tick = if pending.is_empty() {
+            resync
+        } else {
+            PENDING_TICK
+        };
+        tokio::select! {
+            item = stream.next() => {
+                heard = Instant::now();
+                let mut batch = match item {
+                    None => return Ok(true),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(s)) => vec![(s, heard)],
+                };
+                let mut end = None;
+                while batch.len() < BATCH {
+                    match stream.next().now_or_never() {
+                        Some(Some(Ok(s))) => batch.push((s, heard)),
+                        Some(Some(Err(e))) => { end = Some(Err(e)); break; }
+                        Some(None) => { end = Some(Ok(true)); break; }
+                        None => break,
+                    }
+                }
+                apply_watched(rt, batch, &mut pending);
+                if let Some(end) = end {
+                    return end;
+                }
+            }
+            _ = tokio::time::sleep(tick) => {}
+        }
+        if !pending.is_empty() {
+            pending.retain(|_, (_, at)| at.elapsed() < PENDING_FOR);
+            let g = rt.store.remotes_generation();
+            if g != generation {
+                generation = g;
+                let waiting: Vec<_> = pending.drain().map(|(_, v)| v).collect();
+                apply_watched(rt, waiting, &mut pending);
             }
         }
-        rt.metrics
-            .status_loop_lag_ms
-            .set(t0.elapsed().as_millis() as i64);
+        if heard.elapsed() > silent_limit {
+            return Err(crate::remote::RemoteError::Unreachable(format!(
+                "the status watch was silent for {silent_limit:?}"
+            )));
+        }
+        if resynced.elapsed() >= resync {
+            resynced = Instant::now();
+            let _ = round(rt).await;
+        }
+    }
+}
+
+/// Apply the statuses (each with its arrival time) of pods created here;
+/// keep the others in `pending`.
+fn apply_watched(
+    rt: &Arc<Runtime>,
+    batch: Vec<(PodStatus, Instant)>,
+    pending: &mut HashMap<String, (PodStatus, Instant)>,
+) {
+    let phases: HashMap<String, Phase> = {
+        let st = rt.store.read();
+        st.remotes
+            .values()
+            .map(|r| (r.uid.clone(), r.phase))
+            .collect()
+    };
+    let mut known = Vec::new();
+    for (s, at) in batch {
+        match phases.get(&s.pod_uid) {
+            Some(Phase::Created) => known.push(s),
+            // its create answer is on its way
+            Some(Phase::Sending | Phase::Collecting) => {
+                pending.insert(s.pod_uid.clone(), (s, at));
+            }
+            // not ours, or gone, or failed: nothing to do
+            _ => {}
+        }
+    }
+    if !known.is_empty() {
+        let changed = apply(rt, &known);
+        if changed > 0 {
+            tracing::debug!(changed, "container states changed (watch)");
+        }
     }
 }
 

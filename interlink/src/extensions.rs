@@ -34,6 +34,25 @@ pub const ATTACH_PATH: &str = "/attach";
 /// Forward one TCP connection to a port of a pod.
 pub const PORT_FORWARD_PATH: &str = "/portforward";
 
+/// The status-watch extension: `POST /status/watch` with the body of
+/// `/status` (a JSON array of pods; `[]`: every pod the peer has, now and
+/// later) answers a long-lived stream of newline-delimited JSON `PodStatus`
+/// objects: first the current status of each pod, then one line each time a
+/// pod's status changes. An empty line is a keep-alive, sent at least every
+/// [`WATCH_KEEPALIVE`]. The stream ends when the peer stops (or falls behind);
+/// a client reconnects and gets the current statuses again. A peer without the
+/// extension answers 404 (or 501): the client keeps polling `/status`.
+pub const STATUS_WATCH: &str = "statusWatch";
+/// Its version.
+pub const STATUS_WATCH_VERSION: u32 = 1;
+/// Its endpoint.
+pub const STATUS_WATCH_PATH: &str = "/status/watch";
+/// Its content type.
+pub const STATUS_WATCH_CONTENT_TYPE: &str = "application/x-ndjson";
+/// The longest a watch stays silent: a keep-alive line follows at the latest.
+/// A client that hears nothing for three of these takes the stream as dead.
+pub const WATCH_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What a peer answers at [`PATH`]: extension name → version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extensions {

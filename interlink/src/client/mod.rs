@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod exec;
 mod extensions;
+mod status_watch;
 mod tls;
 mod token;
 

@@ -11,7 +11,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use super::state::AppState;
-use crate::extensions::{EXEC, EXEC_VERSION, Extensions, STATS, STATS_VERSION};
+use crate::extensions::{
+    EXEC, EXEC_VERSION, Extensions, STATS, STATS_VERSION, STATUS_WATCH, STATUS_WATCH_VERSION,
+};
 
 /// How long the plugin's answer is trusted before it is asked again.
 pub const REASK: Duration = Duration::from_secs(60);
@@ -21,6 +23,7 @@ fn proxied() -> Extensions {
     Extensions::none()
         .with(STATS, STATS_VERSION)
         .with(EXEC, EXEC_VERSION)
+        .with(STATUS_WATCH, STATUS_WATCH_VERSION)
 }
 
 /// The plugin's extensions, as last asked.

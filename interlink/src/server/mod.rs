@@ -34,6 +34,7 @@ mod session;
 mod state;
 mod stats;
 mod status;
+mod status_watch;
 mod update_cache;
 
 use std::future::Future;
@@ -84,6 +85,10 @@ fn router(state: state::AppState, auth: Option<Arc<auth::Authenticator>>) -> Rou
         .route("/updateCache", post(update_cache::update_cache))
         .route(crate::extensions::PATH, get(extensions::extensions))
         .route(crate::extensions::STATS_PATH, post(stats::stats))
+        .route(
+            crate::extensions::STATUS_WATCH_PATH,
+            post(status_watch::status_watch),
+        )
         .merge(exec::routes());
     let api = match auth {
         Some(a) => api.route_layer(middleware::from_fn_with_state(a, auth::require)),

@@ -322,6 +322,18 @@ impl PluginClient {
         self.body_of(resp).await
     }
 
+    /// `POST /status/watch` (extension `statusWatch`) with the request's JSON
+    /// array of pods, passed on as is; the answer streams (no overall timeout).
+    pub async fn status_watch(&self, pods_json: Bytes) -> Result<reqwest::Response, PluginFailure> {
+        self.call(
+            crate::extensions::STATUS_WATCH_PATH,
+            Method::POST,
+            Some(pods_json),
+            None,
+        )
+        .await
+    }
+
     /// Open a WebSocket to the plugin at `path_and_query` (an endpoint of the
     /// exec extension), with the request's session, within the plugin timeout.
     /// Answers the socket and the subprotocol the plugin chose.

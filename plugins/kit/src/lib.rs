@@ -30,6 +30,7 @@ pub mod private_fs;
 pub mod provider;
 pub mod quantity;
 pub mod serve;
+pub mod status_watch;
 pub mod subpath;
 pub mod validate;
 

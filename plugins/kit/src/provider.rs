@@ -85,6 +85,26 @@ pub trait Provider: Send + Sync + 'static {
         }
     }
 
+    /// The feed of status changes (extension `statusWatch`, which a provider
+    /// that has it lists in [`Provider::extensions`]): a receiver of a pod's
+    /// whole status each time it changes (a container started or ended). The
+    /// kit serves `POST /status/watch` from it (see [`crate::status_watch`]).
+    /// `None` by default: no such extension.
+    fn status_changes(&self) -> Option<tokio::sync::broadcast::Receiver<PodStatus>> {
+        None
+    }
+
+    /// The status of every pod the provider has (a watch of `[]`, extension
+    /// `statusWatch`). The default: unsupported (501).
+    fn status_all(&self) -> impl Future<Output = Result<Vec<PodStatus>, PluginError>> + Send {
+        async {
+            Err(PluginError::Unsupported(format!(
+                "this plugin has no {:?} extension",
+                interlink::extensions::STATUS_WATCH
+            )))
+        }
+    }
+
     /// Run a command in a container (extension `exec`, which a provider that
     /// implements this lists in [`Provider::extensions`]). Check the pod and
     /// container here (unknown: [`PluginError::NotFound`]; not running:

@@ -11,6 +11,7 @@
 //! | `/pinglink` | GET, POST | none | `PingResponse` |
 //! | `/extensions` | GET | none | the extensions the provider lists |
 //! | `/stats` | POST | `[v1.Pod]` | `[PodStats]` (extension `stats`) |
+//! | `/status/watch` | POST | `[v1.Pod]` (`[]`: every pod) | NDJSON `PodStatus` lines, open (extension `statusWatch`, see [`crate::status_watch`]) |
 //! | `/exec`, `/attach`, `/portforward` | GET, WebSocket upgrade | query (see [`interlink::exec`]) | `v5.channel.k8s.io` frames / raw bytes (extension `exec`, see [`crate::exec_ws`]) |
 //! | `/healthz` | GET | none | `ok` (the process answers; the provider is not asked) |
 //! | `/metrics` | GET | none | Prometheus text format |
@@ -345,6 +346,10 @@ pub fn router<P: Provider>(
         .route("/pinglink", get(ping::<P>).post(ping::<P>))
         .route(interlink::extensions::PATH, get(extensions::<P>))
         .route(interlink::extensions::STATS_PATH, post(stats::<P>))
+        .route(
+            interlink::extensions::STATUS_WATCH_PATH,
+            post(status_watch::<P>),
+        )
         .route(interlink::extensions::EXEC_PATH, get(exec::<P>))
         .route(interlink::extensions::ATTACH_PATH, get(attach::<P>))
         .route(
@@ -360,7 +365,7 @@ pub fn router<P: Provider>(
         .layer(axum::middleware::from_fn_with_state(metrics, track))
 }
 
-const ENDPOINTS: [&str; 12] = [
+const ENDPOINTS: [&str; 13] = [
     "/create",
     "/delete",
     "/status",
@@ -368,6 +373,7 @@ const ENDPOINTS: [&str; 12] = [
     "/pinglink",
     "/extensions",
     "/stats",
+    "/status/watch",
     "/exec",
     "/attach",
     "/portforward",
@@ -458,6 +464,21 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// The body of `/status`, `/stats` and `/status/watch`: a JSON array of
+/// pods (an empty body: none), each naming a pod.
+fn pod_list(body: Result<Bytes, BytesRejection>) -> Result<Vec<Pod>, ApiError> {
+    let body = body_bytes(body)?;
+    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        parse_json(&body, "JSON array of v1.Pod")?
+    };
+    for (i, p) in pods.iter().enumerate() {
+        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
+    }
+    Ok(pods)
+}
+
 fn parse_json<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(format!(
@@ -517,15 +538,7 @@ async fn status<P: Provider>(
     State(s): St<P>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_bytes(body)?;
-    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        parse_json(&body, "JSON array of v1.Pod")?
-    };
-    for (i, p) in pods.iter().enumerate() {
-        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
-    }
+    let pods = pod_list(body)?;
     let answer = s.provider.status(pods).await?;
     Ok(axum::Json(answer).into_response())
 }
@@ -543,17 +556,37 @@ async fn stats<P: Provider>(
             crate::PluginError::NotFound("this plugin has no stats extension".into()).into(),
         );
     }
-    let body = body_bytes(body)?;
-    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        parse_json(&body, "JSON array of v1.Pod")?
-    };
-    for (i, p) in pods.iter().enumerate() {
-        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
-    }
+    let pods = pod_list(body)?;
     let answer = s.provider.stats(pods).await?;
     Ok(axum::Json(answer).into_response())
+}
+
+/// `POST /status/watch` (extension `statusWatch`): the body of `/status`,
+/// answered by a stream of status lines (see [`crate::status_watch`]).
+async fn status_watch<P: Provider>(
+    State(s): St<P>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !s
+        .provider
+        .extensions()
+        .has(interlink::extensions::STATUS_WATCH)
+    {
+        return Err(crate::PluginError::NotFound(
+            "this plugin has no statusWatch extension".into(),
+        )
+        .into());
+    }
+    let pods = pod_list(body)?;
+    let stream = crate::status_watch::open(s.provider.clone(), pods, s.cancel.clone()).await?;
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(interlink::extensions::STATUS_WATCH_CONTENT_TYPE),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
 }
 
 /// An endpoint of the exec extension: the extension (else a JSON 501), a

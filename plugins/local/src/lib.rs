@@ -30,6 +30,14 @@
 //! mounts, follow its output, and connect to its ports on this host; see
 //! `exec.rs` for what each does and does not do.
 //!
+//! Status is pushed as well as polled: every change of a pod's record (a
+//! container started, ended, could not start) goes to the watchers of the
+//! `statusWatch` extension (`POST /status/watch`) at once. A followed log
+//! (`/getLogs` with `Follow`) waits for its file to change (one inotify
+//! instance for the process, see [`file_watch`]) and for the pod's record to
+//! change (its container's end), not on a timer; where a file cannot be
+//! watched, or with `INTERLINK_LOCAL_LOG_POLL=1`, it is read every 100 ms.
+//!
 //! Limits, said plainly:
 //! - no isolation of any kind: no image, no mount/network/pid namespace, no
 //!   resource limits (requests and limits are only reported through the downward
@@ -52,6 +60,7 @@
 //! ```
 
 mod exec;
+pub mod file_watch;
 pub mod launch;
 pub mod logfile;
 pub mod options;

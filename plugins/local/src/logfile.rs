@@ -16,8 +16,23 @@ use interlink::ContainerLogOpts;
 use interlink_plugin_kit::log_tail;
 use jiff::Timestamp;
 
-/// How often a following reader looks for new output.
+/// How often a following reader looks for new output when the file cannot
+/// be watched (no inotify, or the file does not exist yet).
 pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// With a watch, a following reader still looks this often (a safety net:
+/// every change wakes it before).
+pub const FOLLOW_SAFETY: Duration = Duration::from_secs(30);
+
+/// Set (to anything but `0`) in the environment, followed logs are polled
+/// every [`FOLLOW_POLL`] instead of watched: for filesystems where inotify
+/// does not see the writes (some network filesystems), and for comparison.
+pub const POLL_ENV: &str = "INTERLINK_LOCAL_LOG_POLL";
+
+fn poll_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var_os(POLL_ENV).is_some_and(|v| v != "0"))
+}
 
 /// Largest piece of the file read (and emitted) at once.
 pub const CHUNK: usize = 64 * 1024;
@@ -117,6 +132,18 @@ pub async fn stream(
     now: Timestamp,
     finished: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 ) -> std::io::Result<interlink_plugin_kit::LogStream> {
+    stream_notified(path, opts, now, finished, None).await
+}
+
+/// [`stream`], woken by `ended` (changed each time `finished` may have
+/// changed its answer) instead of asking `finished` on a timer.
+pub async fn stream_notified(
+    path: PathBuf,
+    opts: &ContainerLogOpts,
+    now: Timestamp,
+    finished: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    ended: Option<tokio::sync::watch::Receiver<u64>>,
+) -> std::io::Result<interlink_plugin_kit::LogStream> {
     let render = Render::new(opts, now);
     let (p, o, r) = (path.clone(), opts.clone(), render.clone());
     let (start, whole) = tokio::task::spawn_blocking(move || range(&p, &o, &r))
@@ -133,6 +160,8 @@ pub async fn stream(
         finished: finished.unwrap_or_else(|| Arc::new(|| true)),
         end,
         file: None,
+        watch: None,
+        ended,
     };
     Ok(f.into_stream(Vec::new()))
 }
@@ -152,6 +181,11 @@ pub struct Follower {
     /// The log file, kept open once it exists: what the container wrote before
     /// it ended is read even after the pod's directory has been removed.
     pub file: Option<std::fs::File>,
+    /// The file's watch (see [`crate::file_watch`]), once the file exists.
+    pub watch: Option<crate::file_watch::Watch>,
+    /// Changes when `finished` may have changed its answer (`None`: ask it
+    /// on every wake-up only).
+    pub ended: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Follower {
@@ -190,6 +224,35 @@ impl Follower {
         Ok(out)
     }
 
+    /// Wait for the file to change or the container to end: by the file's
+    /// watch and `ended` when there are both, else [`FOLLOW_POLL`].
+    async fn wait(&mut self) {
+        if self.watch.as_ref().is_some_and(|w| w.is_dead()) {
+            self.watch = None;
+        }
+        if self.watch.is_none() && self.file.is_some() && self.ended.is_some() && !poll_forced() {
+            self.watch = crate::file_watch::watch(&self.path);
+            if self.watch.is_some() {
+                // what was written before the watch began: read it first
+                return;
+            }
+        }
+        let (Some(w), Some(rx)) = (self.watch.as_ref(), self.ended.as_mut()) else {
+            tokio::time::sleep(FOLLOW_POLL).await;
+            return;
+        };
+        tokio::select! {
+            _ = w.changed() => {}
+            r = rx.changed() => {
+                if r.is_err() {
+                    // the pod's entry is gone: `finished` says so now
+                    self.ended = None;
+                }
+            }
+            _ = tokio::time::sleep(FOLLOW_SAFETY) => {}
+        }
+    }
+
     /// The log as a stream: whatever comes, until the container ends (and its
     /// last output is sent) or the byte limit is reached. `finished` is asked
     /// before each read, so once it says the container ended, the file is read
@@ -205,6 +268,10 @@ impl Follower {
                 loop {
                     if f.remaining == Some(0) {
                         return None;
+                    }
+                    if let Some(rx) = f.ended.as_mut() {
+                        // seen now: a change after this wakes the wait below
+                        rx.borrow_and_update();
                     }
                     let done = (f.finished)();
                     let before = f.offset;
@@ -227,7 +294,7 @@ impl Follower {
                     if done {
                         return None;
                     }
-                    tokio::time::sleep(FOLLOW_POLL).await;
+                    f.wait().await;
                 }
             },
         ))

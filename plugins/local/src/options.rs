@@ -20,6 +20,9 @@ pub struct LocalOptions {
     pub max_pods: Option<usize>,
     /// Grace period on delete when the pod gives none (default 30 s).
     pub default_grace_seconds: Option<i64>,
+    /// Offer the `statusWatch` extension (status changes pushed as they
+    /// happen; default true). `false`: clients poll `/status`.
+    pub status_watch: Option<bool>,
 }
 
 impl interlink_plugin_kit::config::PluginSettings for LocalOptions {

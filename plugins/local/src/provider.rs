@@ -42,6 +42,11 @@ pub(crate) struct PodEntry {
     /// Cancelled when the pod is being deleted: no container starts after that.
     pub deleting: CancellationToken,
     pub runner: Mutex<Option<JoinHandle<()>>>,
+    /// Where every status change of the pod goes (the `statusWatch` feed).
+    pub changes: tokio::sync::broadcast::Sender<PodStatus>,
+    /// Bumped on each change of the record and when the runner ends: what log
+    /// followers wait on to learn a container's end.
+    pub changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl PodEntry {
@@ -51,11 +56,20 @@ impl PodEntry {
 
     /// Persist the record (call with the lock held, passing the guarded record).
     pub fn save(&self, rec: &PodRecord) {
+        self.announce(rec);
         if self.deleting.is_cancelled() && !self.dir.exists() {
             return;
         }
         if let Err(e) = state::save(&self.dir.join("state.json"), rec) {
             tracing::error!(uid = %self.uid, "cannot persist the pod's state: {e}");
+        }
+    }
+
+    /// Tell the watchers (status streams, log followers) the record changed.
+    fn announce(&self, rec: &PodRecord) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        if self.changes.receiver_count() > 0 {
+            let _ = self.changes.send(pod_status(rec));
         }
     }
 
@@ -76,7 +90,12 @@ pub(crate) struct Inner {
     pub pods: Mutex<HashMap<String, Arc<PodEntry>>>,
     /// Runners of recovered pods start with the first call inside a runtime.
     started: AtomicBool,
+    /// Every pod's status changes (see [`PodEntry::changes`]).
+    changes: tokio::sync::broadcast::Sender<PodStatus>,
 }
+
+/// Status changes kept for a slow watcher before it must start over.
+const CHANGES_BACKLOG: usize = 4096;
 
 impl Inner {
     fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PodEntry>>> {
@@ -146,6 +165,7 @@ impl LocalProvider {
             path_var,
             pods: Mutex::new(HashMap::new()),
             started: AtomicBool::new(false),
+            changes: tokio::sync::broadcast::channel(CHANGES_BACKLOG).0,
         });
         let entries = std::fs::read_dir(&pods_dir).map_err(io)?;
         for ent in entries.flatten() {
@@ -162,6 +182,8 @@ impl LocalProvider {
                         rec: Mutex::new(rec),
                         deleting: CancellationToken::new(),
                         runner: Mutex::new(None),
+                        changes: inner.changes.clone(),
+                        changed: tokio::sync::watch::Sender::new(0),
                     });
                     reconcile(&e);
                     inner.pods().insert(e.uid.clone(), e);
@@ -203,7 +225,12 @@ impl LocalProvider {
 }
 
 fn start_runner(inner: &Arc<Inner>, e: Arc<PodEntry>) {
-    let h = tokio::spawn(runner::run_pod(inner.clone(), e.clone()));
+    let (i2, e2) = (inner.clone(), e.clone());
+    let h = tokio::spawn(async move {
+        runner::run_pod(i2, e2.clone()).await;
+        // followers ask `runner_done` too: wake them
+        e2.changed.send_modify(|v| *v = v.wrapping_add(1));
+    });
     *e.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
 }
 
@@ -509,6 +536,8 @@ impl Provider for LocalProvider {
             rec: Mutex::new(rec),
             deleting: CancellationToken::new(),
             runner: Mutex::new(None),
+            changes: self.inner.changes.clone(),
+            changed: tokio::sync::watch::Sender::new(0),
         });
         {
             let rec = e.lock();
@@ -592,9 +621,27 @@ impl Provider for LocalProvider {
 
     fn extensions(&self) -> interlink::extensions::Extensions {
         use interlink::extensions as x;
-        x::Extensions::none()
+        let e = x::Extensions::none()
             .with(x::STATS, x::STATS_VERSION)
-            .with(x::EXEC, x::EXEC_VERSION)
+            .with(x::EXEC, x::EXEC_VERSION);
+        if self.inner.opts.status_watch == Some(false) {
+            return e;
+        }
+        e.with(x::STATUS_WATCH, x::STATUS_WATCH_VERSION)
+    }
+
+    fn status_changes(&self) -> Option<tokio::sync::broadcast::Receiver<PodStatus>> {
+        if self.inner.opts.status_watch == Some(false) {
+            return None;
+        }
+        self.ensure_started();
+        Some(self.inner.changes.subscribe())
+    }
+
+    async fn status_all(&self) -> Result<Vec<PodStatus>, PluginError> {
+        self.ensure_started();
+        let entries: Vec<_> = self.inner.pods().values().cloned().collect();
+        Ok(entries.iter().map(|e| pod_status(&e.lock())).collect())
     }
 
     async fn exec(
@@ -704,6 +751,7 @@ impl Provider for LocalProvider {
             ));
         }
         let path = e.log_path(&req.container_name);
+        let ended = req.opts.follow.then(|| e.changed.subscribe());
         let finished: Option<Arc<dyn Fn() -> bool + Send + Sync>> = if req.opts.follow {
             let name = req.container_name.clone();
             let weak = Arc::downgrade(&e);
@@ -728,7 +776,7 @@ impl Provider for LocalProvider {
         } else {
             None
         };
-        logfile::stream(path.clone(), &req.opts, Timestamp::now(), finished)
+        logfile::stream_notified(path.clone(), &req.opts, Timestamp::now(), finished, ended)
             .await
             .map_err(|err| io_internal("read", &path, err))
     }
