@@ -42,6 +42,7 @@ impl StreamBackend for InstantDouble {
                 container_id: String::new(),
                 cmd: vec![],
                 tty: false,
+                timeout: None,
             },
             io,
         )
@@ -68,6 +69,7 @@ fn pending() -> Pending {
             container_id: "c".into(),
             cmd: vec!["true".into()],
             tty: false,
+            timeout: None,
         },
         opts: OPTS,
     }
@@ -169,8 +171,8 @@ fn main() {
                     container_id: "c".into(),
                     cmd: vec!["true".into()],
                     tty: false,
+                    timeout: Some(Duration::from_secs(5)),
                 },
-                Some(Duration::from_secs(5)),
             )
             .await
             .unwrap();

@@ -243,6 +243,7 @@ pub fn convert_container(
     }
     c.tty = cfg.tty.then_some(true);
     c.stdin = cfg.stdin.then_some(true);
+    c.stdin_once = (cfg.stdin && cfg.stdin_once).then_some(true);
 
     let mut mounts = Vec::new();
     for (i, m) in cfg.mounts.iter().enumerate() {

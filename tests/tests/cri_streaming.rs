@@ -192,6 +192,7 @@ fn exec(s: &Streaming, cmd: &[&str], opts: Options) -> String {
             container_id: "c1".into(),
             cmd: cmd.iter().map(|c| c.to_string()).collect(),
             tty: opts.tty,
+            timeout: None,
         },
         opts,
     })

@@ -77,6 +77,7 @@ pub async fn exec(rt: &Runtime, req: cri::ExecRequest) -> Result<cri::ExecRespon
                 container_id: id,
                 cmd: req.cmd,
                 tty: req.tty,
+                timeout: None,
             },
             opts,
         })

@@ -38,8 +38,8 @@ pub async fn exec_sync(rt: &Runtime, req: cri::ExecSyncRequest) -> Result<cri::E
             container_id: id,
             cmd: req.cmd,
             tty: false,
+            timeout,
         },
-        timeout,
     )
     .await
 }
@@ -54,12 +54,15 @@ async fn collect(mut rx: mpsc::Receiver<Bytes>) -> Vec<u8> {
     out
 }
 
-/// Run `target` on `backend` to completion (or `timeout`).
-pub async fn run(
-    backend: &dyn StreamBackend,
-    target: ExecTarget,
-    timeout: Option<Duration>,
-) -> Result<cri::ExecSyncResponse> {
+/// Beyond a command's timeout, how long the backend has to stop it before the
+/// call ends anyway.
+const STOP_BOUND: Duration = Duration::from_secs(15);
+
+/// Run `target` on `backend` to completion (or its timeout: the backend stops
+/// the command and answers `TimedOut` once it is gone; a backend that does
+/// not is cut off [`STOP_BOUND`] later).
+pub async fn run(backend: &dyn StreamBackend, target: ExecTarget) -> Result<cri::ExecSyncResponse> {
+    let timeout = target.timeout;
     let (out_tx, out_rx) = mpsc::channel(16);
     let (err_tx, err_rx) = mpsc::channel(16);
     let io = ExecIo {
@@ -79,9 +82,14 @@ pub async fn run(
         })
     };
     let r = match timeout {
-        Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
-            Status::deadline_exceeded(format!("command {cmd:?} timed out after {}s", t.as_secs()))
-        })?,
+        Some(t) => tokio::time::timeout(t + STOP_BOUND, work)
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "command {cmd:?} timed out after {}s",
+                    t.as_secs()
+                ))
+            })?,
         None => work.await,
     };
     r.map_err(Status::from)

@@ -20,6 +20,9 @@ pub struct ExecTarget {
     pub container_id: String,
     pub cmd: Vec<String>,
     pub tty: bool,
+    /// `ExecSync`'s timeout: past it the backend stops the command, waits
+    /// (bounded) until it is gone, and answers [`BackendError::TimedOut`].
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// The streams of one exec or attach session. A `None` stream was not asked
@@ -51,6 +54,9 @@ pub enum BackendError {
     Unimplemented(String),
     #[error("{0}")]
     Failed(String),
+    /// The command ran past its timeout and was stopped.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 impl From<BackendError> for tonic::Status {
@@ -62,6 +68,7 @@ impl From<BackendError> for tonic::Status {
             }
             BackendError::Unimplemented(m) => tonic::Status::unimplemented(m),
             BackendError::Failed(m) => tonic::Status::unavailable(m),
+            BackendError::TimedOut(m) => tonic::Status::deadline_exceeded(m),
         }
     }
 }

@@ -153,9 +153,19 @@ async fn when_remote<T>(
     }
 }
 
-/// Relay `io` to and from a session until its exit status.
-async fn relay(session: ExecSession, io: ExecIo) -> Result<i32, BackendError> {
+/// How long a command stopped at its timeout has to be gone (the peer
+/// answers its status once it is; one without the cancel is left then).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Relay `io` to and from a session until its exit status; past `timeout`,
+/// cancel the session and wait (at most [`STOP_GRACE`]) for its end.
+async fn relay(
+    session: ExecSession,
+    io: ExecIo,
+    timeout: Option<std::time::Duration>,
+) -> Result<i32, BackendError> {
     let ExecSession { input, mut output } = session;
+    let cancel = input.clone();
     let ExecIo {
         stdin,
         stdout,
@@ -182,8 +192,31 @@ async fn relay(session: ExecSession, io: ExecIo) -> Result<i32, BackendError> {
             }
         }
     });
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     let r = loop {
-        match output.next().await {
+        let ev = tokio::select! {
+            ev = output.next() => ev,
+            _ = &mut expired => {
+                let t = timeout.unwrap_or_default();
+                let _ = cancel.cancel().await;
+                // the rest of the output, then the status: the command is gone
+                let _ = tokio::time::timeout(STOP_GRACE, async {
+                    while output.next().await.is_some() {}
+                }).await;
+                break Err(BackendError::TimedOut(format!(
+                    "the command timed out after {}s and was stopped",
+                    t.as_secs_f64()
+                )));
+            }
+        };
+        match ev {
             Some(Ok(ExecEvent::Stdout(b))) => {
                 if let Some(tx) = &stdout {
                     let _ = tx.send(b).await;
@@ -243,7 +276,7 @@ impl StreamBackend for InterlinkExec {
                 stdin: io.stdin.is_some(),
             };
             let s = self.client.exec(&req).await.map_err(map_err)?;
-            relay(s, io).await
+            relay(s, io, t.timeout).await
         })
     }
 
@@ -264,7 +297,7 @@ impl StreamBackend for InterlinkExec {
                 stdin: io.stdin.is_some(),
             };
             let s = self.client.attach(&req).await.map_err(map_err)?;
-            relay(s, io).await
+            relay(s, io, None).await
         })
     }
 

@@ -187,6 +187,14 @@ impl ExecInput {
         self.frame(Frame::close(Channel::Stdin)).await
     }
 
+    /// End the session early (an extension of the v5 framing: a `Close`
+    /// frame naming the status channel): the peer stops the command, then
+    /// sends its status as usual, so the status tells it is gone. A peer that
+    /// does not know this ignores it.
+    pub async fn cancel(&self) -> Result<(), ClientError> {
+        self.frame(Frame::close(Channel::Status)).await
+    }
+
     /// A new terminal size (with a tty).
     pub async fn resize(&self, size: TermSize) -> Result<(), ClientError> {
         self.frame(Frame::resize(size)).await

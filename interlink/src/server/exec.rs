@@ -152,8 +152,14 @@ fn to_client(m: TMessage) -> Option<ws::Message> {
     })
 }
 
+/// How long the plugin's side has to end after the client closed (the plugin
+/// stops the command first, then closes: see the kit's `exec_ws`).
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Relay messages both ways until either side closes or fails; the other
-/// side is then closed.
+/// side is then closed. When the client closes first, the plugin's end is
+/// waited for (bounded by [`CLOSE_GRACE`]) and relayed, so the client learns
+/// when what it ran is gone.
 async fn pump(client: WebSocket, plugin: Ws) {
     let (mut to_c, mut from_c) = client.split();
     let (mut to_p, mut from_p) = plugin.split();
@@ -185,8 +191,11 @@ async fn pump(client: WebSocket, plugin: Ws) {
         }
         let _ = to_c.close().await;
     };
+    tokio::pin!(down);
     tokio::select! {
-        _ = up => {}
-        _ = down => {}
+        _ = up => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut down).await;
+        }
+        _ = &mut down => {}
     }
 }

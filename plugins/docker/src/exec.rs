@@ -211,6 +211,8 @@ async fn relay(
         resize: mut sizes,
         stdout,
         stderr,
+        // the engine has no way to kill an exec: the run is dropped at once
+        cancel: _,
     } = io;
     let feed = tokio::spawn(feed_stdin(stdin, input));
     let d = docker.clone();

@@ -6,8 +6,15 @@
 //! the pod and container (its errors are HTTP answers: 404, 400, 501), and
 //! returns an [`ExecRun`] that the kit runs once the WebSocket is open. The
 //! exit code it returns is sent on the status channel just before the close;
-//! an error becomes a `Failure` status with its message. When the client goes
-//! away first, the run is dropped (a provider stops what it started then).
+//! an error becomes a `Failure` status with its message.
+//!
+//! Ending a session early: a client that closes the status channel (a
+//! `Close` frame naming channel 3, as the host does at an `ExecSync` timeout)
+//! asks for the command to stop; [`ExecIo::cancel`] fires, the run has
+//! [`CANCEL_GRACE`] to stop what it started (then it is dropped), and the
+//! status follows as usual, so the client knows the command is gone when it
+//! reads it. A client that goes away without that is handled the same way,
+//! without the status.
 //!
 //! `port_forward` answers a connected stream (a target that refuses is an
 //! error before the upgrade); the kit then copies bytes both ways; a close on
@@ -25,6 +32,7 @@ use futures::{SinkExt, StreamExt};
 use interlink::exec::{CLOSE_INTERNAL_ERROR, Channel, ExitStatus, Frame, TermSize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::PluginError;
 
@@ -38,6 +46,9 @@ pub struct ExecIo {
     /// Output; with a tty everything goes here.
     pub stdout: mpsc::Sender<Bytes>,
     pub stderr: mpsc::Sender<Bytes>,
+    /// Fires when the client went away or closed the session: stop the
+    /// command (and wait for it) and return.
+    pub cancel: CancellationToken,
 }
 
 /// The exit code of a run, or why it failed.
@@ -70,6 +81,9 @@ const QUEUE: usize = 16;
 /// How long output still in flight is waited for after the run returned.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// How long a cancelled run has to stop what it started.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
 /// Answer the upgrade and run `run` on the socket.
 pub(crate) fn serve_exec(upgrade: WebSocketUpgrade, stdin: bool, run: ExecRun) -> Response {
     upgrade
@@ -84,6 +98,8 @@ async fn exec_session(socket: WebSocket, want_stdin: bool, run: ExecRun) {
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(QUEUE);
     let (err_tx, mut err_rx) = mpsc::channel::<Bytes>(QUEUE);
     let mut stdin_tx = want_stdin.then_some(stdin_tx);
+    let cancel = CancellationToken::new();
+    let reader_cancel = cancel.clone();
     // the client's messages: stdin, its end, sizes; ends when the client goes
     let reader = async move {
         while let Some(Ok(m)) = stream.next().await {
@@ -106,6 +122,10 @@ async fn exec_session(socket: WebSocket, want_stdin: bool, run: ExecRun) {
                 Channel::Close if frame.closed_channel() == Some(Channel::Stdin) => {
                     stdin_tx = None;
                 }
+                Channel::Close if frame.closed_channel() == Some(Channel::Status) => {
+                    tracing::debug!("exec: the client ended the session; stopping the run");
+                    reader_cancel.cancel();
+                }
                 Channel::Resize => match TermSize::from_json(&frame.data) {
                     Ok(size) => {
                         let _ = resize_tx.send(size).await;
@@ -122,8 +142,21 @@ async fn exec_session(socket: WebSocket, want_stdin: bool, run: ExecRun) {
         resize: resize_rx,
         stdout: out_tx,
         stderr: err_tx,
+        cancel: cancel.clone(),
     };
-    let mut running = run(io);
+    let run = run(io);
+    let stop = cancel.clone();
+    // a cancelled run that does not stop in time is dropped
+    let mut running = Box::pin(async move {
+        tokio::select! {
+            r = run => r,
+            _ = async { stop.cancelled().await; tokio::time::sleep(CANCEL_GRACE).await } => {
+                Err(PluginError::Unavailable(format!(
+                    "the command did not stop within {CANCEL_GRACE:?} of the client's cancel"
+                )))
+            }
+        }
+    });
     let send = |ch: Channel, b: Bytes| Message::Binary(Frame::new(ch, b).encode());
     let result = loop {
         tokio::select! {
@@ -140,6 +173,14 @@ async fn exec_session(socket: WebSocket, want_stdin: bool, run: ExecRun) {
             r = &mut running => break r,
             _ = &mut reader => {
                 tracing::debug!("exec: the client went away; stopping the run");
+                cancel.cancel();
+                // output is no longer wanted: keep the run from blocking on it
+                out_rx.close();
+                err_rx.close();
+                let _ = (&mut running).await;
+                drop(running);
+                let _ = sink.send(Message::Close(None)).await;
+                let _ = sink.close().await;
                 return;
             }
         }

@@ -11,11 +11,14 @@
 //!   must be running. When the client goes away, or the pod is deleted, before
 //!   the command ended, the command is killed (with a tty, its session's group).
 //! - **attach** follows the container's output from now on: its stdout and
-//!   stderr as the container writes them (from its log, so the bytes are those
-//!   of whole lines, and a `P` piece of a long line without its newline), until
-//!   the container ends. The local plugin starts every container with its
-//!   stdin on `/dev/null`, so attach with stdin is refused (400) rather than
-//!   accepting input that would go nowhere. With tty, stderr comes on stdout.
+//!   stderr as the container writes them (from its log: whole lines, and a `P`
+//!   piece of a line left unfinished), until the container ends. With stdin,
+//!   the client's input goes to the FIFO the container reads (only for a
+//!   container whose spec has `stdin: true`; else 400). At the end of the
+//!   client's input, as containerd does: with `stdinOnce` the container reads
+//!   the end of its input and the attach goes on until the container ends;
+//!   without, the attach ends (the container's stdin stays open for the next
+//!   one). With tty, stderr comes on stdout.
 //! - **port-forward** connects to `127.0.0.1:<port>`: the local plugin's pods
 //!   share this host's network, so that is where a container listens. The pod
 //!   must have a running container. (There is no isolation: any port of this
@@ -164,12 +167,20 @@ struct GroupGuard {
     ended: bool,
 }
 
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
+impl GroupGuard {
+    /// SIGKILL what the exec started (once).
+    fn kill(&mut self) {
         if !self.ended && self.target != 0 {
             // SAFETY: kill(2) with a pid or a negative process group id
             unsafe { libc::kill(self.target, libc::SIGKILL) };
         }
+        self.ended = true;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -201,11 +212,15 @@ async fn pump(mut r: impl AsyncRead + Unpin, tx: mpsc::Sender<Bytes>) {
     }
 }
 
-/// Wait for the child (or the pod's deletion), answering its exit code.
+/// Wait for the child (or the pod's deletion, or the client's cancel),
+/// answering its exit code. At a cancel the command is killed and reaped
+/// before this returns, so the client that waits for the session's close
+/// finds it gone (critest's `pgrep` after an `ExecSync` timeout).
 async fn wait_child(
     child: &mut tokio::process::Child,
     guard: &mut GroupGuard,
     deleting: &CancellationToken,
+    cancel: &CancellationToken,
 ) -> Result<i32, PluginError> {
     tokio::select! {
         // the pod's deletion first: it signals the container's group (this
@@ -214,6 +229,11 @@ async fn wait_child(
         _ = deleting.cancelled() => {
             // the guard kills what is left as the run is dropped
             Err(PluginError::Unavailable("the pod is being deleted".into()))
+        }
+        _ = cancel.cancelled() => {
+            guard.kill();
+            let _ = child.wait().await;
+            Err(PluginError::Unavailable("the client ended the session".into()))
         }
         st = child.wait() => {
             guard.ended = true;
@@ -235,6 +255,7 @@ async fn run_pipes(
         resize: _,
         stdout,
         stderr,
+        cancel,
     } = io;
     let spawn = |group: i32| {
         let mut cmd = command(argv, l);
@@ -269,7 +290,7 @@ async fn run_pipes(
         // the end of stdin (or none asked): the command reads EOF
         drop(child_in);
     });
-    let code = wait_child(&mut child, &mut guard, &deleting).await;
+    let code = wait_child(&mut child, &mut guard, &deleting, &cancel).await;
     feed.abort();
     for h in [out, err].into_iter().flatten() {
         finish_output(h).await;
@@ -361,6 +382,7 @@ async fn run_tty(
         mut resize,
         stdout,
         stderr: _,
+        cancel,
     } = io;
     let pty = nix::pty::openpty(None, None)
         .map_err(|e| PluginError::Internal(format!("cannot open a pty: {e}")))?;
@@ -433,7 +455,7 @@ async fn run_tty(
             }
         }
     });
-    let code = wait_child(&mut child, &mut guard, &deleting).await;
+    let code = wait_child(&mut child, &mut guard, &deleting, &cancel).await;
     input.abort();
     finish_output(out).await;
     code
@@ -476,17 +498,38 @@ pub(crate) fn attach(
     let path = e.log_path(&c.name);
     let tty = req.tty;
     let name = c.name.clone();
+    let once = c.stdin_once;
+    let ctl = supervise::stdin_close_path(&stdin_path(&e, &c.name));
     // from the output's current end: what the container writes from now on
     let start = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(exec_run(move |mut io| async move {
         let stdin = std::mem::replace(&mut io.stdin, mpsc::channel(1).1);
-        let feed = input.map(|w| tokio::spawn(feed_stdin(stdin, w)));
-        follow(&e, &name, &path, start, tty, io).await;
-        if let Some(f) = feed {
-            f.abort();
+        let follow = follow(&e, &name, &path, start, tty, io);
+        tokio::pin!(follow);
+        if let Some(w) = input {
+            tokio::select! {
+                _ = &mut follow => return Ok(0),
+                _ = feed_stdin(stdin, w) => {}
+            }
+            if !once {
+                return Ok(0);
+            }
+            end_stdin(&ctl);
         }
+        follow.await;
         Ok(0)
     }))
+}
+
+/// Let a `stdinOnce` container read the end of its input (its supervisor
+/// drops the writing end it kept; see `supervise::stdin_fifo`).
+fn end_stdin(ctl: &Path) {
+    match tokio::net::unix::pipe::OpenOptions::new().open_sender(ctl) {
+        Ok(tx) => {
+            let _ = tx.try_write(&[1]);
+        }
+        Err(e) => tracing::debug!("attach: the end of stdin via {}: {e}", ctl.display()),
+    }
 }
 
 /// The FIFO a container started with `stdin: true` reads as its stdin.
@@ -494,8 +537,8 @@ pub(crate) fn stdin_path(e: &PodEntry, container: &str) -> std::path::PathBuf {
     e.dir.join("run").join(format!("{container}.stdin"))
 }
 
-/// Attach's input to the container's stdin, until the client ends it (the
-/// container does not see an end: other attaches may follow).
+/// Attach's input to the container's stdin, until the client ends it; this
+/// end of the FIFO is closed then.
 async fn feed_stdin(mut rx: mpsc::Receiver<Bytes>, mut w: tokio::net::unix::pipe::Sender) {
     while let Some(b) = rx.recv().await {
         if w.write_all(&b).await.is_err() {

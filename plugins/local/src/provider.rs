@@ -421,6 +421,7 @@ impl LocalProvider {
             launch,
             state,
             stdin: c.stdin == Some(true),
+            stdin_once: c.stdin == Some(true) && c.stdin_once == Some(true),
         };
         let init: Vec<&core::Container> = spec.init_containers.iter().flatten().collect();
         let mut rec = PodRecord {

@@ -143,6 +143,7 @@ fn start(inner: &Inner, e: &PodEntry, kind: Kind, i: usize) -> Started {
     };
     let name = c.name.clone();
     let stdin = c.stdin.then(|| crate::exec::stdin_path(e, &name));
+    let stdin_once = c.stdin_once;
     let spec = SupervisorSpec {
         argv: launch.argv,
         env: launch.env,
@@ -150,6 +151,7 @@ fn start(inner: &Inner, e: &PodEntry, kind: Kind, i: usize) -> Started {
         log: e.log_path(&name),
         exit: e.exit_path(&name),
         stdin,
+        stdin_once,
     };
     let _ = std::fs::remove_file(&spec.exit);
     let result = match &inner.supervisor {

@@ -51,6 +51,9 @@ pub struct ContainerRecord {
     /// that attach writes to (see `exec.rs`).
     #[serde(default)]
     pub stdin: bool,
+    /// `stdinOnce`: the first attach's end of input is the process's.
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// Where a container is in its life.

@@ -37,20 +37,79 @@ pub struct SupervisorSpec {
     /// A FIFO made here for the process's stdin (else `/dev/null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<PathBuf>,
+    /// `stdinOnce`: the process reads the end of its input when the first
+    /// attach that wrote to it ends (see [`stdin_close_path`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_once: bool,
 }
 
-/// The process's stdin: a new FIFO at `path` (mode 0600), opened for reading
-/// and writing, so the process never reads an end of input while attaches
-/// come and go (as a container with `stdin: true` and `stdinOnce: false`).
-fn stdin_fifo(path: &std::path::Path) -> std::io::Result<Stdio> {
+/// How long an unfinished line waits for its end before it is logged as a
+/// partial (`P`) entry: a prompt or `echo -n` reaches the log (and attach).
+const PARTIAL_FLUSH: Duration = Duration::from_millis(50);
+
+/// The control FIFO beside a `stdinOnce` container's stdin FIFO: a byte
+/// written there lets the process read the end of its input once the
+/// writers present (the attach that ends) are gone.
+pub fn stdin_close_path(stdin: &std::path::Path) -> PathBuf {
+    let mut p = stdin.as_os_str().to_owned();
+    p.push(".close");
+    PathBuf::from(p)
+}
+
+fn fifo(path: &std::path::Path) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(std::io::Error::from)?;
-    let f = std::fs::OpenOptions::new()
+        .map_err(std::io::Error::from)
+}
+
+/// The process's stdin: a new FIFO at `path` (mode 0600).
+///
+/// Without `once` it is opened for reading and writing, so the process never
+/// reads an end of input while attaches come and go (`stdinOnce: false`).
+/// With `once` the process gets the reading end alone and this supervisor
+/// keeps a writing end (the returned keeper) until a byte arrives on
+/// [`stdin_close_path`]: the end of input comes when the attach that asked
+/// for it closes its own end.
+fn stdin_fifo(
+    path: &std::path::Path,
+    once: bool,
+) -> std::io::Result<(Stdio, Option<std::fs::File>)> {
+    use std::os::fd::AsRawFd;
+    fifo(path)?;
+    if !once {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        return Ok((Stdio::from(f), None));
+    }
+    fifo(&stdin_close_path(path))?;
+    // a reader first (non-blocking, or the open waits for a writer), then the keeper
+    let r = std::fs::OpenOptions::new()
         .read(true)
-        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
-    Ok(Stdio::from(f))
+    let keeper = std::fs::OpenOptions::new().write(true).open(path)?;
+    // SAFETY: fcntl on a descriptor we own; the process reads a blocking stdin
+    unsafe {
+        let flags = libc::fcntl(r.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(r.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((Stdio::from(r), Some(keeper)))
+}
+
+/// Hold `keeper` until a byte arrives on the control FIFO `ctl`.
+async fn keep_stdin_open(ctl: PathBuf, keeper: std::fs::File) {
+    if let Ok(mut rx) = tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(&ctl)
+    {
+        let mut b = [0u8; 1];
+        let _ = rx.read(&mut b).await;
+    }
+    drop(keeper);
 }
 
 /// Appends entries to a container log.
@@ -90,9 +149,20 @@ async fn copy_lines(mut r: impl AsyncRead + Unpin, stream: &'static str, w: Arc<
     let mut buf = vec![0u8; 8192];
     let mut carry: Vec<u8> = Vec::new();
     loop {
-        let n = match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let read = if carry.is_empty() {
+            Ok(r.read(&mut buf).await)
+        } else {
+            tokio::time::timeout(PARTIAL_FLUSH, r.read(&mut buf)).await
+        };
+        let n = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                // an unfinished line that stays so: log what there is
+                w.entry(stream, true, &carry);
+                carry.clear();
+                continue;
+            }
         };
         carry.extend_from_slice(&buf[..n]);
         let mut start = 0;
@@ -163,11 +233,11 @@ pub fn spawn(spec: &SupervisorSpec, new_group: bool) -> std::io::Result<Supervis
             "empty command",
         ));
     };
-    let stdin = match &spec.stdin {
-        Some(p) => stdin_fifo(p).map_err(|e| {
+    let (stdin, keeper) = match &spec.stdin {
+        Some(p) => stdin_fifo(p, spec.stdin_once).map_err(|e| {
             std::io::Error::new(e.kind(), format!("stdin FIFO {}: {e}", p.display()))
         })?,
-        None => Stdio::null(),
+        None => (Stdio::null(), None),
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&spec.argv[1..])
@@ -203,9 +273,16 @@ pub fn spawn(spec: &SupervisorSpec, new_group: bool) -> std::io::Result<Supervis
         .stderr
         .take()
         .map(|e| tokio::spawn(copy_lines(e, "stderr", log.clone())));
+    let keep = match (keeper, &spec.stdin) {
+        (Some(k), Some(p)) => Some(tokio::spawn(keep_stdin_open(stdin_close_path(p), k))),
+        _ => None,
+    };
     let exit_path = spec.exit.clone();
     let done = tokio::spawn(async move {
         let status = child.wait().await;
+        if let Some(k) = keep {
+            k.abort();
+        }
         // a background process may hold the pipes open: do not wait for it long
         for h in [out, err].into_iter().flatten() {
             let _ = tokio::time::timeout(Duration::from_secs(2), h).await;

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ContainerRuntime, SlurmConfig};
 use crate::files::{containers_dir, read_container};
@@ -269,6 +270,26 @@ impl Drop for StepGuard {
 }
 
 impl StepGuard {
+    /// Wait for the step, or at the client's cancel end it (srun cancels the
+    /// step at SIGTERM) and wait for srun, so it is gone when this returns.
+    async fn wait_or_cancel(&mut self, cancel: &CancellationToken) -> Result<i32, PluginError> {
+        tokio::select! {
+            r = self.wait() => r,
+            _ = cancel.cancelled() => {
+                if let Some(mut child) = self.0.take() {
+                    if let Some(pid) = child.id() {
+                        // SAFETY: kill(2) of the srun this plugin started and still waits for
+                        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                    }
+                    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                        let _ = child.kill().await;
+                    }
+                }
+                Err(PluginError::Unavailable("the client ended the session".into()))
+            }
+        }
+    }
+
     async fn wait(&mut self) -> Result<i32, PluginError> {
         let child = self.0.as_mut().expect("a step");
         let st = child
@@ -305,6 +326,7 @@ async fn run_pipes(cmd: std::process::Command, io: ExecIo) -> Result<i32, Plugin
         resize: _,
         stdout,
         stderr,
+        cancel,
     } = io;
     let mut cmd = Command::from(cmd);
     cmd.stdin(Stdio::piped())
@@ -324,7 +346,7 @@ async fn run_pipes(cmd: std::process::Command, io: ExecIo) -> Result<i32, Plugin
         drop(child_in);
     });
     let mut guard = StepGuard(Some(child));
-    let code = guard.wait().await;
+    let code = guard.wait_or_cancel(&cancel).await;
     feed.abort();
     for h in [out, err].into_iter().flatten() {
         let _ = h.await;
@@ -371,6 +393,7 @@ async fn run_tty(cmd: std::process::Command, io: ExecIo) -> Result<i32, PluginEr
         mut resize,
         stdout,
         stderr: _,
+        cancel,
     } = io;
     let pty_err = |e: std::io::Error| PluginError::Internal(format!("pty: {e}"));
     let (master, slave) = open_pty().map_err(pty_err)?;
@@ -416,7 +439,7 @@ async fn run_tty(cmd: std::process::Command, io: ExecIo) -> Result<i32, PluginEr
             set_size(master_fd, size);
         }
     });
-    let code = guard.wait().await;
+    let code = guard.wait_or_cancel(&cancel).await;
     feed.abort();
     resizer.abort();
     // what the terminal still holds, then its end (EIO once no one has it)
