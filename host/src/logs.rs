@@ -18,6 +18,9 @@ use crate::store::Phase;
 
 /// Longest line kept whole; longer ones are split into `P` pieces.
 const MAX_LINE: usize = 16 * 1024;
+/// How long an unfinished line waits for its end before it is written as a
+/// `P` piece.
+const PARTIAL_FLUSH: Duration = Duration::from_millis(50);
 /// Bound on the final (non-follow) fetch.
 const MAX_FETCH: usize = 64 << 20;
 
@@ -85,6 +88,23 @@ impl CriLogWriter {
         out.push(b' ');
         out.extend_from_slice(text);
         out.push(b'\n');
+    }
+
+    /// Whether an unfinished line is held back.
+    pub fn has_partial(&self) -> bool {
+        !self.partial.is_empty()
+    }
+
+    /// Write the unfinished line held back as a `P` piece (its end follows
+    /// in a later line, which kubelet joins to it): a prompt shows while the
+    /// container waits.
+    pub fn flush_partial(&mut self) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        if !self.partial.is_empty() {
+            let p = std::mem::take(&mut self.partial);
+            Self::line(&mut out, &Self::timestamp(), self.stream, "P", &p);
+        }
+        self.append(&out)
     }
 
     pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
@@ -229,8 +249,21 @@ async fn follow(rt: &Arc<Runtime>, id: &str) {
             Ok(mut stream) => {
                 backoff = Duration::from_millis(200);
                 let mut skip = t.offset;
-                while let Some(chunk) = stream.next().await {
-                    let Ok(chunk) = chunk else { break };
+                loop {
+                    let next = if w.has_partial() {
+                        match tokio::time::timeout(PARTIAL_FLUSH, stream.next()).await {
+                            Ok(next) => next,
+                            Err(_) => {
+                                if let Err(e) = w.flush_partial() {
+                                    tracing::warn!(container = id, error = %e, "writing the container log failed");
+                                }
+                                continue;
+                            }
+                        }
+                    } else {
+                        stream.next().await
+                    };
+                    let Some(Ok(chunk)) = next else { break };
                     let mut data = &chunk[..];
                     if skip > 0 {
                         let s = (skip as usize).min(data.len());

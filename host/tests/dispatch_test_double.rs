@@ -365,6 +365,9 @@ async fn a_refused_create_exits_the_container_with_the_reason() {
 async fn a_stop_deletes_with_its_grace_and_retries_until_confirmed() {
     let f = fixture(ScriptedRemote {
         delete_unreachable: AtomicUsize::new(1),
+        // the pod stays listed until a delete succeeds: its absence from
+        // /status (which also confirms a deletion) cannot stand in for one
+        status_knows: AtomicBool::new(true),
         ..Default::default()
     });
     let sb = sandbox(&f);

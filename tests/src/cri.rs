@@ -20,6 +20,17 @@ pub type Img = ImageServiceClient<Channel>;
 /// Host settings the tests want fast: short status interval, batch window, ping.
 pub const FAST: &str = "StatusInterval: 200ms\nBatchWindow: 200ms\nPingInterval: 200ms\nPingTimeout: 2s\nCreateRetryFor: 20s\n";
 
+/// The plugin behind the API server.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// `interlink-local`.
+    Local,
+    /// `interlink-slurm` (`container_runtime: none`) on the cluster of this `slurm.conf`.
+    Slurm(PathBuf),
+    /// `interlink-docker` on the engine with this environment (`env.sh`).
+    Docker(std::collections::BTreeMap<String, String>),
+}
+
 pub struct CriEnv {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
@@ -30,8 +41,10 @@ pub struct CriEnv {
     pub host: Option<Proc>,
     pub api: Option<Proc>,
     pub plugin: Option<Proc>,
-    /// `None`: the local plugin; `Some(conf)`: the Slurm plugin on that cluster.
-    pub slurm_conf: Option<PathBuf>,
+    /// Which plugin runs behind the API server.
+    pub backend: Backend,
+    /// The engine's service for [`Backend::Docker`], stopped with the env.
+    pub engine_service: Option<Proc>,
     /// Environment given to all three processes (OTLP settings, for example).
     pub env: Vec<(String, String)>,
 }
@@ -40,13 +53,20 @@ impl CriEnv {
     /// Like [`CriEnv::start`], with the Slurm plugin (`container_runtime: none`)
     /// on the cluster of `slurm_conf` instead of the local plugin.
     pub fn start_slurm(slurm_conf: &Path, extra: &str) -> Result<CriEnv> {
-        Self::start_with(Some(slurm_conf.to_path_buf()), extra)
+        Self::start_with(Backend::Slurm(slurm_conf.to_path_buf()), extra)
+    }
+
+    /// Like [`CriEnv::start`], with `interlink-docker` on the engine of
+    /// scripts/engine-setup.sh (its own `podman system service` socket) instead
+    /// of the local plugin; containers run the engine's image.
+    pub fn start_docker(engine: &crate::engine::Engine, extra: &str) -> Result<CriEnv> {
+        Self::start_with(Backend::Docker(engine.env.clone()), extra)
     }
 
     /// Plugin, API server and host as three processes; `extra` is appended to the
     /// host's config.
     pub fn start(extra: &str) -> Result<CriEnv> {
-        Self::start_with(None, extra)
+        Self::start_with(Backend::Local, extra)
     }
 
     /// [`CriEnv::start`] with `env` set in the plugin, API server and host.
@@ -55,18 +75,14 @@ impl CriEnv {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::start_full(None, extra, env)
+        Self::start_full(Backend::Local, extra, env)
     }
 
-    fn start_with(slurm_conf: Option<PathBuf>, extra: &str) -> Result<CriEnv> {
-        Self::start_full(slurm_conf, extra, Vec::new())
+    fn start_with(backend: Backend, extra: &str) -> Result<CriEnv> {
+        Self::start_full(backend, extra, Vec::new())
     }
 
-    fn start_full(
-        slurm_conf: Option<PathBuf>,
-        extra: &str,
-        vars: Vec<(String, String)>,
-    ) -> Result<CriEnv> {
+    fn start_full(backend: Backend, extra: &str, vars: Vec<(String, String)>) -> Result<CriEnv> {
         let dir = tempfile::Builder::new().prefix("cri-e2e").tempdir()?;
         let d = dir.path().to_path_buf();
         let mut env = CriEnv {
@@ -79,7 +95,8 @@ impl CriEnv {
             host: None,
             api: None,
             plugin: None,
-            slurm_conf,
+            backend,
+            engine_service: None,
             env: vars,
         };
         std::fs::write(
@@ -112,7 +129,41 @@ impl CriEnv {
     }
 
     pub fn start_plugin(&mut self) -> Result<()> {
-        if let Some(conf) = self.slurm_conf.clone() {
+        if let Backend::Docker(engine) = &self.backend {
+            let engine_sock = self.path("engine.sock");
+            if self.engine_service.is_none() {
+                self.engine_service = Some(crate::engine::start_service(
+                    engine,
+                    &engine_sock,
+                    &self.path("engine.log"),
+                    Duration::from_secs(30),
+                )?);
+            }
+            let cfg = self.path("docker.yaml");
+            let image = engine
+                .get("ENGINE_IMAGE")
+                .cloned()
+                .unwrap_or_else(|| "localhost/mini:latest".into());
+            std::fs::write(
+                &cfg,
+                crate::engine::docker_plugin_config(
+                    &self.plugin_socket,
+                    &self.path("plugin"),
+                    &engine_sock,
+                    &image,
+                    "",
+                ),
+            )?;
+            let mut cmd = Command::new(bin("interlink-docker"));
+            cmd.arg("--config").arg(&cfg).envs(engine);
+            self.plugin = Some(Proc::spawn(
+                "interlink-docker",
+                cmd,
+                &self.path("plugin.log"),
+            )?);
+            return wait_for_unix_socket(&self.plugin_socket, Duration::from_secs(20));
+        }
+        if let Backend::Slurm(conf) = self.backend.clone() {
             let cfg = self.path("slurm.yaml");
             std::fs::write(
                 &cfg,

@@ -7,6 +7,36 @@ use interlink_test_harness::cri::*;
 
 const T: Duration = Duration::from_secs(30);
 
+/// A line the container has not finished (a prompt) reaches the CRI log as a
+/// partial entry while the container waits, and its end follows as a full one:
+/// what kubelet joins into one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_line_is_logged_as_partial_while_the_container_waits() -> anyhow::Result<()> {
+    let env = CriEnv::start("")?;
+    let (mut rt, _) = env.connect().await?;
+    let sb = env.pod("prompt");
+    let pod = run_pod(&mut rt, &sb).await?;
+    let id = create(
+        &mut rt,
+        &pod,
+        &sb,
+        sh("main", "printf 'name? '; sleep 2; echo done; sleep 30"),
+    )
+    .await?;
+    start(&mut rt, &id).await?;
+    let file = log_file(&sb, "main");
+    let content = wait_file(&file, " stdout P name? ", T).await?;
+    assert!(!content.contains("done"), "{content}");
+    let content = wait_file(&file, " stdout F done", T).await?;
+    assert_eq!(log_lines(&content)?, vec!["name? ", "done"], "{content}");
+    assert_eq!(status(&mut rt, &id).await?.state, RUNNING);
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_container_runs_logs_exits_and_is_removed() -> anyhow::Result<()> {
     let env = CriEnv::start("")?;

@@ -721,6 +721,27 @@ async fn a_failing_backend_and_an_idle_session_end_with_a_failure_status() {
 
 // ---- the CRI side on the real binaries: host, API server, local plugin ----
 
+/// Processes on this machine running exactly `argv`, zombies left out.
+fn running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cri_exec_sync_exec_and_port_forward_through_the_interlink_exec_extension()
 -> anyhow::Result<()> {
@@ -795,12 +816,14 @@ async fn cri_exec_sync_exec_and_port_forward_through_the_interlink_exec_extensio
     let slow = rt
         .exec_sync(cri::ExecSyncRequest {
             container_id: created.clone(),
-            cmd: vec!["sleep".into(), "10".into()],
+            cmd: vec!["sleep".into(), "7731".into()],
             timeout: 1,
         })
         .await
         .unwrap_err();
     assert_eq!(slow.code(), tonic::Code::DeadlineExceeded, "{slow:?}");
+    // as critest checks: the command is stopped before the answer comes
+    assert_eq!(running(&["sleep", "7731"]), Vec::<u32>::new());
 
     // Exec over SPDY, by a container ID prefix
     let url = rt

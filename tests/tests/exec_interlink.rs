@@ -404,7 +404,59 @@ async fn attach_follows_the_container_until_it_ends() {
     run_pod(&client, &b3, "sh").await;
     check_attach_stdin(&client, &b3, "sh").await;
 
-    for p in [&b.pod, &b2.pod, &b3.pod] {
+    // stdin without stdinOnce: the end of the client's stdin ends the
+    // attach, and the container keeps running for the next one
+    let b5 = PodBuilder::new("shell-again")
+        .container("sh", &["sh"])
+        .with_container("sh", |c| c.stdin = Some(true));
+    run_pod(&client, &b5, "sh").await;
+    let ExecSession { input, output } = client.attach(&attach_req(&b5, "sh", true)).await.unwrap();
+    input.close_stdin().await.unwrap();
+    let o = tokio::time::timeout(T, output.collect(1 << 20))
+        .await
+        .expect("the attach ended at stdin's end")
+        .unwrap();
+    assert_eq!(o.status, ExitStatus::Success);
+    check_attach_stdin(&client, &b5, "sh").await;
+
+    // stdinOnce: the first attach's stdin end is the container's stdin end;
+    // the attach follows the container until it ends
+    let b4 = PodBuilder::new("once")
+        .container("sh", &["sh"])
+        .with_container("sh", |c| {
+            c.stdin = Some(true);
+            c.stdin_once = Some(true);
+        });
+    run_pod(&client, &b4, "sh").await;
+    let ExecSession { input, output } = client.attach(&attach_req(&b4, "sh", true)).await.unwrap();
+    input.stdin(&b"echo once $((2*3))\n"[..]).await.unwrap();
+    input.close_stdin().await.unwrap();
+    let o = tokio::time::timeout(T, output.collect(1 << 20))
+        .await
+        .expect("the attach ended with the container")
+        .unwrap();
+    assert_eq!(o.status, ExitStatus::Success);
+    assert_eq!(text(&o.stdout), "once 6\n");
+    let end = Instant::now() + T;
+    loop {
+        let st = client.status(std::slice::from_ref(&b4.pod)).await.unwrap();
+        let term = st.iter().find_map(|s| {
+            container_status(s, "sh")
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.terminated.clone())
+        });
+        if let Some(t) = term {
+            assert_eq!(t.exit_code, 0, "{t:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the stdinOnce shell never ended: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for p in [&b.pod, &b2.pod, &b3.pod, &b4.pod, &b5.pod] {
         client.delete(p).await.unwrap();
     }
 }
@@ -662,6 +714,23 @@ async fn an_interrupted_exec_stops_its_command() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    // a cancel (what the host sends at an ExecSync deadline) stops the
+    // command, and its status still follows, after what it printed
+    let r = exec_req(&b, "main", &["sh", "-c", "echo $$; exec sleep 96"]);
+    let ExecSession { input, mut output } = client.exec(&r).await.unwrap();
+    let pid = first_line_pid(&mut output).await;
+    input.cancel().await.unwrap();
+    let ev = tokio::time::timeout(T, output.next())
+        .await
+        .expect("a status after the cancel")
+        .expect("an event")
+        .unwrap();
+    assert!(
+        matches!(ev, ExecEvent::Exit(ref s) if *s != ExitStatus::Success),
+        "{ev:?}"
+    );
+    assert!(ended(pid), "{pid} still runs when the status came");
 
     // what an exec leaves running belongs to the pod: it ends with it
     let o = collect(

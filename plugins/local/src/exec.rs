@@ -524,11 +524,18 @@ pub(crate) fn attach(
 /// Let a `stdinOnce` container read the end of its input (its supervisor
 /// drops the writing end it kept; see `supervise::stdin_fifo`).
 fn end_stdin(ctl: &Path) {
-    match tokio::net::unix::pipe::OpenOptions::new().open_sender(ctl) {
-        Ok(tx) => {
-            let _ = tx.try_write(&[1]);
-        }
-        Err(e) => tracing::debug!("attach: the end of stdin via {}: {e}", ctl.display()),
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // a plain non-blocking write: the supervisor holds the FIFO open for
+    // reading, so one byte always fits (a fresh tokio sender would not know
+    // yet that it may write)
+    let sent = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(ctl)
+        .and_then(|mut f| f.write_all(&[1]));
+    if let Err(e) = sent {
+        tracing::debug!("attach: the end of stdin via {}: {e}", ctl.display());
     }
 }
 
