@@ -786,30 +786,21 @@ async fn cri_exec_sync_exec_and_port_forward_through_the_interlink_exec_extensio
     wait_state(&mut rt, &created, RUNNING, T).await?;
 
     // through the real chain: the API server's and the local plugin's exec
-    // extension (the remote pod may still be in its batch window: retried)
-    let deadline = std::time::Instant::now() + T;
-    let sync = loop {
-        match rt
-            .exec_sync(cri::ExecSyncRequest {
-                container_id: created.clone(),
-                cmd: vec![
-                    "sh".into(),
-                    "-c".into(),
-                    "echo via-interlink; echo e >&2; exit 4".into(),
-                ],
-                timeout: 10,
-            })
-            .await
-        {
-            Err(e)
-                if e.code() == tonic::Code::FailedPrecondition
-                    && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            r => break r?.into_inner(),
-        }
-    };
+    // extension, right after StartContainer as critest and kubelet call it:
+    // the host waits for the remote pod (its batch window) and for the
+    // plugin's container to run (409 until then), the caller does not retry
+    let sync = rt
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: created.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo via-interlink; echo e >&2; exit 4".into(),
+            ],
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
     assert_eq!(sync.stdout, b"via-interlink\n");
     assert_eq!(sync.stderr, b"e\n");
     assert_eq!(sync.exit_code, 4);

@@ -151,7 +151,7 @@ async fn docker_exec_tty_port_forward_and_refusals() {
     // an ended container: 400 with a message, before anything runs
     let e = refused(c.exec(&exec_req(&b, "once", &["true"]))).await;
     assert!(
-        matches!(&e, ClientError::BadRequest { status: 400, message } if message.contains("not running")),
+        matches!(&e, ClientError::BadRequest { status: 409, message } if message.contains("not running")),
         "{e:?}"
     );
     check_unknown_refused(c, &b).await;

@@ -213,7 +213,7 @@ async fn exec_streams_exit_codes_stdin_and_tty() {
 
 /// Refusals: no token (401, like every call), a name that could reach
 /// outside the pod (400 JSON), an unknown pod or container (404 JSON), a
-/// container that is not running (400).
+/// container that is not running (409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_refusals_are_json_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -275,7 +275,7 @@ async fn exec_refusals_are_json_errors() {
     }
     let e = refused(client.exec(&exec_req(&b, "quick", &["true"]))).await;
     assert!(
-        matches!(&e, ClientError::BadRequest { status: 400, message } if message.contains("not running")),
+        matches!(&e, ClientError::BadRequest { status: 409, message } if message.contains("not running")),
         "{e:?}"
     );
 

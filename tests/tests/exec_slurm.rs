@@ -95,7 +95,7 @@ async fn slurm_exec_attach_port_forward() {
     // an ended container: 400 with a message
     let e = refused(c.exec(&exec_req(&b, "once", &["true"]))).await;
     assert!(
-        matches!(&e, ClientError::BadRequest { status: 400, message } if message.contains("not running")),
+        matches!(&e, ClientError::BadRequest { status: 409, message } if message.contains("not running")),
         "{e:?}"
     );
     check_unknown_refused(c, &b).await;

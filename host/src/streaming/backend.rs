@@ -47,7 +47,8 @@ pub enum BackendError {
     #[error("{0}")]
     FailedPrecondition(String),
     /// Started, but its remote pod is not created yet (the batch window, the
-    /// `/create` in flight): worth waiting for.
+    /// `/create` in flight), or the plugin says the container does not run
+    /// yet (409): worth waiting for.
     #[error("{0}")]
     NotYetRemote(String),
     #[error("{0}")]

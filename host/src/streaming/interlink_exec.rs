@@ -46,6 +46,8 @@ fn map_err(e: ClientError) -> BackendError {
     }
     match e.status() {
         Some(404) => BackendError::NotFound(e.to_string()),
+        // the exec extension's "not running (yet)": the caller knows it started
+        Some(409) => BackendError::NotYetRemote(e.to_string()),
         Some(400) => BackendError::FailedPrecondition(e.to_string()),
         _ => BackendError::Failed(e.to_string()),
     }
@@ -137,16 +139,22 @@ pub fn sandbox_target(store: &Store, sandbox_id: &str) -> Result<Target, Backend
 /// window).
 pub const REMOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// `lookup` until it answers something else than "not remote yet", for at
-/// most [`REMOTE_WAIT`].
-async fn when_remote<T>(
-    mut lookup: impl FnMut() -> Result<T, BackendError>,
-) -> Result<T, BackendError> {
+/// `attempt` (look the target up, open the session) until it answers
+/// something else than "not remote yet": the remote pod is still in its batch
+/// window, or the plugin says its container is not running yet (409: just
+/// created, a job still queued). For at most [`REMOTE_WAIT`]; each attempt
+/// looks the container up again, so one that ended meanwhile fails at once.
+async fn when_remote<T, F>(mut attempt: impl FnMut() -> F) -> Result<T, BackendError>
+where
+    F: std::future::Future<Output = Result<T, BackendError>>,
+{
     let deadline = tokio::time::Instant::now() + REMOTE_WAIT;
+    let mut pause = std::time::Duration::from_millis(20);
     loop {
-        match lookup() {
+        match attempt().await {
             Err(BackendError::NotYetRemote(_)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
             }
             r => return r,
         }
@@ -267,15 +275,24 @@ impl StreamBackend for InterlinkExec {
     fn exec(&self, t: ExecTarget, io: ExecIo) -> BoxFuture<'_, Result<i32, BackendError>> {
         Box::pin(async move {
             let targets = self.targets()?;
-            let (target, container) = when_remote(|| targets.container(&t.container_id)).await?;
-            let req = ExecRequest {
-                target,
-                container,
-                command: t.cmd,
-                tty: t.tty,
-                stdin: io.stdin.is_some(),
-            };
-            let s = self.client.exec(&req).await.map_err(map_err)?;
+            let stdin = io.stdin.is_some();
+            let client = &self.client;
+            let s = when_remote(|| {
+                let found = targets.container(&t.container_id);
+                let (command, tty) = (t.cmd.clone(), t.tty);
+                async move {
+                    let (target, container) = found?;
+                    let req = ExecRequest {
+                        target,
+                        container,
+                        command,
+                        tty,
+                        stdin,
+                    };
+                    client.exec(&req).await.map_err(map_err)
+                }
+            })
+            .await?;
             relay(s, io, t.timeout).await
         })
     }
@@ -289,14 +306,22 @@ impl StreamBackend for InterlinkExec {
         let id = container_id.to_string();
         Box::pin(async move {
             let targets = self.targets()?;
-            let (target, container) = when_remote(|| targets.container(&id)).await?;
-            let req = AttachRequest {
-                target,
-                container,
-                tty,
-                stdin: io.stdin.is_some(),
-            };
-            let s = self.client.attach(&req).await.map_err(map_err)?;
+            let stdin = io.stdin.is_some();
+            let client = &self.client;
+            let s = when_remote(|| {
+                let found = targets.container(&id);
+                async move {
+                    let (target, container) = found?;
+                    let req = AttachRequest {
+                        target,
+                        container,
+                        tty,
+                        stdin,
+                    };
+                    client.attach(&req).await.map_err(map_err)
+                }
+            })
+            .await?;
             relay(s, io, None).await
         })
     }
@@ -309,12 +334,20 @@ impl StreamBackend for InterlinkExec {
         let id = sandbox_id.to_string();
         Box::pin(async move {
             let targets = self.targets()?;
-            let target = when_remote(|| targets.sandbox(&id)).await?;
-            let s = self
-                .client
-                .port_forward(&PortForwardRequest { target, port })
-                .await
-                .map_err(map_err)?;
+            let client = &self.client;
+            let s = when_remote(|| {
+                let found = targets.sandbox(&id);
+                async move {
+                    client
+                        .port_forward(&PortForwardRequest {
+                            target: found?,
+                            port,
+                        })
+                        .await
+                        .map_err(map_err)
+                }
+            })
+            .await?;
             Ok(Box::new(s) as Box<dyn PortStream>)
         })
     }

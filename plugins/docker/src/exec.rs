@@ -71,7 +71,7 @@ async fn running(
         ))
     })?;
     let not_running = || {
-        PluginError::BadRequest(format!(
+        PluginError::NotRunning(format!(
             "container {name:?} of pod {}/{} is not running",
             rec.namespace, rec.name
         ))
@@ -368,13 +368,13 @@ pub(crate) async fn port_forward(
         ))
     };
     if rec.infra_id.is_empty() {
-        return Err(PluginError::BadRequest(format!(
+        return Err(PluginError::NotRunning(format!(
             "pod {pod_name} is not running"
         )));
     }
     let infra = engine.raw().inspect(&rec.infra_id).await.map_err(|e| {
         if e.is_not_found() {
-            PluginError::BadRequest(format!("pod {pod_name} is not running"))
+            PluginError::NotRunning(format!("pod {pod_name} is not running"))
         } else {
             engine.raw_error(&format!("pod {pod_name}"), e)
         }
@@ -386,7 +386,7 @@ pub(crate) async fn port_forward(
         .map(|s| s.pid)
         .unwrap_or(0);
     if pid <= 0 {
-        return Err(PluginError::BadRequest(format!(
+        return Err(PluginError::NotRunning(format!(
             "pod {pod_name} is not running"
         )));
     }

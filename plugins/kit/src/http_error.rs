@@ -34,6 +34,7 @@ impl PluginError {
             PluginError::NotFound(_) => StatusCode::NOT_FOUND,
             PluginError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             PluginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PluginError::NotRunning(_) => StatusCode::CONFLICT,
             PluginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PluginError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }

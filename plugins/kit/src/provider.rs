@@ -31,6 +31,11 @@ pub enum PluginError {
     /// The backend (slurmctld, the container engine) cannot be reached (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The container (or pod) exists but is not running (409): not yet (just
+    /// created, a job still queued) or no more. A caller that knows it was
+    /// started may try again shortly.
+    #[error("{0}")]
+    NotRunning(String),
     /// Anything else (500).
     #[error("{0}")]
     Internal(String),
@@ -108,7 +113,7 @@ pub trait Provider: Send + Sync + 'static {
     /// Run a command in a container (extension `exec`, which a provider that
     /// implements this lists in [`Provider::extensions`]). Check the pod and
     /// container here (unknown: [`PluginError::NotFound`]; not running:
-    /// [`PluginError::BadRequest`]); the returned run gets the streams once the
+    /// [`PluginError::NotRunning`]); the returned run gets the streams once the
     /// client's WebSocket is open and answers the exit code. The kit has
     /// validated the request's names. The default: unsupported (501).
     fn exec(&self, req: ExecRequest) -> impl Future<Output = Result<ExecRun, PluginError>> + Send {

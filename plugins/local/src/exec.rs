@@ -89,7 +89,7 @@ fn running(e: &PodEntry, name: &str) -> Result<(ContainerRecord, Launch), Plugin
     };
     match (&c.launch, live) {
         (Some(l), true) => Ok((c.clone(), l.clone())),
-        _ => Err(PluginError::BadRequest(format!(
+        _ => Err(PluginError::NotRunning(format!(
             "container {name:?} of pod {}/{} is not running",
             rec.namespace, rec.name
         ))),

@@ -156,7 +156,7 @@ pub(crate) fn running(rec: &PodRecord, name: &str) -> Result<String, PluginError
     let files = read_container(&rec.pod_dir, name);
     match (&rec.job_id, files.started, files.exit, &rec.final_status) {
         (Some(id), Some(_), None, None) => Ok(id.clone()),
-        _ => Err(PluginError::BadRequest(format!(
+        _ => Err(PluginError::NotRunning(format!(
             "container {name:?} of pod {}/{} is not running",
             rec.namespace, rec.name
         ))),
@@ -581,7 +581,7 @@ pub(crate) async fn port_forward(
     let job = match (&rec.job_id, &rec.final_status) {
         (Some(id), None) => id.clone(),
         _ => {
-            return Err(PluginError::BadRequest(format!(
+            return Err(PluginError::NotRunning(format!(
                 "pod {label} is not running"
             )));
         }
