@@ -12,6 +12,7 @@
 //!   allow_privileged: false         # securityContext.privileged
 //!   allowed_capabilities: []        # securityContext.capabilities.add (names, or ALL)
 //!   allow_host_namespaces: false    # hostNetwork, hostPID, hostIPC
+//!   allowed_host_paths: []          # hostPath volumes under these directories
 //! ```
 
 use interlink_plugin_kit::config::PluginSettings;
@@ -57,6 +58,11 @@ pub struct Config {
     /// Let pods use the host's network, process or IPC namespace
     /// (`hostNetwork`, `hostPID`, `hostIPC`). Off: refused with a 400.
     pub allow_host_namespaces: bool,
+    /// Directories under which pods may mount `hostPath` volumes (the real
+    /// path, symlinks resolved, must lie under one). Empty: hostPath volumes
+    /// are refused. Checked on this plugin's machine: the engine must be on it
+    /// (a `unix://` socket).
+    pub allowed_host_paths: Vec<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -74,6 +80,7 @@ impl Default for Config {
             allow_privileged: false,
             allowed_capabilities: vec![],
             allow_host_namespaces: false,
+            allowed_host_paths: vec![],
         }
     }
 }
@@ -108,6 +115,18 @@ impl Config {
             return Err(format!(
                 "docker.image_pull_policy {p:?}: expected Always, IfNotPresent or Never"
             ));
+        }
+        if let Some(p) = self.allowed_host_paths.iter().find(|p| !p.is_absolute()) {
+            return Err(format!(
+                "docker.allowed_host_paths: {} is not an absolute path",
+                p.display()
+            ));
+        }
+        if !self.allowed_host_paths.is_empty() && !self.engine_host().starts_with("unix://") {
+            return Err(
+                "docker.allowed_host_paths needs the engine on this machine (a unix:// docker_host)"
+                    .into(),
+            );
         }
         if self.infra_image.trim().is_empty() {
             return Err("docker.infra_image is empty".into());

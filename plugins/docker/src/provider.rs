@@ -336,7 +336,7 @@ impl Inner {
         let model = PodModel::new(data, spec::placement(pod, &self.config));
         let view = model.view();
         let vol_dir = self.store.pod_dir(&rec.uid).join("volumes");
-        let vols = volumes::prepare(view, &vol_dir)
+        let vols = volumes::prepare(view, &vol_dir, &self.config.allowed_host_paths)
             .map_err(|e| Refusal::rejected("CreateContainerConfigError", e.to_string()))?;
         let mut bodies = Vec::new();
         for (role, c) in inits

@@ -31,14 +31,22 @@ pub struct HostVolume {
 
 /// Write every volume of the pod under `dir` (`<pod dir>/volumes`). Nothing is
 /// written when a volume cannot be provided.
-pub fn prepare(view: PodView<'_>, dir: &Path) -> Result<BTreeMap<String, HostVolume>, VolumeError> {
+/// A `hostPath` is bound as it is (its real path) when it lies under one of
+/// `allowed_host_paths` (the site's `docker.allowed_host_paths`), else refused.
+pub fn prepare(
+    view: PodView<'_>,
+    dir: &Path,
+    allowed_host_paths: &[PathBuf],
+) -> Result<BTreeMap<String, HostVolume>, VolumeError> {
     let planned = pod_volumes::plan(view).map_err(|e| VolumeError::Invalid(e.to_string()))?;
-    if let Some(v) = planned
-        .iter()
-        .find(|v| matches!(v.content, Content::HostPath { .. } | Content::Unsupported))
-    {
+    let refused = |v: &pod_volumes::PlannedVolume| match &v.content {
+        Content::Unsupported => true,
+        Content::HostPath { .. } => allowed_host_paths.is_empty(),
+        _ => false,
+    };
+    if let Some(v) = planned.iter().find(|v| refused(v)) {
         return Err(VolumeError::Invalid(format!(
-            "volume {:?}: only configMap, secret, projected, downwardAPI and emptyDir volumes are supported by the docker plugin",
+            "volume {:?}: only configMap, secret, projected, downwardAPI and emptyDir volumes are supported by the docker plugin (hostPath too, under the directories the site lists in docker.allowed_host_paths)",
             v.name
         )));
     }
@@ -49,6 +57,18 @@ pub fn prepare(view: PodView<'_>, dir: &Path) -> Result<BTreeMap<String, HostVol
             path: path.clone(),
             err,
         };
+        if let Content::HostPath { path, kind } = &v.content {
+            let real = pod_volumes::host_path(path, kind.as_deref(), Some(allowed_host_paths))
+                .map_err(|m| VolumeError::Invalid(format!("volume {:?}: {m}", v.name)))?;
+            out.insert(
+                v.name,
+                HostVolume {
+                    path: real,
+                    read_only: false,
+                },
+            );
+            continue;
+        }
         let read_only = match &v.content {
             Content::Files(files) => {
                 pod_volumes::write_files(&path, files).map_err(io)?;
@@ -147,6 +167,15 @@ mod tests {
         data: &RetrievedPodData,
         dir: &Path,
     ) -> Result<BTreeMap<String, HostVolume>, VolumeError> {
+        prepare_allowing(volumes, data, dir, &[])
+    }
+
+    fn prepare_allowing(
+        volumes: serde_json::Value,
+        data: &RetrievedPodData,
+        dir: &Path,
+        allowed: &[PathBuf],
+    ) -> Result<BTreeMap<String, HostVolume>, VolumeError> {
         let mut pod = data.pod.clone();
         pod.spec =
             Some(serde_json::from_value(json!({"volumes": volumes, "containers": []})).unwrap());
@@ -158,7 +187,45 @@ mod tests {
                 placement: &Placement::default(),
             },
             dir,
+            allowed,
         )
+    }
+
+    /// hostPath volumes: refused unless the site allows their directory;
+    /// bound at their real path; a link out of an allowed directory, `..`, or
+    /// a path elsewhere refused with the reason.
+    #[test]
+    fn host_paths_only_under_the_allowed_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let allowed = d.path().join("shared");
+        std::fs::create_dir_all(allowed.join("data")).unwrap();
+        std::os::unix::fs::symlink(allowed.join("data"), allowed.join("alias")).unwrap();
+        std::os::unix::fs::symlink("/etc", allowed.join("escape")).unwrap();
+        let real = std::fs::canonicalize(allowed.join("data")).unwrap();
+        let vol = |p: &Path| json!([{"name": "h", "hostPath": {"path": p, "type": "Directory"}}]);
+        let work = d.path().join("work");
+        let ok = |p: &Path| {
+            prepare_allowing(vol(p), &no_objects(), &work, std::slice::from_ref(&allowed))
+        };
+        for p in [allowed.join("data"), allowed.join("alias")] {
+            let v = ok(&p).unwrap();
+            assert_eq!(v["h"].path, real, "{}", p.display());
+            assert!(!v["h"].read_only);
+        }
+        for (p, why) in [
+            (allowed.join("escape"), "leads to /etc"),
+            (PathBuf::from("/etc"), "not under a directory"),
+            (allowed.join("data/../../x"), "without '..'"),
+            (allowed.join("missing"), "not a directory"),
+        ] {
+            let e = ok(&p).unwrap_err().to_string();
+            assert!(e.contains(why), "{}: {e}", p.display());
+        }
+        // none allowed: refused, naming the key that would allow it
+        let e = prepare_with(vol(&allowed.join("data")), &no_objects(), &work)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("docker.allowed_host_paths"), "{e}");
     }
 
     fn no_objects() -> RetrievedPodData {

@@ -21,7 +21,7 @@ pub fn prepare(pod_dir: &Path, view: PodView<'_>) -> Result<BTreeMap<String, Pat
     for v in pod_volumes::plan(view).map_err(|e| e.with_field_names())? {
         let dir = root.join(&v.name);
         let path = match v.content {
-            Content::HostPath { path, kind } => host_path(PathBuf::from(path), kind.as_deref()),
+            Content::HostPath { path, kind } => pod_volumes::host_path(&path, kind.as_deref(), None),
             Content::Files(files) => pod_volumes::write_files(&dir, &files)
                 .map(|()| dir)
                 .map_err(|e| format!("write {}: {e}", root.join(&v.name).display())),
@@ -36,19 +36,4 @@ pub fn prepare(pod_dir: &Path, view: PodView<'_>) -> Result<BTreeMap<String, Pat
 
 fn mkdir(p: &Path) -> Result<(), String> {
     std::fs::create_dir_all(p).map_err(|e| format!("create {}: {e}", p.display()))
-}
-
-/// A hostPath, checked against its `type`.
-fn host_path(p: PathBuf, kind: Option<&str>) -> Result<PathBuf, String> {
-    match kind.unwrap_or("") {
-        "DirectoryOrCreate" => mkdir(&p)?,
-        "Directory" if !p.is_dir() => {
-            return Err(format!("hostPath {} is not a directory", p.display()));
-        }
-        "File" if !p.is_file() => {
-            return Err(format!("hostPath {} is not a file", p.display()));
-        }
-        _ => {}
-    }
-    Ok(p)
 }

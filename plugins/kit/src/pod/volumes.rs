@@ -299,6 +299,57 @@ pub fn content(view: PodView<'_>, v: &Volume) -> Result<Content, PodError> {
     Ok(Content::Unsupported)
 }
 
+/// A `hostPath` volume on this machine, checked against its `type`
+/// (`DirectoryOrCreate` is made), as the real path to bind (symlinks
+/// resolved). With `allowed` (a site's list of directories), the path must
+/// lie under one of them, before and after its symlinks are resolved, so a
+/// link cannot lead a tenant outside; `None` takes any path (a single-tenant
+/// backend such as the local plugin).
+pub fn host_path(
+    path: &str,
+    kind: Option<&str>,
+    allowed: Option<&[std::path::PathBuf]>,
+) -> Result<std::path::PathBuf, String> {
+    use std::path::{Component, Path};
+    let p = Path::new(path);
+    if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "hostPath {path:?} must be an absolute path without '..'"
+        ));
+    }
+    let inside = |q: &Path| {
+        allowed.is_none_or(|dirs| {
+            dirs.iter().any(|d| {
+                q.starts_with(d) || std::fs::canonicalize(d).is_ok_and(|d| q.starts_with(d))
+            })
+        })
+    };
+    if !inside(p) {
+        return Err(format!(
+            "hostPath {path} is not under a directory this site allows for hostPath volumes"
+        ));
+    }
+    match kind.unwrap_or("") {
+        "DirectoryOrCreate" => {
+            std::fs::create_dir_all(p).map_err(|e| format!("create hostPath {path}: {e}"))?
+        }
+        "Directory" if !p.is_dir() => return Err(format!("hostPath {path} is not a directory")),
+        "File" if !p.is_file() => return Err(format!("hostPath {path} is not a file")),
+        _ => {}
+    }
+    if allowed.is_none() {
+        return Ok(p.to_path_buf());
+    }
+    let real = std::fs::canonicalize(p).map_err(|e| format!("hostPath {path}: {e}"))?;
+    if !inside(&real) {
+        return Err(format!(
+            "hostPath {path} leads to {}, which is not under a directory this site allows for hostPath volumes",
+            real.display()
+        ));
+    }
+    Ok(real)
+}
+
 /// Every volume of the pod, in spec order, each name checked.
 pub fn plan(view: PodView<'_>) -> Result<Vec<PlannedVolume>, PodError> {
     let mut out = Vec::new();
