@@ -166,6 +166,26 @@ fn readiness_exec_probe_decides_ready() {
     );
     assert!(p.log(&pod, "web").contains("up"));
     assert_eq!(p.delete(&pod), 200);
+    // the job killed, nothing of it is left behind: not its probe loop either
+    // (a background shell that the job's end would orphan)
+    let created: Value = serde_json::from_str(&body).unwrap();
+    let job = created["PodJID"].as_str().unwrap().to_string();
+    let script = format!("job{:0>5}/slurm_script", job);
+    let left = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&script))
+            })
+            .count()
+    };
+    wait_until(Duration::from_secs(60), "the job's processes gone", || {
+        left() == 0
+    })
+    .unwrap();
 }
 
 /// A liveness probe that keeps failing kills its container in the job; a

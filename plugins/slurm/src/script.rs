@@ -334,6 +334,7 @@ fn push_mounts(
 
 const PRELUDE: &str = r#"
 # --- helpers (interlink-slurm) ---
+__il_job=$$
 __il_dir="$INTERLINK_POD_DIR/containers"
 mkdir -p "$__il_dir"
 __il_now() { local t=${EPOCHREALTIME:-$(date +%s.%N)}; printf '%s' "${t/,/.}"; }
@@ -386,7 +387,9 @@ __il_finish() {
 const CHECKS_PRELUDE: &str = r#"
 # --- probes and lifecycle hooks (interlink-slurm) ---
 __il_log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
-__il_alive() { [ ! -e "$__il_dir/$1.exit" ]; }
+# the container has not ended, and the job's shell still runs: a job killed
+# before the container's end was written leaves no probe looping on its own
+__il_alive() { [ ! -e "$__il_dir/$1.exit" ] && kill -0 "$__il_job" 2>/dev/null; }
 __il_set_ready() {
     printf '%s\n' "$2" > "$__il_dir/$1.ready.tmp" && mv -f "$__il_dir/$1.ready.tmp" "$__il_dir/$1.ready"
 }
