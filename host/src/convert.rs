@@ -468,6 +468,7 @@ pub fn build_create(
             ),
         );
     }
+    let dns = sandbox.config.dns_config.as_ref().and_then(dns_config);
     req.pod = k8s::Pod {
         metadata: ObjectMeta {
             name: Some(remote.name.clone()),
@@ -489,6 +490,9 @@ pub fn build_create(
             hostname: (!sandbox.config.hostname.is_empty())
                 .then(|| crate::names::dns_label(&sandbox.config.hostname)),
             termination_grace_period_seconds: remote.grace_seconds,
+            // what kubelet computed (cluster DNS, searches, options): complete
+            dns_policy: dns.as_ref().map(|_| "None".to_string()),
+            dns_config: dns,
             ..Default::default()
         }),
         status: Some(k8s::PodStatus {
@@ -497,6 +501,34 @@ pub fn build_create(
         }),
     };
     req
+}
+
+/// CRI's DNS config (servers, searches, `name[:value]` options) as the pod's
+/// `dnsConfig`; `None` when it holds nothing.
+fn dns_config(d: &cri::DnsConfig) -> Option<k8s::PodDNSConfig> {
+    if d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty() {
+        return None;
+    }
+    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    Some(k8s::PodDNSConfig {
+        nameservers: list(&d.servers),
+        searches: list(&d.searches),
+        options: (!d.options.is_empty()).then(|| {
+            d.options
+                .iter()
+                .map(|o| {
+                    let (name, value) = match o.split_once(':') {
+                        Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                        None => (o.clone(), None),
+                    };
+                    k8s::PodDNSConfigOption {
+                        name: Some(name),
+                        value,
+                    }
+                })
+                .collect()
+        }),
+    })
 }
 
 /// The pod as one `/status` round sends it: identity, container names and
@@ -540,7 +572,10 @@ pub fn apply_pod_spec(pod: &mut k8s::Pod, real: &k8s::Pod) {
     spec.priority = rs.priority;
     spec.runtime_class_name = rs.runtime_class_name.clone();
     spec.subdomain = rs.subdomain.clone();
-    spec.dns_policy = rs.dns_policy.clone();
+    // kubelet's DNS config, when it sent one, is the whole answer (`None`)
+    if spec.dns_config.is_none() {
+        spec.dns_policy = rs.dns_policy.clone();
+    }
     spec.active_deadline_seconds = rs.active_deadline_seconds;
 }
 
@@ -754,5 +789,46 @@ mod tests {
             out.container.volume_mounts.as_ref().unwrap()[0].mount_path,
             "/etc/app"
         );
+    }
+    /// kubelet's DNS config goes to the pod as `dnsConfig` (options split at
+    /// the first ':'), and a real pod spec's policy does not replace `None`.
+    #[test]
+    fn dns_config_from_the_sandbox() {
+        assert!(dns_config(&cri::DnsConfig::default()).is_none());
+        let d = dns_config(&cri::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["ns.svc.cluster.local".into()],
+            options: vec!["ndots:5".into(), "edns0".into()],
+        })
+        .unwrap();
+        assert_eq!(d.nameservers.unwrap(), ["10.96.0.10"]);
+        assert_eq!(d.searches.unwrap(), ["ns.svc.cluster.local"]);
+        let o = d.options.unwrap();
+        assert_eq!(
+            (o[0].name.as_deref(), o[0].value.as_deref()),
+            (Some("ndots"), Some("5"))
+        );
+        assert_eq!(
+            (o[1].name.as_deref(), o[1].value.as_deref()),
+            (Some("edns0"), None)
+        );
+
+        let mut pod = k8s::Pod {
+            spec: Some(k8s::PodSpec {
+                dns_policy: Some("None".into()),
+                dns_config: Some(k8s::PodDNSConfig::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let real = k8s::Pod {
+            spec: Some(k8s::PodSpec {
+                dns_policy: Some("ClusterFirst".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        apply_pod_spec(&mut pod, &real);
+        assert_eq!(pod.spec.unwrap().dns_policy.as_deref(), Some("None"));
     }
 }

@@ -265,6 +265,37 @@ fn single_container_with_env_limits_and_files() {
     );
 }
 
+/// The DNS kubelet computed (sent by the CRI host as `dnsConfig` with
+/// `dnsPolicy: None`) is each container's /etc/resolv.conf.
+#[test]
+fn dns_config_becomes_the_containers_resolv_conf() {
+    let Some(mut w) = World::new() else { return };
+    let b = PodBuilder::new("dns").container("main", &["cat", "/etc/resolv.conf"]);
+    let mut b = w.pod(b);
+    let spec = b.pod.spec.as_mut().unwrap();
+    spec.dns_policy = Some("None".into());
+    spec.dns_config = Some(
+        serde_json::from_value(serde_json::json!({
+            "nameservers": ["10.96.0.10"],
+            "searches": ["default.svc.cluster.local", "svc.cluster.local"],
+            "options": [{"name": "ndots", "value": "5"}]
+        }))
+        .unwrap(),
+    );
+    w.client.create_ok(&b.data()).unwrap();
+    let st = w
+        .client
+        .wait_status(&b.pod, T, "main to finish", all_terminated)
+        .unwrap();
+    assert_eq!(exit_code(&st, "main"), Some(0));
+    let out = w.logs(&b.pod, "main", ContainerLogOpts::default());
+    assert_eq!(
+        out,
+        "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local\noptions ndots:5\n"
+    );
+    assert_eq!(w.client.delete(&b.pod).unwrap().status, 200);
+}
+
 #[test]
 fn several_containers_share_one_network_namespace() {
     let Some(mut w) = World::new() else { return };

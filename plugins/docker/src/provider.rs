@@ -338,6 +338,31 @@ impl Inner {
         let vol_dir = self.store.pod_dir(&rec.uid).join("volumes");
         let vols = volumes::prepare(view, &vol_dir, &self.config.allowed_host_paths)
             .map_err(|e| Refusal::rejected("CreateContainerConfigError", e.to_string()))?;
+        // the DNS kubelet computed (the CRI host sends it as dnsConfig): each
+        // container's /etc/resolv.conf, as containerd gives it from the sandbox
+        let resolv = match pod::dns::resolv_conf(spec) {
+            Some(text) => {
+                let path = self.store.pod_dir(&rec.uid).join("resolv.conf");
+                std::fs::create_dir_all(self.store.pod_dir(&rec.uid))
+                    .and_then(|()| std::fs::write(&path, text))
+                    .and_then(|()| {
+                        std::fs::set_permissions(
+                            &path,
+                            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
+                                0o644,
+                            ),
+                        )
+                    })
+                    .map_err(|e| {
+                        Refusal::from(PluginError::Internal(format!(
+                            "writing {}: {e}",
+                            path.display()
+                        )))
+                    })?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut bodies = Vec::new();
         for (role, c) in inits
             .iter()
@@ -352,9 +377,16 @@ impl Inner {
                         format!("container {:?}: {e}", c.name),
                     )
                 })?;
-            let (binds, subpaths) =
+            let (mut binds, subpaths) =
                 volumes::binds(c, &vols, &self.store.subpath_dir(&rec.uid, &c.name))
                     .map_err(|e| Refusal::rejected("CreateContainerConfigError", e.to_string()))?;
+            let own =
+                |m: &&k8s_openapi::api::core::v1::VolumeMount| m.mount_path == "/etc/resolv.conf";
+            if let Some(r) = &resolv
+                && !c.volume_mounts.iter().flatten().any(|m| own(&m))
+            {
+                binds.push(format!("{}:/etc/resolv.conf:ro", r.display()));
+            }
             bodies.push((role, c, env, binds, subpaths));
         }
 

@@ -9,6 +9,7 @@
 //! created: the plugin passes what its backend knows as a [`Placement`]
 //! ([`host::this_host`] where the pod runs on this host, with its network).
 
+pub mod dns;
 pub mod downward;
 pub mod env;
 pub mod host;
