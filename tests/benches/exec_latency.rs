@@ -131,15 +131,7 @@ async fn bench(name: &str, env: CriEnv, image: &str, n: usize) -> anyhow::Result
         ms(pct(&mut session, 0.99)),
         ms(ready),
     );
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await?;
-    Ok(())
+    stop_and_remove_pod(&mut rt, &pod).await
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -351,6 +351,19 @@ pub async fn run_pod(rt: &mut Rt, cfg: &cri::PodSandboxConfig) -> Result<String>
         .pod_sandbox_id)
 }
 
+/// `StopPodSandbox` then `RemovePodSandbox`, as kubelet ends a pod.
+pub async fn stop_and_remove_pod(rt: &mut Rt, pod: &str) -> Result<()> {
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.to_string(),
+    })
+    .await?;
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.to_string(),
+    })
+    .await?;
+    Ok(())
+}
+
 pub async fn create(
     rt: &mut Rt,
     sandbox: &str,

@@ -393,14 +393,7 @@ async fn a_refused_create_shows_the_error_and_nothing_hangs() -> anyhow::Result<
         !s.reason.is_empty() && !s.message.is_empty(),
         "kubelet must see why: {s:?}"
     );
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await?;
+    stop_and_remove_pod(&mut rt, &pod).await?;
     Ok(())
 }
 

@@ -64,14 +64,7 @@ async fn embedded_default_runs_a_pod_with_no_config() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert!(st.status.unwrap().conditions.iter().all(|c| c.status));
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await?;
+    stop_and_remove_pod(&mut rt, &pod).await?;
     Ok(())
 }
 

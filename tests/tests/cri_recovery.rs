@@ -68,14 +68,7 @@ async fn host_killed_while_a_pod_runs_resumes_it() -> anyhow::Result<()> {
         .items;
     assert_eq!(sandboxes.len(), 1);
 
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await?;
+    stop_and_remove_pod(&mut rt, &pod).await?;
     Ok(())
 }
 

@@ -61,14 +61,7 @@ async fn stop_and_check_last_line(rt: &mut Rt, sb: &cri::PodSandboxConfig) -> an
     // nothing is appended later (no line written twice by a second fetch)
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(std::fs::read_to_string(&file)?, content);
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await?;
+    stop_and_remove_pod(&mut rt, &pod).await?;
     Ok(())
 }
 

@@ -68,14 +68,7 @@ async fn run_one(env: &CriEnv, name: &str, c: cri::ContainerConfig) -> anyhow::R
     let id = create(&mut rt, &pod, &sb, c).await?;
     start(&mut rt, &id).await?;
     wait_state(&mut rt, &id, EXITED, T).await?;
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await?;
+    stop_and_remove_pod(&mut rt, &pod).await?;
     Ok(())
 }
 
