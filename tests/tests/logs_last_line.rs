@@ -61,7 +61,7 @@ async fn stop_and_check_last_line(rt: &mut Rt, sb: &cri::PodSandboxConfig) -> an
     // nothing is appended later (no line written twice by a second fetch)
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(std::fs::read_to_string(&file)?, content);
-    stop_and_remove_pod(&mut rt, &pod).await?;
+    stop_and_remove_pod(rt, &pod).await?;
     Ok(())
 }
 
