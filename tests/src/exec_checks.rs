@@ -130,7 +130,8 @@ pub async fn check_streams_and_stdin(client: &Client, b: &PodBuilder, c: &str) {
 /// A tty: its size follows the resizes, stderr comes on stdout, what is
 /// typed is echoed. `stty` is the command that prints the size.
 pub async fn check_tty(client: &Client, b: &PodBuilder, c: &str, stty: &str) {
-    let script = format!("read x; {stty} size; echo to-stderr >&2; read y; {stty} size");
+    let script =
+        format!("echo term=$TERM; read x; {stty} size; echo to-stderr >&2; read y; {stty} size");
     let mut r = exec_req(b, c, &["sh", "-c", &script]);
     r.tty = true;
     r.stdin = true;
@@ -175,6 +176,8 @@ pub async fn check_tty(client: &Client, b: &PodBuilder, c: &str, stty: &str) {
     assert!(seen.contains("to-stderr"), "{seen:?}");
     assert!(seen.contains("50 132\r\n"), "{seen:?}");
     assert!(seen.contains("go\r\n"), "{seen:?}");
+    // a terminal's type, as containerd gives a tty exec
+    assert!(seen.contains("term=xterm\r\n"), "{seen:?}");
 }
 
 /// Attach sees what the container writes from now on, and its end.

@@ -145,6 +145,9 @@ pub(crate) async fn exec(
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 tty: Some(req.tty),
+                // a terminal's programs need its type: TERM=xterm, as
+                // containerd sets it
+                env: req.tty.then(|| vec!["TERM=xterm".to_string()]),
                 cmd: Some(req.command.clone()),
                 // never more than the container has
                 privileged: Some(false),

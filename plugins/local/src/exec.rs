@@ -142,7 +142,12 @@ fn command_line(l: &Launch, command: &[String]) -> Result<Vec<String>, PluginErr
 /// `exec`: check, then a run of the command.
 pub(crate) fn exec(entry: Option<Arc<PodEntry>>, req: ExecRequest) -> Result<ExecRun, PluginError> {
     let e = pod(entry, &req.target)?;
-    let (c, l) = running(&e, &req.container)?;
+    let (c, mut l) = running(&e, &req.container)?;
+    if req.tty {
+        // a terminal's programs need its type: TERM=xterm, as containerd sets it
+        l.env.retain(|(k, _)| k != "TERM");
+        l.env.push(("TERM".into(), "xterm".into()));
+    }
     let leader = match c.state {
         ContainerState::Running { pid, .. } => pid,
         _ => 0,

@@ -210,6 +210,10 @@ fn step_command(
         cmd.env("SLURM_CONF", c);
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if req.tty {
+        // a terminal's programs need its type: TERM=xterm, as containerd sets it
+        cmd.env("TERM", "xterm");
+    }
     cmd
 }
 
