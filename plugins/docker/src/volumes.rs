@@ -221,6 +221,19 @@ mod tests {
             let e = ok(&p).unwrap_err().to_string();
             assert!(e.contains(why), "{}: {e}", p.display());
         }
+        // DirectoryOrCreate through a link that leads out makes nothing there
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, allowed.join("out")).unwrap();
+        let create = json!([{"name": "h", "hostPath": {"path": allowed.join("out/new"), "type": "DirectoryOrCreate"}}]);
+        let e = prepare_allowing(create, &no_objects(), &work, std::slice::from_ref(&allowed))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("leads to"), "{e}");
+        assert!(
+            !outside.join("new").exists(),
+            "created outside the allowed directory"
+        );
         // none allowed: refused, naming the key that would allow it
         let e = prepare_with(vol(&allowed.join("data")), &no_objects(), &work)
             .unwrap_err()

@@ -329,6 +329,21 @@ pub fn host_path(
             "hostPath {path} is not under a directory this site allows for hostPath volumes"
         ));
     }
+    let leads_outside = |real: &Path| {
+        format!(
+            "hostPath {path} leads to {}, which is not under a directory this site allows for hostPath volumes",
+            real.display()
+        )
+    };
+    if allowed.is_some() {
+        // before anything is made: the nearest existing ancestor's real path,
+        // so `DirectoryOrCreate` cannot create through a link that leads out
+        let existing = p.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+        let real = std::fs::canonicalize(existing).map_err(|e| format!("hostPath {path}: {e}"))?;
+        if !inside(&real) {
+            return Err(leads_outside(&real));
+        }
+    }
     match kind.unwrap_or("") {
         "DirectoryOrCreate" => {
             std::fs::create_dir_all(p).map_err(|e| format!("create hostPath {path}: {e}"))?
@@ -342,10 +357,7 @@ pub fn host_path(
     }
     let real = std::fs::canonicalize(p).map_err(|e| format!("hostPath {path}: {e}"))?;
     if !inside(&real) {
-        return Err(format!(
-            "hostPath {path} leads to {}, which is not under a directory this site allows for hostPath volumes",
-            real.display()
-        ));
+        return Err(leads_outside(&real));
     }
     Ok(real)
 }
