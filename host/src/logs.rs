@@ -70,10 +70,15 @@ impl CriLogWriter {
 
     /// The unterminated tail as a last full line.
     pub fn format_end(&mut self) -> Vec<u8> {
+        self.take_partial("F")
+    }
+
+    /// The line held back, as one entry tagged `tag` (empty when none).
+    fn take_partial(&mut self, tag: &str) -> Vec<u8> {
         let mut out = Vec::new();
         if !self.partial.is_empty() {
             let p = std::mem::take(&mut self.partial);
-            Self::line(&mut out, &Self::timestamp(), self.stream, "F", &p);
+            Self::line(&mut out, &Self::timestamp(), self.stream, tag, &p);
         }
         out
     }
@@ -99,11 +104,7 @@ impl CriLogWriter {
     /// in a later line, which kubelet joins to it): a prompt shows while the
     /// container waits.
     pub fn flush_partial(&mut self) -> std::io::Result<()> {
-        let mut out = Vec::new();
-        if !self.partial.is_empty() {
-            let p = std::mem::take(&mut self.partial);
-            Self::line(&mut out, &Self::timestamp(), self.stream, "P", &p);
-        }
+        let out = self.take_partial("P");
         self.append(&out)
     }
 

@@ -161,6 +161,25 @@ where
     }
 }
 
+/// Open a session on a started container's remote side with `open`
+/// (target, container name), waiting for it as [`when_remote`] does.
+async fn on_container<T, Fut>(
+    targets: &dyn Targets,
+    id: &str,
+    open: impl Fn(Target, String) -> Fut,
+) -> Result<T, BackendError>
+where
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    when_remote(|| {
+        let opened = targets
+            .container(id)
+            .map(|(target, container)| open(target, container));
+        async move { opened?.await.map_err(map_err) }
+    })
+    .await
+}
+
 /// How long a command stopped at its timeout has to be gone (the peer
 /// answers its status once it is; one without the cancel is left then).
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -277,20 +296,15 @@ impl StreamBackend for InterlinkExec {
             let targets = self.targets()?;
             let stdin = io.stdin.is_some();
             let client = &self.client;
-            let s = when_remote(|| {
-                let found = targets.container(&t.container_id);
-                let (command, tty) = (t.cmd.clone(), t.tty);
-                async move {
-                    let (target, container) = found?;
-                    let req = ExecRequest {
-                        target,
-                        container,
-                        command,
-                        tty,
-                        stdin,
-                    };
-                    client.exec(&req).await.map_err(map_err)
-                }
+            let s = on_container(&*targets, &t.container_id, |target, container| {
+                let req = ExecRequest {
+                    target,
+                    container,
+                    command: t.cmd.clone(),
+                    tty: t.tty,
+                    stdin,
+                };
+                async move { client.exec(&req).await }
             })
             .await?;
             relay(s, io, t.timeout).await
@@ -308,18 +322,14 @@ impl StreamBackend for InterlinkExec {
             let targets = self.targets()?;
             let stdin = io.stdin.is_some();
             let client = &self.client;
-            let s = when_remote(|| {
-                let found = targets.container(&id);
-                async move {
-                    let (target, container) = found?;
-                    let req = AttachRequest {
-                        target,
-                        container,
-                        tty,
-                        stdin,
-                    };
-                    client.attach(&req).await.map_err(map_err)
-                }
+            let s = on_container(&*targets, &id, |target, container| {
+                let req = AttachRequest {
+                    target,
+                    container,
+                    tty,
+                    stdin,
+                };
+                async move { client.attach(&req).await }
             })
             .await?;
             relay(s, io, None).await

@@ -340,29 +340,10 @@ impl Inner {
             .map_err(|e| Refusal::rejected("CreateContainerConfigError", e.to_string()))?;
         // the DNS kubelet computed (the CRI host sends it as dnsConfig): each
         // container's /etc/resolv.conf, as containerd gives it from the sandbox
-        let resolv = match pod::dns::resolv_conf(spec) {
-            Some(text) => {
-                let path = self.store.pod_dir(&rec.uid).join("resolv.conf");
-                std::fs::create_dir_all(self.store.pod_dir(&rec.uid))
-                    .and_then(|()| std::fs::write(&path, text))
-                    .and_then(|()| {
-                        std::fs::set_permissions(
-                            &path,
-                            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
-                                0o644,
-                            ),
-                        )
-                    })
-                    .map_err(|e| {
-                        Refusal::from(PluginError::Internal(format!(
-                            "writing {}: {e}",
-                            path.display()
-                        )))
-                    })?;
-                Some(path)
-            }
-            None => None,
-        };
+        let resolv = pod::dns::resolv_conf(spec)
+            .map(|text| volumes::write_resolv_conf(&self.store.pod_dir(&rec.uid), &text))
+            .transpose()
+            .map_err(|e| Refusal::from(PluginError::Internal(e.to_string())))?;
         let mut bodies = Vec::new();
         for (role, c) in inits
             .iter()

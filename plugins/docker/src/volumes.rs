@@ -87,6 +87,20 @@ pub fn prepare(
     Ok(out)
 }
 
+/// Write a pod's `resolv.conf` (see `pod::dns`) in its directory `pod_dir`,
+/// readable by any user a container runs as; its path, to bind.
+pub fn write_resolv_conf(pod_dir: &Path, text: &str) -> Result<PathBuf, VolumeError> {
+    let path = pod_dir.join("resolv.conf");
+    std::fs::create_dir_all(pod_dir)
+        .and_then(|()| std::fs::write(&path, text))
+        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
+        .map_err(|err| VolumeError::Io {
+            path: path.clone(),
+            err,
+        })?;
+    Ok(path)
+}
+
 /// One container's volumeMounts as `host:container[:ro]` binds, plus the subPath
 /// binds to make just before it starts. A subPath is never given to the engine
 /// as a path under its volume (a container could have swapped a directory there
