@@ -3,10 +3,12 @@
 #
 # 1. builds the WebAssembly guests (scripts/build-guests.sh)
 # 2. when run as root, brings up the real backends the plugin tests use:
-#    a one-node Slurm cluster (scripts/slurm-start.sh) and the container engine
-#    with a local image (scripts/engine-setup.sh); they install what is missing.
-#    Slurm is stopped again on exit (by pid, in scripts/slurm-stop.sh).
-#    With INTERLINK_SKIP_BACKENDS=1 the Slurm and Docker tests skip instead.
+#    a one-node Slurm cluster (scripts/slurm-start.sh), the container engine
+#    with a local image (scripts/engine-setup.sh) and containerd with local
+#    images (scripts/containerd-setup.sh; each test starts its own instance);
+#    they install what is missing. Slurm is stopped again on exit (by pid, in
+#    scripts/slurm-stop.sh). With INTERLINK_SKIP_BACKENDS=1 the Slurm, Docker
+#    and containerd tests skip instead.
 # 3. builds every binary, then runs `cargo test --workspace`.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p interlink`).
 set -euo pipefail
@@ -43,6 +45,11 @@ if [ "${INTERLINK_SKIP_BACKENDS:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
     if [ -x scripts/engine-setup.sh ]; then
         log "preparing the container engine"
         scripts/engine-setup.sh || { require=0; log "container engine setup failed"; }
+    fi
+    if [ -x scripts/containerd-setup.sh ]; then
+        # packages and images only: each containerd test starts its own instance
+        log "preparing containerd"
+        scripts/containerd-setup.sh || { require=0; log "containerd setup failed"; }
     fi
     # backends we brought up must be used: their tests fail instead of skipping
     export INTERLINK_REQUIRE_BACKENDS=$require

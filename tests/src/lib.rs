@@ -168,6 +168,7 @@ pub fn backends_required() -> bool {
 }
 
 pub mod apiserver;
+pub mod containerd;
 pub mod cri;
 pub mod engine;
 pub mod exec_checks;
