@@ -100,6 +100,43 @@ pub struct Config {
     pub metrics_address: Option<SocketAddr>,
     #[serde(default)]
     pub extensions: Option<ExtensionsSection>,
+    /// A local CRI runtime (containerd, CRI-O) beside interLink: pods whose
+    /// runtime handler is not `CRI.RuntimeHandler` are forwarded to it (see
+    /// [`crate::forward`]). Unset: every pod is offloaded.
+    #[serde(default)]
+    pub local_runtime: Option<LocalRuntimeSection>,
+}
+
+/// `LocalRuntime`: where pods that are not interLink's go.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct LocalRuntimeSection {
+    /// The local runtime's CRI socket (`unix://` prefix accepted), e.g.
+    /// `unix:///run/containerd/containerd.sock`.
+    pub endpoint: String,
+    /// Runtime handlers forwarded besides the default `""`. Unset: every
+    /// handler other than `CRI.RuntimeHandler` is forwarded (the local runtime
+    /// refuses those it does not know); set: any other handler is refused here.
+    #[serde(default)]
+    pub handlers: Option<Vec<String>>,
+    /// Bound on a forwarded call whose caller set no deadline of its own.
+    #[serde(default = "d_2m", deserialize_with = "de_dur")]
+    pub request_timeout: Duration,
+    /// Bound on connecting to the local runtime; a call for one of its pods
+    /// fails `Unavailable` after it.
+    #[serde(default = "d_2s", deserialize_with = "de_dur")]
+    pub connect_timeout: Duration,
+}
+
+impl LocalRuntimeSection {
+    /// The socket path without a `unix://` prefix.
+    pub fn socket_path(&self) -> PathBuf {
+        PathBuf::from(
+            self.endpoint
+                .strip_prefix("unix://")
+                .unwrap_or(&self.endpoint),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -213,6 +250,12 @@ fn d_1s() -> Duration {
 fn d_5s() -> Duration {
     Duration::from_secs(5)
 }
+fn d_2s() -> Duration {
+    Duration::from_secs(2)
+}
+fn d_2m() -> Duration {
+    Duration::from_secs(120)
+}
 fn d_30s() -> Duration {
     Duration::from_secs(30)
 }
@@ -311,6 +354,29 @@ impl Config {
             crate::network::Cidr::parse(c)
                 .map_err(|e| ConfigError::Invalid(format!("PodCIDR: {e}")))?;
         }
+        if let Some(l) = &self.local_runtime {
+            if !l.endpoint.starts_with("unix://") && !l.endpoint.starts_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "LocalRuntime.Endpoint must be a Unix socket (unix:///path), not {:?}",
+                    l.endpoint
+                )));
+            }
+            if l.socket_path() == self.socket_path() {
+                return Err(ConfigError::Invalid(
+                    "LocalRuntime.Endpoint is CRI.SocketPath itself: calls would loop".into(),
+                ));
+            }
+            if l.handlers
+                .iter()
+                .flatten()
+                .any(|h| *h == self.cri.runtime_handler)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "LocalRuntime.Handlers lists {:?}, which is CRI.RuntimeHandler (offloaded)",
+                    self.cri.runtime_handler
+                )));
+            }
+        }
         if self.tls.enabled && (self.tls.cert_file.is_some() != self.tls.key_file.is_some()) {
             return Err(ConfigError::Invalid(
                 "TLS.CertFile and TLS.KeyFile go together".into(),
@@ -408,6 +474,33 @@ PluginConfig:
         assert!(Config::from_yaml("CgroupDriver: x\n", "t").is_err());
         assert!(Config::from_yaml("InterlinkAddress: ftp://x\n", "t").is_err());
         assert!(Config::from_yaml("PodCIDR: 10.0.0.0\n", "t").is_err());
+        assert!(c.local_runtime.is_none());
+        let fwd = Config::from_yaml(
+            "LocalRuntime:\n  Endpoint: unix:///run/containerd/containerd.sock\n",
+            "t",
+        )
+        .unwrap();
+        let l = fwd.local_runtime.unwrap();
+        assert_eq!(
+            l.socket_path(),
+            PathBuf::from("/run/containerd/containerd.sock")
+        );
+        assert_eq!(l.handlers, None);
+        assert!(Config::from_yaml("LocalRuntime:\n  Endpoint: http://x:1\n", "t").is_err());
+        let e = Config::from_yaml(
+            "CRI:\n  SocketPath: /a.sock\nLocalRuntime:\n  Endpoint: unix:///a.sock\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("loop"), "{e}");
+        assert!(
+            Config::from_yaml(
+                "LocalRuntime:\n  Endpoint: /c.sock\n  Handlers: [interlink]\n",
+                "t"
+            )
+            .is_err()
+        );
         assert_eq!(
             Config::from_yaml("PodCIDR: 10.9.0.0/24\n", "t")
                 .unwrap()

@@ -23,6 +23,7 @@ pub mod effects;
 pub mod embedded;
 pub mod events;
 pub mod extensions;
+pub mod forward;
 pub mod hooks;
 pub mod ids;
 pub mod images;

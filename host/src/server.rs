@@ -187,6 +187,30 @@ async fn reply(s: &mut UnixStream, code: u16, ctype: &str, body: &str) -> std::i
     s.shutdown().await
 }
 
+/// Serve both CRI services of `svc` on the accepted connections.
+async fn serve_services<S>(
+    mut builder: tonic::transport::Server,
+    svc: S,
+    incoming: tokio_stream::wrappers::ReceiverStream<std::io::Result<Sniffed>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    max_msg: usize,
+) -> Result<(), tonic::transport::Error>
+where
+    S: crate::proto::runtime::v1::runtime_service_server::RuntimeService
+        + crate::proto::runtime::v1::image_service_server::ImageService
+        + Clone,
+{
+    builder
+        .add_service(
+            RuntimeServiceServer::new(svc.clone())
+                .max_decoding_message_size(max_msg)
+                .max_encoding_message_size(64 << 20),
+        )
+        .add_service(ImageServiceServer::new(svc).max_decoding_message_size(max_msg))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
 /// Serve CRI (and HTTP/1.1 health) on `listener` until `shutdown` resolves.
 pub async fn serve(
     rt: Arc<Runtime>,
@@ -229,17 +253,25 @@ pub async fn serve(
             });
         }
     });
+    let local = rt
+        .cfg
+        .local_runtime
+        .as_ref()
+        .map(crate::forward::local::Local::new);
     let cri = Cri { rt };
     const MAX_MSG: usize = 16 << 20;
-    let r = tonic::transport::Server::builder()
-        .add_service(
-            RuntimeServiceServer::new(cri.clone())
-                .max_decoding_message_size(MAX_MSG)
-                .max_encoding_message_size(64 << 20),
-        )
-        .add_service(ImageServiceServer::new(cri).max_decoding_message_size(MAX_MSG))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
-        .await;
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let builder = tonic::transport::Server::builder();
+    let r = match local {
+        // beside a local runtime: every call is routed (crate::forward)
+        Some(local) => {
+            tracing::info!(local = %local.endpoint, handler = %cri.rt.cfg.cri.runtime_handler,
+                "forwarding pods of other runtime handlers to the local runtime");
+            let fwd = crate::forward::Forwarder::new(cri, local);
+            serve_services(builder, fwd, incoming, shutdown, MAX_MSG).await
+        }
+        None => serve_services(builder, cri, incoming, shutdown, MAX_MSG).await,
+    };
     let _ = stop_accept.send(());
     let _ = accept.await;
     r
