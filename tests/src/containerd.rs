@@ -253,17 +253,29 @@ impl Containerd {
     /// CRI answers again.
     pub fn restart(&mut self) -> Result<()> {
         let t0 = Instant::now();
-        if let Some(mut p) = self.proc.take() {
-            p.stop(Duration::from_secs(10));
-        }
-        self.spawn()?;
-        self.wait_ready(false)?;
+        self.stop();
+        self.start_again()?;
         eprintln!(
             "containerd restarted as pid {} in {:?}",
             self.pid(),
             t0.elapsed()
         );
         Ok(())
+    }
+
+    /// Stop containerd (SIGTERM, by pid) and leave it down (an outage); its
+    /// containers stay up under their shims. [`Containerd::start_again`] ends it.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// Start containerd again after [`Containerd::stop`], on the same
+    /// directories; returns when CRI answers.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait_ready(false)
     }
 
     /// Stop and remove every CRI pod sandbox (with its containers); bounded by

@@ -4,25 +4,74 @@
 //! losing them.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use std::sync::Mutex;
+
+use prost::Message;
 
 use crate::cri::labels_match;
 use crate::proto::runtime::v1 as cri;
 
-/// The local runtime's last unfiltered sandbox and container lists.
+/// The local runtime's last unfiltered sandbox and container lists, also on
+/// disk (so that an outage right after our own restart still shows them).
 #[derive(Default)]
 pub struct LocalLists {
     sandboxes: Mutex<Option<Vec<cri::PodSandbox>>>,
     containers: Mutex<Option<Vec<cri::Container>>>,
+    /// Where they are kept (`<DataRootFolder>/local-runtime`); none: memory only.
+    dir: Option<PathBuf>,
 }
 
+const SANDBOXES: &str = "sandboxes.pb";
+const CONTAINERS: &str = "containers.pb";
+
 impl LocalLists {
+    /// Lists kept in `dir`, starting from what an earlier run left there.
+    pub fn persistent(dir: PathBuf) -> LocalLists {
+        let read = |name: &str| std::fs::read(dir.join(name)).ok();
+        let sandboxes = read(SANDBOXES)
+            .and_then(|b| cri::ListPodSandboxResponse::decode(b.as_slice()).ok())
+            .map(|r| r.items);
+        let containers = read(CONTAINERS)
+            .and_then(|b| cri::ListContainersResponse::decode(b.as_slice()).ok())
+            .map(|r| r.containers);
+        LocalLists {
+            sandboxes: Mutex::new(sandboxes),
+            containers: Mutex::new(containers),
+            dir: Some(dir),
+        }
+    }
+
+    fn save(&self, name: &str, body: Vec<u8>) {
+        let Some(dir) = &self.dir else { return };
+        let r = crate::store::private_dir(dir)
+            .and_then(|()| crate::store::write_atomic(&dir.join(name), &body, false));
+        if let Err(e) = r {
+            tracing::warn!(error = %e, dir = %dir.display(), "keeping the local runtime's list failed");
+        }
+    }
+
     pub fn keep_sandboxes(&self, v: &[cri::PodSandbox]) {
-        *self.sandboxes.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.to_vec());
+        let mut kept = self.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.as_deref() == Some(v) {
+            return;
+        }
+        *kept = Some(v.to_vec());
+        let body = cri::ListPodSandboxResponse { items: v.to_vec() }.encode_to_vec();
+        self.save(SANDBOXES, body);
     }
     pub fn keep_containers(&self, v: &[cri::Container]) {
-        *self.containers.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.to_vec());
+        let mut kept = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.as_deref() == Some(v) {
+            return;
+        }
+        *kept = Some(v.to_vec());
+        let body = cri::ListContainersResponse {
+            containers: v.to_vec(),
+        }
+        .encode_to_vec();
+        self.save(CONTAINERS, body);
     }
     /// The last sandboxes seen, filtered as the local runtime would.
     pub fn sandboxes(&self, f: Option<&cri::PodSandboxFilter>) -> Option<Vec<cri::PodSandbox>> {
@@ -141,6 +190,28 @@ mod tests {
         assert_eq!(l.sandboxes(Some(&f)).unwrap().len(), 1);
         assert!(!no_sandbox_filter(Some(&f)));
         assert!(no_sandbox_filter(Some(&cri::PodSandboxFilter::default())));
+    }
+
+    #[test]
+    fn kept_lists_outlive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = LocalLists::persistent(dir.path().join("local-runtime"));
+        assert!(l.containers(None).is_none());
+        l.keep_sandboxes(&[sb("aa11", cri::PodSandboxState::SandboxReady, "web")]);
+        l.keep_containers(&[cri::Container {
+            id: "cc33".into(),
+            pod_sandbox_id: "aa11".into(),
+            ..Default::default()
+        }]);
+        let again = LocalLists::persistent(dir.path().join("local-runtime"));
+        assert_eq!(again.sandboxes(None).unwrap()[0].id, "aa11");
+        assert_eq!(again.containers(None).unwrap()[0].id, "cc33");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("local-runtime").join(SANDBOXES))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -55,10 +55,12 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(cri: Cri, local: Local) -> Forwarder {
+        let lists =
+            merge::LocalLists::persistent(cri.rt.cfg.data_root_folder.join("local-runtime"));
         Forwarder {
             cri,
             local,
-            lists: Arc::default(),
+            lists: Arc::new(lists),
         }
     }
 
