@@ -55,6 +55,11 @@ Config file (YAML, every key optional, an unknown key is an error):
                       also answered over HTTP/1.1 on the CRI socket)
   Extensions:         WebAssembly hooks
     Dir, CallTimeout, MemoryLimitBytes, AdmissionFailOpen
+  LocalRuntime:       forwarding mode: pods of other handlers go to this CRI runtime
+    Endpoint          its socket (unix:///run/containerd/containerd.sock)
+    Handlers          handlers forwarded besides \"\" (unset: all but CRI.RuntimeHandler)
+    RequestTimeout    a forwarded call without a deadline of its own (2m)
+    ConnectTimeout    connecting to it (2s)
 
 Environment: INTERLINK_CRI_CONFIG (config path), INTERLINK_CRI_DEBUG=true (debug
 logs), VK_TOKEN_FILE or VKTOKENFILE (token file), RUST_LOG (log filter, overrides the rest).
@@ -65,7 +70,7 @@ TELEMETRY_CA_CRT_FILEPATH / TELEMETRY_CLIENT_CRT_FILEPATH / TELEMETRY_CLIENT_KEY
 OTEL_SERVICE_NAME, TELEMETRY_UNIQUE_ID; see README.md.";
 
 #[derive(Parser, Debug)]
-#[command(name = "interlink-cri", version, about = "CRI runtime offloading every pod through interLink", long_about = LONG_ABOUT)]
+#[command(name = "interlink-cri", version, about = "CRI runtime offloading pods through interLink (beside a local runtime with LocalRuntime)", long_about = LONG_ABOUT)]
 struct Cli {
     /// Config file (YAML)
     #[arg(long, env = "INTERLINK_CRI_CONFIG")]
