@@ -39,7 +39,7 @@ Config file (YAML, every key optional, an unknown key is an error):
   VerboseLogging      debug logs          ErrorsOnlyLogging   errors only
   DataRootFolder      state and embedded backend data (default /var/lib/interlink-cri)
   StatusInterval      one /status for all pods per interval (default 1s)
-  BatchWindow         quiet time after the last StartContainer before /create (100ms)
+  BatchWindow         quiet time after the last StartContainer before /create (50ms)
   PingInterval        /pinglink period (default 5s)
   PingTimeout         RuntimeReady false after this long without /pinglink (30s)
   CreateRetryFor      how long an unreachable /create is retried (60s)

@@ -249,6 +249,16 @@ async fn local_and_remote_pods_side_by_side() -> anyhow::Result<()> {
         "{handlers:?}"
     );
 
+    // RuntimeConfig (kubelet's cgroup driver) is containerd's answer, as it is
+    // (containerd 1.6 has none: kubelet then keeps its own setting)
+    let fwd_cfg = rt.runtime_config(cri::RuntimeConfigRequest {}).await;
+    let direct_cfg = direct.runtime_config(cri::RuntimeConfigRequest {}).await;
+    match (&fwd_cfg, &direct_cfg) {
+        (Ok(f), Ok(d)) => assert_eq!(f.get_ref(), d.get_ref()),
+        (Err(f), Err(d)) => assert_eq!(f.code(), d.code(), "{f:?} vs {d:?}"),
+        _ => panic!("RuntimeConfig differs: {fwd_cfg:?} vs {direct_cfg:?}"),
+    }
+
     // a handler neither side serves is refused by containerd, by name
     let err = rt
         .run_pod_sandbox(cri::RunPodSandboxRequest {

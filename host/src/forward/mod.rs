@@ -604,10 +604,19 @@ impl RuntimeService for Forwarder {
         r: Request<cri::RuntimeConfigRequest>,
     ) -> Result<Response<cri::RuntimeConfigResponse>> {
         // the cgroup driver kubelet must use is the one of the runtime that
-        // makes cgroups on this node: the local one, when it answers
+        // makes cgroups on this node: the local one's answer, as it is
         let copy = self.local.quick(*r.get_ref());
         match self.local.runtime().runtime_config(copy).await {
             Ok(l) => Ok(l),
+            // containerd < 2.0 has no RuntimeConfig: kubelet then keeps its own
+            // cgroupDriver (set to match containerd's); answering our
+            // CgroupDriver instead could tell it the wrong one
+            Err(e) if e.code() == tonic::Code::Unimplemented => {
+                tracing::debug!(
+                    "RuntimeConfig: the local runtime has none; kubelet keeps its own cgroupDriver"
+                );
+                Err(e)
+            }
             Err(e) => {
                 tracing::warn!(error = %self.local.named(e), "RuntimeConfig: the local runtime did not answer; giving CgroupDriver from the config");
                 RuntimeService::runtime_config(&self.cri, r).await
