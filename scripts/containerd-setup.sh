@@ -35,32 +35,8 @@ fail() { printf '[containerd-setup] FAILED: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "must run as root (it installs packages)"
 
 # ---------------------------------------------------------------- 1. packages
-missing=()
-for p in "${PKGS[@]}"; do
-    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$st" = "install ok installed" ] || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    ok=0
-    for i in 1 2 3; do
-        if timeout 900 apt-get -o DPkg::Lock::Timeout=600 update -qq; then ok=1; break; fi
-        log "apt-get update failed (attempt $i), retrying in 5 s"; sleep 5
-    done
-    [ $ok = 1 ] || fail "apt-get update failed 3 times"
-    # policy-rc.d: the package's maintainer scripts must not start a system containerd
-    # (there is no systemd here, but an init script may exist on other hosts)
-    prc=/usr/sbin/policy-rc.d; own_prc=0
-    if [ ! -e $prc ]; then printf '#!/bin/sh\nexit 101\n' > $prc; chmod 755 $prc; own_prc=1; fi
-    rc=0
-    timeout 1200 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null || rc=$?
-    [ $own_prc = 1 ] && rm -f $prc
-    [ $rc = 0 ] || fail "apt-get install ${missing[*]} failed (exit $rc)"
-else
-    log "packages present: ${PKGS[*]}"
-fi
+. "$(dirname "$0")/packages.sh"
+ensure_packages "${PKGS[@]}"
 CTRD=$(command -v containerd) || fail "containerd not on PATH after install"
 CTR=$(command -v ctr) || fail "ctr not on PATH after install"
 RUNC=$(command -v runc) || fail "runc not on PATH after install"

@@ -32,25 +32,8 @@ fail() { printf '[engine-setup] FAILED: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "must run as root (it installs packages and runs rootful podman)"
 
 # ---------------------------------------------------------------- 1. packages
-missing=()
-for p in "${PKGS[@]}"; do
-    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$st" = "install ok installed" ] || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    ok=0
-    for i in 1 2 3; do
-        if timeout 900 apt-get -o DPkg::Lock::Timeout=600 update -qq; then ok=1; break; fi
-        log "apt-get update failed (attempt $i), retrying in 5 s"; sleep 5
-    done
-    [ $ok = 1 ] || fail "apt-get update failed 3 times"
-    timeout 1200 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null || fail "apt-get install ${missing[*]} failed"
-else
-    log "packages present: ${PKGS[*]}"
-fi
+. "$(dirname "$0")/packages.sh"
+ensure_packages "${PKGS[@]}"
 command -v podman >/dev/null || fail "podman not on PATH after install"
 command -v runc >/dev/null || fail "runc not on PATH after install"
 [ -x /bin/busybox ] || fail "/bin/busybox missing (package busybox-static)"
