@@ -42,12 +42,12 @@ pub struct PodStatus {
     /// The remote job id: a Slurm job number, a container id, ...
     #[serde(rename = "JID", default, deserialize_with = "null_as_default")]
     pub job_id: String,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "null_as_empty_list")]
     pub containers: Vec<ContainerStatus>,
     #[serde(
         rename = "initContainers",
         default,
-        deserialize_with = "null_as_default"
+        deserialize_with = "null_as_empty_list"
     )]
     pub init_containers: Vec<ContainerStatus>,
 }
@@ -221,6 +221,40 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A list (`null`: empty) grown from room for one element: most pods have one
+/// container, and a `ContainerStatus` is large, so a status of 10,000 pods does
+/// not allocate room for four of them per pod (serde's `Vec` starts at four).
+fn null_as_empty_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct List<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for List<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Vec<T>, D2::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(1).clamp(1, 64));
+            while let Some(x) = seq.next_element()? {
+                v.push(x);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_option(List(std::marker::PhantomData))
 }
 
 fn empty_as_null<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {

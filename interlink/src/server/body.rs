@@ -1,6 +1,8 @@
 //! Reading a request body: bounded by `MaxBodyBytes` (413), then parsed as
 //! JSON (400 naming the problem).
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -52,25 +54,30 @@ pub async fn json<T: DeserializeOwned>(
 /// namespace checked, nothing else decoded; answers how many there are. An
 /// empty body and `null` (what Go sends for a nil slice) are no pods.
 pub fn pod_list(bytes: &[u8]) -> Result<usize, ApiError> {
+    // borrowed where the JSON has no escapes: nothing allocated per pod
     #[derive(serde::Deserialize)]
-    struct PodRef {
-        #[serde(default)]
-        metadata: MetaRef,
+    struct PodRef<'a> {
+        #[serde(default, borrow)]
+        metadata: MetaRef<'a>,
     }
     #[derive(serde::Deserialize, Default)]
-    struct MetaRef {
-        #[serde(default)]
-        uid: Option<String>,
-        #[serde(default)]
-        name: Option<String>,
-        #[serde(default)]
-        namespace: Option<String>,
+    struct MetaRef<'a> {
+        #[serde(default, borrow)]
+        uid: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        name: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        namespace: Option<Cow<'a, str>>,
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(0);
     }
-    let pods =
-        parse::<Option<Vec<PodRef>>>(bytes, "a JSON array of Pod objects")?.unwrap_or_default();
+    let pods: Option<Vec<PodRef<'_>>> = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "malformed JSON, expected a JSON array of Pod objects: {e}"
+        ))
+    })?;
+    let pods = pods.unwrap_or_default();
     for (i, p) in pods.iter().enumerate() {
         let m = &p.metadata;
         crate::validate::check_pod_ref_fields(

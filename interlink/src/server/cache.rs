@@ -5,6 +5,7 @@
 //! Statuses are kept as the plugin's JSON (decoded on demand), so a status
 //! answer for 10,000 pods is not decoded into Kubernetes objects twice.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
@@ -37,27 +38,28 @@ impl CachedPod {
     }
 }
 
-/// The parts of a `PodStatus` the cache reads.
+/// The parts of a `PodStatus` the cache reads, borrowed from the answer where
+/// the JSON has no escapes (nothing allocated for a status already known).
 #[derive(Deserialize)]
-pub struct StatusRef {
-    #[serde(rename = "UID", default)]
-    uid: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(rename = "JID", default)]
-    jid: Option<String>,
-    #[serde(default)]
-    containers: Option<Vec<NameRef>>,
-    #[serde(rename = "initContainers", default)]
-    init_containers: Option<Vec<NameRef>>,
+pub struct StatusRef<'a> {
+    #[serde(rename = "UID", default, borrow)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(rename = "JID", default, borrow)]
+    jid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    containers: Option<Vec<NameRef<'a>>>,
+    #[serde(rename = "initContainers", default, borrow)]
+    init_containers: Option<Vec<NameRef<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct NameRef {
-    #[serde(default)]
-    name: String,
+struct NameRef<'a> {
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
 }
 
 #[derive(Default)]
@@ -97,11 +99,11 @@ impl StatusCache {
     /// not seen yet). Answers how many were recorded; an element that is not a
     /// status object is an error naming its index.
     pub fn record(&self, statuses: &[&RawValue]) -> Result<usize, String> {
-        let parsed: Vec<StatusRef> = statuses
+        let parsed: Vec<StatusRef<'_>> = statuses
             .iter()
             .enumerate()
             .map(|(i, raw)| {
-                serde_json::from_str::<StatusRef>(raw.get())
+                serde_json::from_str::<StatusRef<'_>>(raw.get())
                     .map_err(|e| format!("status [{i}] is not a PodStatus: {e}"))
             })
             .collect::<Result<_, _>>()?;
@@ -111,13 +113,20 @@ impl StatusCache {
             let Some(uid) = st.uid.filter(|u| !u.is_empty()) else {
                 continue;
             };
-            let e = pods.entry(uid).or_default();
-            if e.name.is_empty() {
-                e.name = st.name.unwrap_or_default();
-                e.namespace = st.namespace.unwrap_or_default();
+            if !pods.contains_key(uid.as_ref()) {
+                pods.insert(uid.to_string(), CachedPod::default());
             }
-            if let Some(j) = st.jid.filter(|j| !j.is_empty()) {
-                e.job_id = j;
+            let Some(e) = pods.get_mut(uid.as_ref()) else {
+                continue;
+            };
+            if e.name.is_empty() {
+                e.name = st.name.unwrap_or_default().into_owned();
+                e.namespace = st.namespace.unwrap_or_default().into_owned();
+            }
+            if let Some(j) = st.jid.filter(|j| !j.is_empty())
+                && e.job_id != j
+            {
+                e.job_id = j.into_owned();
             }
             for c in st
                 .init_containers
@@ -125,8 +134,8 @@ impl StatusCache {
                 .flatten()
                 .chain(st.containers.into_iter().flatten())
             {
-                if !e.containers.contains(&c.name) {
-                    e.containers.push(c.name);
+                if !e.containers.iter().any(|n| *n == c.name) {
+                    e.containers.push(c.name.into_owned());
                 }
             }
             e.status_json = Some((*raw).to_owned());

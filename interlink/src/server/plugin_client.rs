@@ -235,7 +235,9 @@ impl PluginClient {
         {
             return Err(too_big());
         }
-        let mut out = bytes::BytesMut::new();
+        // room for what the plugin announced, so a large answer is not regrown
+        let announced = resp.content_length().unwrap_or(0) as usize;
+        let mut out = bytes::BytesMut::with_capacity(announced);
         while let Some(c) = resp.chunk().await.map_err(from_reqwest)? {
             if out.len() + c.len() > MAX_ANSWER_BODY {
                 return Err(too_big());
