@@ -20,6 +20,11 @@ use jiff::Timestamp;
 /// be watched (no inotify, or the file does not exist yet).
 pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
+/// While the file does not exist yet (a follow asked right after the pod was
+/// created), the reader looks again after this, doubling up to
+/// [`FOLLOW_POLL`]: the container's first line is not held back 100 ms.
+pub const FOLLOW_FIRST_POLL: Duration = Duration::from_millis(2);
+
 /// With a watch, a following reader still looks this often (a safety net:
 /// every change wakes it before).
 pub const FOLLOW_SAFETY: Duration = Duration::from_secs(30);
@@ -162,6 +167,7 @@ pub async fn stream_notified(
         file: None,
         watch: None,
         ended,
+        absent_wait: FOLLOW_FIRST_POLL,
     };
     Ok(f.into_stream(Vec::new()))
 }
@@ -186,6 +192,8 @@ pub struct Follower {
     /// Changes when `finished` may have changed its answer (`None`: ask it
     /// on every wake-up only).
     pub ended: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The next wait while the file does not exist yet (see [`FOLLOW_FIRST_POLL`]).
+    pub absent_wait: Duration,
 }
 
 impl Follower {
@@ -236,6 +244,12 @@ impl Follower {
                 // what was written before the watch began: read it first
                 return;
             }
+        }
+        if self.file.is_none() {
+            // not created yet: look again soon, then less and less often
+            tokio::time::sleep(self.absent_wait).await;
+            self.absent_wait = (self.absent_wait * 2).min(FOLLOW_POLL);
+            return;
         }
         let (Some(w), Some(rx)) = (self.watch.as_ref(), self.ended.as_mut()) else {
             tokio::time::sleep(FOLLOW_POLL).await;
