@@ -188,25 +188,30 @@ async fn reply(s: &mut UnixStream, code: u16, ctype: &str, body: &str) -> std::i
 }
 
 /// Serve both CRI services of `svc` on the accepted connections.
-async fn serve_services<S>(
+async fn serve_services<R, I>(
     mut builder: tonic::transport::Server,
-    svc: S,
+    runtime: R,
+    images: I,
     incoming: tokio_stream::wrappers::ReceiverStream<std::io::Result<Sniffed>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     max_msg: usize,
 ) -> Result<(), tonic::transport::Error>
 where
-    S: crate::proto::runtime::v1::runtime_service_server::RuntimeService
-        + crate::proto::runtime::v1::image_service_server::ImageService
-        + Clone,
+    R: tonic::codegen::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    R::Future: Send + 'static,
+    I: crate::proto::runtime::v1::image_service_server::ImageService,
 {
     builder
-        .add_service(
-            RuntimeServiceServer::new(svc.clone())
-                .max_decoding_message_size(max_msg)
-                .max_encoding_message_size(64 << 20),
-        )
-        .add_service(ImageServiceServer::new(svc).max_decoding_message_size(max_msg))
+        .add_service(runtime)
+        .add_service(ImageServiceServer::new(images).max_decoding_message_size(max_msg))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
@@ -260,6 +265,7 @@ pub async fn serve(
         .map(crate::forward::local::Local::new);
     let cri = Cri { rt };
     const MAX_MSG: usize = 16 << 20;
+    const MAX_ENCODED: usize = 64 << 20;
     let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
     let builder = tonic::transport::Server::builder();
     let r = match local {
@@ -268,9 +274,17 @@ pub async fn serve(
             tracing::info!(local = %local.endpoint, handler = %cri.rt.cfg.cri.runtime_handler,
                 "forwarding pods of other runtime handlers to the local runtime");
             let fwd = crate::forward::Forwarder::new(cri, local);
-            serve_services(builder, fwd, incoming, shutdown, MAX_MSG).await
+            let runtime = RuntimeServiceServer::new(fwd.clone())
+                .max_decoding_message_size(MAX_MSG)
+                .max_encoding_message_size(MAX_ENCODED);
+            serve_services(builder, runtime, fwd, incoming, shutdown, MAX_MSG).await
         }
-        None => serve_services(builder, cri, incoming, shutdown, MAX_MSG).await,
+        // every container is ours: ListContainers from the encoded entries kept
+        None => {
+            let images = cri.clone();
+            let runtime = crate::cri::list_wire::RuntimeRoutes::new(cri, MAX_MSG, MAX_ENCODED);
+            serve_services(builder, runtime, images, incoming, shutdown, MAX_MSG).await
+        }
     };
     let _ = stop_accept.send(());
     let _ = accept.await;

@@ -28,6 +28,7 @@ pub mod image_status;
 pub mod list_containers;
 pub mod list_images;
 pub mod list_pod_sandbox;
+pub mod list_wire;
 pub mod pod_sandbox_stats;
 pub mod pod_sandbox_status;
 pub mod port_forward;
