@@ -35,6 +35,19 @@ async fn run_pod_with(
         .pod_sandbox_id)
 }
 
+/// Create and start a container in `pod`; returns its ID once it is RUNNING.
+async fn running(
+    rt: &mut Rt,
+    pod: &str,
+    sb: &cri::PodSandboxConfig,
+    c: cri::ContainerConfig,
+) -> anyhow::Result<String> {
+    let id = create(rt, pod, sb, c).await?;
+    start(rt, &id).await?;
+    wait_state(rt, &id, RUNNING, T).await?;
+    Ok(id)
+}
+
 async fn sandbox_ids(rt: &mut Rt) -> anyhow::Result<Vec<String>> {
     Ok(rt
         .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
@@ -129,24 +142,20 @@ async fn local_and_remote_pods_side_by_side() -> anyhow::Result<()> {
         "local pod ip {ip:?} not in {subnet}"
     );
 
-    let local_c = create(
+    let local_c = running(
         &mut rt,
         &local_pod,
         &local_sb,
         sh("main", "echo hello-local; sleep 300"),
     )
     .await?;
-    let remote_c = create(
+    let remote_c = running(
         &mut rt,
         &remote_pod,
         &remote_sb,
         sh("main", "echo hello-remote; sleep 300"),
     )
     .await?;
-    start(&mut rt, &local_c).await?;
-    start(&mut rt, &remote_c).await?;
-    wait_state(&mut rt, &local_c, RUNNING, T).await?;
-    wait_state(&mut rt, &remote_c, RUNNING, T).await?;
 
     // logs where kubelet reads them, from each side
     let l = wait_file(&log_file(&local_sb, "main"), "hello-local", T).await?;
@@ -354,12 +363,8 @@ async fn restarts_and_an_outage_lose_nothing() -> anyhow::Result<()> {
     let remote_sb = env.pod("fwdr-remote");
     let local_pod = run_pod_with(&mut rt, &local_sb, "").await?;
     let remote_pod = run_pod_with(&mut rt, &remote_sb, "interlink").await?;
-    let local_c = create(&mut rt, &local_pod, &local_sb, sh("main", "sleep 300")).await?;
-    let remote_c = create(&mut rt, &remote_pod, &remote_sb, sh("main", "sleep 300")).await?;
-    start(&mut rt, &local_c).await?;
-    start(&mut rt, &remote_c).await?;
-    wait_state(&mut rt, &local_c, RUNNING, T).await?;
-    wait_state(&mut rt, &remote_c, RUNNING, T).await?;
+    let local_c = running(&mut rt, &local_pod, &local_sb, sh("main", "sleep 300")).await?;
+    let remote_c = running(&mut rt, &remote_pod, &remote_sb, sh("main", "sleep 300")).await?;
 
     // kubelet lists every second: the forwarder keeps the local runtime's list
     let all = sandbox_ids(&mut rt).await?;
@@ -420,15 +425,13 @@ async fn restarts_and_an_outage_lose_nothing() -> anyhow::Result<()> {
     assert_eq!(status(&mut rt, &remote_c).await?.state, RUNNING);
     let out = exec_out(&mut rt, &remote_c, &["echo", "still-here"]).await?;
     assert_eq!(out.trim(), "still-here");
-    let late = create(
+    running(
         &mut rt,
         &remote_pod,
         &remote_sb,
         sh("late", "echo late; sleep 300"),
     )
     .await?;
-    start(&mut rt, &late).await?;
-    wait_state(&mut rt, &late, RUNNING, T).await?;
 
     // containerd is back: the local pod is as it was
     ctrd.start_again()?;

@@ -151,14 +151,7 @@ impl Forwarder {
         let ours =
             |f: Option<&cri::ContainerFilter>| crate::cri::list_containers::list(self.rt(), f);
         if let Some(f) = filter.as_ref() {
-            let side = if !f.id.is_empty() {
-                Some(route::container(self.rt(), &f.id))
-            } else if !f.pod_sandbox_id.is_empty() {
-                Some(route::sandbox(self.rt(), &f.pod_sandbox_id))
-            } else {
-                None
-            };
-            match side {
+            match route::named(self.rt(), &f.id, &f.pod_sandbox_id) {
                 Some(Side::Interlink) => return ours(Some(f)),
                 Some(Side::Local) => return self.local_containers(filter).await,
                 None => {}
@@ -175,17 +168,11 @@ impl Forwarder {
     ) -> Vec<cri::ContainerStats> {
         let ours =
             |f: Option<&cri::ContainerStatsFilter>| crate::cri::container_stats::list(self.rt(), f);
-        if let Some(f) = filter.as_ref() {
-            let side = if !f.id.is_empty() {
-                Some(route::container(self.rt(), &f.id))
-            } else if !f.pod_sandbox_id.is_empty() {
-                Some(route::sandbox(self.rt(), &f.pod_sandbox_id))
-            } else {
-                None
-            };
-            if side == Some(Side::Interlink) {
-                return ours(Some(f));
-            }
+        let side = filter
+            .as_ref()
+            .and_then(|f| route::named(self.rt(), &f.id, &f.pod_sandbox_id));
+        if side == Some(Side::Interlink) {
+            return ours(filter.as_ref());
         }
         let mut all = match self
             .local
@@ -201,10 +188,7 @@ impl Forwarder {
                 Vec::new()
             }
         };
-        let local_only = filter
-            .as_ref()
-            .is_some_and(|f| !f.id.is_empty() || !f.pod_sandbox_id.is_empty());
-        if !local_only {
+        if side.is_none() {
             all.extend(ours(filter.as_ref()));
         }
         all

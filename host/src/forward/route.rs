@@ -56,6 +56,18 @@ pub fn container(rt: &Runtime, id: &str) -> Side {
     owned(ids::resolve(&rt.store.read().containers, id), id)
 }
 
+/// The one side a list filter names, by its container ID or else its sandbox
+/// ID; `None` when it names neither (both sides are listed).
+pub fn named(rt: &Runtime, container_id: &str, sandbox_id: &str) -> Option<Side> {
+    if !container_id.is_empty() {
+        Some(container(rt, container_id))
+    } else if !sandbox_id.is_empty() {
+        Some(sandbox(rt, sandbox_id))
+    } else {
+        None
+    }
+}
+
 /// The side of an image pull: the pod it is for when kubelet names one (it pulls
 /// after `RunPodSandbox`), or the handler the image spec names; with neither
 /// (`crictl pull`), the local runtime, and interLink records it too.
