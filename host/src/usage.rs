@@ -1,13 +1,16 @@
 //! CPU and memory usage of the running containers (the cache; `usage_loop`
-//! fills it), from the interLink
-//! extension `stats` (see [`interlink::extensions`]): one `/stats` call per
-//! `StatusInterval` for every running remote pod fills an in-memory cache;
-//! CRI stats calls answer from it and never wait on the network. When the API
-//! server does not have the extension (an upstream server, a plugin that
-//! cannot measure), nothing is cached and usage is left unset, not zero.
+//! fills it), from the interLink extension `stats` (see
+//! [`interlink::extensions`]). Usage is read on demand: a CRI stats call asks
+//! for a refresh when the cache is older than `StatusInterval` and waits for it
+//! a little ([`UsageCache::fresh`]); the usage loop then makes one `/stats` call
+//! for every running remote pod. Nobody asking, nothing is read: a node whose
+//! stats nobody wants does no work for them. When the API server does not have
+//! the extension (an upstream server, a plugin that cannot measure), nothing is
+//! cached and usage is left unset, not zero.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use interlink::extensions::PodStats;
 
@@ -26,11 +29,36 @@ pub struct Usage {
     pub usage_bytes: Option<u64>,
 }
 
-/// Container id → usage.
-#[derive(Default)]
+/// Container id → usage, and the demand that drives the usage loop.
 pub struct UsageCache {
     by_container: RwLock<HashMap<String, Usage>>,
+    /// A refresh is wanted (stored as a permit when the loop is busy).
+    wanted: tokio::sync::Notify,
+    /// The outcome of the last refresh; every refresh publishes one.
+    refreshed: tokio::sync::watch::Sender<Refreshed>,
 }
+
+/// The outcome of the last refresh.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Refreshed {
+    /// When the cache was last filled from an answer.
+    pub at: Option<Instant>,
+    /// No new refresh before then (the server failed, or has no `stats`).
+    pub retry_at: Option<Instant>,
+}
+
+impl Default for UsageCache {
+    fn default() -> Self {
+        UsageCache {
+            by_container: RwLock::default(),
+            wanted: tokio::sync::Notify::new(),
+            refreshed: tokio::sync::watch::Sender::new(Refreshed::default()),
+        }
+    }
+}
+
+/// How long a stats call waits for the refresh it asked for, at most.
+pub const FRESH_WAIT: Duration = Duration::from_secs(2);
 
 impl UsageCache {
     /// The usage of a container, if the backend reported one.
@@ -45,6 +73,39 @@ impl UsageCache {
     pub fn replace(&self, next: HashMap<String, Usage>) {
         *self.by_container.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
+
+    /// Make the cache at most `max_age` old before it is read: ask the usage
+    /// loop for a refresh and wait for it, at most `wait`. Returns at once
+    /// while the last refresh failed and its retry time has not come (the
+    /// figures then stay what they were).
+    pub async fn fresh(&self, max_age: Duration, wait: Duration) {
+        let mut rx = self.refreshed.subscribe();
+        let last = *rx.borrow_and_update();
+        if last.at.is_some_and(|t| t.elapsed() < max_age)
+            || last.retry_at.is_some_and(|t| Instant::now() < t)
+        {
+            return;
+        }
+        self.wanted.notify_one();
+        let _ = tokio::time::timeout(wait, rx.changed()).await;
+    }
+
+    /// For the usage loop: wait until a refresh is wanted.
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    /// For the usage loop: publish a refresh's outcome (wakes the waiters).
+    pub fn refreshed(&self, r: Refreshed) {
+        self.refreshed.send_replace(r);
+    }
+}
+
+/// Before a CRI stats call reads the cache: figures at most `StatusInterval`
+/// old (see [`UsageCache::fresh`]).
+pub async fn fresh(rt: &crate::runtime::Runtime) {
+    let wait = FRESH_WAIT.min(rt.cfg.cri.request_timeout);
+    rt.usage.fresh(rt.cfg.status_interval, wait).await
 }
 
 /// Put one `/stats` answer in the cache (remote pod UID and remote container

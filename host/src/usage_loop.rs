@@ -1,45 +1,76 @@
-//! The usage loop: one `/stats` call per `StatusInterval` for every running
-//! remote pod fills [`crate::usage::UsageCache`].
+//! The usage loop: when a CRI stats call wants fresher figures (see
+//! [`crate::usage::UsageCache::fresh`]), one `/stats` call for every running
+//! remote pod fills [`crate::usage::UsageCache`]. It does nothing while nobody
+//! asks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::runtime::Runtime;
-use crate::usage;
+use crate::usage::{self, Refreshed};
 
-/// Refresh the cache every `StatusInterval` (backing off to 30 s while the
-/// server fails).
+/// How long a server without the `stats` extension is not asked again.
+const UNSUPPORTED_RECHECK: Duration = Duration::from_secs(10);
+/// The longest wait after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Refresh the cache each time a refresh is wanted (after a failure, not
+/// before its backoff has passed: doubling from `StatusInterval` to 30 s).
 pub async fn run(rt: Arc<Runtime>) {
     let interval = rt.cfg.status_interval;
-    let mut delay = interval;
+    let mut backoff = interval;
     loop {
-        tokio::time::sleep(delay).await;
+        rt.usage.wanted().await;
         let pods = rt.polled.get(&rt.store);
-        if pods.is_empty() {
+        let at = Instant::now();
+        let outcome = if pods.is_empty() {
             rt.usage.replace(HashMap::new());
-            delay = interval;
-            continue;
-        }
-        let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.stats(pods)).await;
-        match res {
-            Ok(Ok(Some(list))) => {
-                usage::apply(&rt.usage, &rt.store, &list);
-                delay = interval;
+            Refreshed {
+                at: Some(at),
+                retry_at: None,
             }
-            Ok(Ok(None)) => {
-                // no extension: usage unknown
-                rt.usage.replace(HashMap::new());
-                delay = interval.max(Duration::from_secs(10));
+        } else {
+            let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.stats(pods)).await;
+            match res {
+                Ok(Ok(Some(list))) => {
+                    usage::apply(&rt.usage, &rt.store, &list);
+                    backoff = interval;
+                    Refreshed {
+                        at: Some(at),
+                        retry_at: None,
+                    }
+                }
+                Ok(Ok(None)) => {
+                    // no extension: usage unknown
+                    rt.usage.replace(HashMap::new());
+                    Refreshed {
+                        at: None,
+                        retry_at: Some(Instant::now() + UNSUPPORTED_RECHECK),
+                    }
+                }
+                Ok(Err(e)) => {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::debug!(error = %e, retry_in = ?backoff, "stats failed");
+                    Refreshed {
+                        at: None,
+                        retry_at: Some(Instant::now() + backoff),
+                    }
+                }
+                Err(_) => {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::debug!(retry_in = ?backoff, "stats timed out");
+                    Refreshed {
+                        at: None,
+                        retry_at: Some(Instant::now() + backoff),
+                    }
+                }
             }
-            Ok(Err(e)) => {
-                delay = (delay * 2).min(Duration::from_secs(30));
-                tracing::debug!(error = %e, retry_in = ?delay, "stats failed");
-            }
-            Err(_) => {
-                delay = (delay * 2).min(Duration::from_secs(30));
-                tracing::debug!(retry_in = ?delay, "stats timed out");
-            }
+        };
+        let retry_at = outcome.retry_at;
+        rt.usage.refreshed(outcome);
+        if let Some(t) = retry_at {
+            tokio::time::sleep_until(t.into()).await;
         }
     }
 }

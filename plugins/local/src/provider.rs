@@ -674,8 +674,10 @@ impl Provider for LocalProvider {
         pods: Vec<Pod>,
     ) -> Result<Vec<interlink::extensions::PodStats>, PluginError> {
         self.ensure_started();
-        // (pod uid, [(container, group leader pid)]) of the running containers
-        let mut wanted: Vec<(String, Vec<(String, i32)>)> = Vec::new();
+        // (pod uid, [(container, group leader pid, its start time)]) of the
+        // running containers; whether each still runs is read in the same
+        // pass over /proc as the usage
+        let mut wanted: Vec<(String, Vec<(String, i32, u64)>)> = Vec::new();
         {
             let map = self.inner.pods();
             for p in &pods {
@@ -690,7 +692,7 @@ impl Provider for LocalProvider {
                     .filter_map(|c| match c.state {
                         ContainerState::Running {
                             pid, start_ticks, ..
-                        } if process::alive(pid, start_ticks) => Some((c.name.clone(), pid)),
+                        } => Some((c.name.clone(), pid, start_ticks)),
                         _ => None,
                     })
                     .collect();
@@ -699,9 +701,9 @@ impl Provider for LocalProvider {
         }
         let skip_leaders = matches!(self.inner.supervisor, Supervisor::Shim(_));
         tokio::task::spawn_blocking(move || {
-            let groups: Vec<i32> = wanted
+            let groups: HashMap<i32, u64> = wanted
                 .iter()
-                .flat_map(|(_, cs)| cs.iter().map(|(_, pid)| *pid))
+                .flat_map(|(_, cs)| cs.iter().map(|(_, pid, start)| (*pid, *start)))
                 .collect();
             let usage = crate::stats::read_groups(&groups, skip_leaders);
             let now = Timestamp::now();
@@ -711,7 +713,7 @@ impl Provider for LocalProvider {
                     pod_uid: uid,
                     containers: cs
                         .into_iter()
-                        .filter_map(|(name, pid)| {
+                        .filter_map(|(name, pid, _)| {
                             usage
                                 .get(&pid)
                                 .map(|u| crate::stats::container_stats(&name, *u, now))
