@@ -16,7 +16,8 @@ use crate::provider::{Inner, PodEntry, ended_state};
 use crate::state::{ContainerRecord, ContainerState, ExitRecord, PodRecord, read_exit};
 use crate::supervise::{self, SupervisorSpec, exit_of, exit_record, start_error};
 
-/// How often a process that is not our child is checked for life.
+/// How often a process that is not our child is checked for life, where the
+/// kernel cannot tell its end (no pidfds).
 const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Copy, Debug)]
@@ -205,9 +206,7 @@ async fn wait(e: &PodEntry, kind: Kind, i: usize, waiter: Option<Waiter>) {
         },
         Some(Waiter::Task(h)) => h.await.ok(),
         None => {
-            while process::alive(pid, ticks) {
-                tokio::time::sleep(POLL).await;
-            }
+            process::ended(pid, ticks, POLL).await;
             None
         }
     };
