@@ -416,12 +416,8 @@ async fn lifecycle() {
             return;
         }
     };
-    let client = interlink::client::Client::new(interlink::client::ClientConfig {
-        address: format!("unix://{}", api.display()),
-        port: None,
-        ..Default::default()
-    })
-    .unwrap();
+    let client =
+        interlink::client::Client::new(interlink_cri::embedded::client_config(&api)).unwrap();
     let cfg = Config {
         data_root_folder: dir.path().to_path_buf(),
         batch_window: Duration::from_millis(10),

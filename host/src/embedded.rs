@@ -53,6 +53,8 @@ pub async fn start(data_root: &Path, stop: watch::Receiver<bool>) -> Result<Path
         sidecar_url: format!("unix://{}", plugin_sock.display()),
         sidecar_port: 0,
         data_root_folder: dir.join("interlink").display().to_string(),
+        // the plugin kit takes HTTP/2: one connection for every call and follow
+        plugin_http2_prior_knowledge: true,
         ..Default::default()
     };
     let server = interlink::server::Server::bind(cfg)
@@ -65,4 +67,16 @@ pub async fn start(data_root: &Path, stop: watch::Receiver<bool>) -> Result<Path
     });
     tracing::info!(api = %api_sock.display(), plugin = %plugin_sock.display(), "embedded interLink API server and local plugin running (containers run as local processes, no image isolation)");
     Ok(api_sock)
+}
+
+/// The client settings for the embedded API server at `api_sock`: HTTP/2
+/// from the first byte (the server takes it), so all calls, every log follow
+/// and the status watch share one connection.
+pub fn client_config(api_sock: &Path) -> interlink::client::ClientConfig {
+    interlink::client::ClientConfig {
+        address: format!("unix://{}", api_sock.display()),
+        port: None,
+        http2_prior_knowledge: true,
+        ..Default::default()
+    }
 }

@@ -90,6 +90,8 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
+    // before any thread allocates
+    interlink_cri::memory_return::configure_allocator();
     // the embedded local plugin supervises containers with `<this binary> __shim`
     if std::env::args_os().nth(1).is_some_and(|a| a == "__shim") {
         std::process::exit(interlink_plugin_local::supervise::shim_main());
@@ -185,13 +187,14 @@ async fn run(cfg: Config) -> Result<()> {
         None => Arc::new(NoHooks),
     };
 
-    let address = match &cfg.interlink_address {
-        Some(a) => a.clone(),
+    // the embedded server is ours: it takes HTTP/2 from the first byte
+    let (address, http2_prior_knowledge) = match &cfg.interlink_address {
+        Some(a) => (a.clone(), false),
         None => {
             let sock = embedded::start(&cfg.data_root_folder, stop_rx_embedded.clone())
                 .await
                 .context("embedded interLink backend")?;
-            format!("unix://{}", sock.display())
+            (format!("unix://{}", sock.display()), true)
         }
     };
     let client = interlink::client::Client::new(interlink::client::ClientConfig {
@@ -212,6 +215,7 @@ async fn run(cfg: Config) -> Result<()> {
         insecure_skip_verify: cfg.tls.insecure_skip_verify,
         request_timeout: cfg.cri.request_timeout,
         connect_timeout: std::time::Duration::from_secs(5),
+        http2_prior_knowledge,
     })
     .context("interLink client")?;
     let exec_client = client.clone();

@@ -24,6 +24,11 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Connection establishment timeout.
     pub connect_timeout: Duration,
+    /// The server is known to speak HTTP/2 without TLS (this project's server,
+    /// e.g. the embedded one): every request, log follows and watches
+    /// included, then shares one connection instead of holding one each. An
+    /// upstream server does not take this.
+    pub http2_prior_knowledge: bool,
 }
 
 impl Default for ClientConfig {
@@ -38,6 +43,7 @@ impl Default for ClientConfig {
             insecure_skip_verify: false,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            http2_prior_knowledge: false,
         }
     }
 }

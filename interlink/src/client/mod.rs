@@ -123,10 +123,15 @@ impl Client {
         let mut b = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(20))
+            // a burst of follows that ended leaves this many connections, not all
+            .pool_max_idle_per_host(64)
             .no_proxy()
             .user_agent(concat!("interlink-rs/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = socket {
             b = b.unix_socket(path);
+        }
+        if cfg.http2_prior_knowledge {
+            b = b.http2_prior_knowledge();
         }
         if base.starts_with("https://") {
             b = b.tls_backend_preconfigured(tls::rustls_config(&cfg)?);

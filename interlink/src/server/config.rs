@@ -98,6 +98,12 @@ pub struct ServerConfig {
     /// to make room, or new ones wait. 0: half the file descriptor limit.
     #[serde(rename = "MaxConnections")]
     pub max_connections: usize,
+    /// The plugin is known to speak HTTP/2 without TLS (this project's plugin
+    /// kit, e.g. the embedded local plugin): all calls to it, log follows
+    /// included, share one connection. Not a file key: set by who embeds the
+    /// server.
+    #[serde(skip)]
+    pub plugin_http2_prior_knowledge: bool,
 }
 
 impl ServerConfig {
@@ -256,6 +262,7 @@ impl Default for ServerConfig {
             body_read_timeout_seconds: DEFAULT_BODY_READ_TIMEOUT.as_secs_f64(),
             idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT.as_secs_f64(),
             max_connections: 0,
+            plugin_http2_prior_knowledge: false,
         }
     }
 }

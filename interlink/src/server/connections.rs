@@ -567,7 +567,15 @@ impl Connections {
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
+        // one HTTP/2 connection may carry as many requests at once as the
+        // server takes connections (a client with one connection for its
+        // every log follow)
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(
+                u32::try_from(limits.max_connections.max(1024)).unwrap_or(u32::MAX),
+            );
         let io = Watched {
             io,
             conn: conn.clone(),

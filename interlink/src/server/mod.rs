@@ -114,6 +114,7 @@ impl Server {
             &cfg.sidecar_url,
             cfg.sidecar_port,
             Duration::from_secs_f64(cfg.plugin_timeout_seconds),
+            cfg.plugin_http2_prior_knowledge,
             metrics.clone(),
         )
         .map_err(ServerError::Config)?;

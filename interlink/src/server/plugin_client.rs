@@ -103,8 +103,15 @@ fn error_text(body: &[u8]) -> String {
 }
 
 impl PluginClient {
-    /// `url` is `http://host` (port appended) or `unix:///path`.
-    pub fn new(url: &str, port: u16, timeout: Duration, metrics: Metrics) -> Result<Self, String> {
+    /// `url` is `http://host` (port appended) or `unix:///path`; `http2`: the
+    /// plugin is known to take HTTP/2 without TLS (one connection for all).
+    pub fn new(
+        url: &str,
+        port: u16,
+        timeout: Duration,
+        http2: bool,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
         let url = url.trim().trim_end_matches('/');
         let mut b = reqwest::Client::builder()
             .no_proxy()
@@ -112,6 +119,9 @@ impl PluginClient {
             .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(64)
             .tls_backend_preconfigured(crate::tls::default_client_config());
+        if http2 {
+            b = b.http2_prior_knowledge();
+        }
         let mut dial = None;
         let (base, target) = if let Some(path) = url.strip_prefix("unix://") {
             if !path.starts_with('/') {
