@@ -8,10 +8,14 @@
 //! - `idle [pods=N] [poll]`: CPU of this process (host + API server + plugin)
 //!   over 10 s while N `sleep` pods run and nothing happens; `poll` makes the
 //!   host poll `/status`; `INTERLINK_LOCAL_LOG_POLL=1` in the environment makes
-//!   the plugin poll followed logs every 100 ms (the behaviour before inotify).
+//!   the plugin poll followed logs every 100 ms (the behaviour before inotify);
+//! - `cycles [pods=N] [cycles=3]`: RSS per running pod, and RSS after each of
+//!   the rounds of starting N `sleep` pods and removing them (memory that
+//!   comes back).
 //!
 //! `cargo bench -p interlink-cri --bench status_watch -- exit`
 //! `cargo bench -p interlink-cri --bench status_watch -- idle pods=500`
+//! `cargo bench -p interlink-cri --bench status_watch -- cycles pods=2000`
 
 use std::path::Path;
 use std::sync::Arc;
@@ -85,12 +89,8 @@ async fn host(dir: &Path, batch_window: Option<Duration>, poll: bool) -> (Rt, Ar
     let (tx, rx) = tokio::sync::watch::channel(false);
     std::mem::forget(tx);
     let api = interlink_cri::embedded::start(dir, rx).await.unwrap();
-    let client = interlink::client::Client::new(interlink::client::ClientConfig {
-        address: format!("unix://{}", api.display()),
-        port: None,
-        ..Default::default()
-    })
-    .unwrap();
+    let client =
+        interlink::client::Client::new(interlink_cri::embedded::client_config(&api)).unwrap();
     let mut cfg = Config {
         data_root_folder: dir.to_path_buf(),
         ..Default::default()
@@ -249,17 +249,16 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-async fn idle(pods: usize, poll: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("pod-logs");
-    let (c, _rt) = host(dir.path(), None, poll).await;
+/// Starts `pods` `sleep` pods a few at a time, as kubelet's workers do, and
+/// waits until every one is RUNNING; answers their sandbox IDs and how long
+/// that took.
+async fn start_sleepers(c: &Rt, logs: &Path, pods: usize) -> (Vec<String>, Duration) {
     let t0 = Instant::now();
-    // started a few at a time, as kubelet's workers do
     let mut tasks = Vec::new();
     let per = pods.div_ceil(16);
     for w in 0..16 {
         let mut c = c.clone();
-        let logs = logs.clone();
+        let logs = logs.to_path_buf();
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for i in (w * per)..((w + 1) * per).min(pods) {
@@ -285,11 +284,41 @@ async fn idle(pods: usize, poll: bool) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let started = t0.elapsed();
+    (all.into_iter().map(|(sb, _)| sb).collect(), t0.elapsed())
+}
+
+/// Stops and removes the sandboxes, 16 at a time.
+async fn remove_all(c: &Rt, all: Vec<String>) {
+    let mut tasks = Vec::new();
+    for chunk in all.chunks(all.len().div_ceil(16).max(1)) {
+        let mut c = c.clone();
+        let chunk = chunk.to_vec();
+        tasks.push(tokio::spawn(async move {
+            for sb in chunk {
+                remove(&mut c, sb).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn idle(pods: usize, poll: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("pod-logs");
+    let (c, _rt) = host(dir.path(), None, poll).await;
+    let (all, started) = start_sleepers(&c, &logs, pods).await;
     // let the start settle (log followers open, the first rounds)
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // IDLE_SECS: a longer window, to attach a profiler (`perf record -p`)
+    let secs = std::env::var("IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    eprintln!("idle: measuring for {secs} s (pid {})", std::process::id());
     let (cpu0, w0) = (cpu_time(), Instant::now());
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
     let (cpu, wall) = (cpu_time() - cpu0, w0.elapsed());
     println!(
         "idle with {pods} running sleep pods (started in {started:.1?}), {}, logs {}: {:.2}% of a core over {wall:.1?} (host + API server + plugin, this process)",
@@ -305,19 +334,68 @@ async fn idle(pods: usize, poll: bool) {
         },
         cpu.as_secs_f64() * 100.0 / wall.as_secs_f64()
     );
-    // leave nothing running
-    let mut tasks = Vec::new();
-    for chunk in all.chunks(all.len().div_ceil(16).max(1)) {
-        let mut c = c.clone();
-        let chunk: Vec<_> = chunk.iter().map(|(sb, _)| sb.clone()).collect();
-        tasks.push(tokio::spawn(async move {
-            for sb in chunk {
-                remove(&mut c, sb).await;
-            }
-        }));
+    remove_all(&c, all).await;
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = s.split(' ').nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`):
+/// what the process holds, apart from what the allocator keeps free.
+fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's counters
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as u64
+}
+
+/// RSS per running pod and RSS after each of `cycles` rounds of starting and
+/// removing `pods` pods (host + API server + plugin, this process).
+async fn cycles(pods: usize, cycles: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("pod-logs");
+    let (c, _rt) = host(dir.path(), None, false).await;
+    let settle = || tokio::time::sleep(Duration::from_secs(2));
+    settle().await;
+    let base = rss_bytes();
+    println!(
+        "memory: baseline RSS {:.1} MiB (heap in use {:.1} MiB)",
+        base as f64 / 1048576.0,
+        heap_in_use() as f64 / 1048576.0
+    );
+    let mut after = Vec::new();
+    for round in 1..=cycles {
+        let before = rss_bytes();
+        let (all, started) = start_sleepers(&c, &logs, pods).await;
+        settle().await;
+        let running = rss_bytes();
+        let heap_running = heap_in_use();
+        remove_all(&c, all).await;
+        // freed memory goes back once the count of pods held for a check (see
+        // `memory_return`): up to two of its 10 s checks
+        tokio::time::sleep(Duration::from_secs(22)).await;
+        let gone = rss_bytes();
+        let heap_gone = heap_in_use();
+        after.push(gone);
+        println!(
+            "memory: cycle {round}: {pods} pods running (started in {started:.1?}): RSS {:.1} MiB, {:.1} KiB per running pod over the RSS before the cycle; after removing them: {:.1} MiB (heap in use {:.1} MiB running, {:.1} MiB after)",
+            running as f64 / 1048576.0,
+            running.saturating_sub(before) as f64 / 1024.0 / pods as f64,
+            gone as f64 / 1048576.0,
+            heap_running as f64 / 1048576.0,
+            heap_gone as f64 / 1048576.0,
+        );
     }
-    for t in tasks {
-        t.await.unwrap();
+    if let (Some(first), Some(last)) = (after.first(), after.last()) {
+        println!(
+            "memory: RSS after the last cycle is {:+.1}% of the RSS after the first ({:.1} -> {:.1} MiB)",
+            (*last as f64 / *first as f64 - 1.0) * 100.0,
+            *first as f64 / 1048576.0,
+            *last as f64 / 1048576.0,
+        );
     }
 }
 
@@ -327,6 +405,8 @@ fn main() {
         std::process::exit(interlink_plugin_local::supervise::shim_main());
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // as the runtime's main does
+    interlink_cri::memory_return::configure_allocator();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -341,6 +421,15 @@ fn main() {
         .unwrap_or(500);
     if has("idle") {
         rt.block_on(idle(pods, has("poll")));
+        return;
+    }
+    if has("cycles") {
+        let n = args
+            .iter()
+            .find_map(|a| a.strip_prefix("cycles="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(3);
+        rt.block_on(cycles(pods, n));
         return;
     }
     rt.block_on(async {

@@ -1,6 +1,7 @@
 //! The background tasks of a runtime: the dispatcher (sends and deletes
 //! remote pods), the status loop, the usage loop, the ping loop, and the
-//! recovery of what a previous run left, the watch of this node's pods.
+//! recovery of what a previous run left, the watch of this node's pods, and
+//! the return of freed memory after pods went away.
 
 use std::sync::Arc;
 
@@ -14,4 +15,5 @@ pub fn start(rt: &Arc<Runtime>) {
     tokio::spawn(crate::ping_loop::run(rt.clone()));
     tokio::spawn(crate::recovery::recover(rt.clone()));
     tokio::spawn(crate::pod_watch::run(rt.clone()));
+    tokio::spawn(crate::memory_return::run(rt.clone()));
 }

@@ -29,6 +29,7 @@ pub mod ids;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
+pub mod memory_return;
 pub mod metrics;
 pub mod metrics_server;
 pub mod names;
