@@ -101,13 +101,6 @@ impl UsageCache {
     }
 }
 
-/// Before a CRI stats call reads the cache: figures at most `StatusInterval`
-/// old (see [`UsageCache::fresh`]).
-pub async fn fresh(rt: &crate::runtime::Runtime) {
-    let wait = FRESH_WAIT.min(rt.cfg.cri.request_timeout);
-    rt.usage.fresh(rt.cfg.status_interval, wait).await
-}
-
 /// Put one `/stats` answer in the cache (remote pod UID and remote container
 /// name → container id), with the CPU rate from the previous reading.
 pub fn apply(cache: &UsageCache, store: &Store, list: &[PodStats]) {

@@ -15,6 +15,13 @@ const UNSUPPORTED_RECHECK: Duration = Duration::from_secs(10);
 /// The longest wait after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Before a CRI stats call reads the cache: figures at most `StatusInterval`
+/// old (see [`crate::usage::UsageCache::fresh`]).
+pub async fn fresh(rt: &Runtime) {
+    let wait = usage::FRESH_WAIT.min(rt.cfg.cri.request_timeout);
+    rt.usage.fresh(rt.cfg.status_interval, wait).await
+}
+
 /// Refresh the cache each time a refresh is wanted (after a failure, not
 /// before its backoff has passed: doubling from `StatusInterval` to 30 s).
 pub async fn run(rt: Arc<Runtime>) {

@@ -305,7 +305,7 @@ impl RuntimeService for Cri {
         r: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>> {
         timed(&self.rt, "ContainerStats", async {
-            crate::usage::fresh(&self.rt).await;
+            crate::usage_loop::fresh(&self.rt).await;
             container_stats::container_stats(&self.rt, r.into_inner())
         })
         .await
@@ -315,7 +315,7 @@ impl RuntimeService for Cri {
         r: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>> {
         timed(&self.rt, "ListContainerStats", async {
-            crate::usage::fresh(&self.rt).await;
+            crate::usage_loop::fresh(&self.rt).await;
             Ok(cri::ListContainerStatsResponse {
                 stats: container_stats::list(&self.rt, r.into_inner().filter.as_ref()),
             })
@@ -327,7 +327,7 @@ impl RuntimeService for Cri {
         r: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>> {
         timed(&self.rt, "PodSandboxStats", async {
-            crate::usage::fresh(&self.rt).await;
+            crate::usage_loop::fresh(&self.rt).await;
             pod_sandbox_stats::pod_sandbox_stats(&self.rt, r.into_inner())
         })
         .await
@@ -337,7 +337,7 @@ impl RuntimeService for Cri {
         r: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>> {
         timed(&self.rt, "ListPodSandboxStats", async {
-            crate::usage::fresh(&self.rt).await;
+            crate::usage_loop::fresh(&self.rt).await;
             Ok(cri::ListPodSandboxStatsResponse {
                 stats: pod_sandbox_stats::list(&self.rt, r.into_inner().filter.as_ref()),
             })
@@ -403,7 +403,7 @@ impl RuntimeService for Cri {
         _r: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<cri::ListPodSandboxMetricsResponse>> {
         timed(&self.rt, "ListPodSandboxMetrics", async {
-            crate::usage::fresh(&self.rt).await;
+            crate::usage_loop::fresh(&self.rt).await;
             Ok(cri::ListPodSandboxMetricsResponse {
                 pod_metrics: pod_sandbox_stats::metrics(&self.rt),
             })
@@ -450,7 +450,7 @@ impl RuntimeService for Cri {
         r: Request<cri::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>> {
         timed(&self.rt, "StreamContainerStats", async {
-            crate::usage::fresh(&self.rt).await;
+            crate::usage_loop::fresh(&self.rt).await;
             Ok(one_shot(cri::StreamContainerStatsResponse {
                 container_stats: container_stats::list(&self.rt, r.into_inner().filter.as_ref()),
             }))
@@ -463,7 +463,7 @@ impl RuntimeService for Cri {
         r: Request<cri::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>> {
         timed(&self.rt, "StreamPodSandboxStats", async {
-            crate::usage::fresh(&self.rt).await;
+            crate::usage_loop::fresh(&self.rt).await;
             Ok(one_shot(cri::StreamPodSandboxStatsResponse {
                 pod_sandbox_stats: pod_sandbox_stats::list(
                     &self.rt,
@@ -479,7 +479,7 @@ impl RuntimeService for Cri {
         _r: Request<cri::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>> {
         timed(&self.rt, "StreamPodSandboxMetrics", async {
-            crate::usage::fresh(&self.rt).await;
+            crate::usage_loop::fresh(&self.rt).await;
             Ok(one_shot(cri::StreamPodSandboxMetricsResponse {
                 pod_sandbox_metrics: pod_sandbox_stats::metrics(&self.rt),
             }))

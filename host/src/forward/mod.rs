@@ -166,7 +166,7 @@ impl Forwarder {
         &self,
         filter: Option<cri::ContainerStatsFilter>,
     ) -> Vec<cri::ContainerStats> {
-        crate::usage::fresh(self.rt()).await;
+        crate::usage_loop::fresh(self.rt()).await;
         let ours =
             |f: Option<&cri::ContainerStatsFilter>| crate::cri::container_stats::list(self.rt(), f);
         let side = filter
@@ -199,7 +199,7 @@ impl Forwarder {
         &self,
         filter: Option<cri::PodSandboxStatsFilter>,
     ) -> Vec<cri::PodSandboxStats> {
-        crate::usage::fresh(self.rt()).await;
+        crate::usage_loop::fresh(self.rt()).await;
         let ours = |f: Option<&cri::PodSandboxStatsFilter>| {
             crate::cri::pod_sandbox_stats::list(self.rt(), f)
         };
