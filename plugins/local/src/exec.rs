@@ -476,7 +476,10 @@ async fn finish_output(mut h: tokio::task::JoinHandle<()>) {
 }
 
 /// `attach`: check, then a run that follows the container's output.
-pub(crate) fn attach(
+/// How long an attach waits for a just-started container's stdin FIFO.
+const STDIN_READY: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub(crate) async fn attach(
     entry: Option<Arc<PodEntry>>,
     req: AttachRequest,
 ) -> Result<ExecRun, PluginError> {
@@ -490,12 +493,27 @@ pub(crate) fn attach(
             )));
         }
         let fifo = stdin_path(&e, &c.name);
-        // the container's process holds the FIFO open for reading
-        let w = tokio::net::unix::pipe::OpenOptions::new()
-            .open_sender(&fifo)
-            .map_err(|err| {
-                PluginError::Internal(format!("stdin of container {:?}: {err}", c.name))
-            })?;
+        // the container's supervisor makes the FIFO and holds it open for
+        // reading; right after the start it may not have yet (no FIFO, or
+        // no reader: ENXIO): wait for it a little
+        let deadline = std::time::Instant::now() + STDIN_READY;
+        let w = loop {
+            match tokio::net::unix::pipe::OpenOptions::new().open_sender(&fifo) {
+                Ok(w) => break w,
+                Err(err)
+                    if matches!(err.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENOENT))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(err) => {
+                    return Err(PluginError::Internal(format!(
+                        "stdin of container {:?}: {err}",
+                        c.name
+                    )));
+                }
+            }
+        };
         Some(w)
     } else {
         None

@@ -658,7 +658,7 @@ impl Provider for LocalProvider {
         req: interlink::exec::AttachRequest,
     ) -> Result<interlink_plugin_kit::ExecRun, PluginError> {
         self.ensure_started();
-        crate::exec::attach(self.entry(&req.target.pod_uid), req)
+        crate::exec::attach(self.entry(&req.target.pod_uid), req).await
     }
 
     async fn port_forward(
