@@ -152,6 +152,62 @@ fn rate(prev: &Usage, cpu_now: u64, ts_now: i64) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// A refresher standing in for the usage loop: counts the refreshes.
+    fn refresher(
+        cache: &std::sync::Arc<UsageCache>,
+    ) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (c, n2) = (cache.clone(), n.clone());
+        tokio::spawn(async move {
+            loop {
+                c.wanted().await;
+                n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                c.refreshed(Refreshed {
+                    at: Some(Instant::now()),
+                    retry_at: None,
+                });
+            }
+        });
+        n
+    }
+
+    #[tokio::test]
+    async fn a_read_refreshes_only_what_is_stale_and_nobody_asking_reads_nothing() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let cache = std::sync::Arc::new(UsageCache::default());
+        let n = refresher(&cache);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(n.load(SeqCst), 0, "nobody asked: no refresh");
+        let wait = Duration::from_secs(10);
+        cache.fresh(Duration::from_secs(60), wait).await;
+        assert_eq!(n.load(SeqCst), 1, "a first read waits for a refresh");
+        cache.fresh(Duration::from_secs(60), wait).await;
+        assert_eq!(
+            n.load(SeqCst),
+            1,
+            "figures younger than max_age: no refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cache.fresh(Duration::from_millis(10), wait).await;
+        assert_eq!(n.load(SeqCst), 2, "older than max_age: refreshed again");
+    }
+
+    #[tokio::test]
+    async fn a_read_does_not_wait_while_the_last_refresh_failed() {
+        let cache = UsageCache::default();
+        cache.refreshed(Refreshed {
+            at: None,
+            retry_at: Some(Instant::now() + Duration::from_secs(600)),
+        });
+        // nobody refreshes here: a read that waited would take the whole bound
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            cache.fresh(Duration::from_secs(1), Duration::from_secs(60)),
+        )
+        .await
+        .expect("answered from what is cached, at once");
+    }
+
     #[test]
     fn rate_from_two_readings() {
         let p = Usage {
