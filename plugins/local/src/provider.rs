@@ -234,6 +234,10 @@ fn start_runner(inner: &Arc<Inner>, e: Arc<PodEntry>) {
     *e.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
 }
 
+/// A running container for the usage pass: its name, its group leader's pid
+/// and that leader's start time.
+type Leader = (String, i32, u64);
+
 /// After a restart: settle the containers whose process is gone.
 fn reconcile(e: &PodEntry) {
     let mut guard = e.lock();
@@ -674,10 +678,9 @@ impl Provider for LocalProvider {
         pods: Vec<Pod>,
     ) -> Result<Vec<interlink::extensions::PodStats>, PluginError> {
         self.ensure_started();
-        // (pod uid, [(container, group leader pid, its start time)]) of the
-        // running containers; whether each still runs is read in the same
-        // pass over /proc as the usage
-        let mut wanted: Vec<(String, Vec<(String, i32, u64)>)> = Vec::new();
+        // (pod uid, its running containers); whether each still runs is read
+        // in the same pass over /proc as the usage
+        let mut wanted: Vec<(String, Vec<Leader>)> = Vec::new();
         {
             let map = self.inner.pods();
             for p in &pods {
