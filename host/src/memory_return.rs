@@ -3,7 +3,8 @@
 //! for reuse), so a node whose pods were removed would stay at its peak RSS.
 //! After the number of pods this runtime tracks went down, and once it has
 //! been steady for a check, the free pages of every arena are returned
-//! (`malloc_trim`). Nothing is done while the count only grows or holds.
+//! (`malloc_trim`), after the store's maps gave back the room they kept for
+//! the removed records. Nothing is done while the count only grows or holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub async fn run(rt: Arc<Runtime>) {
         last = now;
         if settled && now < peak_since_trim {
             let t0 = std::time::Instant::now();
+            rt.store.update(|st, _| st.shrink_to_fit());
             let returned = trim();
             tracing::debug!(
                 records = now,
@@ -48,8 +50,12 @@ pub async fn run(rt: Arc<Runtime>) {
 /// `MALLOC_ARENA_MAX` (glibc makes one per thread that allocates, up to eight
 /// per core; memory freed in one cannot serve another, so a burst of pods
 /// spread over many arenas stays resident). Measured with the `status_watch`
-/// bench (`cycles`): RSS after three 2,000-pod cycles +23 % over the first
-/// with glibc's default, +10 % with two.
+/// bench (`cycles`, RSS after each of three 2,000-pod cycles): with glibc's
+/// default the third was +23 % over the first; with two arenas +0.8 % to +14 %
+/// (2026-12-02, three runs); with two arenas and the store's maps shrunk,
+/// 46.1 -> 41.0 -> 43.8 MiB and 40.4 -> 48.1 -> 48.8 MiB (2026-12-03, two
+/// runs; 51–57 MiB without the shrink). jemalloc (tikv-jemallocator, two
+/// arenas, purged the same way) did no better here: 50.8 -> 54.1 MiB.
 pub fn configure_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

@@ -47,6 +47,24 @@ pub struct Refreshed {
     pub retry_at: Option<Instant>,
 }
 
+impl Refreshed {
+    /// Filled from an answer at `at`.
+    pub fn filled(at: Instant) -> Refreshed {
+        Refreshed {
+            at: Some(at),
+            retry_at: None,
+        }
+    }
+
+    /// Not filled; no new refresh for `wait`.
+    pub fn failed(wait: Duration) -> Refreshed {
+        Refreshed {
+            at: None,
+            retry_at: Some(Instant::now() + wait),
+        }
+    }
+}
+
 impl Default for UsageCache {
     fn default() -> Self {
         UsageCache {
@@ -162,10 +180,7 @@ mod tests {
             loop {
                 c.wanted().await;
                 n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                c.refreshed(Refreshed {
-                    at: Some(Instant::now()),
-                    retry_at: None,
-                });
+                c.refreshed(Refreshed::filled(Instant::now()));
             }
         });
         n
@@ -195,10 +210,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_does_not_wait_while_the_last_refresh_failed() {
         let cache = UsageCache::default();
-        cache.refreshed(Refreshed {
-            at: None,
-            retry_at: Some(Instant::now() + Duration::from_secs(600)),
-        });
+        cache.refreshed(Refreshed::failed(Duration::from_secs(600)));
         // nobody refreshes here: a read that waited would take the whole bound
         tokio::time::timeout(
             Duration::from_secs(5),

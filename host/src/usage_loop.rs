@@ -33,44 +33,29 @@ pub async fn run(rt: Arc<Runtime>) {
         let at = Instant::now();
         let outcome = if pods.is_empty() {
             rt.usage.replace(HashMap::new());
-            Refreshed {
-                at: Some(at),
-                retry_at: None,
-            }
+            Refreshed::filled(at)
         } else {
             let res = tokio::time::timeout(rt.cfg.cri.request_timeout, rt.remote.stats(pods)).await;
             match res {
                 Ok(Ok(Some(list))) => {
                     usage::apply(&rt.usage, &rt.store, &list);
                     backoff = interval;
-                    Refreshed {
-                        at: Some(at),
-                        retry_at: None,
-                    }
+                    Refreshed::filled(at)
                 }
                 Ok(Ok(None)) => {
                     // no extension: usage unknown
                     rt.usage.replace(HashMap::new());
-                    Refreshed {
-                        at: None,
-                        retry_at: Some(Instant::now() + UNSUPPORTED_RECHECK),
-                    }
+                    Refreshed::failed(UNSUPPORTED_RECHECK)
                 }
                 Ok(Err(e)) => {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     tracing::debug!(error = %e, retry_in = ?backoff, "stats failed");
-                    Refreshed {
-                        at: None,
-                        retry_at: Some(Instant::now() + backoff),
-                    }
+                    Refreshed::failed(backoff)
                 }
                 Err(_) => {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     tracing::debug!(retry_in = ?backoff, "stats timed out");
-                    Refreshed {
-                        at: None,
-                        retry_at: Some(Instant::now() + backoff),
-                    }
+                    Refreshed::failed(backoff)
                 }
             }
         };
