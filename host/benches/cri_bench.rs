@@ -287,6 +287,7 @@ async fn reads(n: usize) {
     let mut status = vec![];
     let mut list_all = vec![];
     let mut list_one = vec![];
+    let mut decode_all = vec![];
     for i in 0..iters {
         let t = Instant::now();
         c.version(cri::VersionRequest::default()).await.unwrap();
@@ -318,6 +319,12 @@ async fn reads(n: usize) {
                 .into_inner();
             list_all.push(t.elapsed());
             assert_eq!(r.containers.len(), n);
+            // what the client's decoding alone costs of that
+            let wire = prost::Message::encode_to_vec(&r);
+            let t = Instant::now();
+            let d: cri::ListContainersResponse = prost::Message::decode(&wire[..]).unwrap();
+            decode_all.push(t.elapsed());
+            assert_eq!(d.containers.len(), n);
         }
     }
     println!(
@@ -330,6 +337,10 @@ async fn reads(n: usize) {
         pct(&mut list_one, 0.99),
         pct(&mut list_all, 0.5),
         pct(&mut list_all, 0.99)
+    );
+    println!(
+        "reads @ {n:>6} containers: of ListContainers(all), the client's protobuf decoding alone p50 {:>7.1?}",
+        pct(&mut decode_all, 0.5)
     );
     let _ = tx.send(());
     let _ = srv.await;
@@ -632,6 +643,14 @@ fn main() {
     // `cargo bench -p interlink-cri --bench cri_bench -- slow-hook`: that part only
     if std::env::args().any(|a| a == "slow-hook") {
         rt.block_on(reads_while_a_slow_hook_runs());
+        return;
+    }
+    // `-- reads`: the read figures only
+    if std::env::args().any(|a| a == "reads") {
+        rt.block_on(async {
+            reads(1_000).await;
+            reads(10_000).await;
+        });
         return;
     }
     // first, before other allocations are freed back to the allocator
