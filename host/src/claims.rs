@@ -8,6 +8,8 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct Claims {
     held: Mutex<HashSet<String>>,
+    /// Notified when a claim is released or its holder reports progress.
+    progress: tokio::sync::Notify,
 }
 
 impl Claims {
@@ -18,6 +20,26 @@ impl Claims {
 
     pub fn release(&self, key: &str) {
         self.lock().remove(key);
+        self.progress.notify_waiters();
+    }
+
+    /// The holder of a claim made progress that waiters may look at.
+    pub fn progressed(&self) {
+        self.progress.notify_waiters();
+    }
+
+    /// Wait until `done()` holds or `key` is not claimed, looked at after each
+    /// release or progress.
+    pub async fn wait(&self, key: &str, done: impl Fn() -> bool) {
+        loop {
+            let n = self.progress.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if done() || !self.is_held(key) {
+                return;
+            }
+            n.await;
+        }
     }
 
     pub fn is_held(&self, key: &str) -> bool {

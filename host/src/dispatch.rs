@@ -79,7 +79,10 @@ pub async fn run(rt: Arc<Runtime>) {
                 let rt = rt.clone();
                 tokio::spawn(async move {
                     let mut backoff = Duration::from_millis(500);
-                    while delete_once(&rt, &uid).await.is_err() {
+                    while let Err(e) = delete_once(&rt, &uid).await {
+                        // shown stopped, deletion pending, while it is retried
+                        effects::change(&rt, |ch| ch.delete_pending(&uid, &e.to_string()));
+                        rt.inflight.progressed();
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
@@ -337,6 +340,19 @@ pub async fn delete_once(rt: &Arc<Runtime>, uid: &str) -> Result<(), RemoteError
 /// dispatcher. A failure shows the containers stopped, delete pending.
 async fn delete_now(rt: &Arc<Runtime>, uid: &str) {
     if !rt.inflight.claim(uid) {
+        // the dispatcher is deleting it already (woken by the same change):
+        // wait for its first outcome, so that what the caller reads next shows
+        // the containers stopped (or gone), as after a delete of our own
+        let grace = rt
+            .store
+            .read()
+            .remotes
+            .get(uid)
+            .and_then(|r| r.grace_seconds);
+        let bound =
+            rt.cfg.cri.request_timeout + Duration::from_secs(grace.unwrap_or(0).max(0) as u64);
+        let settled = || delete_settled(rt, uid);
+        let _ = tokio::time::timeout(bound, rt.inflight.wait(uid, settled)).await;
         return;
     }
     let r = delete_once(rt, uid).await;
@@ -345,6 +361,19 @@ async fn delete_now(rt: &Arc<Runtime>, uid: &str) {
         // the record stays Deleting: the dispatcher retries until the server confirms
         effects::change(rt, |ch| ch.delete_pending(uid, &e.to_string()));
     }
+}
+
+/// The remote pod is gone, or no container of it is shown running any more.
+fn delete_settled(rt: &Runtime, uid: &str) -> bool {
+    let st = rt.store.read();
+    let Some(r) = st.remotes.get(uid) else {
+        return true;
+    };
+    r.phase != Phase::Deleting
+        || r.containers
+            .iter()
+            .filter_map(|id| st.containers.get(id))
+            .all(|c| c.state == ContainerState::Exited)
 }
 
 /// `StopContainer`: nothing of this container runs afterwards.
