@@ -309,18 +309,12 @@ pub async fn delete_once(rt: &Arc<Runtime>, uid: &str) -> Result<(), RemoteError
     let grace = pod
         .spec
         .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(0)
-        .max(0) as u64;
-    let res = match tokio::time::timeout(
-        rt.cfg.cri.request_timeout + Duration::from_secs(grace),
-        rt.remote.delete(pod.clone()),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(_) => Err(RemoteError::Unreachable("/delete timed out".into())),
-    };
+        .and_then(|s| s.termination_grace_period_seconds);
+    let res =
+        match tokio::time::timeout(delete_bound(rt, grace), rt.remote.delete(pod.clone())).await {
+            Ok(r) => r,
+            Err(_) => Err(RemoteError::Unreachable("/delete timed out".into())),
+        };
     rt.metrics.remote("delete", res.is_ok());
     match res {
         Ok(()) => {}
@@ -349,8 +343,7 @@ async fn delete_now(rt: &Arc<Runtime>, uid: &str) {
             .remotes
             .get(uid)
             .and_then(|r| r.grace_seconds);
-        let bound =
-            rt.cfg.cri.request_timeout + Duration::from_secs(grace.unwrap_or(0).max(0) as u64);
+        let bound = delete_bound(rt, grace);
         let settled = || delete_settled(rt, uid);
         let _ = tokio::time::timeout(bound, rt.inflight.wait(uid, settled)).await;
         return;
@@ -361,6 +354,11 @@ async fn delete_now(rt: &Arc<Runtime>, uid: &str) {
         // the record stays Deleting: the dispatcher retries until the server confirms
         effects::change(rt, |ch| ch.delete_pending(uid, &e.to_string()));
     }
+}
+
+/// How long one `/delete` may take: the request timeout plus the pod's grace.
+fn delete_bound(rt: &Runtime, grace_seconds: Option<i64>) -> Duration {
+    rt.cfg.cri.request_timeout + Duration::from_secs(grace_seconds.unwrap_or(0).max(0) as u64)
 }
 
 /// The remote pod is gone, or no container of it is shown running any more.
