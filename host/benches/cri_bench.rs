@@ -21,7 +21,7 @@ use interlink_cri::config::Config;
 use interlink_cri::hooks::{Hooks, NoHooks, StateDecision, StateInput};
 use interlink_cri::proto::runtime::v1 as cri;
 use interlink_cri::proto::runtime::v1::runtime_service_client::RuntimeServiceClient;
-use interlink_cri::remote::{Remote, RemoteResult};
+use interlink_cri::remote::{PodList, Remote, RemoteResult};
 use interlink_cri::runtime::Runtime;
 use interlink_cri::store::{Container, Kind, Phase, RemotePod, Sandbox, Store};
 use k8s_openapi::api::core::v1 as k8s;
@@ -39,9 +39,9 @@ impl Remote for JsonRemote {
     fn delete(&self, _p: k8s::Pod) -> BoxFuture<'_, RemoteResult<()>> {
         Box::pin(async { Ok(()) })
     }
-    fn status(&self, pods: Arc<Vec<k8s::Pod>>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
         Box::pin(async move {
-            let body = serde_json::to_vec(&*pods).unwrap();
+            let body = pods.json().unwrap();
             std::hint::black_box(body);
             let a = self.answer.lock().unwrap().clone();
             Ok(serde_json::from_slice(&a).unwrap())

@@ -29,7 +29,7 @@ use interlink_cri::config::Config;
 use interlink_cri::hooks::NoHooks;
 use interlink_cri::proto::runtime::v1 as cri;
 use interlink_cri::proto::runtime::v1::runtime_service_client::RuntimeServiceClient;
-use interlink_cri::remote::{InterlinkRemote, Remote, RemoteResult};
+use interlink_cri::remote::{InterlinkRemote, PodList, Remote, RemoteResult};
 use interlink_cri::runtime::Runtime;
 use interlink_cri::store::Store;
 use k8s_openapi::api::core::v1 as k8s;
@@ -46,7 +46,7 @@ impl Remote for PollOnly {
     fn delete(&self, p: k8s::Pod) -> BoxFuture<'_, RemoteResult<()>> {
         self.0.delete(p)
     }
-    fn status(&self, pods: Arc<Vec<k8s::Pod>>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
         self.0.status(pods)
     }
     fn logs(&self, r: LogStruct, m: usize) -> BoxFuture<'_, RemoteResult<Bytes>> {

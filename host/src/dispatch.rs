@@ -221,7 +221,9 @@ async fn send(rt: &Arc<Runtime>, uid: &str) {
             // a /create may have reached the server: ask before sending again
             if let Ok(Ok(sts)) = tokio::time::timeout(
                 rt.cfg.cri.request_timeout,
-                rt.remote.status(Arc::new(vec![probe_pod.clone()])),
+                rt.remote.status(Arc::new(crate::remote::PodList::new(vec![
+                    probe_pod.clone(),
+                ]))),
             )
             .await
                 && let Some(s) = sts.iter().find(|s| s.pod_uid == uid && remote_knows(s))

@@ -1,20 +1,19 @@
 //! The remote pods a status round asks about (created, not finished), as the
-//! `/status` body: rebuilt only when a remote pod record changed, shared by
-//! the status loop and the usage loop.
+//! `/status` body: rebuilt (and encoded again) only when a remote pod record
+//! changed, shared by the status loop and the usage loop.
 
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Pod;
-
+use crate::remote::PodList;
 use crate::store::{Phase, Store};
 
 #[derive(Default)]
 pub struct PolledPods {
-    cache: Mutex<Option<(u64, Arc<Vec<Pod>>)>>,
+    cache: Mutex<Option<(u64, Arc<PodList>)>>,
 }
 
 impl PolledPods {
-    pub fn get(&self, store: &Store) -> Arc<Vec<Pod>> {
+    pub fn get(&self, store: &Store) -> Arc<PodList> {
         let generation = store.remotes_generation();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((g, pods)) = cache.as_ref()
@@ -24,7 +23,7 @@ impl PolledPods {
         }
         let pods = {
             let st = store.read();
-            Arc::new(
+            Arc::new(PodList::new(
                 st.remotes
                     .values()
                     .filter(|r| r.phase == Phase::Created && !r.finished)
@@ -39,7 +38,7 @@ impl PolledPods {
                         )
                     })
                     .collect::<Vec<_>>(),
-            )
+            ))
         };
         *cache = Some((generation, pods.clone()));
         pods

@@ -3,7 +3,7 @@
 //! [`InterlinkRemote`]); the trait keeps the rest of the host independent of the
 //! transport.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -34,7 +34,7 @@ pub trait Remote: Send + Sync + 'static {
     fn create(&self, req: PodCreateRequests) -> BoxFuture<'_, RemoteResult<CreateStruct>>;
     fn delete(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>>;
     /// Shared so the status loop can reuse one request body while nothing changed.
-    fn status(&self, pods: Arc<Vec<Pod>>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>>;
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>>;
     fn logs(&self, req: LogStruct, max_bytes: usize) -> BoxFuture<'_, RemoteResult<Bytes>>;
     fn logs_follow(
         &self,
@@ -46,7 +46,7 @@ pub trait Remote: Send + Sync + 'static {
     /// not have the extension (usage unknown, not zero).
     fn stats(
         &self,
-        pods: Arc<Vec<Pod>>,
+        pods: Arc<PodList>,
     ) -> BoxFuture<'_, RemoteResult<Option<Vec<interlink::extensions::PodStats>>>> {
         let _ = pods;
         Box::pin(async { Ok(None) })
@@ -56,6 +56,42 @@ pub trait Remote: Send + Sync + 'static {
     /// not have the extension (the caller polls [`Remote::status`]).
     fn status_watch(&self) -> BoxFuture<'_, RemoteResult<Option<StatusStream>>> {
         Box::pin(async { Ok(None) })
+    }
+}
+
+/// The pods a `/status` or `/stats` call names, with the request body
+/// encoded on first use and kept: the status and usage loops ask about the
+/// same pods round after round (10,000 pods: ≈ 10 ms of encoding saved per
+/// call).
+#[derive(Debug, Default)]
+pub struct PodList {
+    pods: Vec<Pod>,
+    json: OnceLock<Bytes>,
+}
+
+impl PodList {
+    pub fn new(pods: Vec<Pod>) -> PodList {
+        PodList {
+            pods,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The JSON array of the pods.
+    pub fn json(&self) -> Result<Bytes, RemoteError> {
+        if let Some(b) = self.json.get() {
+            return Ok(b.clone());
+        }
+        let b = interlink::client::encode_pods(&self.pods)
+            .map_err(|e| RemoteError::Refused(e.to_string()))?;
+        Ok(self.json.get_or_init(|| b).clone())
+    }
+}
+
+impl std::ops::Deref for PodList {
+    type Target = [Pod];
+    fn deref(&self) -> &[Pod] {
+        &self.pods
     }
 }
 
@@ -103,10 +139,13 @@ impl Remote for InterlinkRemote {
             span,
         ))
     }
-    fn status(&self, pods: Arc<Vec<Pod>>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
         let span = tracing::debug_span!("interlink", call = "status", pods = pods.len());
         Box::pin(tracing::Instrument::instrument(
-            async move { self.client.status(&pods).await.map_err(map_err) },
+            async move {
+                let body = pods.json()?;
+                self.client.status_encoded(body).await.map_err(map_err)
+            },
             span,
         ))
     }
@@ -161,7 +200,7 @@ impl Remote for InterlinkRemote {
     }
     fn stats(
         &self,
-        pods: Arc<Vec<Pod>>,
+        pods: Arc<PodList>,
     ) -> BoxFuture<'_, RemoteResult<Option<Vec<interlink::extensions::PodStats>>>> {
         let span = tracing::debug_span!("interlink", call = "stats", pods = pods.len());
         Box::pin(tracing::Instrument::instrument(
@@ -170,7 +209,7 @@ impl Remote for InterlinkRemote {
                 if !ext.has(interlink::extensions::STATS) {
                     return Ok(None);
                 }
-                match self.client.stats(&pods).await {
+                match self.client.stats_encoded(pods.json()?).await {
                     Ok(list) => Ok(Some(list)),
                     Err(e) => {
                         // the server may have changed (restarted, replaced): ask again

@@ -15,7 +15,7 @@ use interlink_cri::config::Config;
 use interlink_cri::cri;
 use interlink_cri::hooks::{Hooks, StateDecision, StateInput};
 use interlink_cri::proto::runtime::v1 as pb;
-use interlink_cri::remote::{Remote, RemoteError, RemoteResult};
+use interlink_cri::remote::{PodList, Remote, RemoteError, RemoteResult};
 use interlink_cri::runtime::Runtime;
 use interlink_cri::states::{ContainerState, Phase};
 use interlink_cri::store::Store;
@@ -66,7 +66,7 @@ impl Remote for ScriptedRemote {
             Ok(())
         })
     }
-    fn status(&self, pods: Arc<Vec<k8s::Pod>>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
         Box::pin(async move {
             self.status_calls.fetch_add(1, Ordering::SeqCst);
             if !self.status_knows.load(Ordering::SeqCst) {

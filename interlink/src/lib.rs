@@ -4,12 +4,14 @@
 //! - [`types`]: every JSON body of the contract, keys exactly as upstream emits them.
 //! - [`client`]: an async client of the API server (http, https/mTLS, unix socket).
 //! - [`exec`]: the wire of the exec extension (exec, attach, port-forward over WebSocket).
+//! - [`PodRef`]: a pod as `/status`, `/stats` and `/status/watch` name it, decoded lean.
 //! - [`validate`]: the input rules (DNS labels, pod UIDs) the server applies; plugins reuse them.
 
 pub mod client;
 mod error_chain;
 pub mod exec;
 pub mod extensions;
+mod pod_ref;
 pub mod server;
 pub mod telemetry;
 mod tls;
@@ -17,4 +19,5 @@ pub mod types;
 pub mod validate;
 mod ws;
 
+pub use pod_ref::{ContainerRef, PodRef};
 pub use types::*;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::stream;
-use interlink::{CreateStruct, LogStruct, PingResponse, PodStatus, RetrievedPodData};
+use interlink::{CreateStruct, LogStruct, PingResponse, PodRef, PodStatus, RetrievedPodData};
 use interlink_plugin_kit::{Listen, LogStream, PluginError, Provider, serve};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -81,21 +81,21 @@ impl Provider for Recorder {
         Ok(())
     }
 
-    async fn status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
         let created = self.created.lock().unwrap();
         Ok(pods
             .iter()
             .filter_map(|p| {
-                let uid = p.metadata.uid.clone()?;
+                let uid = p.uid.clone();
                 let known = created
                     .iter()
                     .position(|c| c.metadata.uid.as_deref() == Some(&uid))?;
-                let name = p.metadata.name.clone().unwrap_or_default();
+                let name = p.name.clone();
                 let spec = created[known].spec.clone().unwrap_or_default();
                 Some(PodStatus {
                     pod_name: name.clone(),
                     pod_uid: uid,
-                    pod_namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                    pod_namespace: p.namespace.clone(),
                     job_id: format!("{}", 1001 + known),
                     containers: spec
                         .containers

@@ -67,9 +67,17 @@ impl Client {
     /// `POST /stats` (extension `stats`): usage of these pods. Ask
     /// [`Client::extensions`] first; a server without it answers 404.
     pub async fn stats(&self, pods: &[Pod]) -> Result<Vec<PodStats>, ClientError> {
-        let stats: Option<Vec<PodStats>> = self
-            .call_json(Method::POST, STATS_PATH, encode(&pods)?)
-            .await?;
+        self.stats_encoded(encode(&pods)?).await
+    }
+
+    /// [`Client::stats`] with the body already encoded (see
+    /// [`super::encode_pods`]).
+    pub async fn stats_encoded(
+        &self,
+        pods_json: bytes::Bytes,
+    ) -> Result<Vec<PodStats>, ClientError> {
+        let stats: Option<Vec<PodStats>> =
+            self.call_json(Method::POST, STATS_PATH, pods_json).await?;
         Ok(stats.unwrap_or_default())
     }
 }

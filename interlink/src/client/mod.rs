@@ -170,7 +170,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ClientError> {
         // one span per request (exported when tracing is on), its context sent on
@@ -193,7 +193,7 @@ impl Client {
         span: &tracing::Span,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{}", self.inner.base, path);
@@ -234,7 +234,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<T, ClientError> {
         let resp = self
             .send(method, path, Some(body), Some(self.inner.request_timeout))
@@ -269,9 +269,15 @@ impl Client {
     /// `GET /status` with a body: the status of many pods in one request.
     /// Upstream's server answers `null` when it knows none of them: an empty list.
     pub async fn status(&self, pods: &[Pod]) -> Result<Vec<PodStatus>, ClientError> {
-        let statuses: Option<Vec<PodStatus>> = self
-            .call_json(Method::GET, "/status", encode(&pods)?)
-            .await?;
+        self.status_encoded(encode(&pods)?).await
+    }
+
+    /// [`Client::status`] with the body already encoded (a JSON array of
+    /// pods, as [`encode_pods`] makes it): a caller that asks about the same
+    /// pods every round encodes them once.
+    pub async fn status_encoded(&self, pods_json: Bytes) -> Result<Vec<PodStatus>, ClientError> {
+        let statuses: Option<Vec<PodStatus>> =
+            self.call_json(Method::GET, "/status", pods_json).await?;
         Ok(statuses.unwrap_or_default())
     }
 
@@ -346,8 +352,15 @@ impl Client {
     }
 }
 
-fn encode<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ClientError> {
+/// The body of `/status` (and `/stats`) for `pods`, for
+/// [`Client::status_encoded`].
+pub fn encode_pods(pods: &[Pod]) -> Result<Bytes, ClientError> {
+    encode(pods)
+}
+
+fn encode<T: serde::Serialize + ?Sized>(v: &T) -> Result<Bytes, ClientError> {
     serde_json::to_vec(v)
+        .map(Bytes::from)
         .map_err(|e| ClientError::Config(format!("cannot encode the request: {e}")))
 }
 

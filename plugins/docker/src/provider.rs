@@ -15,7 +15,8 @@ use bollard::query_parameters::{
 };
 use futures::{StreamExt, TryStreamExt};
 use interlink::{
-    CreateStruct, LogStruct, PingResources, PingResponse, PodStatus, RetrievedPodData, pod_uid,
+    CreateStruct, LogStruct, PingResources, PingResponse, PodRef, PodStatus, RetrievedPodData,
+    pod_uid,
 };
 use interlink_plugin_kit::{LogStream, PluginError, Provider};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
@@ -689,11 +690,11 @@ impl Inner {
         Ok(())
     }
 
-    async fn status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
         let recs: Vec<PodRecord> = {
             let known = lock(&self.pods);
             pods.iter()
-                .filter_map(|p| known.get(pod_uid(p)).cloned())
+                .filter_map(|p| known.get(&p.uid).cloned())
                 .collect()
         };
         let docker = self.docker()?;
@@ -1097,7 +1098,7 @@ impl Provider for DockerProvider {
         r
     }
 
-    async fn status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
         self.inner.status(pods).await
     }
 
@@ -1139,12 +1140,12 @@ impl Provider for DockerProvider {
 
     async fn stats(
         &self,
-        pods: Vec<Pod>,
+        pods: Vec<PodRef>,
     ) -> Result<Vec<interlink::extensions::PodStats>, PluginError> {
         let wanted: Vec<(String, Vec<(String, String)>)> = {
             let known = lock(&self.inner.pods);
             pods.iter()
-                .filter_map(|p| known.get(pod_uid(p)))
+                .filter_map(|p| known.get(&p.uid))
                 .map(|r| {
                     let containers = if r.failure.is_some() {
                         Vec::new()

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::Stream;
 use interlink::exec::{AttachRequest, ExecRequest, PortForwardRequest};
 use interlink::extensions::{Extensions, PodStats};
-use interlink::{CreateStruct, LogStruct, PingResponse, PodStatus, RetrievedPodData};
+use interlink::{CreateStruct, LogStruct, PingResponse, PodRef, PodStatus, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
 
 pub use crate::exec_ws::{ExecIo, ExecResult, ExecRun, PortIo, PortStream, exec_run};
@@ -55,10 +55,12 @@ pub trait Provider: Send + Sync + 'static {
     /// Stop the pod (grace period from its spec) and forget it. Unknown pods succeed.
     fn delete(&self, pod: Pod) -> impl Future<Output = Result<(), PluginError>> + Send;
 
-    /// Status of many pods in one call. Unknown pods are answered (or left out), never an error.
+    /// Status of many pods in one call, each named by its ids and containers
+    /// (the request's `v1.Pod`s decoded no further). Unknown pods are answered
+    /// (or left out), never an error.
     fn status(
         &self,
-        pods: Vec<Pod>,
+        pods: Vec<PodRef>,
     ) -> impl Future<Output = Result<Vec<PodStatus>, PluginError>> + Send;
 
     /// Logs of one container, bounded by the options, or following on `Follow`.
@@ -80,7 +82,7 @@ pub trait Provider: Send + Sync + 'static {
     /// left out. The default answers that the provider has no such extension.
     fn stats(
         &self,
-        pods: Vec<Pod>,
+        pods: Vec<PodRef>,
     ) -> impl Future<Output = Result<Vec<PodStats>, PluginError>> + Send {
         let _ = pods;
         async {

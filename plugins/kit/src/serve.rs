@@ -43,7 +43,7 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use interlink::exec::{AttachRequest, ExecRequest, PortForwardRequest, StreamRequest};
 use interlink::server::connections::{ConnectionLimits, Connections};
-use interlink::{LogStruct, RetrievedPodData};
+use interlink::{LogStruct, PodRef, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -466,15 +466,17 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 
 /// The body of `/status`, `/stats` and `/status/watch`: a JSON array of
 /// pods (an empty body: none), each naming a pod.
-fn pod_list(body: Result<Bytes, BytesRejection>) -> Result<Vec<Pod>, ApiError> {
+/// Only what a provider answers from is decoded (see [`PodRef`]); `null`
+/// (Go's nil slice) is no pods.
+fn pod_list(body: Result<Bytes, BytesRejection>) -> Result<Vec<PodRef>, ApiError> {
     let body = body_bytes(body)?;
-    let pods: Vec<Pod> = if body.iter().all(u8::is_ascii_whitespace) {
+    let pods: Vec<PodRef> = if body.iter().all(u8::is_ascii_whitespace) {
         Vec::new()
     } else {
-        parse_json(&body, "JSON array of v1.Pod")?
+        parse_json::<Option<Vec<PodRef>>>(&body, "JSON array of v1.Pod")?.unwrap_or_default()
     };
     for (i, p) in pods.iter().enumerate() {
-        validate::pod_ref(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
+        validate::named_pod(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
     }
     Ok(pods)
 }

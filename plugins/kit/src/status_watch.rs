@@ -11,16 +11,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
-use interlink::PodStatus;
 use interlink::extensions::WATCH_KEEPALIVE;
-use k8s_openapi::api::core::v1::Pod;
+use interlink::{PodRef, PodStatus};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::{PluginError, Provider};
 
 /// The statuses of `pods` (all of the provider's for none).
-async fn current<P: Provider>(p: &P, pods: &[Pod]) -> Result<Vec<PodStatus>, PluginError> {
+async fn current<P: Provider>(p: &P, pods: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> {
     if pods.is_empty() {
         p.status_all().await
     } else {
@@ -36,7 +35,7 @@ fn line(s: &PodStatus) -> std::io::Result<Bytes> {
 
 struct Watch<P> {
     provider: Arc<P>,
-    pods: Vec<Pod>,
+    pods: Vec<PodRef>,
     /// The UIDs watched; `None`: every pod.
     only: Option<HashSet<String>>,
     rx: broadcast::Receiver<PodStatus>,
@@ -49,7 +48,7 @@ struct Watch<P> {
 /// provider's (unsupported: 501).
 pub async fn open<P: Provider>(
     provider: Arc<P>,
-    pods: Vec<Pod>,
+    pods: Vec<PodRef>,
     cancel: CancellationToken,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, PluginError> {
     let Some(rx) = provider.status_changes() else {
@@ -59,11 +58,7 @@ pub async fn open<P: Provider>(
         )));
     };
     let first = current(provider.as_ref(), &pods).await?;
-    let only = (!pods.is_empty()).then(|| {
-        pods.iter()
-            .map(|p| interlink::pod_uid(p).to_string())
-            .collect()
-    });
+    let only = (!pods.is_empty()).then(|| pods.iter().map(|p| p.uid.clone()).collect());
     let w = Watch {
         provider,
         pods,

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use interlink::{LogStruct, RetrievedPodData};
+use interlink::{LogStruct, PodRef, RetrievedPodData};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 pub use interlink::validate::MAX_UID_LEN;
@@ -60,7 +60,15 @@ fn check_uid(pod: &Pod, what: &str) -> Result<(), String> {
 }
 
 fn check_names(pod: &Pod, what: &str, name_required: bool) -> Result<(), String> {
-    let name = interlink::pod_name(pod);
+    names(
+        interlink::pod_name(pod),
+        interlink::pod_namespace(pod),
+        what,
+        name_required,
+    )
+}
+
+fn names(name: &str, ns: &str, what: &str, name_required: bool) -> Result<(), String> {
     if name.is_empty() {
         if name_required {
             return Err(format!("{what}: metadata.name is required"));
@@ -70,7 +78,6 @@ fn check_names(pod: &Pod, what: &str, name_required: bool) -> Result<(), String>
             "{what}: metadata.name {name:?} is not a valid DNS subdomain"
         ));
     }
-    let ns = interlink::pod_namespace(pod);
     if !ns.is_empty() && !dns_label(ns) {
         return Err(format!(
             "{what}: metadata.namespace {ns:?} is not a valid DNS label"
@@ -79,10 +86,16 @@ fn check_names(pod: &Pod, what: &str, name_required: bool) -> Result<(), String>
     Ok(())
 }
 
-/// A pod named in `/delete` or `/status`: a valid UID, valid names where given.
+/// A pod named in `/delete`: a valid UID, valid names where given.
 pub fn pod_ref(pod: &Pod) -> Result<(), String> {
     check_uid(pod, "pod")?;
     check_names(pod, "pod", false)
+}
+
+/// A pod named in `/status`, `/stats` or `/status/watch`: as [`pod_ref`].
+pub fn named_pod(pod: &PodRef) -> Result<(), String> {
+    pod_uid(&pod.uid).map_err(|e| format!("pod: {e}"))?;
+    names(&pod.name, &pod.namespace, "pod", false)
 }
 
 /// The body of `/create`: a pod that can be run.

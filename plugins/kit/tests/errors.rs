@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use interlink::{CreateStruct, LogStruct, PingResponse, PodStatus, RetrievedPodData};
+use interlink::{CreateStruct, LogStruct, PingResponse, PodRef, PodStatus, RetrievedPodData};
 use interlink_plugin_kit::{Listen, LogStream, PluginError, Provider, serve};
 use k8s_openapi::api::core::v1::Pod;
 
@@ -37,11 +37,11 @@ impl Provider for Failing {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Err(kind(interlink::pod_name(&p)))
     }
-    async fn status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match pods.first() {
             None => Ok(Vec::new()),
-            Some(p) => Err(kind(interlink::pod_name(p))),
+            Some(p) => Err(kind(&p.name)),
         }
     }
     async fn logs(&self, r: LogStruct) -> Result<LogStream, PluginError> {

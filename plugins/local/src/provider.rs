@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use interlink::{
-    CreateStruct, LogStruct, PingResources, PingResponse, PodStatus, RetrievedPodData,
+    CreateStruct, LogStruct, PingResources, PingResponse, PodRef, PodStatus, RetrievedPodData,
 };
 use interlink_plugin_kit::{LogStream, PluginError, Provider};
 use jiff::Timestamp;
@@ -368,12 +368,12 @@ fn pod_status(rec: &PodRecord) -> PodStatus {
 }
 
 /// The answer for a pod this plugin does not know.
-fn unknown_status(pod: &Pod) -> PodStatus {
-    let uid = interlink::pod_uid(pod).to_string();
+fn unknown_status(pod: &PodRef) -> PodStatus {
+    let uid = pod.uid.clone();
     let now = Timestamp::now();
-    let gone = |c: &core::Container| core::ContainerStatus {
+    let gone = |c: &interlink::ContainerRef| core::ContainerStatus {
         name: c.name.clone(),
-        image: c.image.clone().unwrap_or_default(),
+        image: c.image.clone(),
         state: Some(core::ContainerState {
             terminated: Some(core::ContainerStateTerminated {
                 exit_code: LOST_EXIT_CODE,
@@ -386,19 +386,13 @@ fn unknown_status(pod: &Pod) -> PodStatus {
         }),
         ..Default::default()
     };
-    let spec = pod.spec.as_ref();
     PodStatus {
-        pod_name: interlink::pod_name(pod).to_string(),
+        pod_name: pod.name.clone(),
         pod_uid: uid.clone(),
-        pod_namespace: interlink::pod_namespace(pod).to_string(),
+        pod_namespace: pod.namespace.clone(),
         job_id: String::new(),
-        containers: spec
-            .map(|s| s.containers.iter().map(gone).collect())
-            .unwrap_or_default(),
-        init_containers: spec
-            .and_then(|s| s.init_containers.as_ref())
-            .map(|v| v.iter().map(gone).collect())
-            .unwrap_or_default(),
+        containers: pod.containers.iter().map(gone).collect(),
+        init_containers: pod.init_containers.iter().map(gone).collect(),
     }
 }
 
@@ -612,12 +606,12 @@ impl Provider for LocalProvider {
         Ok(())
     }
 
-    async fn status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
         self.ensure_started();
         let map = self.inner.pods();
         Ok(pods
             .iter()
-            .map(|p| match map.get(interlink::pod_uid(p)) {
+            .map(|p| match map.get(&p.uid) {
                 Some(e) => pod_status(&e.lock()),
                 None => unknown_status(p),
             })
@@ -675,7 +669,7 @@ impl Provider for LocalProvider {
 
     async fn stats(
         &self,
-        pods: Vec<Pod>,
+        pods: Vec<PodRef>,
     ) -> Result<Vec<interlink::extensions::PodStats>, PluginError> {
         self.ensure_started();
         // (pod uid, its running containers); whether each still runs is read
@@ -684,7 +678,7 @@ impl Provider for LocalProvider {
         {
             let map = self.inner.pods();
             for p in &pods {
-                let Some(e) = map.get(interlink::pod_uid(p)) else {
+                let Some(e) = map.get(&p.uid) else {
                     continue;
                 };
                 let rec = e.lock();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use interlink::{
-    CreateStruct, LogStruct, PingResources, PingResponse, PodStatus, RetrievedPodData,
+    CreateStruct, LogStruct, PingResources, PingResponse, PodRef, PodStatus, RetrievedPodData,
 };
 use interlink_plugin_kit::{LogStream, PluginError, Provider};
 use jiff::Timestamp;
@@ -416,11 +416,11 @@ impl SlurmProvider {
         }
     }
 
-    async fn do_status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn do_status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
         let records: Vec<PodRecord> = {
             let map = self.pods();
             pods.iter()
-                .filter_map(|p| map.get(interlink::pod_uid(p)).cloned())
+                .filter_map(|p| map.get(&p.uid).cloned())
                 .collect()
         };
         let needs_slurm = records
@@ -928,7 +928,7 @@ impl Provider for SlurmProvider {
         self.do_delete(pod).await
     }
 
-    async fn status(&self, pods: Vec<Pod>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
         self.do_status(pods).await
     }
 
