@@ -46,7 +46,9 @@ fn pod(i: usize) -> Pod {
 async fn plugin_status(body: Bytes) -> axum::Json<Vec<PodStatus>> {
     // what the plugin kit decodes of a `/status` request
     let pods: Vec<PodRef> = serde_json::from_slice(&body).unwrap_or_default();
-    let started = jiff::Timestamp::now();
+    // a running container's start time does not change between rounds
+    static STARTED: std::sync::OnceLock<jiff::Timestamp> = std::sync::OnceLock::new();
+    let started = *STARTED.get_or_init(jiff::Timestamp::now);
     axum::Json(
         pods.iter()
             .map(|p| PodStatus {

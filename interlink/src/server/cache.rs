@@ -138,7 +138,13 @@ impl StatusCache {
                     e.containers.push(c.name.into_owned());
                 }
             }
-            e.status_json = Some((*raw).to_owned());
+            // a status that did not change since the last answer is kept as is
+            if e.status_json
+                .as_ref()
+                .is_none_or(|old| old.get() != raw.get())
+            {
+                e.status_json = Some((*raw).to_owned());
+            }
             n += 1;
         }
         Ok(n)
