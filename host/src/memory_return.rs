@@ -55,7 +55,11 @@ pub async fn run(rt: Arc<Runtime>) {
 /// (2026-12-02, three runs); with two arenas and the store's maps shrunk,
 /// 46.1 -> 41.0 -> 43.8 MiB and 40.4 -> 48.1 -> 48.8 MiB (2026-12-03, two
 /// runs; 51–57 MiB without the shrink). jemalloc (tikv-jemallocator, two
-/// arenas, purged the same way) did no better here: 50.8 -> 54.1 MiB.
+/// arenas, purged the same way) did no better here: 50.8 -> 54.1 MiB;
+/// mimalloc (its own purging plus `mi_collect`) worse: 70.8 -> 92.8 MiB.
+/// After the status path stopped churning 10,000-pod bodies (2026-12-03
+/// afternoon), four runs: +7.8 %, +7.2 %, and with a fixed 256 KiB mmap
+/// threshold -4.4 %, +7.5 % (not set: no steadier).
 pub fn configure_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
