@@ -59,13 +59,6 @@ impl From<&Pod> for PodRef {
     }
 }
 
-impl PodRef {
-    /// `pods` named as `/status` would send them.
-    pub fn all(pods: &[Pod]) -> Vec<PodRef> {
-        pods.iter().map(PodRef::from).collect()
-    }
-}
-
 // The JSON shape of a `v1.Pod`, cut to what is read; `null` anywhere is absent.
 #[derive(Deserialize)]
 struct PodShape {

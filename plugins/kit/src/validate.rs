@@ -88,14 +88,21 @@ fn names(name: &str, ns: &str, what: &str, name_required: bool) -> Result<(), St
 
 /// A pod named in `/delete`: a valid UID, valid names where given.
 pub fn pod_ref(pod: &Pod) -> Result<(), String> {
-    check_uid(pod, "pod")?;
-    check_names(pod, "pod", false)
+    named(
+        interlink::pod_uid(pod),
+        interlink::pod_name(pod),
+        interlink::pod_namespace(pod),
+    )
 }
 
 /// A pod named in `/status`, `/stats` or `/status/watch`: as [`pod_ref`].
 pub fn named_pod(pod: &PodRef) -> Result<(), String> {
-    pod_uid(&pod.uid).map_err(|e| format!("pod: {e}"))?;
-    names(&pod.name, &pod.namespace, "pod", false)
+    named(&pod.uid, &pod.name, &pod.namespace)
+}
+
+fn named(uid: &str, name: &str, ns: &str) -> Result<(), String> {
+    pod_uid(uid).map_err(|e| format!("pod: {e}"))?;
+    names(name, ns, "pod", false)
 }
 
 /// The body of `/create`: a pod that can be run.
