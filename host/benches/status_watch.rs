@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use interlink::{CreateStruct, LogStruct, PodCreateRequests, PodStatus};
+use interlink::{CreateStruct, LogStruct, PodCreateRequests};
 use interlink_cri::config::Config;
 use interlink_cri::hooks::NoHooks;
 use interlink_cri::proto::runtime::v1 as cri;
@@ -46,7 +46,7 @@ impl Remote for PollOnly {
     fn delete(&self, p: k8s::Pod) -> BoxFuture<'_, RemoteResult<()>> {
         self.0.delete(p)
     }
-    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<interlink::StatusAnswer>> {
         self.0.status(pods)
     }
     fn logs(&self, r: LogStruct, m: usize) -> BoxFuture<'_, RemoteResult<Bytes>> {

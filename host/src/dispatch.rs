@@ -226,7 +226,11 @@ async fn send(rt: &Arc<Runtime>, uid: &str) {
                 ]))),
             )
             .await
-                && let Some(s) = sts.iter().find(|s| s.pod_uid == uid && remote_knows(s))
+                && let Some(s) = sts
+                    .decode_all()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|s| s.pod_uid == uid && remote_knows(s))
             {
                 tracing::info!(uid, "remote pod already exists; not created again");
                 effects::change(rt, |ch| ch.created(uid, &s.job_id));

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use interlink::{CreateStruct, LogStruct, PodCreateRequests, PodStatus};
+use interlink::{CreateStruct, LogStruct, PodCreateRequests, PodStatus, StatusAnswer};
 use k8s_openapi::api::core::v1::Pod;
 
 /// Why a remote call failed.
@@ -33,8 +33,9 @@ pub type RemoteResult<T> = Result<T, RemoteError>;
 pub trait Remote: Send + Sync + 'static {
     fn create(&self, req: PodCreateRequests) -> BoxFuture<'_, RemoteResult<CreateStruct>>;
     fn delete(&self, pod: Pod) -> BoxFuture<'_, RemoteResult<()>>;
-    /// Shared so the status loop can reuse one request body while nothing changed.
-    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>>;
+    /// Shared so the status loop can reuse one request body while nothing
+    /// changed; answered undecoded, so it can decode only what changed.
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<StatusAnswer>>;
     fn logs(&self, req: LogStruct, max_bytes: usize) -> BoxFuture<'_, RemoteResult<Bytes>>;
     fn logs_follow(
         &self,
@@ -139,12 +140,12 @@ impl Remote for InterlinkRemote {
             span,
         ))
     }
-    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<StatusAnswer>> {
         let span = tracing::debug_span!("interlink", call = "status", pods = pods.len());
         Box::pin(tracing::Instrument::instrument(
             async move {
                 let body = pods.json()?;
-                self.client.status_encoded(body).await.map_err(map_err)
+                self.client.status_answer(body).await.map_err(map_err)
             },
             span,
         ))

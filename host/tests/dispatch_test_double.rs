@@ -66,13 +66,13 @@ impl Remote for ScriptedRemote {
             Ok(())
         })
     }
-    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<Vec<PodStatus>>> {
+    fn status(&self, pods: Arc<PodList>) -> BoxFuture<'_, RemoteResult<interlink::StatusAnswer>> {
         Box::pin(async move {
             self.status_calls.fetch_add(1, Ordering::SeqCst);
             if !self.status_knows.load(Ordering::SeqCst) {
-                return Ok(vec![]);
+                return Ok(interlink::StatusAnswer::default());
             }
-            Ok(pods
+            let statuses: Vec<PodStatus> = pods
                 .iter()
                 .map(|p| PodStatus {
                     pod_uid: p.metadata.uid.clone().unwrap_or_default(),
@@ -94,7 +94,8 @@ impl Remote for ScriptedRemote {
                         .collect(),
                     ..Default::default()
                 })
-                .collect())
+                .collect();
+            Ok(interlink::StatusAnswer::from_statuses(&statuses))
         })
     }
     fn logs(&self, _: LogStruct, _: usize) -> BoxFuture<'_, RemoteResult<Bytes>> {
@@ -422,5 +423,85 @@ async fn the_state_step_runs_with_no_store_lock_held() {
     assert_eq!(
         status(&f, &a).state,
         pb::ContainerState::ContainerRunning as i32
+    );
+}
+
+/// The status of pod `uid` with container `a` running, or exited with `code`.
+fn answer(f: &Fixture, code: Option<i32>) -> interlink::StatusAnswer {
+    let r = f.rt.store.read().remotes.values().next().unwrap().clone();
+    let started = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-12-01T10:00:00Z".parse().unwrap(),
+    );
+    let state = match code {
+        None => k8s::ContainerState {
+            running: Some(k8s::ContainerStateRunning {
+                started_at: Some(started),
+            }),
+            ..Default::default()
+        },
+        Some(c) => k8s::ContainerState {
+            terminated: Some(k8s::ContainerStateTerminated {
+                exit_code: c,
+                started_at: Some(started.clone()),
+                finished_at: Some(started),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    };
+    interlink::StatusAnswer::from_statuses(&[PodStatus {
+        pod_uid: r.uid,
+        pod_name: r.name,
+        pod_namespace: r.namespace,
+        job_id: "job-1".into(),
+        containers: vec![k8s::ContainerStatus {
+            name: "a".into(),
+            state: Some(state),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_status_seen_with_nothing_to_do_is_not_decoded_again() {
+    use interlink_cri::status_loop::{Applied, Settled, apply_answer};
+    // the background loop's polls answer nothing; the rounds here are driven by hand
+    let f = fixture(ScriptedRemote::default());
+    let sb = sandbox(&f);
+    let a = container(&f, &sb, "a").unwrap();
+    start(&f, &a);
+    until("the pod is created", || phases(&f) == vec![Phase::Created]).await;
+    let mut settled = Settled::default();
+    let running = answer(&f, None);
+    let round = |s: &mut Settled, ans: &interlink::StatusAnswer| apply_answer(&f.rt, ans, s);
+    // decided once (nothing changes: it runs), found with nothing to do once,
+    // then skipped undecoded while the bytes and the pod stay the same
+    let rounds: Vec<Applied> = (0..4).map(|_| round(&mut settled, &running)).collect();
+    let decoded: Vec<usize> = rounds.iter().map(|r| r.decoded).collect();
+    assert_eq!(decoded, [1, 1, 0, 0]);
+    assert!(rounds.iter().all(|r| r.changed == 0), "{rounds:?}");
+    assert_eq!(
+        status(&f, &a).state,
+        pb::ContainerState::ContainerRunning as i32
+    );
+    // other bytes are decoded and decided at once
+    let exited = answer(&f, Some(3));
+    assert_eq!(
+        round(&mut settled, &exited),
+        Applied {
+            decoded: 1,
+            changed: 1
+        }
+    );
+    let s = status(&f, &a);
+    assert_eq!(s.state, pb::ContainerState::ContainerExited as i32);
+    assert_eq!(s.exit_code, 3);
+    // the old bytes again, for a pod that changed here (its container
+    // exited): not skipped, and nothing goes back to running
+    assert_eq!(round(&mut settled, &running).decoded, 1);
+    assert_eq!(
+        status(&f, &a).state,
+        pb::ContainerState::ContainerExited as i32
     );
 }

@@ -5,6 +5,7 @@
 //! - [`client`]: an async client of the API server (http, https/mTLS, unix socket).
 //! - [`exec`]: the wire of the exec extension (exec, attach, port-forward over WebSocket).
 //! - [`PodRef`]: a pod as `/status`, `/stats` and `/status/watch` name it, decoded lean.
+//! - [`StatusAnswer`]: a `/status` answer split into its statuses, each decoded on demand.
 //! - [`validate`]: the input rules (DNS labels, pod UIDs) the server applies; plugins reuse them.
 
 pub mod client;
@@ -13,6 +14,7 @@ pub mod exec;
 pub mod extensions;
 mod pod_ref;
 pub mod server;
+mod status_answer;
 pub mod telemetry;
 mod tls;
 pub mod types;
@@ -20,4 +22,5 @@ pub mod validate;
 mod ws;
 
 pub use pod_ref::{ContainerRef, PodRef};
+pub use status_answer::StatusAnswer;
 pub use types::*;

@@ -81,7 +81,7 @@ impl Provider for Recorder {
         Ok(())
     }
 
-    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> {
         let created = self.created.lock().unwrap();
         Ok(pods
             .iter()

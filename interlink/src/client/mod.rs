@@ -32,6 +32,7 @@ use k8s_openapi::api::core::v1::Pod;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
+use crate::StatusAnswer;
 use crate::types::{CreateStruct, LogStruct, PingResponse, PodCreateRequests, PodStatus};
 use token::TokenFile;
 
@@ -236,16 +237,20 @@ impl Client {
         path: &str,
         body: Bytes,
     ) -> Result<T, ClientError> {
-        let resp = self
-            .send(method, path, Some(body), Some(self.inner.request_timeout))
-            .await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::from_reqwest(e, path))?;
+        let bytes = self.call(method, path, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             ClientError::Decode(format!("{path}: {e} (body starts {:?})", preview(&bytes)))
         })
+    }
+
+    /// The answer's body, as it came.
+    async fn call(&self, method: Method, path: &str, body: Bytes) -> Result<Bytes, ClientError> {
+        let resp = self
+            .send(method, path, Some(body), Some(self.inner.request_timeout))
+            .await?;
+        resp.bytes()
+            .await
+            .map_err(|e| ClientError::from_reqwest(e, path))
     }
 
     /// `POST /create`: start a pod; the answer carries its job id.
@@ -269,16 +274,21 @@ impl Client {
     /// `GET /status` with a body: the status of many pods in one request.
     /// Upstream's server answers `null` when it knows none of them: an empty list.
     pub async fn status(&self, pods: &[Pod]) -> Result<Vec<PodStatus>, ClientError> {
-        self.status_encoded(encode(&pods)?).await
+        self.status_answer(encode(&pods)?)
+            .await?
+            .decode_all()
+            .map_err(|e| ClientError::Decode(format!("/status: {e}")))
     }
 
     /// [`Client::status`] with the body already encoded (a JSON array of
-    /// pods, as [`encode_pods`] makes it): a caller that asks about the same
-    /// pods every round encodes them once.
-    pub async fn status_encoded(&self, pods_json: Bytes) -> Result<Vec<PodStatus>, ClientError> {
-        let statuses: Option<Vec<PodStatus>> =
-            self.call_json(Method::GET, "/status", pods_json).await?;
-        Ok(statuses.unwrap_or_default())
+    /// pods, as [`encode_pods`] makes it), answering the statuses undecoded:
+    /// a caller that asks about the same pods every round encodes them once,
+    /// and decodes only the statuses that changed (see [`StatusAnswer`]).
+    pub async fn status_answer(&self, pods_json: Bytes) -> Result<StatusAnswer, ClientError> {
+        let bytes = self.call(Method::GET, "/status", pods_json).await?;
+        StatusAnswer::parse(bytes.clone()).map_err(|e| {
+            ClientError::Decode(format!("/status: {e} (body starts {:?})", preview(&bytes)))
+        })
     }
 
     /// `GET /getLogs` with a body: the logs as they are now, at most `max_bytes`
@@ -353,7 +363,7 @@ impl Client {
 }
 
 /// The body of `/status` (and `/stats`) for `pods`, for
-/// [`Client::status_encoded`].
+/// [`Client::status_answer`].
 pub fn encode_pods(pods: &[Pod]) -> Result<Bytes, ClientError> {
     encode(pods)
 }

@@ -7,7 +7,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use bytes::Bytes;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
@@ -65,6 +68,10 @@ struct NameRef<'a> {
 #[derive(Default)]
 pub struct StatusCache {
     pods: RwLock<HashMap<String, CachedPod>>,
+    /// Bumped by every change of `pods` (under its write lock).
+    changes: AtomicU64,
+    /// The last `/status` answer recorded, and `changes` right after.
+    last_answer: Mutex<Option<(Bytes, u64)>>,
 }
 
 fn container_names(pod: &Pod) -> Vec<String> {
@@ -83,6 +90,7 @@ impl StatusCache {
     /// Register (or refresh) a pod from its spec.
     pub fn register(&self, pod: &Pod, job_id: Option<&str>) {
         let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
+        self.changes.fetch_add(1, Ordering::Relaxed);
         let e = pods.entry(pod_uid(pod).to_string()).or_default();
         e.name = pod_name(pod).to_string();
         e.namespace = pod_namespace(pod).to_string();
@@ -95,10 +103,39 @@ impl StatusCache {
         }
     }
 
+    /// Record a plugin's whole `/status` answer (a JSON array of statuses;
+    /// see [`StatusCache::record`]). The same bytes as the answer recorded
+    /// last, with nothing changed in the cache since, are not read again:
+    /// recording them would change nothing. Answers how many statuses were
+    /// recorded (`None`: the answer was the last one).
+    pub fn record_answer(&self, answer: &Bytes) -> Result<Option<usize>, String> {
+        if let Some((last, changes)) = self
+            .last_answer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && last == answer
+            && *changes == self.changes.load(Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
+        let raws: Vec<&RawValue> = serde_json::from_slice(answer)
+            .map_err(|e| format!("/status answer is not a list of PodStatus: {e}"))?;
+        let (n, changes) = self.record_counted(&raws)?;
+        *self.last_answer.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((answer.clone(), changes));
+        Ok(Some(n))
+    }
+
     /// Record the statuses of a plugin's `/status` answer (registering pods
     /// not seen yet). Answers how many were recorded; an element that is not a
     /// status object is an error naming its index.
     pub fn record(&self, statuses: &[&RawValue]) -> Result<usize, String> {
+        self.record_counted(statuses).map(|(n, _)| n)
+    }
+
+    /// [`StatusCache::record`], also answering `changes` after it.
+    fn record_counted(&self, statuses: &[&RawValue]) -> Result<(usize, u64), String> {
         let parsed: Vec<StatusRef<'_>> = statuses
             .iter()
             .enumerate()
@@ -108,6 +145,7 @@ impl StatusCache {
             })
             .collect::<Result<_, _>>()?;
         let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
+        let changes = self.changes.fetch_add(1, Ordering::Relaxed) + 1;
         let mut n = 0;
         for (st, raw) in parsed.into_iter().zip(statuses) {
             let Some(uid) = st.uid.filter(|u| !u.is_empty()) else {
@@ -147,7 +185,7 @@ impl StatusCache {
             }
             n += 1;
         }
-        Ok(n)
+        Ok((n, changes))
     }
 
     /// Every status a plugin reported, as it sent it.
@@ -169,10 +207,9 @@ impl StatusCache {
     }
 
     pub fn remove(&self, uid: &str) -> Option<CachedPod> {
-        self.pods
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(uid)
+        let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        pods.remove(uid)
     }
 
     pub fn len(&self) -> usize {
@@ -207,5 +244,24 @@ mod tests {
         assert_eq!(cache.statuses().len(), 1);
         let bad: Vec<&RawValue> = serde_json::from_str(r#"[{"UID": 5}]"#).unwrap();
         assert!(cache.record(&bad).unwrap_err().contains("status [0]"));
+    }
+
+    #[test]
+    fn the_same_answer_is_recorded_once_until_the_cache_changes() {
+        let cache = StatusCache::default();
+        let answer = Bytes::from_static(br#"[{"name":"p","UID":"u1","namespace":"d","JID":"7"}]"#);
+        assert_eq!(cache.record_answer(&answer).unwrap(), Some(1));
+        assert_eq!(cache.record_answer(&answer).unwrap(), None);
+        // a delete in between: the same answer registers the pod again
+        cache.remove("u1");
+        assert!(cache.get("u1").is_none());
+        assert_eq!(cache.record_answer(&answer).unwrap(), Some(1));
+        assert_eq!(cache.get("u1").unwrap().job_id, "7");
+        assert_eq!(cache.record_answer(&answer).unwrap(), None);
+        // another answer is read
+        let other = Bytes::from_static(br#"[{"name":"p","UID":"u1","namespace":"d","JID":"8"}]"#);
+        assert_eq!(cache.record_answer(&other).unwrap(), Some(1));
+        assert_eq!(cache.get("u1").unwrap().job_id, "8");
+        assert!(cache.record_answer(&Bytes::from_static(b"{")).is_err());
     }
 }

@@ -10,6 +10,8 @@ use super::plugin_client::PluginClient;
 pub struct AppState {
     pub plugin: PluginClient,
     pub cache: Arc<StatusCache>,
+    /// The last pod list accepted (see [`super::body::PodListMemo`]).
+    pub pod_lists: Arc<super::body::PodListMemo>,
     pub metrics: Metrics,
     pub max_body: usize,
     pub job_config: Option<serde_json::Value>,

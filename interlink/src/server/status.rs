@@ -18,7 +18,7 @@ use super::state::AppState;
 
 pub async fn status(State(st): State<AppState>, req: Body) -> Result<Response, ApiError> {
     let bytes = body::read(req, st.max_body).await?;
-    let pods = body::pod_list(&bytes)?;
+    let pods = st.pod_lists.pod_list(&bytes)?;
     if pods == 0 {
         let all = st.cache.statuses();
         let body = serde_json::to_vec(&all).map_err(|e| {
@@ -41,9 +41,7 @@ pub async fn status(State(st): State<AppState>, req: Body) -> Result<Response, A
     if answer.trim_ascii() == b"null" {
         return Ok(([(header::CONTENT_TYPE, "application/json")], "[]").into_response());
     }
-    let raws: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&answer)
-        .map_err(|e| garbage(format!("/status answer is not a list of PodStatus: {e}")))?;
-    st.cache.record(&raws).map_err(garbage)?;
+    st.cache.record_answer(&answer).map_err(garbage)?;
     st.metrics.set_cached_pods(st.cache.len());
     Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }

@@ -690,7 +690,7 @@ impl Inner {
         Ok(())
     }
 
-    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> {
         let recs: Vec<PodRecord> = {
             let known = lock(&self.pods);
             pods.iter()
@@ -1098,7 +1098,7 @@ impl Provider for DockerProvider {
         r
     }
 
-    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> {
         self.inner.status(pods).await
     }
 
@@ -1140,7 +1140,7 @@ impl Provider for DockerProvider {
 
     async fn stats(
         &self,
-        pods: Vec<PodRef>,
+        pods: &[PodRef],
     ) -> Result<Vec<interlink::extensions::PodStats>, PluginError> {
         let wanted: Vec<(String, Vec<(String, String)>)> = {
             let known = lock(&self.inner.pods);

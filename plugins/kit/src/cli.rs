@@ -12,7 +12,7 @@
 //! # impl Provider for Demo {
 //! #   async fn create(&self, _: RetrievedPodData) -> Result<CreateStruct, PluginError> { todo!() }
 //! #   async fn delete(&self, _: Pod) -> Result<(), PluginError> { todo!() }
-//! #   async fn status(&self, _: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> { todo!() }
+//! #   async fn status(&self, _: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> { todo!() }
 //! #   async fn logs(&self, _: LogStruct) -> Result<LogStream, PluginError> { todo!() }
 //! #   async fn ping(&self) -> Result<PingResponse, PluginError> { todo!() }
 //! # }

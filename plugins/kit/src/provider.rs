@@ -60,7 +60,7 @@ pub trait Provider: Send + Sync + 'static {
     /// (or left out), never an error.
     fn status(
         &self,
-        pods: Vec<PodRef>,
+        pods: &[PodRef],
     ) -> impl Future<Output = Result<Vec<PodStatus>, PluginError>> + Send;
 
     /// Logs of one container, bounded by the options, or following on `Follow`.
@@ -82,7 +82,7 @@ pub trait Provider: Send + Sync + 'static {
     /// left out. The default answers that the provider has no such extension.
     fn stats(
         &self,
-        pods: Vec<PodRef>,
+        pods: &[PodRef],
     ) -> impl Future<Output = Result<Vec<PodStats>, PluginError>> + Send {
         let _ = pods;
         async {

@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http_error::ApiError;
 use crate::metrics::Metrics;
+use crate::pod_list_memo::PodListMemo;
 use crate::{Provider, validate};
 
 /// Where a plugin listens: `http://host:port`, `host:port`, `:port`, or `unix:///path`.
@@ -321,6 +322,7 @@ struct Shared<P> {
     provider: Arc<P>,
     metrics: Metrics,
     cancel: CancellationToken,
+    pod_lists: PodListMemo,
 }
 
 type St<P> = State<Arc<Shared<P>>>;
@@ -337,6 +339,7 @@ pub fn router<P: Provider>(
         provider,
         metrics: metrics.clone(),
         cancel,
+        pod_lists: PodListMemo::default(),
     });
     Router::new()
         .route("/create", post(create::<P>))
@@ -467,18 +470,24 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 /// The body of `/status`, `/stats` and `/status/watch`: a JSON array of
 /// pods (an empty body: none), each naming a pod.
 /// Only what a provider answers from is decoded (see [`PodRef`]); `null`
-/// (Go's nil slice) is no pods.
-fn pod_list(body: Result<Bytes, BytesRejection>) -> Result<Vec<PodRef>, ApiError> {
+/// (Go's nil slice) is no pods. The same body as the last one is not decoded
+/// again (see [`PodListMemo`]).
+fn pod_list(
+    memo: &PodListMemo,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Arc<Vec<PodRef>>, ApiError> {
     let body = body_bytes(body)?;
-    let pods: Vec<PodRef> = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
-    } else {
-        parse_json::<Option<Vec<PodRef>>>(&body, "JSON array of v1.Pod")?.unwrap_or_default()
-    };
-    for (i, p) in pods.iter().enumerate() {
-        validate::named_pod(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
-    }
-    Ok(pods)
+    memo.pods(&body, |body| {
+        let pods: Vec<PodRef> = if body.iter().all(u8::is_ascii_whitespace) {
+            Vec::new()
+        } else {
+            parse_json::<Option<Vec<PodRef>>>(body, "JSON array of v1.Pod")?.unwrap_or_default()
+        };
+        for (i, p) in pods.iter().enumerate() {
+            validate::named_pod(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
+        }
+        Ok(pods)
+    })
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
@@ -540,8 +549,8 @@ async fn status<P: Provider>(
     State(s): St<P>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let pods = pod_list(body)?;
-    let answer = s.provider.status(pods).await?;
+    let pods = pod_list(&s.pod_lists, body)?;
+    let answer = s.provider.status(&pods).await?;
     Ok(axum::Json(answer).into_response())
 }
 
@@ -558,8 +567,8 @@ async fn stats<P: Provider>(
             crate::PluginError::NotFound("this plugin has no stats extension".into()).into(),
         );
     }
-    let pods = pod_list(body)?;
-    let answer = s.provider.stats(pods).await?;
+    let pods = pod_list(&s.pod_lists, body)?;
+    let answer = s.provider.stats(&pods).await?;
     Ok(axum::Json(answer).into_response())
 }
 
@@ -579,7 +588,7 @@ async fn status_watch<P: Provider>(
         )
         .into());
     }
-    let pods = pod_list(body)?;
+    let pods = pod_list(&s.pod_lists, body)?;
     let stream = crate::status_watch::open(s.provider.clone(), pods, s.cancel.clone()).await?;
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(

@@ -23,7 +23,7 @@ async fn current<P: Provider>(p: &P, pods: &[PodRef]) -> Result<Vec<PodStatus>, 
     if pods.is_empty() {
         p.status_all().await
     } else {
-        p.status(pods.to_vec()).await
+        p.status(pods).await
     }
 }
 
@@ -35,7 +35,7 @@ fn line(s: &PodStatus) -> std::io::Result<Bytes> {
 
 struct Watch<P> {
     provider: Arc<P>,
-    pods: Vec<PodRef>,
+    pods: Arc<Vec<PodRef>>,
     /// The UIDs watched; `None`: every pod.
     only: Option<HashSet<String>>,
     rx: broadcast::Receiver<PodStatus>,
@@ -48,7 +48,7 @@ struct Watch<P> {
 /// provider's (unsupported: 501).
 pub async fn open<P: Provider>(
     provider: Arc<P>,
-    pods: Vec<PodRef>,
+    pods: Arc<Vec<PodRef>>,
     cancel: CancellationToken,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, PluginError> {
     let Some(rx) = provider.status_changes() else {

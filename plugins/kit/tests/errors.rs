@@ -37,7 +37,7 @@ impl Provider for Failing {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Err(kind(interlink::pod_name(&p)))
     }
-    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match pods.first() {
             None => Ok(Vec::new()),

@@ -606,7 +606,7 @@ impl Provider for LocalProvider {
         Ok(())
     }
 
-    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> {
         self.ensure_started();
         let map = self.inner.pods();
         Ok(pods
@@ -669,7 +669,7 @@ impl Provider for LocalProvider {
 
     async fn stats(
         &self,
-        pods: Vec<PodRef>,
+        pods: &[PodRef],
     ) -> Result<Vec<interlink::extensions::PodStats>, PluginError> {
         self.ensure_started();
         // (pod uid, its running containers); whether each still runs is read
@@ -677,7 +677,7 @@ impl Provider for LocalProvider {
         let mut wanted: Vec<(String, Vec<Leader>)> = Vec::new();
         {
             let map = self.inner.pods();
-            for p in &pods {
+            for p in pods {
                 let Some(e) = map.get(&p.uid) else {
                     continue;
                 };

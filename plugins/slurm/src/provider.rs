@@ -416,7 +416,7 @@ impl SlurmProvider {
         }
     }
 
-    async fn do_status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn do_status(&self, pods: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> {
         let records: Vec<PodRecord> = {
             let map = self.pods();
             pods.iter()
@@ -928,7 +928,7 @@ impl Provider for SlurmProvider {
         self.do_delete(pod).await
     }
 
-    async fn status(&self, pods: Vec<PodRef>) -> Result<Vec<PodStatus>, PluginError> {
+    async fn status(&self, pods: &[PodRef]) -> Result<Vec<PodStatus>, PluginError> {
         self.do_status(pods).await
     }
 
