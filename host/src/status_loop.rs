@@ -18,7 +18,7 @@
 //! answer, every round.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -241,12 +241,17 @@ struct PodRound {
     seen: Vec<Seen>,
 }
 
-/// What the last polling round found nothing to do about: the hash of a
-/// status' JSON → its pod's UID and [`pod_key`] then. The same bytes for a
-/// pod with the same key would be decided the same way (nothing to do), so
-/// they are not decoded again. Only the last round's are kept.
+/// What the last polling round found nothing to do about: each such status'
+/// JSON (in the last answer, found by its hash), its pod's UID and the pod's
+/// [`pod_key`] then. The same bytes for a pod with the same key would be
+/// decided the same way (nothing to do), so they are not decoded again.
+/// Bytes are compared, not only hashed. Only the last round's are kept.
 #[derive(Default)]
-pub struct Settled(HashMap<u64, (String, u64)>);
+pub struct Settled {
+    last: StatusAnswer,
+    /// hash of the JSON → (its index in `last`, UID, pod key)
+    entries: HashMap<u64, (usize, String, u64)>,
+}
 
 /// What applying a polled answer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,23 +265,25 @@ pub struct Applied {
 /// Apply one polled `/status` answer, decoding only statuses that are not
 /// [`Settled`].
 pub fn apply_answer(rt: &Arc<Runtime>, answer: &StatusAnswer, settled: &mut Settled) -> Applied {
-    let mut last = std::mem::take(&mut settled.0);
-    // the statuses to decide on, and the hash of each one's JSON
-    let (mut list, mut hashes): (Vec<PodStatus>, Vec<u64>) = (Vec::new(), Vec::new());
+    let last = std::mem::replace(&mut settled.last, answer.clone());
+    let mut last_entries = std::mem::take(&mut settled.entries);
+    // the statuses to decide on, with each one's index and JSON hash
+    let (mut list, mut places): (Vec<PodStatus>, Vec<(usize, u64)>) = (Vec::new(), Vec::new());
     {
         let st = rt.store.read();
-        for raw in answer.raw() {
-            let h = json_hash(raw);
-            if let Some((uid, key)) = last.remove(&h)
+        for (i, raw) in answer.raw().enumerate() {
+            let h = HASH.hash_one(raw);
+            if let Some((j, uid, key)) = last_entries.remove(&h)
+                && last.raw_at(j) == Some(raw)
                 && pod_key(&st, &uid) == Some(key)
             {
-                settled.0.insert(h, (uid, key));
+                settled.entries.insert(h, (i, uid, key));
                 continue;
             }
             match StatusAnswer::decode(raw) {
                 Ok(s) => {
                     list.push(s);
-                    hashes.push(h);
+                    places.push((i, h));
                 }
                 Err(e) => tracing::warn!(error = %e, "a /status element is not a PodStatus"),
             }
@@ -284,9 +291,9 @@ pub fn apply_answer(rt: &Arc<Runtime>, answer: &StatusAnswer, settled: &mut Sett
     }
     let (rounds, quiet) = snapshot(rt, &list);
     let quiet: HashMap<&str, u64> = quiet.iter().map(|(u, k)| (u.as_str(), *k)).collect();
-    for (h, s) in hashes.iter().zip(&list) {
+    for ((i, h), s) in places.iter().zip(&list) {
         if let Some(k) = quiet.get(s.pod_uid.as_str()) {
-            settled.0.insert(*h, (s.pod_uid.clone(), *k));
+            settled.entries.insert(*h, (*i, s.pod_uid.clone(), *k));
         }
     }
     Applied {
@@ -414,7 +421,7 @@ fn pod_key(st: &Inner, uid: &str) -> Option<u64> {
     if r.phase != Phase::Created || r.finished {
         return None;
     }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = HASH.build_hasher();
     r.job_id.hash(&mut h);
     for id in &r.containers {
         id.hash(&mut h);
@@ -426,11 +433,11 @@ fn pod_key(st: &Inner, uid: &str) -> Option<u64> {
     Some(h.finish())
 }
 
-fn json_hash(raw: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    raw.hash(&mut h);
-    h.finish()
-}
+/// Hashes for [`Settled`] and [`pod_key`]. A JSON hash only finds the
+/// candidate (bytes are then compared); a pod key is a 64-bit digest of the
+/// pod's state here, whose collision (a chance of 2^-64 per pod and round)
+/// is the only way to a wrong skip.
+const HASH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x1c4e_5a7b);
 
 fn fingerprint(v: &state_map::RemoteView, job_id: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();

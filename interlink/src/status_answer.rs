@@ -58,6 +58,11 @@ impl StatusAnswer {
         self.items.iter().map(|r| &self.body[r.clone()])
     }
 
+    /// The JSON text of status `i`.
+    pub fn raw_at(&self, i: usize) -> Option<&[u8]> {
+        self.items.get(i).map(|r| &self.body[r.clone()])
+    }
+
     /// Decode one status (one of [`StatusAnswer::raw`]).
     pub fn decode(raw: &[u8]) -> Result<PodStatus, serde_json::Error> {
         serde_json::from_slice(raw)
@@ -93,6 +98,8 @@ mod tests {
             assert!(raw.starts_with(b"{") && raw.ends_with(b"}"));
         }
         assert_eq!(a.decode_all().unwrap(), sent);
+        assert_eq!(a.raw_at(1), a.raw().nth(1));
+        assert_eq!(a.raw_at(2), None);
         assert_eq!(
             StatusAnswer::from_statuses(&sent).decode_all().unwrap(),
             sent
