@@ -88,6 +88,8 @@ async fn round(rt: &Arc<Runtime>, settled: &mut Settled) -> Result<usize, ()> {
     let pods = rt.polled.get(&rt.store);
     rt.metrics.status_loop_pods.set(pods.len() as i64);
     if pods.is_empty() {
+        // nothing to poll: what the last answer held goes back
+        *settled = Settled::default();
         return Ok(0);
     }
     let t0 = Instant::now();

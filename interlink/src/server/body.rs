@@ -50,25 +50,14 @@ pub async fn json<T: DeserializeOwned>(
     parse(&bytes, what)
 }
 
-/// The last body [`pod_list`] accepted: a client that polls sends the same
-/// pods round after round (`/status`, `/stats`, `/status/watch` alike), and
-/// the same bytes are not checked again.
-#[derive(Default)]
-pub struct PodListMemo(std::sync::Mutex<Option<(bytes::Bytes, usize)>>);
-
-impl PodListMemo {
-    /// [`pod_list`], or the count of the last accepted body when `bytes` is it.
-    pub fn pod_list(&self, bytes: &bytes::Bytes) -> Result<usize, ApiError> {
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((b, n)) = last.as_ref()
-            && b == bytes
-        {
-            return Ok(*n);
-        }
-        let n = pod_list(bytes)?;
-        *last = Some((bytes.clone(), n));
-        Ok(n)
-    }
+/// [`pod_list`], or the count of the last accepted body when `bytes` is it:
+/// a client that polls sends the same pods round after round (`/status`,
+/// `/stats`, `/status/watch` alike), and the same bytes are not checked again.
+pub fn pod_list_kept(
+    last: &crate::last_body::LastBody<usize>,
+    bytes: &bytes::Bytes,
+) -> Result<usize, ApiError> {
+    last.get_or_make(bytes, pod_list)
 }
 
 /// A JSON array of pods (`/status`, `/stats`): each pod's UID, name and

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::last_body::LastBody;
 use crate::types::{PodStatus, pod_name, pod_namespace, pod_uid};
 
 /// One pod as the server knows it.
@@ -65,13 +66,22 @@ struct NameRef<'a> {
     name: Cow<'a, str>,
 }
 
-#[derive(Default)]
 pub struct StatusCache {
     pods: RwLock<HashMap<String, CachedPod>>,
     /// Bumped by every change of `pods` (under its write lock).
     changes: AtomicU64,
     /// The last `/status` answer recorded, and `changes` right after.
-    last_answer: Mutex<Option<(Bytes, u64)>>,
+    last_answer: Arc<LastBody<u64>>,
+}
+
+impl Default for StatusCache {
+    fn default() -> Self {
+        StatusCache {
+            pods: RwLock::default(),
+            changes: AtomicU64::new(0),
+            last_answer: LastBody::new(),
+        }
+    }
 }
 
 fn container_names(pod: &Pod) -> Vec<String> {
@@ -109,21 +119,13 @@ impl StatusCache {
     /// recording them would change nothing. Answers how many statuses were
     /// recorded (`None`: the answer was the last one).
     pub fn record_answer(&self, answer: &Bytes) -> Result<Option<usize>, String> {
-        if let Some((last, changes)) = self
-            .last_answer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            && last == answer
-            && *changes == self.changes.load(Ordering::Relaxed)
-        {
+        if self.last_answer.get(answer) == Some(self.changes.load(Ordering::Relaxed)) {
             return Ok(None);
         }
         let raws: Vec<&RawValue> = serde_json::from_slice(answer)
             .map_err(|e| format!("/status answer is not a list of PodStatus: {e}"))?;
         let (n, changes) = self.record_counted(&raws)?;
-        *self.last_answer.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((answer.clone(), changes));
+        self.last_answer.put(answer.clone(), changes);
         Ok(Some(n))
     }
 

@@ -138,7 +138,7 @@ impl Server {
         let state = state::AppState {
             plugin,
             cache: Arc::new(cache::StatusCache::default()),
-            pod_lists: Arc::default(),
+            pod_lists: crate::last_body::LastBody::new(),
             metrics,
             max_body: cfg.max_body_bytes,
             job_config,

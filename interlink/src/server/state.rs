@@ -10,8 +10,8 @@ use super::plugin_client::PluginClient;
 pub struct AppState {
     pub plugin: PluginClient,
     pub cache: Arc<StatusCache>,
-    /// The last pod list accepted (see [`super::body::PodListMemo`]).
-    pub pod_lists: Arc<super::body::PodListMemo>,
+    /// The last pod list accepted (see [`super::body::pod_list_kept`]).
+    pub pod_lists: Arc<crate::last_body::LastBody<usize>>,
     pub metrics: Metrics,
     pub max_body: usize,
     pub job_config: Option<serde_json::Value>,

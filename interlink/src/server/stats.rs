@@ -15,7 +15,7 @@ use crate::extensions::{PodStats, STATS};
 
 pub async fn stats(State(st): State<AppState>, req: Body) -> Result<Response, ApiError> {
     let bytes = body::read(req, st.max_body).await?;
-    let pods = st.pod_lists.pod_list(&bytes)?;
+    let pods = body::pod_list_kept(&st.pod_lists, &bytes)?;
     if !st.plugin_extensions.get(&st).await.has(STATS) {
         return Err(ApiError::not_found(
             "the plugin has no stats extension (GET /extensions)",

@@ -18,7 +18,7 @@ use super::state::AppState;
 
 pub async fn status(State(st): State<AppState>, req: Body) -> Result<Response, ApiError> {
     let bytes = body::read(req, st.max_body).await?;
-    let pods = st.pod_lists.pod_list(&bytes)?;
+    let pods = body::pod_list_kept(&st.pod_lists, &bytes)?;
     if pods == 0 {
         let all = st.cache.statuses();
         let body = serde_json::to_vec(&all).map_err(|e| {

@@ -22,7 +22,7 @@ const MAX_LINE: usize = 16 << 20;
 
 pub async fn status_watch(State(st): State<AppState>, req: Body) -> Result<Response, ApiError> {
     let bytes = body::read(req, st.max_body).await?;
-    st.pod_lists.pod_list(&bytes)?;
+    body::pod_list_kept(&st.pod_lists, &bytes)?;
     if !st.plugin_extensions.get(&st).await.has(STATUS_WATCH) {
         return Err(ApiError::not_found(
             "the plugin has no statusWatch extension (GET /extensions)",

