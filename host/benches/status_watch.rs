@@ -344,6 +344,33 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Anonymous and file-backed resident memory and thread count of this
+/// process, from `/proc/self/status`, and what the allocator holds free.
+fn breakdown() -> String {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |k: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| {
+                v.trim()
+                    .trim_end_matches(" kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    // SAFETY: mallinfo2 only reads the allocator's counters
+    let m = unsafe { libc::mallinfo2() };
+    format!(
+        "anon {:.1} MiB, file {:.1} MiB, {} threads, allocator free {:.1} MiB",
+        field("RssAnon:") as f64 / 1024.0,
+        field("RssFile:") as f64 / 1024.0,
+        field("Threads:"),
+        m.fordblks as f64 / 1048576.0
+    )
+}
+
 /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`):
 /// what the process holds, apart from what the allocator keeps free.
 fn heap_in_use() -> u64 {
@@ -366,6 +393,7 @@ async fn cycles(pods: usize, cycles: usize) {
         base as f64 / 1048576.0,
         heap_in_use() as f64 / 1048576.0
     );
+    println!("memory: baseline: {}", breakdown());
     let mut after = Vec::new();
     for round in 1..=cycles {
         let before = rss_bytes();
@@ -379,7 +407,6 @@ async fn cycles(pods: usize, cycles: usize) {
         tokio::time::sleep(Duration::from_secs(22)).await;
         let gone = rss_bytes();
         let heap_gone = heap_in_use();
-        after.push(gone);
         println!(
             "memory: cycle {round}: {pods} pods running (started in {started:.1?}): RSS {:.1} MiB, {:.1} KiB per running pod over the RSS before the cycle; after removing them: {:.1} MiB (heap in use {:.1} MiB running, {:.1} MiB after)",
             running as f64 / 1048576.0,
@@ -388,10 +415,21 @@ async fn cycles(pods: usize, cycles: usize) {
             heap_running as f64 / 1048576.0,
             heap_gone as f64 / 1048576.0,
         );
+        println!("memory: cycle {round}: after removing: {}", breakdown());
+        // and once more after the request caches let go of the last bodies
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        let settled = rss_bytes();
+        after.push(settled);
+        println!(
+            "memory: cycle {round}: {:.1} MiB once the request caches let go (heap in use {:.1} MiB): {}",
+            settled as f64 / 1048576.0,
+            heap_in_use() as f64 / 1048576.0,
+            breakdown()
+        );
     }
     if let (Some(first), Some(last)) = (after.first(), after.last()) {
         println!(
-            "memory: RSS after the last cycle is {:+.1}% of the RSS after the first ({:.1} -> {:.1} MiB)",
+            "memory: settled RSS after the last cycle is {:+.1}% of that after the first ({:.1} -> {:.1} MiB)",
             (*last as f64 / *first as f64 - 1.0) * 100.0,
             *first as f64 / 1048576.0,
             *last as f64 / 1048576.0,

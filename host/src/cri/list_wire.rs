@@ -43,10 +43,11 @@ struct Entry {
     wire: Bytes,
 }
 
-/// Encoded list entries by container ID.
+/// Encoded list entries by container ID (a fast hash: every entry is looked
+/// up on each full list; the IDs are this runtime's own).
 #[derive(Default)]
 pub struct WireCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, Entry, foldhash::fast::RandomState>>,
 }
 
 /// An encoded `ListContainersResponse`, as its entries.

@@ -135,10 +135,6 @@ impl LocalProvider {
             std::fs::set_permissions(&pods_dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(io)?;
         }
-        tracing::warn!(
-            "local plugin: containers run as plain processes of this host, as this plugin's user, \
-             with no image or filesystem isolation: for development and single-tenant use only"
-        );
         let supervisor = opts.supervisor();
         let path_var = opts.path.clone().unwrap_or_else(|| {
             std::env::var("PATH").unwrap_or_else(|_| {
@@ -155,8 +151,9 @@ impl LocalProvider {
             ),
         }
         tracing::warn!(
-            "local plugin: there is NO image isolation: containers run as plain processes on this host, as this user; \
-             images are recorded, never pulled"
+            "local plugin: containers run as plain processes of this host, as this plugin's user, \
+             with no image or filesystem isolation (images are recorded, never pulled): \
+             for development and single-tenant use only"
         );
         let inner = Arc::new(Inner {
             pods_dir: pods_dir.clone(),
