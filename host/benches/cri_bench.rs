@@ -26,7 +26,10 @@ use interlink_cri::remote::{PodList, Remote, RemoteResult};
 use interlink_cri::runtime::Runtime;
 use interlink_cri::store::{Container, Kind, Phase, RemotePod, Sandbox, Store};
 use k8s_openapi::api::core::v1 as k8s;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
+
+mod common;
+use common::{connect, cpu_time, pct, rss_bytes};
 
 /// A remote whose `/status` costs what the client's would: JSON out, JSON in.
 struct JsonRemote {
@@ -219,28 +222,6 @@ fn populate(store: &Store, n: usize) -> Vec<String> {
     ids
 }
 
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    s.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
-}
-
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage fills the struct it is given
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
 /// A client codec that keeps a `ListContainers` answer as its bytes.
 struct RawCodec;
 
@@ -269,27 +250,6 @@ impl tonic::codec::Codec for RawCodec {
     fn decoder(&mut self) -> RawDecoder {
         RawDecoder
     }
-}
-
-/// A client connection as kubelet's makes one: grpc-go, which kubelet's CRI
-/// client leaves at its defaults, sizes its HTTP/2 receive windows from the
-/// bandwidth-delay product it measures (up to 16 MiB); hyper's adaptive window
-/// is the same estimator.
-async fn connect(path: &std::path::Path) -> Channel {
-    let path = path.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .http2_adaptive_window(true)
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(p).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
 }
 
 fn bench_runtime(dir: &std::path::Path, remote: Arc<dyn Remote>) -> Arc<Runtime> {

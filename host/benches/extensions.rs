@@ -20,6 +20,9 @@ use interlink_cri::hooks::{
 };
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
+mod common;
+use common::rss_bytes;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -362,16 +365,6 @@ fn reload_latency() {
     {
         println!("  {line}");
     }
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn memory_per_module() {

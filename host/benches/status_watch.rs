@@ -33,7 +33,10 @@ use interlink_cri::remote::{InterlinkRemote, PodList, Remote, RemoteResult};
 use interlink_cri::runtime::Runtime;
 use interlink_cri::store::Store;
 use k8s_openapi::api::core::v1 as k8s;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
+
+mod common;
+use common::{connect, cpu_time, heap_in_use, memory_breakdown, pct, rss_bytes};
 
 /// The interLink remote with the status watch hidden: the host polls, as it
 /// does with an upstream API server.
@@ -64,22 +67,6 @@ impl Remote for PollOnly {
     fn update_cache(&self, p: k8s::Pod) -> BoxFuture<'_, RemoteResult<()>> {
         self.0.update_cache(p)
     }
-}
-
-async fn connect(path: &Path) -> Channel {
-    let path = path.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(p).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
 }
 
 type Rt = RuntimeServiceClient<Channel>;
@@ -200,11 +187,6 @@ async fn remove(c: &mut Rt, sb: String) {
         .unwrap();
 }
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
 const EXITED: i32 = cri::ContainerState::ContainerExited as i32;
 const RUNNING: i32 = cri::ContainerState::ContainerRunning as i32;
 
@@ -236,17 +218,13 @@ async fn exit_latency(batch_window: Option<Duration>, poll: bool) {
         } else {
             "status watch"
         },
-        batch_window.map_or("default (300ms)".to_string(), |w| format!("{w:?}")),
+        batch_window.map_or_else(
+            || format!("default ({:?})", Config::default().batch_window),
+            |w| format!("{w:?}")
+        ),
         pct(&mut took, 0.5),
         pct(&mut took, 0.9),
     );
-}
-
-fn cpu_time() -> Duration {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let f: Vec<&str> = s[s.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
 }
 
 /// Starts `pods` `sleep` pods a few at a time, as kubelet's workers do, and
@@ -337,48 +315,6 @@ async fn idle(pods: usize, poll: bool) {
     remove_all(&c, all).await;
 }
 
-/// Resident set size of this process, in bytes.
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = s.split(' ').nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
-/// Anonymous and file-backed resident memory and thread count of this
-/// process, from `/proc/self/status`, and what the allocator holds free.
-fn breakdown() -> String {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |k: &str| {
-        s.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| {
-                v.trim()
-                    .trim_end_matches(" kB")
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
-    };
-    // SAFETY: mallinfo2 only reads the allocator's counters
-    let m = unsafe { libc::mallinfo2() };
-    format!(
-        "anon {:.1} MiB, file {:.1} MiB, {} threads, allocator free {:.1} MiB",
-        field("RssAnon:") as f64 / 1024.0,
-        field("RssFile:") as f64 / 1024.0,
-        field("Threads:"),
-        m.fordblks as f64 / 1048576.0
-    )
-}
-
-/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`):
-/// what the process holds, apart from what the allocator keeps free.
-fn heap_in_use() -> u64 {
-    // SAFETY: mallinfo2 only reads the allocator's counters
-    let m = unsafe { libc::mallinfo2() };
-    (m.uordblks + m.hblkhd) as u64
-}
-
 /// RSS per running pod and RSS after each of `cycles` rounds of starting and
 /// removing `pods` pods (host + API server + plugin, this process).
 async fn cycles(pods: usize, cycles: usize) {
@@ -393,7 +329,7 @@ async fn cycles(pods: usize, cycles: usize) {
         base as f64 / 1048576.0,
         heap_in_use() as f64 / 1048576.0
     );
-    println!("memory: baseline: {}", breakdown());
+    println!("memory: baseline: {}", memory_breakdown());
     let mut after = Vec::new();
     for round in 1..=cycles {
         let before = rss_bytes();
@@ -415,7 +351,10 @@ async fn cycles(pods: usize, cycles: usize) {
             heap_running as f64 / 1048576.0,
             heap_gone as f64 / 1048576.0,
         );
-        println!("memory: cycle {round}: after removing: {}", breakdown());
+        println!(
+            "memory: cycle {round}: after removing: {}",
+            memory_breakdown()
+        );
         // and once more after the request caches let go of the last bodies
         tokio::time::sleep(Duration::from_secs(50)).await;
         let settled = rss_bytes();
@@ -424,7 +363,7 @@ async fn cycles(pods: usize, cycles: usize) {
             "memory: cycle {round}: {:.1} MiB once the request caches let go (heap in use {:.1} MiB): {}",
             settled as f64 / 1048576.0,
             heap_in_use() as f64 / 1048576.0,
-            breakdown()
+            memory_breakdown()
         );
     }
     if let (Some(first), Some(last)) = (after.first(), after.last()) {
